@@ -1,0 +1,144 @@
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { PmsError } from '../errors/catalogue.js';
+import type { Env } from './env-source.js';
+import { type PostgresConfig, parsePostgres } from './postgres-config.js';
+import { Problems, boolSchema, deepFreeze, throwIfProblems } from './problems.js';
+import type { Secret } from './secret.js';
+
+export type { PostgresConfig } from './postgres-config.js';
+
+export interface S3Settings {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly region: string;
+  readonly endpoint: string | undefined;
+  readonly forcePathStyle: boolean;
+  readonly accessKeyId: Secret | undefined;
+  readonly secretAccessKey: Secret | undefined;
+}
+
+export type RepositoryConfig =
+  | { readonly kind: 'file'; readonly url: string; readonly root: string }
+  | { readonly kind: 's3'; readonly url: string; readonly s3: S3Settings };
+
+export interface KeyConfig {
+  /** Armored public key(s) every backup is encrypted to. */
+  readonly publicKeyFile: string | undefined;
+  /** The key that must be among the public keys (guards against a wrong key being mounted). */
+  readonly keyId: string | undefined;
+  readonly privateKeyFile: string | undefined;
+  readonly passphraseFile: string | undefined;
+}
+
+export interface BackupConfig {
+  readonly postgres: PostgresConfig;
+  readonly repository: RepositoryConfig | undefined;
+  readonly keys: KeyConfig;
+  readonly retentionDays: number;
+}
+
+/** What a command needs; only these are required to be present. */
+export interface ConfigNeeds {
+  readonly repository?: boolean;
+  readonly encryption?: boolean;
+  readonly decryption?: boolean;
+}
+
+const daysSchema = z.coerce.number().int().min(0).max(36500);
+
+function parseRepository(env: Env, p: Problems, required: boolean): RepositoryConfig | undefined {
+  const bucketEnv = env['S3_BUCKET'] || undefined;
+  const url = env['BACKUP_REPOSITORY'] || (bucketEnv ? `s3://${bucketEnv}` : undefined);
+  const accessKeyId = p.secret(env, 'AWS_ACCESS_KEY_ID');
+  const secretAccessKey = p.secret(env, 'AWS_SECRET_ACCESS_KEY');
+  const forcePathStyle = p.parse(env, 'S3_FORCE_PATH_STYLE', boolSchema, false, 'use true or false');
+  const endpoint = env['S3_ENDPOINT'] || undefined;
+  if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) {
+    p.add(`S3_ENDPOINT=${JSON.stringify(endpoint)} is invalid: use a URL such as https://minio.example:9000`);
+  }
+  if (url === undefined) {
+    if (required) p.add('BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
+    return undefined;
+  }
+  if (url.startsWith('file://')) {
+    let root: string;
+    try {
+      root = decodeURIComponent(new URL(url).pathname);
+    } catch {
+      root = '';
+    }
+    if (!url.startsWith('file:///') || !isAbsolute(root) || root === '/') {
+      p.add(`BACKUP_REPOSITORY=${JSON.stringify(url)} is invalid: a file repository needs an absolute path, e.g. file:///var/backups/pms`);
+    }
+    return { kind: 'file', url, root: root.replace(/\/+$/, '') };
+  }
+  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (!match) {
+    p.add(`BACKUP_REPOSITORY=${JSON.stringify(url)} is invalid: use s3://bucket/optional/prefix or file:///absolute/path`);
+    return undefined;
+  }
+  const region = env['AWS_REGION'] || env['AWS_DEFAULT_REGION'] || undefined;
+  if (region === undefined && endpoint === undefined) {
+    p.add('AWS_REGION is not set: it is required for an s3:// repository (e.g. eu-west-2)');
+  }
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    p.add('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together (or neither, to use the default credential chain)');
+  }
+  return {
+    kind: 's3',
+    url,
+    s3: {
+      bucket: match[1] ?? '',
+      prefix: (match[2] ?? '').replace(/^\/+|\/+$/g, ''),
+      region: region ?? 'us-east-1',
+      endpoint,
+      forcePathStyle,
+      accessKeyId,
+      secretAccessKey,
+    },
+  };
+}
+
+function parseKeys(env: Env, p: Problems, needs: ConfigNeeds): KeyConfig {
+  const keys: KeyConfig = {
+    publicKeyFile: env['BACKUP_GPG_PUBLIC_KEY_FILE'] || undefined,
+    keyId: p.plain(env, 'BACKUP_GPG_KEY_ID'),
+    privateKeyFile: env['BACKUP_GPG_PRIVATE_KEY_FILE'] || undefined,
+    passphraseFile: env['BACKUP_GPG_PASSPHRASE_FILE'] || undefined,
+  };
+  if (keys.keyId !== undefined && !/^(0x)?[0-9A-Fa-f]{8,40}$/.test(keys.keyId.replace(/\s+/g, ''))) {
+    p.add('BACKUP_GPG_KEY_ID is invalid: use a hex key ID or fingerprint (16 or 40 hex digits)');
+  }
+  if (needs.encryption) {
+    if (keys.publicKeyFile === undefined) p.add('BACKUP_GPG_PUBLIC_KEY_FILE is not set: point it at the armored public key(s) to encrypt to');
+    if (keys.keyId === undefined) p.add('BACKUP_GPG_KEY_ID is not set: name the key backups must be encrypted to');
+  }
+  if (needs.decryption && keys.privateKeyFile === undefined) {
+    p.add('BACKUP_GPG_PRIVATE_KEY_FILE is not set: restore needs the armored private key(s)');
+  }
+  return keys;
+}
+
+/**
+ * Parses and validates the environment once, at the edge. Every problem is reported in one
+ * error (PMS_ERR_CONFIG, exit 2); secret values never appear in it. The result is frozen.
+ */
+export function loadBackupConfig(env: Env, needs: ConfigNeeds = {}): BackupConfig {
+  const problems = new Problems();
+  const config: BackupConfig = {
+    postgres: parsePostgres(env, problems),
+    repository: parseRepository(env, problems, needs.repository ?? false),
+    keys: parseKeys(env, problems, needs),
+    retentionDays: problems.parse(env, 'BACKUP_RETENTION_DAYS', daysSchema, 30, 'use a whole number of days (0-36500)'),
+  };
+  throwIfProblems(problems);
+  return deepFreeze(config);
+}
+
+export function requireRepository(config: BackupConfig): RepositoryConfig {
+  if (config.repository === undefined) {
+    throw new PmsError('PMS_ERR_CONFIG', 'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
+  }
+  return config.repository;
+}

@@ -1,0 +1,51 @@
+import type { Readable } from 'node:stream';
+
+export interface ObjectInfo {
+  /** Path relative to the repository root, '/'-separated (e.g. backups/<id>/manifest.json). */
+  readonly key: string;
+  readonly bytes: number;
+  readonly modifiedAt: Date;
+  /** User metadata stored with the object (lower-case keys); empty when a listing does not carry it. */
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface PutOptions {
+  /** Small string metadata kept with the object (S3 user metadata / a sidecar file). */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Fail with PMS_ERR_CONFLICT-style error if the key already exists (locks, write-once files). */
+  readonly ifAbsent?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface PutResult {
+  readonly key: string;
+  readonly bytes: number;
+}
+
+/**
+ * One interface for every backend (pgBackRest's storage drivers). Nothing outside `storage/`
+ * knows which backend is in use. Every write is atomic: an object is either absent or complete,
+ * never partially visible, and a failed or aborted put leaves nothing under the key.
+ * Errors are PmsError: PMS_ERR_NOT_FOUND, PMS_ERR_REPO_UNAVAILABLE, PMS_ERR_REPO_ACCESS,
+ * PMS_ERR_TARGET_EXISTS (ifAbsent).
+ */
+export interface Storage {
+  /** The repository URL without credentials, for messages and manifests. */
+  readonly location: string;
+  /** Streams `body` into `key` with backpressure; resolves once the object is durably stored. */
+  put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
+  putBytes(key: string, body: Uint8Array | string, options?: PutOptions): Promise<PutResult>;
+  /** A stream of the object's bytes; rejects with PMS_ERR_NOT_FOUND when absent. */
+  get(key: string, options?: { signal?: AbortSignal }): Promise<Readable>;
+  getBytes(key: string): Promise<Buffer>;
+  /** Object info, or undefined when absent. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Every object whose key starts with `prefix`, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Deletes the object; deleting an absent key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Checks the repository answers and accepts writes (doctor, monitor). */
+  probe(): Promise<void>;
+  /** Releases connections/sockets. */
+  close(): Promise<void>;
+}

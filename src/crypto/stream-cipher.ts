@@ -1,0 +1,77 @@
+import type { Readable } from 'node:stream';
+import * as openpgp from 'openpgp';
+import { PmsError } from '../errors/catalogue.js';
+import type { DecryptionKeys, RecipientSet } from './keys.js';
+import { nodeToWeb, webToNode } from './web-stream-bridge.js';
+
+/**
+ * Security-relevant defaults, beside their values (openpgp.js habit):
+ * - aeadProtect false: SEIPDv1 with MDC, because GnuPG 2.2 (Debian 12) cannot read SEIPDv2 and
+ *   the break-glass path is plain `gpg --decrypt`.
+ * - no OpenPGP compression: the payload is already zstd-compressed.
+ */
+const ENCRYPT_CONFIG: openpgp.PartialConfig = {
+  aeadProtect: false,
+  preferredCompressionAlgorithm: openpgp.enums.compression.uncompressed,
+  preferredSymmetricAlgorithm: openpgp.enums.symmetric.aes256,
+};
+
+/**
+ * allowUnauthenticatedStream: decrypted bytes are released before the MDC at the end is
+ * checked, which keeps memory flat for backups of any size. This is safe here only because
+ * every consumer treats the output as provisional until the stream ends without error (restore
+ * writes to a staging database that is dropped on any failure; the manifest's sha256 of the
+ * stored object is checked too).
+ */
+const DECRYPT_CONFIG: openpgp.PartialConfig = { allowUnauthenticatedStream: true };
+
+/** Encrypts a byte stream to every recipient, as binary OpenPGP (gpg-compatible). */
+export async function encryptStream(plain: Readable, recipients: RecipientSet): Promise<Readable> {
+  const message = await openpgp.createMessage({ binary: nodeToWeb(plain), format: 'binary' });
+  const encrypted = await openpgp.encrypt({
+    message,
+    encryptionKeys: [...recipients.keys],
+    format: 'binary',
+    config: ENCRYPT_CONFIG,
+  });
+  return webToNode(encrypted as unknown as ReadableStream<Uint8Array>);
+}
+
+/**
+ * Decrypts a binary OpenPGP stream. Errors name the key problem: which key IDs the backup was
+ * encrypted to and which private keys were given. Integrity failures (MDC, tampering) surface
+ * as PMS_ERR_INTEGRITY when the stream ends.
+ */
+export async function decryptStream(encrypted: Readable, keys: DecryptionKeys): Promise<Readable> {
+  let message: openpgp.Message<ReadableStream<Uint8Array>>;
+  try {
+    message = await openpgp.readMessage({ binaryMessage: nodeToWeb(encrypted) });
+  } catch (error) {
+    throw new PmsError('PMS_ERR_INTEGRITY', `the backup object is not a readable OpenPGP message (${(error as Error).message})`, { cause: error });
+  }
+  const wanted = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase());
+  const available = keys.descriptions.flatMap((d) => d.keyIds);
+  if (!wanted.some((id) => available.includes(id))) {
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `no private key for this backup: it was encrypted to key ID(s) ${wanted.join(', ') || '(none)'}, but BACKUP_GPG_PRIVATE_KEY_FILE holds ${keys.descriptions.map((d) => `${d.fingerprint} (subkeys ${d.keyIds.join(', ')})`).join('; ') || 'no keys'}`,
+      { details: { encryptedTo: wanted, given: keys.descriptions.map((d) => d.fingerprint) } },
+    );
+  }
+  try {
+    const result = await openpgp.decrypt({ message, decryptionKeys: [...keys.keys], format: 'binary', config: DECRYPT_CONFIG });
+    const output = webToNode(result.data as unknown as ReadableStream<Uint8Array>);
+    return output;
+  } catch (error) {
+    throw new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Maps an openpgp failure surfacing mid-stream to a typed error. */
+export function classifyCipherError(error: unknown): PmsError | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (/Modification detected|MDC|Error during parsing|Unexpected end of packet|integrity|Ciphertext/i.test(error.message)) {
+    return new PmsError('PMS_ERR_INTEGRITY', `the backup failed its OpenPGP integrity check (${error.message}): it was modified or truncated`, { cause: error });
+  }
+  return undefined;
+}

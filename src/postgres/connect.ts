@@ -1,0 +1,57 @@
+import pg from 'pg';
+import type { PostgresConfig } from '../config/postgres-config.js';
+import { PmsError } from '../errors/catalogue.js';
+import { allowsPlainFallback, pgClientConfig } from './connection-options.js';
+
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', '57P03', '53300']);
+
+/** Maps a connection failure to PMS_ERR_DB_UNAVAILABLE naming the server (never the password). */
+export function connectionError(config: PostgresConfig, error: unknown, database = config.database): PmsError {
+  const code = (error as { code?: string }).code;
+  const message = (error as Error).message ?? String(error);
+  if (code === '28P01' || code === '28000') {
+    return new PmsError('PMS_ERR_DB_UNAVAILABLE', `PostgreSQL at ${config.host}:${config.port} rejected user ${config.user ?? '(default)'}: check POSTGRES_USER/POSTGRES_PASSWORD and pg_hba.conf (${code})`, { cause: error });
+  }
+  if (code === '3D000') {
+    return new PmsError('PMS_ERR_DB_UNAVAILABLE', `database ${database} does not exist on ${config.host}:${config.port}: check POSTGRES_DB`, { cause: error });
+  }
+  const hint = code && UNAVAILABLE_CODES.has(code) ? 'is the server running and reachable? check POSTGRES_HOST/POSTGRES_PORT' : 'check the POSTGRES_* settings';
+  return new PmsError('PMS_ERR_DB_UNAVAILABLE', `cannot connect to PostgreSQL at ${config.host}:${config.port} (${code ?? message}): ${hint}`, { cause: error, details: { sqlstate: code } });
+}
+
+/** Opens a client, honouring sslmode prefer/allow's fallback to plain connections. */
+export async function connect(config: PostgresConfig, options: { database?: string; applicationName?: string } = {}): Promise<pg.Client> {
+  const attempt = async (clientConfig: pg.ClientConfig): Promise<pg.Client> => {
+    const client = new pg.Client(clientConfig);
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  };
+  const clientConfig = pgClientConfig(config, options);
+  try {
+    return await attempt(clientConfig);
+  } catch (error) {
+    if (clientConfig.ssl && allowsPlainFallback(config) && /does not support SSL/i.test((error as Error).message)) {
+      try {
+        return await attempt({ ...clientConfig, ssl: false });
+      } catch (second) {
+        throw connectionError(config, second, options.database);
+      }
+    }
+    throw connectionError(config, error, options.database);
+  }
+}
+
+/** Scoped client: always closed (kysely's using… helpers). */
+export async function usingClient<T>(config: PostgresConfig, use: (client: pg.Client) => Promise<T>, options: { database?: string; applicationName?: string } = {}): Promise<T> {
+  const client = await connect(config, options);
+  try {
+    return await use(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import type { ClientConfig } from 'pg';
+import type { PostgresConfig } from '../config/postgres-config.js';
+import { PmsError } from '../errors/catalogue.js';
+
+/**
+ * `pg` client settings from the POSTGRES_* configuration. libpq's sslmodes map as follows:
+ * disable → no TLS; allow/prefer → TLS without verification, falling back to plain only when the
+ * server has no TLS (see connectWithFallback); require → TLS, no certificate check;
+ * verify-ca → CA check; verify-full → CA and host name check.
+ */
+export function pgClientConfig(config: PostgresConfig, overrides: { database?: string; applicationName?: string } = {}): ClientConfig {
+  const base: ClientConfig = {
+    host: config.host,
+    port: config.port,
+    database: overrides.database ?? config.database,
+    application_name: overrides.applicationName ?? 'pms',
+    connectionTimeoutMillis: 10_000,
+  };
+  if (config.user !== undefined) base.user = config.user;
+  if (config.password !== undefined) base.password = config.password.reveal();
+  if (config.host.startsWith('/')) return base;
+  switch (config.sslmode) {
+    case 'disable':
+      return base;
+    case 'allow':
+    case 'prefer':
+    case 'require':
+      return { ...base, ssl: { rejectUnauthorized: false } };
+    case 'verify-ca':
+      return { ...base, ssl: { ca: readCa(config), checkServerIdentity: () => undefined } };
+    case 'verify-full':
+      return { ...base, ssl: { ca: readCa(config), servername: config.host } };
+  }
+}
+
+function readCa(config: PostgresConfig): string {
+  const path = config.sslrootcert ?? '';
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new PmsError('PMS_ERR_CONFIG', `POSTGRES_SSLROOTCERT: cannot read CA certificate ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, { cause: error });
+  }
+}
+
+/** Whether a plain connection may be tried after the server said it has no TLS (libpq prefer/allow). */
+export function allowsPlainFallback(config: PostgresConfig): boolean {
+  return config.sslmode === 'prefer' || config.sslmode === 'allow';
+}
+
+/**
+ * Environment for libpq programs (pg_dump, pg_restore, psql): connection facts and the
+ * password go through the environment, never argv.
+ */
+export function libpqEnv(config: PostgresConfig, database?: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of Object.keys(env)) if (name.startsWith('PG') && name !== 'PG_BIN_DIR') delete env[name];
+  env['PGHOST'] = config.host;
+  env['PGPORT'] = String(config.port);
+  env['PGDATABASE'] = database ?? config.database;
+  env['PGSSLMODE'] = config.sslmode;
+  env['PGCONNECT_TIMEOUT'] = '10';
+  env['PGAPPNAME'] = 'pms-backup';
+  if (config.user !== undefined) env['PGUSER'] = config.user;
+  if (config.password !== undefined) env['PGPASSWORD'] = config.password.reveal();
+  if (config.sslrootcert !== undefined) env['PGSSLROOTCERT'] = config.sslrootcert;
+  // Secrets from the platform's own variables must not leak into helper programs.
+  for (const name of ['POSTGRES_PASSWORD', 'AWS_SECRET_ACCESS_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SESSION_TOKEN']) delete env[name];
+  return env;
+}

@@ -46,6 +46,12 @@ export interface Storage {
   delete(key: string): Promise<void>;
   /** Checks the repository answers and accepts writes (doctor, monitor). */
   probe(): Promise<void>;
+  /**
+   * Removes what killed writers left behind before `olderThan` (temporary files on a
+   * filesystem, unfinished multipart uploads on S3); returns how many were removed. Never
+   * touches complete objects. Use a cut-off well before any put that may still be running.
+   */
+  removeIncomplete(olderThan: Date): Promise<number>;
   /** Releases connections/sockets. */
   close(): Promise<void>;
 }

@@ -42,6 +42,8 @@ export const ERRORS = {
   PMS_ERR_LOCKED: { exitCode: EXIT.conflict, summary: 'another operation holds the repository lock' },
   PMS_ERR_ABORTED: { exitCode: EXIT.failure, summary: 'the operation was interrupted' },
   PMS_ERR_INTERNAL: { exitCode: EXIT.bug, summary: 'an unexpected internal error (a bug)' },
+  PMS_ERR_SCHEMA: { exitCode: EXIT.config, summary: 'the telemetry schema is missing, outdated or was altered: run pms-telemetry migrate' },
+  PMS_ERR_ALREADY_EXISTS: { exitCode: EXIT.conflict, summary: 'the device or reader is already registered' },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import { PmsError } from '../errors/catalogue.js';
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+
+export const storedObjectSchema = z.strictObject({
+  /** Path relative to the repository root (file:// repositories: <root>/<key>). */
+  key: z.string().min(1),
+  bytes: z.number().int().nonnegative(),
+  sha256,
+});
+
+export const tableCountSchema = z.strictObject({
+  schema: z.string(),
+  name: z.string(),
+  rows: z.number().int().nonnegative(),
+});
+
+/**
+ * The manifest is the commit record of a backup (pgBackRest's habit): it is written last, and a
+ * backup without one is incomplete and never restorable. Unknown fields are rejected so a
+ * hand-edited or corrupt manifest is noticed rather than half-trusted.
+ */
+export const logicalManifestSchema = z.strictObject({
+  formatVersion: z.literal(1),
+  id: z.string().min(1),
+  kind: z.literal('logical'),
+  database: z.string(),
+  serverVersion: z.string(),
+  serverVersionNum: z.number().int(),
+  pgDumpVersion: z.string(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  durationSeconds: z.number().nonnegative(),
+  bytes: z.strictObject({
+    plain: z.number().int().nonnegative(),
+    compressed: z.number().int().nonnegative(),
+    stored: z.number().int().nonnegative(),
+  }),
+  compression: z.strictObject({ algorithm: z.literal('zstd'), level: z.number().int() }),
+  encryption: z.strictObject({
+    format: z.literal('openpgp'),
+    recipients: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
+  }),
+  keyFingerprints: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
+  objects: z.array(storedObjectSchema).min(1),
+  tables: z.array(tableCountSchema),
+  host: z.string(),
+  createdBy: z.string(),
+});
+
+export type LogicalManifest = z.infer<typeof logicalManifestSchema>;
+export type StoredObject = z.infer<typeof storedObjectSchema>;
+export type TableCount = z.infer<typeof tableCountSchema>;
+
+export function parseManifest(raw: Buffer | string, key: string): LogicalManifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString());
+  } catch (error) {
+    throw new PmsError('PMS_ERR_MANIFEST', `manifest ${key} is not valid JSON (${(error as Error).message}): the backup cannot be trusted; restore another backup`, { cause: error });
+  }
+  const result = logicalManifestSchema.safeParse(json);
+  if (!result.success) {
+    const problems = result.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new PmsError('PMS_ERR_MANIFEST', `manifest ${key} is invalid (${problems}): the backup cannot be trusted; restore another backup`);
+  }
+  return result.data;
+}

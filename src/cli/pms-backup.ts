@@ -1,0 +1,73 @@
+import { Command, Option } from 'commander';
+import { describeExitCodes } from '../errors/catalogue.js';
+import { action } from './exit-boundary.js';
+import { jsonOption } from './fragments.js';
+
+const ENVIRONMENT_HELP = `
+Configuration (environment; every secret may instead be given as NAME_FILE):
+  POSTGRES_HOST (localhost)  POSTGRES_PORT (5432)  POSTGRES_DB (patient_telemetry)
+  POSTGRES_USER  POSTGRES_PASSWORD  POSTGRES_SSLMODE (prefer)  POSTGRES_SSLROOTCERT
+  BACKUP_REPOSITORY          s3://bucket/prefix or file:///absolute/path (default s3://$S3_BUCKET)
+  S3_BUCKET  AWS_REGION  AWS_ACCESS_KEY_ID  AWS_SECRET_ACCESS_KEY  S3_ENDPOINT  S3_FORCE_PATH_STYLE
+  BACKUP_GPG_PUBLIC_KEY_FILE armored public key(s); backups are encrypted to every key in it
+  BACKUP_GPG_KEY_ID          must match one of those keys (guards against a wrong key file)
+  BACKUP_GPG_PRIVATE_KEY_FILE, BACKUP_GPG_PASSPHRASE_FILE   restore only
+  BACKUP_RETENTION_DAYS (30)
+
+${describeExitCodes()}
+`;
+
+// Command modules are imported lazily so `--help` stays instant (changesets' habit).
+export function buildProgram(): Command {
+  const program = new Command('pms-backup')
+    .description('Encrypted, verified PostgreSQL backups for the PMS telemetry database')
+    .version(process.env['npm_package_version'] ?? '0.1.0')
+    .showHelpAfterError()
+    .exitOverride()
+    .addHelpText('after', ENVIRONMENT_HELP);
+
+  program
+    .command('create')
+    .description('dump the database (pg_dump → zstd → OpenPGP) into the repository and write its manifest')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean }) => {
+        const { runCreate } = await import('./commands/create.js');
+        return runCreate(options);
+      }),
+    );
+
+  program
+    .command('list')
+    .description('list backups, newest first; a backup without a manifest is incomplete and never restorable')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean }) => {
+        const { runList } = await import('./commands/list.js');
+        return runList(options);
+      }),
+    );
+
+  program
+    .command('restore')
+    .description('restore a backup into a NEW database (refuses an existing one); checks sha256, OpenPGP integrity and row counts')
+    .argument('<id>', 'backup id, or "latest" for the newest complete backup')
+    .requiredOption('--target-db <name>', 'database to create and restore into')
+    .addOption(new Option('--no-owner', 'do not restore ownership and grants (target server lacks the original roles)'))
+    .addOption(jsonOption())
+    .action(
+      action(async (id: string, options: { json?: boolean; targetDb: string; owner?: boolean }) => {
+        const { runRestore } = await import('./commands/restore.js');
+        return runRestore(id, { json: options.json ?? false, targetDb: options.targetDb, noOwner: options.owner === false });
+      }),
+    );
+
+  return program;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (error) {
+  const { reportAndExit } = await import('./exit-boundary.js');
+  reportAndExit(error, { json: process.argv.includes('--json') });
+}

@@ -54,6 +54,15 @@ export function keyMatches(description: KeyDescription, id: string): boolean {
   return description.keyIds.some((k) => k.endsWith(wanted)) || description.fingerprint.endsWith(wanted);
 }
 
+/**
+ * A key file made by concatenating exports (`gpg --export A >> keys.asc; gpg --export B >>
+ * keys.asc`) holds several armor blocks; openpgp.readKeys reads only the first, so split them.
+ */
+function armorBlocks(text: string, kind: 'PUBLIC' | 'PRIVATE'): string[] {
+  const pattern = new RegExp(`-----BEGIN PGP ${kind} KEY BLOCK-----[\\s\\S]*?-----END PGP ${kind} KEY BLOCK-----`, 'g');
+  return text.match(pattern) ?? [text];
+}
+
 async function readArmored(path: string, what: string, variable: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
@@ -66,7 +75,8 @@ async function readArmored(path: string, what: string, variable: string): Promis
 export async function readPublicKeyFile(path: string): Promise<openpgp.Key[]> {
   const armored = await readArmored(path, 'public key', 'BACKUP_GPG_PUBLIC_KEY_FILE');
   try {
-    return await openpgp.readKeys({ armoredKeys: armored });
+    const blocks = await Promise.all(armorBlocks(armored, 'PUBLIC').map((block) => openpgp.readKeys({ armoredKeys: block })));
+    return blocks.flat();
   } catch (error) {
     throw new PmsError('PMS_ERR_KEY', `BACKUP_GPG_PUBLIC_KEY_FILE: ${path} holds no readable armored OpenPGP public key (${(error as Error).message})`, { cause: error });
   }
@@ -112,7 +122,8 @@ export async function loadDecryptionKeys(privateKeyFile: string, passphraseFile:
   const armored = await readArmored(privateKeyFile, 'private key', 'BACKUP_GPG_PRIVATE_KEY_FILE');
   let keys: openpgp.PrivateKey[];
   try {
-    keys = await openpgp.readPrivateKeys({ armoredKeys: armored });
+    const blocks = await Promise.all(armorBlocks(armored, 'PRIVATE').map((block) => openpgp.readPrivateKeys({ armoredKeys: block })));
+    keys = blocks.flat();
   } catch (error) {
     throw new PmsError('PMS_ERR_KEY', `BACKUP_GPG_PRIVATE_KEY_FILE: ${privateKeyFile} holds no readable armored OpenPGP private key (${(error as Error).message})`, { cause: error });
   }

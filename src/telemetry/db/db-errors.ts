@@ -1,0 +1,30 @@
+import { PmsError } from '../../errors/catalogue.js';
+
+/**
+ * Whether a failure means "the database is not there" (reply 503, retry later) rather than "the
+ * statement is wrong". Errors the server reports carry a SQLSTATE; the connection classes are
+ * 08 (connection exception), 53 (insufficient resources, e.g. too many connections) and 57P
+ * (shutdown, crash recovery). Errors without a SQLSTATE come from the socket or the pool
+ * (refused, reset, terminated, timed out), which are unavailability too.
+ */
+export function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+    return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '57014';
+  }
+  return true;
+}
+
+/**
+ * Converts a driver error into a PmsError whose message holds no data values: PostgreSQL's own
+ * messages and `detail` can quote row contents (NHS numbers), so only the SQLSTATE is kept.
+ */
+export function toDbError(error: unknown, doing: string): PmsError {
+  if (error instanceof PmsError) return error;
+  const sqlstate = (error as { code?: unknown } | null)?.code;
+  const code = typeof sqlstate === 'string' ? sqlstate : undefined;
+  if (isUnavailable(error)) {
+    return new PmsError('PMS_ERR_DB_UNAVAILABLE', `the database is unavailable while ${doing}${code ? ` (${code})` : ''}: it will be retried by the caller`, { cause: error, details: { sqlstate: code } });
+  }
+  return new PmsError('PMS_ERR_DB_QUERY', `a database statement failed while ${doing} (SQLSTATE ${code})`, { cause: error, details: { sqlstate: code } });
+}

@@ -1,0 +1,118 @@
+import { HttpError } from '../api/http-error.js';
+import type { EntryOutcome } from '../ingest/ingest-batch.js';
+import type { PreRejected } from '../ingest/ingest-batch.js';
+import type { Rejection } from '../validation/reading-validator.js';
+
+export const LOINC = 'http://loinc.org';
+export const UCUM = 'http://unitsofmeasure.org';
+export const NHS_NUMBER_SYSTEM = 'https://fhir.nhs.uk/Id/nhs-number';
+const STATUSES = new Set(['final', 'amended', 'corrected', 'preliminary']);
+
+export interface ParsedBundle {
+  readonly type: 'batch' | 'transaction';
+  /** Per entry: a reading in the /v1 shape (validated like any other), or an early rejection. */
+  readonly readings: readonly (Record<string, unknown> | PreRejected)[];
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Maps a FHIR R4 batch/transaction Bundle of vital-signs Observations to readings. The bundle's
+ * shape is checked here (400 when it is not a Bundle); each Observation is translated to the
+ * /v1 reading shape and then goes through exactly the same validator, so both APIs share rules.
+ */
+export function parseBundle(body: unknown, maxEntries: number): ParsedBundle {
+  if (!isObject(body) || body['resourceType'] !== 'Bundle') throw new HttpError('invalid-body', 'the body must be a FHIR Bundle resource');
+  const type = body['type'];
+  if (type !== 'batch' && type !== 'transaction') throw new HttpError('invalid-body', 'Bundle.type must be batch or transaction');
+  const entries = body['entry'];
+  if (!Array.isArray(entries) || entries.length === 0) throw new HttpError('invalid-body', 'Bundle.entry must be a non-empty array');
+  if (entries.length > maxEntries) throw new HttpError('invalid-body', `a Bundle may hold at most ${maxEntries} entries`);
+  return { type, readings: entries.map(mapEntry) };
+}
+
+function mapEntry(entry: unknown): Json | PreRejected {
+  const resource = isObject(entry) ? entry['resource'] : undefined;
+  const early = (reason: Rejection['reason'], detail: string, readingId: string | null = null): PreRejected => ({
+    preRejected: { readingId, reason, detail },
+    payload: entry,
+  });
+  if (!isObject(resource) || resource['resourceType'] !== 'Observation') return early('invalid-reading', 'each entry must hold an Observation resource');
+  const request = isObject(entry) ? entry['request'] : undefined;
+  if (request !== undefined && (!isObject(request) || request['method'] !== 'POST')) return early('invalid-reading', 'entry.request.method must be POST');
+  const identifiers = resource['identifier'];
+  const first = Array.isArray(identifiers) ? identifiers[0] : undefined;
+  const readingId = isObject(first) && typeof first['value'] === 'string' ? first['value'] : undefined;
+  if (readingId === undefined) return early('invalid-reading-id', 'Observation.identifier[0].value is the reading id and is required');
+  if (typeof resource['status'] !== 'string' || !STATUSES.has(resource['status'])) {
+    return early('invalid-status', 'Observation.status must be final, amended, corrected or preliminary', readingId);
+  }
+  const reading: Json = { readingId, code: loincCode(resource['code']), measuredAt: resource['effectiveDateTime'] };
+  // A subject naming another patient is refused; the patient always comes from the device.
+  const subject = resource['subject'];
+  const subjectId = isObject(subject) && isObject(subject['identifier']) ? subject['identifier'] : undefined;
+  if (subjectId !== undefined) {
+    if (subjectId['system'] !== NHS_NUMBER_SYSTEM) return early('patient-mismatch', `Observation.subject.identifier.system must be ${NHS_NUMBER_SYSTEM}`, readingId);
+    reading['patientId'] = subjectId['value'];
+  }
+  const components = resource['component'];
+  if (components !== undefined) {
+    if (!Array.isArray(components)) return early('invalid-components', 'Observation.component must be an array', readingId);
+    const mapped: Json[] = [];
+    for (const c of components) {
+      const q = isObject(c) ? quantity(c['valueQuantity']) : undefined;
+      if (!isObject(c) || q === undefined) return early('invalid-components', 'each component needs a code and a UCUM valueQuantity', readingId);
+      mapped.push({ code: loincCode(c['code']), value: q.value, unit: q.unit });
+    }
+    reading['components'] = mapped;
+    reading['unit'] = mapped[0]?.['unit'];
+  }
+  if (resource['valueQuantity'] !== undefined) {
+    const q = quantity(resource['valueQuantity']);
+    if (q === undefined) return early('invalid-value', 'Observation.valueQuantity must have a value and a UCUM code', readingId);
+    reading['value'] = q.value;
+    reading['unit'] = q.unit;
+  }
+  return reading;
+}
+
+function loincCode(concept: unknown): unknown {
+  const codings = isObject(concept) ? concept['coding'] : undefined;
+  if (!Array.isArray(codings)) return undefined;
+  // The vital-signs profile puts the specific LOINC code first or alongside the generic one.
+  const loinc = codings.filter((c): c is Json => isObject(c) && c['system'] === LOINC && typeof c['code'] === 'string');
+  return loinc[0]?.['code'];
+}
+
+function quantity(value: unknown): { value: unknown; unit: unknown } | undefined {
+  if (!isObject(value)) return undefined;
+  if (value['system'] !== undefined && value['system'] !== UCUM) return undefined;
+  return { value: value['value'], unit: value['code'] };
+}
+
+/** A batch-response (or transaction-response) Bundle with one response per entry. */
+export function bundleResponse(type: 'batch' | 'transaction', entries: readonly EntryOutcome[]): Json {
+  return {
+    resourceType: 'Bundle',
+    type: `${type}-response`,
+    entry: entries.map((e) => ({ response: entryResponse(e) })),
+  };
+}
+
+function entryResponse(e: EntryOutcome): Json {
+  switch (e.status) {
+    case 'accepted':
+      return { status: '201 Created' };
+    case 'duplicate':
+      return { status: '200 OK', outcome: outcome('information', 'duplicate', 'already stored: a resent reading is not stored twice') };
+    case 'not-stored':
+      return { status: '409 Conflict', outcome: outcome('error', 'processing', 'not stored because another entry of this transaction was rejected') };
+    case 'rejected':
+      return { status: '422 Unprocessable Entity', outcome: outcome('error', 'invalid', `${e.rejection.reason}: ${e.rejection.detail}`) };
+  }
+}
+
+export function outcome(severity: 'information' | 'error', code: string, diagnostics: string): Json {
+  return { resourceType: 'OperationOutcome', issue: [{ severity, code, diagnostics }] };
+}

@@ -1,0 +1,71 @@
+import type { AuthenticatedDevice } from '../devices/device-registry.js';
+import { type Rejection, type ValidReading, validateReading } from '../validation/reading-validator.js';
+import type { QuarantineItem, ReadingStore } from './reading-store.js';
+
+export type EntryOutcome =
+  | { readonly status: 'accepted' | 'duplicate'; readonly readingId: string }
+  /** Valid, but not stored because its atomic batch had a rejected entry. */
+  | { readonly status: 'not-stored'; readonly readingId: string }
+  | { readonly status: 'rejected'; readonly rejection: Rejection };
+
+export interface BatchOutcome {
+  readonly accepted: number;
+  readonly duplicates: number;
+  readonly rejected: readonly { index: number; readingId: string | null; reason: string; detail: string }[];
+  /** One entry per input, in order (the FHIR batch-response needs per-entry status). */
+  readonly entries: readonly EntryOutcome[];
+}
+
+/** A reading already turned away before validation (e.g. a FHIR entry that is not an Observation). */
+export interface PreRejected {
+  readonly preRejected: Rejection;
+  readonly payload: unknown;
+}
+
+export function isPreRejected(value: unknown): value is PreRejected {
+  return typeof value === 'object' && value !== null && 'preRejected' in value;
+}
+
+/**
+ * Validates every reading of a batch and stores the valid ones and the quarantined ones
+ * together. `atomic` (FHIR transactions) stores no valid reading when any is rejected; the
+ * rejected ones are still quarantined.
+ */
+export async function ingestBatch(
+  store: ReadingStore,
+  device: AuthenticatedDevice,
+  source: 'v1' | 'fhir',
+  inputs: readonly unknown[],
+  options: { nowMs: number; atomic?: boolean },
+): Promise<BatchOutcome> {
+  const valid: ValidReading[] = [];
+  const validIndex: number[] = [];
+  const quarantine: QuarantineItem[] = [];
+  const entries: (EntryOutcome | undefined)[] = new Array(inputs.length);
+  const rejected: { index: number; readingId: string | null; reason: string; detail: string }[] = [];
+  const context = { nowMs: options.nowMs, patientNhsNumber: device.patientNhsNumber };
+  inputs.forEach((input, index) => {
+    const result = isPreRejected(input) ? ({ ok: false, rejection: input.preRejected } as const) : validateReading(input, context);
+    if (result.ok) {
+      valid.push(result.reading);
+      validIndex.push(index);
+      return;
+    }
+    quarantine.push({ rejection: result.rejection, payload: isPreRejected(input) ? input.payload : input });
+    entries[index] = { status: 'rejected', rejection: result.rejection };
+    rejected.push({ index, readingId: result.rejection.readingId, reason: result.rejection.reason, detail: result.rejection.detail });
+  });
+  const toStore = options.atomic && rejected.length > 0 ? [] : valid;
+  const result = await store.store(device, source, toStore, quarantine);
+  if (toStore.length === 0 && valid.length > 0) {
+    // Atomic batch with a rejection: nothing valid was stored and the caller reports failure.
+    validIndex.forEach((index, i) => {
+      entries[index] = { status: 'not-stored', readingId: valid[i]?.readingId ?? '' };
+    });
+    return { accepted: 0, duplicates: 0, rejected, entries: entries as EntryOutcome[] };
+  }
+  validIndex.forEach((index, i) => {
+    entries[index] = { status: result.inserted[i] ? 'accepted' : 'duplicate', readingId: valid[i]?.readingId ?? '' };
+  });
+  return { accepted: result.accepted, duplicates: result.duplicates, rejected, entries: entries as EntryOutcome[] };
+}

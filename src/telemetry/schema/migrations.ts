@@ -1,0 +1,150 @@
+/**
+ * The telemetry schema as versioned SQL. The SQL lives in TypeScript strings so `tsc` ships it in
+ * dist/ with no copy step; each migration runs once, in its own transaction, under an advisory
+ * lock (see migrate.ts). Never edit an applied migration (its checksum is recorded and checked):
+ * add a new one.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const INGEST_ROLE = 'pms_telemetry_ingest';
+export const REPORTING_ROLE = 'pms_telemetry_reporting';
+export const BACKUP_ROLE = 'pms_backup';
+
+const initial = /* sql */ `
+CREATE SCHEMA IF NOT EXISTS telemetry;
+
+-- Modulus 11 over the first nine digits (weights 10..2); a check value of 10 is never issued and
+-- cannot equal a digit, so the comparison rejects it. Written as one expression so it is cheap
+-- enough for a CHECK on every reading.
+CREATE FUNCTION telemetry.nhs_number_is_valid(n text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+  SELECT CASE WHEN n !~ '^[0-9]{10}$' THEN false ELSE
+    (11 - ((substr(n,1,1)::int * 10 + substr(n,2,1)::int * 9 + substr(n,3,1)::int * 8
+          + substr(n,4,1)::int * 7 + substr(n,5,1)::int * 6 + substr(n,6,1)::int * 5
+          + substr(n,7,1)::int * 4 + substr(n,8,1)::int * 3 + substr(n,9,1)::int * 2) % 11)) % 11
+    = substr(n,10,1)::int END
+$fn$;
+
+CREATE TABLE telemetry.device (
+  device_id text PRIMARY KEY CONSTRAINT device_id_format CHECK (device_id ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$'),
+  patient_nhs_number text NOT NULL CONSTRAINT device_nhs_number_valid CHECK (telemetry.nhs_number_is_valid(patient_nhs_number)),
+  -- SHA-256 of a 256-bit random token: the token itself is shown once and never stored.
+  token_hash bytea NOT NULL UNIQUE,
+  registered_at timestamptz NOT NULL DEFAULT now(),
+  revoked_at timestamptz
+);
+
+CREATE TABLE telemetry.reader (
+  reader_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 200),
+  token_hash bytea NOT NULL UNIQUE,
+  registered_at timestamptz NOT NULL DEFAULT now(),
+  revoked_at timestamptz
+);
+
+-- One row per stored reading. The unique key must contain the partition key, so a resend is a
+-- duplicate when the device repeats (device_id, reading_id, measured_at), which a resend does.
+CREATE TABLE telemetry.reading (
+  patient_nhs_number text NOT NULL CONSTRAINT reading_nhs_number_valid CHECK (telemetry.nhs_number_is_valid(patient_nhs_number)),
+  device_id text NOT NULL,
+  reading_id text NOT NULL,
+  code text NOT NULL,
+  value double precision,
+  unit text NOT NULL,
+  systolic double precision,
+  diastolic double precision,
+  measured_at timestamptz NOT NULL,
+  -- timestamptz keeps the instant but not the device's offset, which clinicians need for
+  -- "was this at night for the patient?".
+  measured_at_offset_minutes smallint NOT NULL CHECK (measured_at_offset_minutes BETWEEN -1439 AND 1439),
+  received_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT reading_value_xor_components CHECK ((value IS NULL) = (systolic IS NOT NULL AND diastolic IS NOT NULL)),
+  CONSTRAINT reading_device_reading_key UNIQUE (device_id, reading_id, measured_at)
+) PARTITION BY RANGE (measured_at);
+
+CREATE INDEX reading_patient_code_time ON telemetry.reading (patient_nhs_number, code, measured_at);
+
+-- Rejected readings are kept with their reason: a rejected reading must never vanish.
+CREATE TABLE telemetry.quarantined_reading (
+  quarantine_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  device_id text NOT NULL,
+  patient_nhs_number text NOT NULL,
+  reading_id text,
+  reason text NOT NULL,
+  detail text NOT NULL,
+  source text NOT NULL CHECK (source IN ('v1', 'fhir')),
+  payload jsonb NOT NULL,
+  received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX quarantined_reading_received ON telemetry.quarantined_reading (received_at);
+
+CREATE TABLE telemetry.retention_log (
+  retention_log_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  partition_name text NOT NULL,
+  range_from timestamptz NOT NULL,
+  range_to timestamptz NOT NULL,
+  row_count bigint NOT NULL,
+  retention_days integer NOT NULL,
+  dropped_by text NOT NULL DEFAULT current_user,
+  dropped_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Monthly partitions named reading_pYYYY_MM with UTC bounds. SECURITY DEFINER so the ingest role
+-- can create a partition for late data without owning the table; the window stops it being
+-- used to create arbitrary partitions.
+CREATE FUNCTION telemetry.ensure_reading_partition(month_of date) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $fn$
+DECLARE
+  first date := date_trunc('month', month_of)::date;
+  part text := format('reading_p%s', to_char(first, 'YYYY_MM'));
+BEGIN
+  IF first < date_trunc('month', now() - interval '400 days') OR first > now() + interval '800 days' THEN
+    RAISE EXCEPTION 'partition month % is outside the allowed window', first USING ERRCODE = '22023';
+  END IF;
+  IF to_regclass(format('telemetry.%I', part)) IS NULL THEN
+    -- Two replicas may race for the same month: serialise, then look again.
+    PERFORM pg_advisory_xact_lock(730500002);
+    IF to_regclass(format('telemetry.%I', part)) IS NULL THEN
+      EXECUTE format('CREATE TABLE telemetry.%I PARTITION OF telemetry.reading FOR VALUES FROM (%L) TO (%L)',
+                     part, first::text || ' 00:00:00+00', (first + interval '1 month')::date::text || ' 00:00:00+00');
+    END IF;
+  END IF;
+  RETURN part;
+END
+$fn$;
+
+DO $roles$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${INGEST_ROLE}') THEN CREATE ROLE ${INGEST_ROLE} NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${REPORTING_ROLE}') THEN CREATE ROLE ${REPORTING_ROLE} NOLOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${BACKUP_ROLE}') THEN CREATE ROLE ${BACKUP_ROLE} NOLOGIN; END IF;
+END
+$roles$;
+GRANT pg_read_all_data TO ${BACKUP_ROLE};
+
+-- The ingest role gets exactly what serve does: authenticate, write readings and quarantine,
+-- read readings for the reader API, create partitions through the definer function.
+REVOKE ALL ON FUNCTION telemetry.ensure_reading_partition(date) FROM PUBLIC;
+GRANT USAGE ON SCHEMA telemetry TO ${INGEST_ROLE}, ${REPORTING_ROLE};
+GRANT SELECT (device_id, patient_nhs_number, token_hash, revoked_at) ON telemetry.device TO ${INGEST_ROLE};
+GRANT SELECT (reader_id, name, token_hash, revoked_at) ON telemetry.reader TO ${INGEST_ROLE};
+GRANT SELECT, INSERT ON telemetry.reading TO ${INGEST_ROLE};
+GRANT INSERT ON telemetry.quarantined_reading TO ${INGEST_ROLE};
+GRANT EXECUTE ON FUNCTION telemetry.ensure_reading_partition(date) TO ${INGEST_ROLE};
+GRANT SELECT ON telemetry.schema_migration TO ${INGEST_ROLE}, ${REPORTING_ROLE};
+
+-- Reporting reads data but never credentials.
+GRANT SELECT ON telemetry.reading, telemetry.quarantined_reading, telemetry.retention_log TO ${REPORTING_ROLE};
+GRANT SELECT (device_id, patient_nhs_number, registered_at, revoked_at) ON telemetry.device TO ${REPORTING_ROLE};
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'reading store, devices, readers, quarantine, roles', sql: initial }];
+
+export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

@@ -1,0 +1,21 @@
+/**
+ * Why a reading was quarantined. These strings are part of the API contract (devices and the
+ * quarantine review tooling match on them): never rename, only add.
+ */
+export const REJECTION_REASONS = [
+  'invalid-reading',
+  'invalid-reading-id',
+  'unknown-field',
+  'unknown-code',
+  'wrong-unit',
+  'invalid-value',
+  'implausible-value',
+  'invalid-components',
+  'invalid-measured-at',
+  'measured-in-future',
+  'measured-too-old',
+  'patient-mismatch',
+  'invalid-status',
+] as const;
+
+export type RejectionReason = (typeof REJECTION_REASONS)[number];

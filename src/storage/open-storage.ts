@@ -1,6 +1,6 @@
 import type { RepositoryConfig } from '../config/config.js';
-import { PmsError } from '../errors/catalogue.js';
 import { FsStorage } from './fs/fs-storage.js';
+import { S3Storage } from './s3/s3-storage.js';
 import type { Storage } from './storage.js';
 
 /**
@@ -12,7 +12,6 @@ export function openStorage(repository: RepositoryConfig): Storage {
     case 'file':
       return new FsStorage(repository.root);
     case 's3':
-      // Temporary until the S3 driver lands (next commit); fails loudly rather than pretending.
-      throw new PmsError('PMS_ERR_CONFIG', `s3:// repositories are not supported by this build yet (${repository.url})`);
+      return new S3Storage(repository.s3);
   }
 }

@@ -77,14 +77,15 @@ export class FsStorage implements Storage {
     try {
       handle = await open(temp, 'wx', FILE_MODE);
       const sink = syncedFileSink(handle);
-      let sinkError: unknown;
-      sink.once('error', (error) => (sinkError = error));
+      // pipeline() hands the body's error to the sink too, so remember who failed first.
+      let bodyError: unknown;
+      body.once('error', (error) => (bodyError ??= error));
       try {
         await pipeline(body, sink, options.signal ? { signal: options.signal } : {});
       } catch (error) {
         if (isAbort(error) || options.signal?.aborted) throw abortedError(error, key);
-        if (error === sinkError) throw fsError(error, `write ${key}`, temp);
-        throw error; // the body's own failure (e.g. pg_dump died): the caller knows it best
+        if (bodyError !== undefined) throw bodyError; // e.g. pg_dump died: the caller knows it best
+        throw fsError(error, `write ${key}`, temp);
       }
       const info = await handle.stat({ bigint: true });
       await handle.close();

@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { before, describe, test } from 'node:test';
+import type { Manifest } from './manifest.js';
+import { isRecord } from './manifest.js';
+import { policyViolations } from './policy.js';
+import { canI } from './rbac.js';
+import { DEPLOY_DIR, renderKustomization } from './render.js';
+import { validateManifest, validateManifests } from './schema-validation.js';
+
+let dev: Manifest[];
+let prod: Manifest[];
+let gitops: Manifest[];
+
+before(async () => {
+  [dev, prod, gitops] = await Promise.all([
+    renderKustomization(join(DEPLOY_DIR, 'overlays', 'dev')),
+    renderKustomization(join(DEPLOY_DIR, 'overlays', 'prod')),
+    renderKustomization(join(DEPLOY_DIR, 'gitops')),
+  ]);
+});
+
+function find(objects: readonly Manifest[], kind: string, name: string): Manifest {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  assert.ok(found, `${kind}/${name} is rendered`);
+  return found;
+}
+
+/** A deep copy with one change, for negative tests. */
+function mutate(object: Manifest, change: (copy: Record<string, any>) => void): Manifest {
+  const copy = structuredClone(object) as Record<string, any>;
+  change(copy);
+  return copy as Manifest;
+}
+
+function replaced(objects: readonly Manifest[], original: Manifest, replacement: Manifest): Manifest[] {
+  return objects.map((o) => (o === original ? replacement : o));
+}
+
+describe('rendering', () => {
+  test('both overlays render with kubectl kustomize into the patient-monitoring namespace', () => {
+    for (const objects of [dev, prod]) {
+      assert.ok(objects.length > 30);
+      for (const o of objects) if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'patient-monitoring', `${o.kind}/${o.metadata.name}`);
+    }
+  });
+
+  test("the CronJobs carry the seed's names and schedules and every job safety setting", () => {
+    const expected: Record<string, [string, string[]]> = {
+      'pms-backup': ['0 2 * * *', ['pms-backup', 'create']],
+      'pms-backup-monitor': ['0 * * * *', ['pms-backup', 'monitor']],
+      'pms-backup-verify': ['0 3 * * 0', ['pms-backup', 'verify', 'latest']],
+      'pms-backup-base': ['0 1 * * *', ['pms-backup', 'base-backup']],
+      'pms-backup-prune': ['0 5 * * *', ['pms-backup', 'prune']],
+      'pms-telemetry-retention': ['30 4 * * *', ['pms-telemetry', 'retention']],
+    };
+    for (const objects of [dev, prod]) {
+      const cronJobs = objects.filter((o) => o.kind === 'CronJob');
+      assert.deepEqual(cronJobs.map((c) => c.metadata.name).sort(), Object.keys(expected).sort());
+      for (const cronJob of cronJobs) {
+        const spec = cronJob['spec'] as Record<string, any>;
+        const [schedule, command] = expected[cronJob.metadata.name] ?? ['', []];
+        assert.equal(spec['schedule'], schedule);
+        assert.equal(spec['concurrencyPolicy'], 'Forbid');
+        assert.equal(typeof spec['startingDeadlineSeconds'], 'number');
+        const job = spec['jobTemplate'].spec;
+        for (const key of ['backoffLimit', 'activeDeadlineSeconds', 'ttlSecondsAfterFinished']) assert.equal(typeof job[key], 'number', `${cronJob.metadata.name} ${key}`);
+        assert.deepEqual(job.template.spec.containers[0].command, command);
+      }
+    }
+  });
+
+  test('archive_command in the PostgreSQL ConfigMap is pms-backup wal-push', () => {
+    const config = dev.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('postgres-config'));
+    assert.ok(config);
+    const conf = (config['data'] as Record<string, string>)['postgresql.conf'] ?? '';
+    assert.match(conf, /^archive_command = 'pms-backup wal-push %p'$/m);
+    assert.match(conf, /^archive_mode = on$/m);
+  });
+});
+
+describe('schema validation', () => {
+  test('every rendered object (dev, prod, GitOps entry points) validates against its schema', () => {
+    assert.deepEqual(validateManifests(dev), []);
+    assert.deepEqual(validateManifests(prod), []);
+    assert.deepEqual(validateManifests(gitops), []);
+  });
+
+  test('a misspelt field anywhere fails validation, in core kinds and in CRDs', () => {
+    const cronJob = find(dev, 'CronJob', 'pms-backup');
+    const misspelt = mutate(cronJob, (c) => {
+      c.spec.jobTemplate.spec.template.spec.containers[0].imagePullPolicey = 'Always';
+    });
+    assert.deepEqual(validateManifest(misspelt).map((p) => p.message), ['/spec/jobTemplate/spec/template/spec/containers/0/imagePullPolicey is not a field of batch/v1/CronJob']);
+
+    const statefulSet = mutate(find(dev, 'StatefulSet', 'postgres'), (s) => {
+      s.spec.volumeClaimTemplate = s.spec.volumeClaimTemplates;
+    });
+    assert.equal(validateManifest(statefulSet).length, 1);
+
+    const rule = mutate(find(dev, 'PrometheusRule', 'pms-postgres'), (r) => {
+      r.spec.groups[0].rulez = r.spec.groups[0].rules;
+    });
+    assert.match(validateManifest(rule)[0]?.message ?? '', /groups\/0\/rulez is not a field/);
+
+    const sealed = mutate(find(prod, 'SealedSecret', 'pms-backup-secrets'), (s) => {
+      s.spec.template.metadata.lables = { a: 'b' };
+    });
+    assert.match(validateManifest(sealed)[0]?.message ?? '', /template\/metadata\/lables is not a field/);
+
+    const application = mutate(find(gitops, 'Application', 'pms-data-platform-prod'), (a) => {
+      a.spec.source.targetRevison = 'main';
+    });
+    assert.equal(validateManifest(application).length, 1);
+  });
+
+  test('a wrong type fails validation', () => {
+    const deployment = mutate(find(dev, 'Deployment', 'pms-telemetry'), (d) => {
+      d.spec.replicas = 'two';
+    });
+    assert.match(validateManifest(deployment)[0]?.message ?? '', /replicas must be integer/);
+  });
+});
+
+describe('policy checks', () => {
+  test('both overlays pass every policy (PSS restricted, hardening, images, RBAC, NetworkPolicies, secrets)', () => {
+    assert.deepEqual(policyViolations(dev, { environment: 'dev' }), []);
+    assert.deepEqual(policyViolations(prod, { environment: 'prod' }), []);
+  });
+
+  const podCases: Array<[string, (spec: Record<string, any>) => void, RegExp]> = [
+    ['hostNetwork', (s) => (s.hostNetwork = true), /host-namespaces/],
+    ['hostPID', (s) => (s.hostPID = true), /host-namespaces/],
+    ['hostIPC', (s) => (s.hostIPC = true), /host-namespaces/],
+    ['pod hostProcess', (s) => (s.securityContext.windowsOptions = { hostProcess: true }), /host-process/],
+    ['privileged', (s) => (s.containers[0].securityContext.privileged = true), /\[privileged\]/],
+    ['added capability', (s) => (s.containers[0].securityContext.capabilities.add = ['NET_ADMIN']), /capability NET_ADMIN/],
+    ['no drop ALL', (s) => (s.containers[0].securityContext.capabilities.drop = ['NET_RAW']), /drop must include ALL/],
+    ['hostPath volume', (s) => s.volumes.push({ name: 'h', hostPath: { path: '/' } }), /host-path-volumes/],
+    ['nfs volume', (s) => s.volumes.push({ name: 'n', nfs: { server: 'x', path: '/' } }), /volume type nfs/],
+    ['hostPort', (s) => (s.containers[0].ports = [{ containerPort: 1, hostPort: 1 }]), /host-ports/],
+    ['AppArmor unconfined', (s) => (s.containers[0].securityContext.appArmorProfile = { type: 'Unconfined' }), /apparmor/],
+    ['SELinux type', (s) => (s.securityContext.seLinuxOptions = { type: 'spc_t' }), /selinux/],
+    ['SELinux user', (s) => (s.containers[0].securityContext.seLinuxOptions = { user: 'root' }), /selinux/],
+    ['procMount', (s) => (s.containers[0].securityContext.procMount = 'Unmasked'), /proc-mount/],
+    ['seccomp Unconfined', (s) => (s.containers[0].securityContext.seccompProfile = { type: 'Unconfined' }), /\[seccomp\]/],
+    ['no seccomp anywhere', (s) => {
+      delete s.securityContext.seccompProfile;
+      for (const c of s.containers) delete c.securityContext.seccompProfile;
+    }, /\[seccomp\]/],
+    ['unsafe sysctl', (s) => (s.securityContext.sysctls = [{ name: 'kernel.msgmax', value: '1' }]), /sysctls/],
+    ['privilege escalation', (s) => delete s.containers[0].securityContext.allowPrivilegeEscalation, /privilege-escalation/],
+    ['runAsNonRoot false', (s) => (s.containers[0].securityContext.runAsNonRoot = false), /run-as-non-root/],
+    ['runAsUser 0', (s) => (s.containers[0].securityContext.runAsUser = 0), /run-as-user/],
+    ['writable root filesystem', (s) => (s.containers[0].securityContext.readOnlyRootFilesystem = false), /readOnlyRootFilesystem/],
+    ['no memory limit', (s) => delete s.containers[0].resources.limits.memory, /resources.limits.memory/],
+    ['no cpu request', (s) => delete s.containers[0].resources.requests.cpu, /resources.requests.cpu/],
+    ['latest image', (s) => (s.containers[0].image = 'ghcr.io/nhs-pms/pms-telemetry:latest'), /not pinned/],
+    ['untagged image', (s) => (s.containers[0].image = 'postgres'), /not pinned/],
+    ['service account token', (s) => (s.automountServiceAccountToken = true), /automountServiceAccountToken/],
+    ['ephemeral debug container', (s) => (s.ephemeralContainers = [{ name: 'debug', image: 'busybox:1.36' }]), /ephemeralContainer debug/],
+  ];
+  for (const [name, change, expected] of podCases) {
+    test(`a pod with ${name} is rejected`, () => {
+      const original = find(dev, 'Deployment', 'pms-telemetry');
+      const broken = mutate(original, (d) => change(d.spec.template.spec));
+      const found = policyViolations(replaced(dev, original, broken), { environment: 'dev' });
+      assert.ok(found.some((f) => expected.test(f)), `expected ${expected} in ${JSON.stringify(found)}`);
+    });
+  }
+
+  test('an RBAC wildcard or a rule that lists Secrets is rejected', () => {
+    const role = find(dev, 'Role', 'pms-backup');
+    const wildcard = mutate(role, (r) => (r.rules[0].verbs = ['*']));
+    assert.ok(policyViolations(replaced(dev, role, wildcard), { environment: 'dev' }).some((f) => /wildcard in verbs/.test(f)));
+    const listSecrets = mutate(role, (r) => r.rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['list'] }));
+    assert.ok(policyViolations(replaced(dev, role, listSecrets), { environment: 'dev' }).some((f) => /list or watch Secrets/.test(f)));
+  });
+
+  test('without the default-deny policy, or with a pod no policy selects, the overlay is rejected', () => {
+    const withoutDeny = dev.filter((o) => !(o.kind === 'NetworkPolicy' && o.metadata.name === 'default-deny-all'));
+    assert.ok(policyViolations(withoutDeny, { environment: 'dev' }).some((f) => /no default-deny/.test(f)));
+    const original = find(dev, 'CronJob', 'pms-backup-prune');
+    const relabelled = mutate(original, (c) => (c.spec.jobTemplate.spec.template.metadata.labels['app.kubernetes.io/name'] = 'stray'));
+    assert.ok(policyViolations(replaced(dev, original, relabelled), { environment: 'dev' }).some((f) => /no NetworkPolicy selects/.test(f)));
+  });
+
+  test('a plaintext Secret in prod output is rejected, and prod seals every Secret dev generates', () => {
+    const secret = find(dev, 'Secret', 'pms-backup-secrets');
+    assert.ok(policyViolations([...prod, secret], { environment: 'prod' }).some((f) => /plaintext Secret/.test(f)));
+    assert.equal(prod.filter((o) => o.kind === 'Secret').length, 0);
+    for (const devSecret of dev.filter((o) => o.kind === 'Secret')) {
+      const name = devSecret.metadata.name.replace(/-[a-z0-9]{10}$/, '');
+      const sealed = find(prod, 'SealedSecret', name);
+      const sealedKeys = Object.keys((sealed['spec'] as Record<string, Record<string, string>>)['encryptedData'] ?? {}).sort();
+      assert.deepEqual(sealedKeys, Object.keys(isRecord(devSecret['data']) ? devSecret['data'] : {}).sort(), name);
+    }
+  });
+});
+
+describe('RBAC', () => {
+  const ns = 'patient-monitoring';
+  test("the seed's can-i check passes and the backup account can do nothing more", () => {
+    const as = (verb: string, resource: string): boolean => canI(dev, { serviceAccount: 'pms-backup', namespace: ns, verb, resource });
+    assert.equal(as('get', 'pods'), true);
+    assert.equal(as('get', 'jobs.batch'), true);
+    for (const [verb, resource] of [['list', 'pods'], ['create', 'pods'], ['delete', 'pods'], ['get', 'secrets'], ['list', 'secrets'], ['create', 'pods/exec'], ['get', 'configmaps'], ['delete', 'persistentvolumeclaims']] as const) {
+      assert.equal(as(verb, resource), false, `${verb} ${resource}`);
+    }
+  });
+
+  test('the ingest API and PostgreSQL service accounts have no API access', () => {
+    for (const serviceAccount of ['pms-telemetry', 'postgres']) {
+      assert.equal(canI(prod, { serviceAccount, namespace: ns, verb: 'get', resource: 'pods' }), false);
+    }
+  });
+});

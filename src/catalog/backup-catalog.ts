@@ -1,7 +1,7 @@
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { Storage } from '../storage/storage.js';
 import { BACKUPS_PREFIX, backupIdOfKey, manifestKey, timeOfId } from './layout.js';
-import { type LogicalManifest, parseManifest } from './manifest.js';
+import { type Manifest, type ManifestKind, parseManifest } from './manifest.js';
 
 export type BackupStatus = 'complete' | 'incomplete' | 'corrupt';
 
@@ -13,11 +13,12 @@ export interface BackupEntry {
   readonly bytes: number;
   readonly status: BackupStatus;
   readonly database?: string;
+  /** Logical backups: number of tables dumped. */
   readonly tables?: number;
   readonly durationSeconds?: number;
   readonly keyFingerprints?: readonly string[];
   readonly problem?: string;
-  readonly manifest?: LogicalManifest;
+  readonly manifest?: Manifest;
 }
 
 /** Every backup in the repository, newest first. A backup without a manifest is incomplete. */
@@ -44,8 +45,7 @@ export async function listBackups(storage: Storage): Promise<BackupEntry[]> {
           createdAt: manifest.startedAt,
           bytes: manifest.bytes.stored,
           status: 'complete',
-          database: manifest.database,
-          tables: manifest.tables.length,
+          ...(manifest.kind === 'logical' ? { tables: manifest.tables.length, database: manifest.database } : {}),
           durationSeconds: manifest.durationSeconds,
           keyFingerprints: manifest.keyFingerprints,
           manifest,
@@ -59,7 +59,7 @@ export async function listBackups(storage: Storage): Promise<BackupEntry[]> {
   return entries.sort((a, b) => (a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt)));
 }
 
-export async function readManifest(storage: Storage, id: string): Promise<LogicalManifest> {
+export async function readManifest(storage: Storage, id: string): Promise<Manifest> {
   const key = manifestKey(id);
   const raw = await storage.getBytes(key);
   const manifest = parseManifest(raw, key);
@@ -68,17 +68,17 @@ export async function readManifest(storage: Storage, id: string): Promise<Logica
 }
 
 /** `latest` → newest complete backup of the kind; an id → that backup, which must be complete. */
-export async function resolveBackup(storage: Storage, reference: string, kind = 'logical'): Promise<LogicalManifest> {
+export async function resolveBackup<K extends ManifestKind>(storage: Storage, reference: string, kind: K): Promise<Extract<Manifest, { kind: K }>> {
   const entries = await listBackups(storage);
   if (reference === 'latest') {
     const newest = entries.find((e) => e.status === 'complete' && e.kind === kind);
     if (!newest?.manifest) throw new PmsError('PMS_ERR_NOT_FOUND', `no complete ${kind} backup in ${storage.location}: run pms-backup create first`);
-    return newest.manifest;
+    return newest.manifest as Extract<Manifest, { kind: K }>;
   }
   const entry = entries.find((e) => e.id === reference);
   if (!entry) throw new PmsError('PMS_ERR_NOT_FOUND', `backup ${reference} does not exist in ${storage.location}: see pms-backup list`);
   if (entry.status === 'incomplete') throw new PmsError('PMS_ERR_INCOMPLETE', `backup ${reference} is incomplete (no manifest: it was interrupted or is still running) and cannot be restored`);
   if (entry.status === 'corrupt' || !entry.manifest) throw new PmsError('PMS_ERR_MANIFEST', entry.problem ?? `backup ${reference} has an unreadable manifest`);
   if (entry.kind !== kind) throw new PmsError('PMS_ERR_USAGE', `backup ${reference} is a ${entry.kind} backup, not ${kind}`);
-  return entry.manifest;
+  return entry.manifest as Extract<Manifest, { kind: K }>;
 }

@@ -44,3 +44,8 @@ export function timeOfId(id: string): Date {
   if (!m) return new Date(Number.NaN);
   return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
 }
+
+/** Physical base backup object: pg_basebackup tar stream, zstd, OpenPGP. */
+export function baseBackupKey(id: string): string {
+  return `${backupPrefix(id)}pms-base-${id}.tar.zst.gpg`;
+}

@@ -49,18 +49,61 @@ export const logicalManifestSchema = z.strictObject({
   createdBy: z.string(),
 });
 
+const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
+const walSegmentName = z.string().regex(/^[0-9A-F]{24}$/);
+
+/**
+ * A physical base backup (pg_basebackup tar, no WAL inside). It is complete only once the WAL
+ * from startWalSegment to stopWalSegment is archived; the manifest is written after that check.
+ */
+export const baseManifestSchema = z.strictObject({
+  formatVersion: z.literal(1),
+  id: z.string().min(1),
+  kind: z.literal('base'),
+  systemIdentifier: z.string().regex(/^\d+$/),
+  timeline: z.number().int().positive(),
+  startLsn: lsn,
+  stopLsn: lsn,
+  startWalSegment: walSegmentName,
+  stopWalSegment: walSegmentName,
+  serverVersion: z.string(),
+  serverVersionNum: z.number().int(),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  durationSeconds: z.number().nonnegative(),
+  bytes: z.strictObject({
+    plain: z.number().int().nonnegative(),
+    compressed: z.number().int().nonnegative(),
+    stored: z.number().int().nonnegative(),
+  }),
+  compression: z.strictObject({ algorithm: z.literal('zstd'), level: z.number().int() }),
+  encryption: z.strictObject({
+    format: z.literal('openpgp'),
+    recipients: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
+  }),
+  keyFingerprints: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
+  objects: z.array(storedObjectSchema).min(1),
+  host: z.string(),
+  createdBy: z.string(),
+});
+
+export const manifestSchema = z.discriminatedUnion('kind', [logicalManifestSchema, baseManifestSchema]);
+
 export type LogicalManifest = z.infer<typeof logicalManifestSchema>;
+export type BaseManifest = z.infer<typeof baseManifestSchema>;
+export type Manifest = z.infer<typeof manifestSchema>;
+export type ManifestKind = Manifest['kind'];
 export type StoredObject = z.infer<typeof storedObjectSchema>;
 export type TableCount = z.infer<typeof tableCountSchema>;
 
-export function parseManifest(raw: Buffer | string, key: string): LogicalManifest {
+export function parseManifest(raw: Buffer | string, key: string): Manifest {
   let json: unknown;
   try {
     json = JSON.parse(raw.toString());
   } catch (error) {
     throw new PmsError('PMS_ERR_MANIFEST', `manifest ${key} is not valid JSON (${(error as Error).message}): the backup cannot be trusted; restore another backup`, { cause: error });
   }
-  const result = logicalManifestSchema.safeParse(json);
+  const result = manifestSchema.safeParse(json);
   if (!result.success) {
     const problems = result.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new PmsError('PMS_ERR_MANIFEST', `manifest ${key} is invalid (${problems}): the backup cannot be trusted; restore another backup`);

@@ -17,7 +17,7 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
   const storage = openStorage(requireRepository(config));
   const progress = new ProgressLine();
   try {
-    const manifest = await resolveBackup(storage, reference);
+    const manifest = await resolveBackup(storage, reference, 'logical');
     const result = await restoreLogicalBackup({
       manifest,
       storage,

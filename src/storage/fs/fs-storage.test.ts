@@ -22,6 +22,7 @@ describeStorageContract('FsStorage', async () => {
     storage: new FsStorage(root),
     putMemoryBound: 16 * MiB,
     atomicIfAbsent: true,
+    listsInByteOrder: true,
     assertNoDebris: async () => assert.deepEqual(temporaryFiles(root), []),
     dispose: async () => rmSync(root, { recursive: true, force: true }),
   };

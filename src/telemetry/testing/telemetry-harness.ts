@@ -12,8 +12,12 @@ export const PATIENT_B = '9990000026';
 
 export interface TelemetryTestDb {
   readonly cluster: ThrowawayCluster;
+  /** POSTGRES_* for the superuser (migrate, admin commands). */
   readonly env: Record<string, string>;
+  /** POSTGRES_* for a login role that has only pms_telemetry_ingest, as serve runs in production. */
+  readonly ingestEnv: Record<string, string>;
   config(extra?: Record<string, string>): TelemetryConfig;
+  ingestConfig(extra?: Record<string, string>): TelemetryConfig;
   /** Superuser pool for assertions. */
   readonly admin: pg.Pool;
   registerDevice(deviceId: string, patient: string): Promise<string>;
@@ -36,11 +40,15 @@ export async function startTelemetryTestDb(): Promise<TelemetryTestDb> {
     } finally {
       client.release();
     }
+    await admin.query('CREATE ROLE telemetry_service LOGIN IN ROLE pms_telemetry_ingest');
+    const ingestEnv = { ...env, POSTGRES_USER: 'telemetry_service' };
     const pool = admin;
     return {
       cluster,
       env,
+      ingestEnv,
       config,
+      ingestConfig: (extra: Record<string, string> = {}) => loadTelemetryConfig({ ...ingestEnv, ...extra }),
       admin: pool,
       async registerDevice(deviceId, patient) {
         return (await registerDevice(pool, deviceId, patient)).token;

@@ -61,16 +61,21 @@ export class FsStorage implements Storage {
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
-    const path = this.#path(key);
-    const metadata = checkMetadata(options.metadata);
-    options.signal?.throwIfAborted();
-    await this.#requireRoot();
-    const dir = dirname(path);
+    let path: string;
+    let metadata: Readonly<Record<string, string>>;
+    let dir: string;
     try {
-      await makeDirectoryDurably(dir);
+      path = this.#path(key);
+      dir = dirname(path);
+      metadata = checkMetadata(options.metadata);
+      if (options.signal?.aborted) throw abortedError(options.signal.reason, key);
+      await this.#requireRoot();
+      await makeDirectoryDurably(dir).catch((error: unknown) => {
+        throw fsError(error, `create the directory for ${key}`, dirname(join(this.#root, key)));
+      });
     } catch (error) {
-      body.destroy();
-      throw fsError(error, `create the directory for ${key}`, dir);
+      body.destroy(); // release the producer (e.g. a child process) that nobody will read
+      throw error;
     }
     const temp = join(dir, `.pms-tmp-${randomUUID()}`);
     let handle: FileHandle | undefined;

@@ -69,7 +69,7 @@ export class S3Storage implements Storage {
     try {
       objectKey = this.#objectKey(key);
       metadata = checkMetadata(options.metadata);
-      options.signal?.throwIfAborted();
+      if (options.signal?.aborted) throw new PmsError('PMS_ERR_ABORTED', `writing ${key} was cancelled; nothing was stored under it`);
       if (options.ifAbsent && (await this.head(key)) !== undefined) {
         // Fails early (before sending gigabytes) and is the only guard on servers that ignore
         // If-None-Match; where it is honoured, the header below closes the race.

@@ -47,9 +47,9 @@ describe('FsStorage on disk', () => {
 
   it('a writer killed with SIGKILL mid-put leaves only a hidden temporary file, which removeIncomplete deletes', async () => {
     const child = fork(
-      fileURLToPath(new URL('./fs-storage.test.js', import.meta.url)),
-      [],
-      { env: { ...process.env, PMS_FS_TEST_KILLED_WRITER_ROOT: root }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
+      fileURLToPath(new URL('./endless-writer-fixture.js', import.meta.url)),
+      [root],
+      { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
     );
     await new Promise<void>((resolve, reject) => {
       child.once('message', () => resolve());
@@ -96,25 +96,3 @@ describe('FsStorage on disk', () => {
     assert.deepEqual((await storage.head('swap/obj'))?.metadata, {});
   });
 });
-
-// Child mode for the SIGKILL test: start a put that never finishes, report once 2 MiB are on disk.
-const killedWriterRoot = process.env['PMS_FS_TEST_KILLED_WRITER_ROOT'];
-if (killedWriterRoot !== undefined) {
-  const { Readable } = await import('node:stream');
-  let sent = 0;
-  const body = new Readable({
-    read() {
-      if (sent >= 2 * MiB) {
-        if (sent === 2 * MiB) {
-          sent += 1;
-          // Wait for the bytes to reach the file, then tell the parent to kill us.
-          setTimeout(() => process.send?.('written'), 200);
-        }
-        return; // never ends: the put is in progress when the kill arrives
-      }
-      sent += 256 * 1024;
-      this.push(Buffer.alloc(256 * 1024, 1));
-    },
-  });
-  void new FsStorage(killedWriterRoot).put('killed/object.bin', body);
-}

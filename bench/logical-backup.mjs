@@ -4,7 +4,7 @@
 // cluster. Prints ratios against those baselines (machines are noisy; ratios travel better).
 // Usage: npm run build && node bench/logical-backup.mjs [rows=3000000]
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
@@ -54,6 +54,7 @@ try {
     const seedBytes = statSync(seedOut).size;
     rmSync(seedOut);
     const repo = join(work, `repo-${round}`);
+    mkdirSync(repo);
     const ours = timed('ours', process.execPath, [join(import.meta.dirname, '..', 'bin', 'pms-backup.js'), 'create', '--json'], {
       ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'patient_telemetry',
       BACKUP_REPOSITORY: `file://${repo}`, BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile, BACKUP_GPG_KEY_ID: key.fingerprint,

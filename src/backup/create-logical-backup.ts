@@ -66,7 +66,9 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     const body = new PassThrough({ highWaterMark: 1 << 20 });
     const toStorage = pipeline(encrypted, stored, gate, body);
     const put = storage.put(objectKey, body, { signal: abort.signal, metadata: { 'pms-backup-id': id } });
+    let firstError: unknown;
     const failFast = (error: unknown) => {
+      firstError ??= error;
       if (!abort.signal.aborted) abort.abort(error);
       body.destroy(error instanceof Error ? error : new Error(String(error)));
       throw error;
@@ -82,10 +84,13 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
       counting.catch(failFast),
       toStorage.catch(failFast),
     ]).catch(async (error: unknown) => {
-      // Prefer the root cause: a failing pg_dump makes every later stage fail too.
+      // Prefer the root cause: a failing pg_dump makes every later stage fail too, and once we
+      // abort, every stage reports the abort rather than what went wrong.
       const failures = await Promise.allSettled([dump.done, zstd.done]);
-      const rootCause = failures.find((f): f is PromiseRejectedResult => f.status === 'rejected')?.reason;
-      throw rootCause ?? error;
+      const toolFailure = failures.find(
+        (f): f is PromiseRejectedResult => f.status === 'rejected' && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
+      )?.reason;
+      throw toolFailure ?? firstError ?? error;
     });
     options.onProgress?.({ phase: 'committing', plainBytes: plain.bytes, storedBytes: stored.bytes });
     const finishedAt = now();

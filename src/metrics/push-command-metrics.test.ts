@@ -161,6 +161,16 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
     assert.deepEqual((await gateway.find('pms_backup_last_run_success', group('monitor'))).map((s) => s.labels['error_code']), [undefined]);
   });
 
+  test('a push the gateway rejects gives a warning with its HTTP status and changes nothing', async () => {
+    // Another client pushed pms_backup_success_total as a gauge: the gateway's consistency check refuses our counter.
+    const seeded = await fetch(`${gateway.url}/metrics/job/other`, { method: 'POST', body: '# TYPE pms_backup_success_total gauge\npms_backup_success_total 5\n' });
+    assert.equal(seeded.status, 200);
+    const result = await pushCommandMetrics(config, outcome('create'));
+    assert.equal(result.status, 'failed');
+    assert.match(result.status === 'failed' ? result.warning : '', /push answered HTTP 400/);
+    assert.deepEqual(await gateway.find('pms_backup_duration_seconds', group('create')), []);
+  });
+
   test('a removed key disappears from the gateway on the next monitor push', async () => {
     const old = { fingerprint: '1111111111111111111111111111111111111111', expiresAt: new Date('2026-02-01T00:00:00Z') };
     const current = { fingerprint: '2222222222222222222222222222222222222222', expiresAt: new Date('2028-02-01T00:00:00Z') };

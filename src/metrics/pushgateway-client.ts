@@ -1,4 +1,4 @@
-import { Pushgateway, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { PushgatewayConfig } from '../config/metrics-config.js';
 import { type CounterValues, METRIC } from './backup-metrics.js';
@@ -54,11 +54,23 @@ export async function readCounters(config: PushgatewayConfig, grouping: Grouping
 }
 
 /**
- * POSTs (pushAdd) the registry into the group: metric names in the registry replace theirs,
- * every other metric in the group is left alone. That is what lets a failed run leave the
- * last good size and success time in place.
+ * POSTs the registry into the group (the Pushgateway's pushAdd): metric names in the registry
+ * replace theirs, every other metric in the group is left alone. That is what lets a failed
+ * run leave the last good size and success time in place. Sent with fetch rather than
+ * prom-client's Pushgateway class so the one deadline signal covers it and no deprecated
+ * url.parse runs on newer Node versions.
  */
 export async function pushRegistry(config: PushgatewayConfig, grouping: Grouping, registry: Registry, signal: AbortSignal): Promise<void> {
-  const gateway = new Pushgateway(config.url, { timeout: config.timeoutMs, signal, headers: authHeaders(config) }, registry);
-  await gateway.pushAdd({ jobName: config.jobName, groupings: { ...grouping } });
+  // Grouping values are restricted to [A-Za-z0-9_.:-] by config, so no @base64 form is needed.
+  const path = [['job', config.jobName], ...Object.entries(grouping)].map(([k, v]) => `/${encodeURIComponent(k ?? '')}/${encodeURIComponent(v ?? '')}`).join('');
+  const response = await fetch(`${config.url}/metrics${path}`, {
+    method: 'POST',
+    headers: { 'Content-Type': registry.contentType, ...authHeaders(config) },
+    body: await registry.metrics(),
+    signal,
+  });
+  if (!response.ok) {
+    const detail = (await response.text().catch(() => '')).trim().slice(0, 300);
+    throw new Error(`push answered HTTP ${response.status}${detail ? `: ${detail}` : ''}`);
+  }
 }

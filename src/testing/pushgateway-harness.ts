@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PmsError } from '../errors/catalogue.js';
+import { PmsError, isPmsError } from '../errors/catalogue.js';
 import { freePort } from '../postgres/throwaway-cluster.js';
 import { startTool } from '../process/tool-process.js';
 
@@ -114,6 +114,9 @@ async function waitUntilReady(url: string, exited: Promise<void>): Promise<void>
   );
   // Start-up is normally well under a second; the bound only turns a hang into an error.
   for (let attempt = 0; attempt < 200; attempt += 1) {
+    if (isPmsError(early, 'PMS_ERR_TOOL_MISSING')) {
+      throw new PmsError('PMS_ERR_TOOL_MISSING', `${BINARY} was not found: apt-get install prometheus-pushgateway, or set PUSHGATEWAY_BIN`, { cause: early });
+    }
     if (early !== undefined) {
       throw new PmsError('PMS_ERR_TOOL_FAILED', `prometheus-pushgateway did not start: ${early instanceof Error ? early.message : String(early)}`, { cause: early });
     }

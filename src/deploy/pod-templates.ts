@@ -9,6 +9,8 @@ export interface PodTemplate {
   readonly labels: Readonly<Record<string, string>>;
   readonly annotations: Readonly<Record<string, string>>;
   readonly spec: Json;
+  /** A StatefulSet's volumeClaimTemplates: volumes its pods mount without listing them. */
+  readonly claimTemplates: readonly string[];
 }
 
 export interface ContainerRef {
@@ -52,6 +54,7 @@ export function podTemplates(objects: readonly Manifest[]): PodTemplate[] {
       labels: (isRecord(metadata['labels']) ? metadata['labels'] : {}) as Record<string, string>,
       annotations: (isRecord(metadata['annotations']) ? metadata['annotations'] : {}) as Record<string, string>,
       spec: isRecord(template['spec']) ? template['spec'] : {},
+      claimTemplates: (Array.isArray(field(object, 'spec', 'volumeClaimTemplates')) ? (field(object, 'spec', 'volumeClaimTemplates') as unknown[]) : []).map((c) => String(field(c, 'metadata', 'name'))),
     });
   }
   return pods;

@@ -1,75 +1,36 @@
 import assert from 'node:assert/strict';
-import { chownSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { findPgProgram } from '../postgres/binaries.js';
-import { type ThrowawayCluster, startThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { runTool } from '../process/tool-process.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
-import { makeTestCertificates } from './test-certificates.js';
+import { type ConfiguredPostgres, startConfiguredPostgres } from './configured-postgres.js';
 
 /**
- * Contract test: the postgresql.conf and pg_hba.conf from the rendered dev ConfigMap, with the
- * container's paths mapped to a temporary directory, start a real PostgreSQL 15 that speaks TLS
- * and refuses anything else.
+ * Contract test: the postgresql.conf and pg_hba.conf from the rendered dev ConfigMap, mounted as
+ * the StatefulSet mounts them and with container paths mapped to a temporary directory, start a
+ * real PostgreSQL 15 that speaks TLS and refuses anything else.
  */
-let cluster: ThrowawayCluster | undefined;
-let dir: string;
+let postgres: ConfiguredPostgres | undefined;
 let caFile: string;
 const PASSWORD = 'contract-test-password';
 
 before(async () => {
   const objects = await renderKustomization(join(DEPLOY_DIR, 'overlays', 'dev'));
-  const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('postgres-config'));
-  assert.ok(configMap, 'the postgres-config ConfigMap is rendered');
-  const data = configMap['data'] as Record<string, string>;
-  dir = mkdtempSync(join(tmpdir(), 'pms-pgconf-'));
-  // The server runs as the postgres OS user: it must read the mapped files (never the CA key).
-  chmodSync(dir, 0o755);
-  const tlsDir = join(dir, 'tls');
-  mkdirSync(tlsDir, { mode: 0o755 });
-  const certs = await makeTestCertificates(dir);
-  caFile = certs.caFile;
-  copyFileSync(certs.certFile, join(tlsDir, 'tls.crt'));
-  copyFileSync(certs.keyFile, join(tlsDir, 'tls.key'));
-  copyFileSync(certs.caFile, join(tlsDir, 'ca.crt'));
-
-  cluster = await startThrowawayCluster({});
-  const ids = cluster.osUser ? await osIds(cluster.osUser) : undefined;
-  for (const file of ['tls.crt', 'tls.key', 'ca.crt']) {
-    if (ids) chownSync(join(tlsDir, file), ids.uid, ids.gid);
-    chmodSync(join(tlsDir, file), 0o600);
-  }
-  // Only paths change: every setting, including archive_command, is the ConfigMap's.
-  const conf = (data['postgresql.conf'] ?? '')
-    .replaceAll('/etc/postgresql/tls', tlsDir)
-    .replaceAll('/etc/postgresql/pg_hba.conf', join(dir, 'pg_hba.conf'))
-    .replaceAll('/var/run/postgresql', cluster.socketDir);
-  writeFileSync(join(dir, 'postgresql.conf'), conf);
-  writeFileSync(join(dir, 'pg_hba.conf'), data['pg_hba.conf'] ?? '');
-
   // A login with a SCRAM password, created while the throwaway cluster still trusts its socket.
-  await cluster.psql(`SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN REPLICATION PASSWORD '${PASSWORD}'; GRANT pg_read_all_settings TO app;`);
-  await cluster.stop();
-  appendFileSync(join(cluster.dataDir, 'postgresql.conf'), `include '${join(dir, 'postgresql.conf')}'\n`);
-  await cluster.start();
+  postgres = await startConfiguredPostgres(objects, {
+    prepareSql: `SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN REPLICATION PASSWORD '${PASSWORD}'; GRANT pg_read_all_settings TO app;`,
+  });
+  caFile = postgres.caFile;
 });
 
 after(async () => {
-  await cluster?.destroy();
-  rmSync(dir, { recursive: true, force: true });
+  await postgres?.destroy();
 });
-
-async function osIds(user: string): Promise<{ uid: number; gid: number }> {
-  const uid = Number((await runTool('id', ['-u', user])).stdout.trim());
-  const gid = Number((await runTool('id', ['-g', user])).stdout.trim());
-  return { uid, gid };
-}
 
 /** psql over TCP with libpq settings in the environment (the password never in argv). */
 async function psqlTcp(sql: string, libpq: Record<string, string>, password = PASSWORD, conninfo = 'dbname=postgres'): Promise<string> {
-  const c = cluster;
+  const c = postgres?.cluster;
   assert.ok(c);
   const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], PGHOST: 'localhost', PGHOSTADDR: '127.0.0.1', PGPORT: String(c.port), PGUSER: 'app', PGDATABASE: 'postgres', PGPASSWORD: password, PGCONNECT_TIMEOUT: '10', ...libpq };
   const { stdout } = await runTool(findPgProgram('psql'), ['-X', '-qAt', '-v', 'ON_ERROR_STOP=1', '-d', conninfo, '-c', sql], { env });

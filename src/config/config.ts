@@ -2,6 +2,7 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { PmsError } from '../errors/catalogue.js';
 import type { Env } from './env-source.js';
+import { type MetricsConfig, parseMetrics } from './metrics-config.js';
 import { type PostgresConfig, parsePostgres } from './postgres-config.js';
 import { Problems, boolSchema, deepFreeze, throwIfProblems } from './problems.js';
 import type { Secret } from './secret.js';
@@ -31,11 +32,25 @@ export interface KeyConfig {
   readonly passphraseFile: string | undefined;
 }
 
+/** Thresholds of the seed's alert conditions, logging and audit identity (backup operations). */
+export interface OperationsConfig {
+  readonly logDir: string;
+  readonly maxAgeHours: number;
+  readonly sizeDeviation: number;
+  readonly keyExpiryWarnDays: number;
+  readonly verifyMaxAgeDays: number;
+  readonly walMaxAgeMinutes: number;
+  /** Kubernetes pod name (POD_NAME via the downward API), for audit records. */
+  readonly podName: string | undefined;
+}
+
 export interface BackupConfig {
   readonly postgres: PostgresConfig;
   readonly repository: RepositoryConfig | undefined;
   readonly keys: KeyConfig;
   readonly retentionDays: number;
+  readonly operations: OperationsConfig;
+  readonly metrics: MetricsConfig;
 }
 
 /** What a command needs; only these are required to be present. */
@@ -46,6 +61,21 @@ export interface ConfigNeeds {
 }
 
 const daysSchema = z.coerce.number().int().min(0).max(36500);
+const positiveSchema = z.coerce.number().positive().max(1e6);
+
+function parseOperations(env: Env, p: Problems): OperationsConfig {
+  const logDir = env['BACKUP_LOG_DIR'] || '/var/log/pms';
+  if (!isAbsolute(logDir)) p.add(`BACKUP_LOG_DIR=${JSON.stringify(logDir)} is invalid: use an absolute directory path`);
+  return {
+    logDir,
+    maxAgeHours: p.parse(env, 'BACKUP_MAX_AGE_HOURS', positiveSchema, 25, 'use a positive number of hours'),
+    sizeDeviation: p.parse(env, 'BACKUP_SIZE_DEVIATION', positiveSchema, 0.5, 'use a positive ratio such as 0.5 (50 %)'),
+    keyExpiryWarnDays: p.parse(env, 'BACKUP_KEY_EXPIRY_WARN_DAYS', daysSchema, 30, 'use a whole number of days'),
+    verifyMaxAgeDays: p.parse(env, 'BACKUP_VERIFY_MAX_AGE_DAYS', positiveSchema, 8, 'use a positive number of days'),
+    walMaxAgeMinutes: p.parse(env, 'BACKUP_WAL_MAX_AGE_MINUTES', positiveSchema, 15, 'use a positive number of minutes'),
+    podName: env['POD_NAME'] || undefined,
+  };
+}
 
 function parseRepository(env: Env, p: Problems, required: boolean): RepositoryConfig | undefined {
   const bucketEnv = env['S3_BUCKET'] || undefined;
@@ -131,6 +161,8 @@ export function loadBackupConfig(env: Env, needs: ConfigNeeds = {}): BackupConfi
     repository: parseRepository(env, problems, needs.repository ?? false),
     keys: parseKeys(env, problems, needs),
     retentionDays: problems.parse(env, 'BACKUP_RETENTION_DAYS', daysSchema, 30, 'use a whole number of days (0-36500)'),
+    operations: parseOperations(env, problems),
+    metrics: parseMetrics(env, problems),
   };
   throwIfProblems(problems);
   return deepFreeze(config);

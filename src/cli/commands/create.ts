@@ -1,26 +1,40 @@
+import { currentActor } from '../../audit/audit-log.js';
+import { observeRecipientKeys } from '../../audit/key-observer.js';
 import { createLogicalBackup } from '../../backup/create-logical-backup.js';
-import { loadBackupConfig, requireRepository } from '../../config/config.js';
+import { usingRepositoryLock } from '../../catalog/repository-lock.js';
 import { loadRecipients } from '../../crypto/keys.js';
-import { openStorage } from '../../storage/open-storage.js';
+import { runBackupCommand } from '../backup-command.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 
 export async function runCreate(options: { json?: boolean }): Promise<number> {
-  const config = loadBackupConfig(process.env, { repository: true, encryption: true });
-  const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
-  const storage = openStorage(requireRepository(config));
-  const progress = new ProgressLine();
-  const started = Date.now();
-  try {
-    const manifest = await createLogicalBackup({
-      config,
-      storage,
-      recipients,
-      onProgress: (p) => {
-        const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-        progress.update(`${p.phase}: ${formatBytes(p.plainBytes)} dumped, ${formatBytes(p.storedBytes)} stored (${formatBytes(p.plainBytes / seconds)}/s)`);
+  return runBackupCommand({ name: 'create', logStream: 'backup', needs: { repository: true, encryption: true } }, async ({ config, storage, logger }) => {
+    const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
+    const repository = storage();
+    const progress = new ProgressLine();
+    const started = Date.now();
+    const manifest = await usingRepositoryLock(
+      repository,
+      'create',
+      async () => {
+        await observeRecipientKeys(repository, recipients.descriptions.map((d) => d.fingerprint), currentActor(config.operations.podName)).catch((error: unknown) =>
+          logger.warn('could not record the recipient keys', { error: (error as Error).message }),
+        );
+        try {
+          return await createLogicalBackup({
+            config,
+            storage: repository,
+            recipients,
+            onProgress: (p) => {
+              const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+              progress.update(`${p.phase}: ${formatBytes(p.plainBytes)} dumped, ${formatBytes(p.storedBytes)} stored (${formatBytes(p.plainBytes / seconds)}/s)`);
+            },
+          });
+        } finally {
+          progress.done();
+        }
       },
-    });
-    progress.done();
+      (reason) => logger.warn(reason),
+    );
     if (options.json) {
       process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
     } else {
@@ -33,14 +47,20 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
           `  size       ${formatBytes(manifest.bytes.plain)} dumped, ${formatBytes(manifest.bytes.compressed)} compressed, ${formatBytes(manifest.bytes.stored)} stored`,
           `  duration   ${manifest.durationSeconds.toFixed(1)} s`,
           `  encrypted  to ${manifest.keyFingerprints.join(', ')}`,
-          `  location   ${storage.location} ${manifest.objects.map((o) => o.key).join(', ')}`,
+          `  location   ${repository.location} ${manifest.objects.map((o) => o.key).join(', ')}`,
           '',
         ].join('\n'),
       );
     }
-    return 0;
-  } finally {
-    progress.done();
-    await storage.close();
-  }
+    return {
+      exitCode: 0,
+      backupId: manifest.id,
+      details: { kind: 'logical', bytesStored: manifest.bytes.stored, bytesPlain: manifest.bytes.plain, tables: manifest.tables.length },
+      metrics: {
+        backupSizeBytes: manifest.bytes.stored,
+        backupAgeSeconds: 0,
+        keys: recipients.descriptions.map((d) => ({ fingerprint: d.fingerprint, expiresAt: d.expiresAt ? new Date(d.expiresAt) : undefined })),
+      },
+    };
+  });
 }

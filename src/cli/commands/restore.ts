@@ -1,8 +1,7 @@
 import { resolveBackup } from '../../catalog/backup-catalog.js';
-import { loadBackupConfig, requireRepository } from '../../config/config.js';
 import { loadDecryptionKeys } from '../../crypto/keys.js';
 import { restoreLogicalBackup } from '../../restore/restore-logical-backup.js';
-import { openStorage } from '../../storage/open-storage.js';
+import { runBackupCommand } from '../backup-command.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 
 export interface RestoreCommandOptions {
@@ -12,22 +11,20 @@ export interface RestoreCommandOptions {
 }
 
 export async function runRestore(reference: string, options: RestoreCommandOptions): Promise<number> {
-  const config = loadBackupConfig(process.env, { repository: true, decryption: true });
-  const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
-  const storage = openStorage(requireRepository(config));
-  const progress = new ProgressLine();
-  try {
-    const manifest = await resolveBackup(storage, reference, 'logical');
+  return runBackupCommand({ name: 'restore', logStream: 'backup', needs: { repository: true, decryption: true } }, async ({ config, storage }) => {
+    const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+    const repository = storage();
+    const progress = new ProgressLine();
+    const manifest = await resolveBackup(repository, reference, 'logical');
     const result = await restoreLogicalBackup({
       manifest,
-      storage,
+      storage: repository,
       postgres: config.postgres,
       keys,
       targetDb: options.targetDb,
       noOwner: options.noOwner ?? false,
       onProgress: (done, total) => progress.update(`restoring ${manifest.id}: ${formatBytes(done)} of ${formatBytes(total)}`),
-    });
-    progress.done();
+    }).finally(() => progress.done());
     if (options.json) {
       process.stdout.write(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
     } else {
@@ -36,9 +33,6 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
         `restored backup ${result.id} into database ${result.targetDb}: ${result.tables.length} tables, ${rows} rows, ${formatBytes(result.bytes)} fetched in ${result.durationSeconds.toFixed(1)} s; sha256, OpenPGP integrity and row counts verified\n`,
       );
     }
-    return 0;
-  } finally {
-    progress.done();
-    await storage.close();
-  }
+    return { exitCode: 0, backupId: result.id, details: { targetDb: result.targetDb, tables: result.tables.length } };
+  });
 }

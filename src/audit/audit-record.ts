@@ -1,0 +1,48 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+export const AUDIT_PREFIX = 'audit/';
+export const AUDIT_HEAD_KEY = 'audit/head.json';
+export const GENESIS_HASH = '0'.repeat(64);
+
+export const auditRecordSchema = z.strictObject({
+  seq: z.number().int().positive(),
+  at: z.iso.datetime(),
+  actor: z.strictObject({ user: z.string(), host: z.string(), pod: z.string().nullable() }),
+  operation: z.string(),
+  backupId: z.string().nullable(),
+  outcome: z.enum(['success', 'failure']),
+  details: z.record(z.string(), z.unknown()),
+  prevHash: z.string().regex(/^[0-9a-f]{64}$/),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+export type AuditRecord = z.infer<typeof auditRecordSchema>;
+export type AuditEntry = Omit<AuditRecord, 'seq' | 'prevHash' | 'hash'>;
+
+/** Zero-padded so keys list in sequence order on every backend. */
+export function auditKey(seq: number): string {
+  return `${AUDIT_PREFIX}${String(seq).padStart(12, '0')}.json`;
+}
+
+export function seqOfAuditKey(key: string): number | undefined {
+  const m = /^audit\/(\d{12})\.json$/.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Canonical JSON (sorted keys) so the hash does not depend on property order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** sha256 over every field but `hash` itself, chaining in the previous record's hash. */
+export function hashRecord(record: Omit<AuditRecord, 'hash'>): string {
+  return createHash('sha256').update(canonical(record)).digest('hex');
+}

@@ -1,0 +1,98 @@
+import { appendAudit, currentActor } from '../audit/audit-log.js';
+import { type BackupConfig, type ConfigNeeds, loadBackupConfig } from '../config/config.js';
+import { type ErrorCode, PmsError, isPmsError } from '../errors/catalogue.js';
+import { type LogStream, type Logger, createLogger } from '../logging/json-log.js';
+import type { CommandOutcome } from '../metrics/command-outcome.js';
+import { pushCommandMetrics } from '../metrics/push-command-metrics.js';
+import { openStorage } from '../storage/open-storage.js';
+import type { Storage } from '../storage/storage.js';
+
+export interface CommandContext {
+  readonly config: BackupConfig;
+  readonly logger: Logger;
+  readonly startedAt: Date;
+  /** The repository, opened on first use and closed after the command. */
+  storage(): Storage;
+}
+
+/** What a command body reports besides its exit code. */
+export interface CommandReport {
+  readonly exitCode: number;
+  readonly backupId?: string | null;
+  /** Facts for the Pushgateway (see metrics/command-outcome.ts). */
+  readonly metrics?: Partial<Omit<CommandOutcome, 'command' | 'ok' | 'startedAt' | 'finishedAt'>>;
+  /** Safe facts for the audit record and the log (no secrets, no patient data). */
+  readonly details?: Readonly<Record<string, unknown>>;
+  /** Whether to append an audit record (default true; read-only listings say false). */
+  readonly audit?: boolean;
+}
+
+export interface CommandSpec {
+  readonly name: string;
+  readonly logStream: LogStream;
+  readonly needs: ConfigNeeds;
+}
+
+/**
+ * Runs one pms-backup command with what every command owes the operators: the config parsed
+ * once, a JSON log line at start and end, an audit record in the repository (success or
+ * failure), and its metrics pushed to the Pushgateway (a failed command still pushes its
+ * failure). Errors are rethrown to the CLI's single error boundary.
+ */
+export async function runBackupCommand(spec: CommandSpec, body: (context: CommandContext) => Promise<CommandReport>): Promise<number> {
+  const config = loadBackupConfig(process.env, spec.needs);
+  const logger = createLogger({ dir: config.operations.logDir, stream: spec.logStream, command: spec.name });
+  const startedAt = new Date();
+  let storage: Storage | undefined;
+  const context: CommandContext = {
+    config,
+    logger,
+    startedAt,
+    storage() {
+      if (!config.repository) throw new PmsError('PMS_ERR_CONFIG', 'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
+      storage ??= openStorage(config.repository);
+      return storage;
+    },
+  };
+  logger.info(`${spec.name} started`, { repository: config.repository?.url });
+  let report: CommandReport | undefined;
+  let failure: PmsError | undefined;
+  try {
+    report = await body(context);
+    return report.exitCode;
+  } catch (error) {
+    failure = isPmsError(error) ? error : new PmsError('PMS_ERR_INTERNAL', (error as Error)?.message ?? String(error), { cause: error });
+    throw failure;
+  } finally {
+    const finishedAt = new Date();
+    const ok = failure === undefined && report?.exitCode === 0;
+    const durationSeconds = (finishedAt.getTime() - startedAt.getTime()) / 1000;
+    const fields = { ok, durationSeconds, backupId: report?.backupId ?? null, ...(failure ? { errorCode: failure.code, error: failure.message } : {}), ...report?.details };
+    if (ok) logger.info(`${spec.name} finished`, fields);
+    else logger.error(`${spec.name} failed`, fields);
+    if (report?.audit !== false && config.repository && !(failure && isRepositoryFailure(failure.code))) {
+      try {
+        await appendAudit(context.storage(), {
+          at: finishedAt.toISOString(),
+          actor: currentActor(config.operations.podName),
+          operation: spec.name,
+          backupId: report?.backupId ?? null,
+          outcome: ok ? 'success' : 'failure',
+          details: { durationSeconds, ...(failure ? { errorCode: failure.code } : {}), ...report?.details },
+        });
+      } catch (error) {
+        logger.warn('could not append the audit record', { error: (error as Error).message });
+      }
+    }
+    await pushCommandMetrics(
+      config.metrics,
+      { command: spec.name, ok, errorCode: failure?.code, startedAt, finishedAt, ...report?.metrics },
+      { warn: (message) => logger.warn(message) },
+    );
+    await storage?.close().catch(() => undefined);
+  }
+}
+
+function isRepositoryFailure(code: ErrorCode): boolean {
+  return code === 'PMS_ERR_REPO_UNAVAILABLE' || code === 'PMS_ERR_REPO_ACCESS';
+}

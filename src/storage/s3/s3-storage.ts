@@ -105,6 +105,9 @@ export class S3Storage implements Storage {
         Key: objectKey,
         Body: counter,
         Metadata: { ...metadata },
+        // Required by deploy/s3/bucket-policy.json (deny uploads without SSE-AES256); data is
+        // already OpenPGP-encrypted, this is the seed's second layer at rest.
+        ServerSideEncryption: 'AES256',
         ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
       },
     });
@@ -237,7 +240,7 @@ export class S3Storage implements Storage {
   async probe(): Promise<void> {
     const probeKey = `${this.#settings.prefix ? `${this.#settings.prefix}/` : ''}.pms-probe-${randomUUID()}`;
     try {
-      await this.#client.send(new PutObjectCommand({ Bucket: this.#settings.bucket, Key: probeKey, Body: 'probe' }));
+      await this.#client.send(new PutObjectCommand({ Bucket: this.#settings.bucket, Key: probeKey, Body: 'probe', ServerSideEncryption: 'AES256' }));
       await this.#client.send(new DeleteObjectCommand({ Bucket: this.#settings.bucket, Key: probeKey }));
       this.#bucketSeen = true;
     } catch (error) {

@@ -14,7 +14,11 @@ backup_user=$(cat /run/secrets/pms-backup/postgres-user)
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<SQL
 CREATE ROLE "$owner_user" LOGIN PASSWORD '$(quote /run/secrets/pms-telemetry/migrate-password)';
 GRANT CONNECT, CREATE, TEMPORARY ON DATABASE "$POSTGRES_DB" TO "$owner_user";
+-- pms-telemetry migrate grants pg_read_all_data to the backup role; it may only do so with the
+-- admin option. The group roles it would otherwise create (which needs CREATEROLE) exist already.
+GRANT pg_read_all_data TO "$owner_user" WITH ADMIN OPTION;
 CREATE ROLE pms_telemetry_ingest NOLOGIN;
+CREATE ROLE pms_telemetry_reporting NOLOGIN;
 CREATE ROLE "$ingest_user" LOGIN IN ROLE pms_telemetry_ingest PASSWORD '$(quote /run/secrets/pms-telemetry/postgres-password)';
 GRANT CONNECT ON DATABASE "$POSTGRES_DB" TO "$ingest_user";
 CREATE ROLE "$backup_user" LOGIN REPLICATION PASSWORD '$(quote /run/secrets/pms-backup/postgres-password)';

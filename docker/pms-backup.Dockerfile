@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# pms-backup: Node 20 + PostgreSQL 15 client AND server binaries (verify restores into a
+# throwaway server inside the pod) + zstd + gpg (break-glass). Build from the repository root:
+#   docker build -f docker/pms-backup.Dockerfile -t ghcr.io/nhs-pms/pms-backup:0.1.0 .
+# Base images are pinned by version; CI resolves and records their digests (ci.yml).
+
+FROM node:20.20.2-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.json ./
+RUN npm ci --ignore-scripts
+COPY src ./src
+COPY bin ./bin
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+FROM node:20.20.2-bookworm-slim
+# Debian bookworm ships PostgreSQL 15, the server's major version (verify needs the same major).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-15 postgresql-client-15 zstd gnupg ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 pms && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pms
+ENV NODE_ENV=production PG_BIN_DIR=/usr/lib/postgresql/15/bin PATH=/opt/pms/node_modules/.bin:/opt/pms/bin:$PATH
+WORKDIR /opt/pms
+COPY --from=build --chown=root:root /src/package.json ./
+COPY --from=build --chown=root:root /src/node_modules ./node_modules
+COPY --from=build --chown=root:root /src/dist ./dist
+COPY --from=build --chown=root:root /src/bin ./bin
+RUN ln -s /opt/pms/bin/pms-backup.js /usr/local/bin/pms-backup && chmod 0755 /opt/pms/bin/*.js
+# No secrets in the image: keys, passwords and credentials arrive as mounted files (*_FILE).
+USER 10001:10001
+ENTRYPOINT ["pms-backup"]
+CMD ["--help"]

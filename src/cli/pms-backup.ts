@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { describeExitCodes } from '../errors/catalogue.js';
 import { action } from './exit-boundary.js';
 import { jsonOption } from './fragments.js';
+import { registerWalCommands } from './wal-commands.js';
 
 const ENVIRONMENT_HELP = `
 Configuration (environment; every secret may instead be given as NAME_FILE):
@@ -61,6 +62,8 @@ export function buildProgram(): Command {
         return runRestore(id, { json: options.json ?? false, targetDb: options.targetDb, noOwner: options.owner === false });
       }),
     );
+
+  registerWalCommands(program);
 
   return program;
 }

@@ -44,6 +44,9 @@ export const ERRORS = {
   PMS_ERR_INTERNAL: { exitCode: EXIT.bug, summary: 'an unexpected internal error (a bug)' },
   PMS_ERR_SCHEMA: { exitCode: EXIT.config, summary: 'the telemetry schema is missing, outdated or was altered: run pms-telemetry migrate' },
   PMS_ERR_ALREADY_EXISTS: { exitCode: EXIT.conflict, summary: 'the device or reader is already registered' },
+  PMS_ERR_WAL_CONFLICT: { exitCode: EXIT.conflict, summary: 'a WAL file of that name is already archived with different content' },
+  PMS_ERR_SYSTEM_MISMATCH: { exitCode: EXIT.integrity, summary: 'the WAL or repository belongs to a different PostgreSQL system' },
+  PMS_ERR_WAL_TIMEOUT: { exitCode: EXIT.unavailable, summary: 'WAL a base backup needs was not archived in time' },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,4 +1,4 @@
-import { chownSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,11 @@ export interface ThrowawayClusterOptions {
   readonly parentDir?: string;
   /** Keep initdb's fsyncs (slower); off by default because the cluster is disposable. */
   readonly durable?: boolean;
+  /**
+   * Fill the data directory instead of running initdb (e.g. unpack a base backup to recover it).
+   * Called with the empty directory (mode 0700, owned by the server's OS user) and that user.
+   */
+  readonly populate?: (dataDir: string, osUser: string | undefined) => Promise<void>;
 }
 
 export interface ThrowawayCluster {
@@ -132,9 +137,18 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
   };
 
   try {
-    const initArgs = ['-D', dataDir, '-U', superuser, '--auth=trust', '--encoding=UTF8', '--locale=C.UTF-8'];
-    if (!options.durable) initArgs.push('--no-sync');
-    await runTool(initdb, initArgs, { runAs: osUser, cwd: root });
+    if (options.populate) {
+      mkdirSync(dataDir, { mode: 0o700 });
+      if (osUser) {
+        const { uid, gid } = await lookupUser(osUser);
+        chownSync(dataDir, uid, gid);
+      }
+      await options.populate(dataDir, osUser);
+    } else {
+      const initArgs = ['-D', dataDir, '-U', superuser, '--auth=trust', '--encoding=UTF8', '--locale=C.UTF-8'];
+      if (!options.durable) initArgs.push('--no-sync');
+      await runTool(initdb, initArgs, { runAs: osUser, cwd: root });
+    }
     const settings: Record<string, string | number | boolean> = { fsync: options.durable ? true : false, ...options.settings };
     appendFileSync(join(dataDir, 'postgresql.conf'), `\n# pms throwaway cluster\n${Object.entries(settings).map(([k, v]) => `${k} = ${formatSetting(v)}`).join('\n')}\n`);
     await cluster.start();

@@ -8,14 +8,7 @@ import { toPmsError } from '../exit-boundary.js';
  */
 export const WAL_FETCH_EXIT = { fetched: 0, notFound: 1, fatal: 200 } as const;
 
-export const WAL_FETCH_EXIT_HELP = `
-Exit status (restore_command contract):
-    0  the file was fetched, verified and written to <path> (temporary file + rename)
-    1  the file is not in the archive (PostgreSQL treats this as the end of archived WAL)
-  200  anything else: repository unreachable, credentials, key, decryption or integrity
-       failure, WAL from a different system; above 125, so PostgreSQL stops recovery
-       instead of promoting early onto a wrong timeline
-`;
+/** The exit status table lives in cli/wal-commands.ts, shown by `pms-backup wal-fetch --help`. */
 
 export async function runWalFetch(name: string, path: string): Promise<number> {
   try {

@@ -1,0 +1,177 @@
+import { hostname, userInfo } from 'node:os';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { baseBackupKey, manifestKey, newBackupId } from '../catalog/layout.js';
+import { type BaseManifest, baseManifestSchema } from '../catalog/manifest.js';
+import { startCompressor } from '../compression/zstd.js';
+import type { BackupConfig } from '../config/config.js';
+import type { RecipientSet } from '../crypto/keys.js';
+import { encryptStream } from '../crypto/stream-cipher.js';
+import { PmsError, isPmsError } from '../errors/catalogue.js';
+import { usingClient } from '../postgres/connect.js';
+import type { Storage } from '../storage/storage.js';
+import { ByteMeter, EndGate } from '../streams/byte-meter.js';
+import { segmentBeforeLsn, segmentName, segmentOfLsn } from '../wal/wal-file-name.js';
+import { readArchiveIdentity, systemMismatch } from '../wal/wal-identity.js';
+import { walObjectKey } from '../wal/wal-layout.js';
+import { startBaseBackup } from './pg-basebackup.js';
+
+export interface BaseBackupProgress {
+  readonly phase: 'copying' | 'waiting-for-wal' | 'committing';
+  readonly plainBytes: number;
+  readonly storedBytes: number;
+}
+
+export interface CreateBaseBackupOptions {
+  readonly config: BackupConfig;
+  readonly storage: Storage;
+  readonly recipients: RecipientSet;
+  readonly zstdLevel?: number;
+  /** How long to wait for the stop segment to appear in the archive (default 300 s). */
+  readonly walTimeoutSeconds?: number;
+  readonly onProgress?: (progress: BaseBackupProgress) => void;
+  readonly signal?: AbortSignal;
+  readonly now?: () => Date;
+}
+
+/**
+ * pg_basebackup (tar, no WAL) → zstd → OpenPGP → repository, streamed with backpressure like the
+ * logical backup. The manifest, the commit record, is written only once the WAL from the start
+ * to the stop segment is in the repository: a base backup without its WAL restores nothing.
+ */
+export async function createBaseBackup(options: CreateBaseBackupOptions): Promise<BaseManifest> {
+  const { config, storage, recipients } = options;
+  const now = options.now ?? (() => new Date());
+  const startedAt = now();
+  const id = newBackupId(startedAt);
+  const objectKey = baseBackupKey(id);
+  const level = options.zstdLevel ?? 3;
+  const abort = new AbortController();
+  const onOuterAbort = () => abort.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+
+  const server = await usingClient(config.postgres, async (client) => {
+    const result = await client.query<{ system_identifier: string; server_version: string; server_version_num: string; archive_mode: string }>(
+      `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+              current_setting('server_version') AS server_version, current_setting('server_version_num') AS server_version_num,
+              current_setting('archive_mode') AS archive_mode`,
+    );
+    return result.rows[0];
+  });
+  if (!server) throw new PmsError('PMS_ERR_DB_QUERY', 'could not read the server identity');
+  if (server.archive_mode === 'off') {
+    throw new PmsError('PMS_ERR_CONFIG', `archive_mode is off on ${config.postgres.host}:${config.postgres.port}: a base backup is useless without archived WAL; set archive_mode = on and archive_command = 'pms-backup wal-push %p' (docs/pitr.md)`);
+  }
+  const archiveSystem = await readArchiveIdentity(storage);
+  if (archiveSystem !== undefined && archiveSystem !== server.system_identifier) throw systemMismatch(storage, archiveSystem, server.system_identifier);
+
+  let objectWritten = false;
+  try {
+    const basebackup = startBaseBackup(config.postgres, `pms-base-${id}`, abort.signal);
+    const zstd = startCompressor({ level, signal: abort.signal });
+    const plain = new ByteMeter();
+    const compressed = new ByteMeter();
+    const stored = new ByteMeter({
+      sha256: true,
+      onProgress: (bytes) => options.onProgress?.({ phase: 'copying', plainBytes: plain.bytes, storedBytes: bytes }),
+    });
+    const gate = new EndGate(() => Promise.all([basebackup.done, zstd.done]));
+    const toCompressor = pipeline(basebackup.child.stdout!, plain, zstd.child.stdin!);
+    const encrypted = await encryptStream(zstd.child.stdout!.pipe(compressed), recipients);
+    const body = new PassThrough({ highWaterMark: 1 << 20 });
+    const toStorage = pipeline(encrypted, stored, gate, body);
+    const put = storage.put(objectKey, body, { signal: abort.signal, metadata: { 'pms-backup-id': id } });
+    const failFast = (error: unknown): never => {
+      if (!abort.signal.aborted) abort.abort(error);
+      body.destroy(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    };
+    const [, , , putResult] = await Promise.all([
+      toCompressor.catch(failFast),
+      basebackup.done.catch(failFast),
+      zstd.done.catch(failFast),
+      put.then((r) => {
+        objectWritten = true;
+        return r;
+      }, failFast),
+      toStorage.catch(failFast),
+    ]).catch(async (error: unknown) => {
+      const failures = await Promise.allSettled([basebackup.done, zstd.done]);
+      const rootCause = failures.find((f): f is PromiseRejectedResult => f.status === 'rejected')?.reason;
+      throw rootCause ?? error;
+    });
+    const finishedAt = now();
+    if (putResult.bytes !== stored.bytes) {
+      throw new PmsError('PMS_ERR_INTEGRITY', `the repository stored ${putResult.bytes} bytes of ${objectKey} but ${stored.bytes} were sent`);
+    }
+    const points = basebackup.points();
+    const startWalSegment = segmentName(points.timeline, segmentOfLsn(points.startLsn));
+    const stopWalSegment = segmentName(points.timeline, segmentBeforeLsn(points.stopLsn));
+    options.onProgress?.({ phase: 'waiting-for-wal', plainBytes: plain.bytes, storedBytes: stored.bytes });
+    await waitForArchivedSegment(storage, points.timeline, stopWalSegment, options.walTimeoutSeconds ?? 300, abort.signal);
+    options.onProgress?.({ phase: 'committing', plainBytes: plain.bytes, storedBytes: stored.bytes });
+    const manifest: BaseManifest = baseManifestSchema.parse({
+      formatVersion: 1,
+      id,
+      kind: 'base',
+      systemIdentifier: server.system_identifier,
+      timeline: points.timeline,
+      startLsn: points.startLsn,
+      stopLsn: points.stopLsn,
+      startWalSegment,
+      stopWalSegment,
+      serverVersion: server.server_version,
+      serverVersionNum: Number(server.server_version_num),
+      startedAt: startedAt.toISOString(),
+      // The moment pg_basebackup returned, i.e. after its stop point: the earliest time a
+      // point-in-time restore from this backup can target.
+      finishedAt: finishedAt.toISOString(),
+      durationSeconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+      bytes: { plain: plain.bytes, compressed: compressed.bytes, stored: stored.bytes },
+      compression: { algorithm: 'zstd', level },
+      encryption: { format: 'openpgp', recipients: recipients.descriptions.map((d) => d.fingerprint) },
+      keyFingerprints: recipients.descriptions.map((d) => d.fingerprint),
+      objects: [{ key: objectKey, bytes: putResult.bytes, sha256: stored.sha256 }],
+      host: hostname(),
+      createdBy: safeUser(),
+    });
+    await storage.putBytes(manifestKey(id), `${JSON.stringify(manifest, null, 2)}\n`, { ifAbsent: true });
+    return manifest;
+  } catch (error) {
+    abort.abort(error);
+    if (objectWritten) await storage.delete(objectKey).catch(() => undefined);
+    if (isPmsError(error)) throw error;
+    throw new PmsError('PMS_ERR_INTERNAL', `base backup failed: ${(error as Error).message ?? String(error)}`, { cause: error });
+  } finally {
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+/**
+ * PostgreSQL already waited for archive_command to succeed on the stop segment; this checks the
+ * segment really is in *this* repository (archive_command could point elsewhere).
+ */
+async function waitForArchivedSegment(storage: Storage, timeline: number, name: string, timeoutSeconds: number, signal: AbortSignal): Promise<void> {
+  const key = walObjectKey({ kind: 'segment', name, timeline, segment: 0 });
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (let delay = 200; ; delay = Math.min(delay * 2, 5000)) {
+    if ((await storage.head(key)) !== undefined) return;
+    if (Date.now() >= deadline) {
+      throw new PmsError(
+        'PMS_ERR_WAL_TIMEOUT',
+        `WAL segment ${name}, which this base backup needs, did not reach ${storage.location} within ${timeoutSeconds} s: check that archive_command is 'pms-backup wal-push %p' with the same BACKUP_REPOSITORY and look for archive failures in pg_stat_archiver; the backup was discarded`,
+        { details: { segment: name, key } },
+      );
+    }
+    await sleep(delay, undefined, { signal });
+  }
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? 'unknown');
+  }
+}

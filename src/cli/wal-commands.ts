@@ -1,0 +1,74 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { action } from './exit-boundary.js';
+import { jsonOption } from './fragments.js';
+
+const WAL_PUSH_HELP = `
+Meant as PostgreSQL's archive_command, run by the server as its OS user with the BACKUP_* environment:
+  archive_mode = on
+  archive_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-push %p'
+Exits 0 only once the file is durably stored. Re-pushing identical content exits 0; different content
+under an archived name fails (PMS_ERR_WAL_CONFLICT) and PostgreSQL keeps retrying and logging it.
+Other .ready files are archived in the same run (see --read-ahead). See docs/pitr.md.
+`;
+
+/** `wal-push`, `wal-fetch` and `base-backup` for the pms-backup program (issue 5). */
+export function registerWalCommands(program: Command): void {
+  program
+    .command('wal-push')
+    .description('archive one WAL file (archive_command): zstd → OpenPGP → repository, plus other .ready files')
+    .argument('<path>', '%p: the WAL file, relative to the data directory')
+    .addOption(new Option('--read-ahead <n>', 'other .ready files to archive in the same run').argParser(nonNegativeInt).default(32))
+    .addHelpText('after', WAL_PUSH_HELP)
+    .action(
+      action(async (path: string, options: { readAhead: number }) => {
+        const { runWalPush } = await import('./commands/wal-push.js');
+        return runWalPush(path, { readAhead: options.readAhead });
+      }),
+    );
+
+  program
+    .command('wal-fetch')
+    .description('fetch one archived WAL file for recovery (restore_command), verified, written atomically')
+    .argument('<name>', '%f: the WAL file name PostgreSQL wants')
+    .argument('<path>', '%p: where to write it, relative to the data directory')
+    .addHelpText(
+      'after',
+      `
+Meant as PostgreSQL's restore_command (pms-backup restore --pitr writes it for you):
+  restore_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-fetch %f %p'
+${WAL_FETCH_EXIT_HELP_TEXT}`,
+    )
+    .action(
+      action(async (name: string, path: string) => {
+        const { runWalFetch } = await import('./commands/wal-fetch.js');
+        return runWalFetch(name, path);
+      }),
+    );
+
+  program
+    .command('base-backup')
+    .description('physical base backup (pg_basebackup tar → zstd → OpenPGP → repository); complete once its WAL is archived')
+    .addOption(new Option('--wal-timeout <seconds>', 'how long to wait for the stop segment to reach the archive').argParser(nonNegativeInt).default(300))
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean; walTimeout: number }) => {
+        const { runBaseBackup } = await import('./commands/base-backup.js');
+        return runBaseBackup(options);
+      }),
+    );
+}
+
+// Kept here (not imported from commands/wal-fetch.ts) so `--help` loads no command module.
+const WAL_FETCH_EXIT_HELP_TEXT = `
+Exit status (restore_command contract):
+    0  the file was fetched, verified and written to <path> (temporary file + rename)
+    1  the file is not in the archive (PostgreSQL treats this as the end of archived WAL)
+  200  anything else: repository unreachable, credentials, key, decryption or integrity
+       failure, WAL from a different system; above 125, so PostgreSQL stops recovery
+       instead of promoting early onto a wrong timeline
+`;
+
+function nonNegativeInt(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${JSON.stringify(value)} is not a whole number`);
+  return Number(value);
+}

@@ -1,0 +1,69 @@
+import { pipeline } from 'node:stream/promises';
+import type { BaseManifest } from '../../catalog/manifest.js';
+import { startDecompressor } from '../../compression/zstd.js';
+import type { DecryptionKeys } from '../../crypto/keys.js';
+import { classifyCipherError, decryptStream } from '../../crypto/stream-cipher.js';
+import { PmsError, isPmsError } from '../../errors/catalogue.js';
+import { startTool } from '../../process/tool-process.js';
+import type { Storage } from '../../storage/storage.js';
+import { ByteMeter } from '../../streams/byte-meter.js';
+
+export interface UnpackOptions {
+  readonly storage: Storage;
+  readonly manifest: BaseManifest;
+  readonly keys: DecryptionKeys;
+  /** An existing, empty directory. */
+  readonly dataDir: string;
+  /** OS user that extracts (and so owns) the files when we are root. */
+  readonly runAs?: string | undefined;
+  readonly onProgress?: (fetchedBytes: number, totalBytes: number) => void;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * repository → OpenPGP → zstd -d → `tar -x` into the data directory, streamed. The caller
+ * must treat the directory as garbage unless this resolves: the stored sha256 and the OpenPGP
+ * MDC can only be checked once every byte went through.
+ */
+export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes: number }> {
+  const object = options.manifest.objects[0];
+  if (!object) throw new PmsError('PMS_ERR_MANIFEST', `manifest of ${options.manifest.id} lists no objects`);
+  const abort = new AbortController();
+  const onOuterAbort = () => abort.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  try {
+    const fetched = new ByteMeter({ sha256: true, onProgress: (n) => options.onProgress?.(n, object.bytes) });
+    const source = await options.storage.get(object.key, { signal: abort.signal });
+    source.on('error', (error) => fetched.destroy(error));
+    const plain = await decryptStream(source.pipe(fetched), options.keys);
+    const zstd = startDecompressor({ signal: abort.signal });
+    const tar = startTool('tar', ['-x', '-f', '-', '-C', options.dataDir], { stdin: 'pipe', stdout: 'ignore', runAs: options.runAs, signal: abort.signal });
+    const stages = [
+      pipeline(plain, zstd.child.stdin!).catch((error: unknown) => {
+        throw classifyCipherError(error) ?? error;
+      }),
+      zstd.done.catch((error: unknown) => {
+        throw new PmsError('PMS_ERR_INTEGRITY', `decompression failed (${(error as Error).message}): the base backup is corrupt`, { cause: error });
+      }),
+      pipeline(zstd.child.stdout!, tar.child.stdin!),
+      tar.done,
+    ];
+    const settled = await Promise.allSettled(stages.map((p) => p.catch((error: unknown) => { abort.abort(error); throw error; })));
+    const errors = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
+    if (errors.length > 0) {
+      throw errors.find((e) => isPmsError(e, 'PMS_ERR_INTEGRITY')) ?? errors.find((e) => isPmsError(e, 'PMS_ERR_KEY')) ?? errors.find((e) => isPmsError(e)) ?? errors[0];
+    }
+    if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
+      throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`, {
+        details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
+      });
+    }
+    return { bytes: fetched.bytes };
+  } catch (error) {
+    abort.abort(error);
+    if (isPmsError(error)) throw error;
+    throw classifyCipherError(error) ?? new PmsError('PMS_ERR_INTERNAL', `unpacking base backup ${options.manifest.id} failed: ${(error as Error).message}`, { cause: error });
+  } finally {
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+}

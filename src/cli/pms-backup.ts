@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { describeExitCodes } from '../errors/catalogue.js';
 import { action } from './exit-boundary.js';
-import { jsonOption } from './fragments.js';
+import { dryRunOption, jsonOption } from './fragments.js';
 import { registerWalCommands } from './wal-commands.js';
 
 const ENVIRONMENT_HELP = `
@@ -13,7 +13,10 @@ Configuration (environment; every secret may instead be given as NAME_FILE):
   BACKUP_GPG_PUBLIC_KEY_FILE armored public key(s); backups are encrypted to every key in it
   BACKUP_GPG_KEY_ID          must match one of those keys (guards against a wrong key file)
   BACKUP_GPG_PRIVATE_KEY_FILE, BACKUP_GPG_PASSPHRASE_FILE   restore only
-  BACKUP_RETENTION_DAYS (30)
+  BACKUP_RETENTION_DAYS (30)  BACKUP_LOG_DIR (/var/log/pms)  POD_NAME (for audit records)
+  BACKUP_MAX_AGE_HOURS (25)  BACKUP_SIZE_DEVIATION (0.5)  BACKUP_KEY_EXPIRY_WARN_DAYS (30)
+  BACKUP_VERIFY_MAX_AGE_DAYS (8)  BACKUP_WAL_MAX_AGE_MINUTES (15)
+  PUSHGATEWAY_URL  PUSHGATEWAY_INSTANCE  PUSHGATEWAY_TIMEOUT_SECONDS  PUSHGATEWAY_USERNAME/_PASSWORD
 
 ${describeExitCodes()}
 `;
@@ -64,6 +67,84 @@ export function buildProgram(): Command {
     );
 
   registerWalCommands(program);
+
+  program
+    .command('verify')
+    .description('restore a backup into a throwaway PostgreSQL, compare row counts, run amcheck, store the result (exit 0 only if every check passes)')
+    .argument('[id]', 'backup id, or "latest"', 'latest')
+    .addOption(jsonOption())
+    .action(
+      action(async (id: string, options: { json?: boolean }) => {
+        const { runVerify } = await import('./commands/verify.js');
+        return runVerify(id, options);
+      }),
+    );
+
+  program
+    .command('monitor')
+    .description('check the alert conditions (age, size deviation, repository, key expiry, verification); writes $BACKUP_LOG_DIR/backup_monitoring_YYYYMMDD.json; non-zero if any fails')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean }) => {
+        const { runMonitor } = await import('./commands/monitor.js');
+        return runMonitor(options);
+      }),
+    );
+
+  program
+    .command('prune')
+    .description('delete backups older than BACKUP_RETENTION_DAYS (never the newest complete or newest verified) and incomplete leftovers older than 24 h')
+    .addOption(dryRunOption())
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean; dryRun?: boolean }) => {
+        const { runPrune } = await import('./commands/prune.js');
+        return runPrune(options);
+      }),
+    );
+
+  program
+    .command('keys')
+    .description('show every configured public and private key: fingerprint, algorithm, size, expiry')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean }) => {
+        const { runKeys } = await import('./commands/keys.js');
+        return runKeys(options);
+      }),
+    );
+
+  const audit = program
+    .command('audit')
+    .description('list the hash-chained audit records kept in the repository')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean }) => {
+        const { runAuditList } = await import('./commands/audit.js');
+        return runAuditList(options);
+      }),
+    );
+  audit
+    .command('verify')
+    .description('check the audit chain; non-zero exit naming the first deleted or edited record')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean }) => {
+        const { runAuditVerify } = await import('./commands/audit.js');
+        return runAuditVerify(options);
+      }),
+    );
+
+  program
+    .command('doctor')
+    .description('check config, database, pg_dump version, repository, keys, Pushgateway and tools; one line per check with a fix')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean }) => {
+        const { runDoctorCommand } = await import('./commands/doctor.js');
+        return runDoctorCommand(options);
+      }),
+    );
 
   return program;
 }

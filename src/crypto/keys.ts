@@ -148,3 +148,15 @@ export async function loadDecryptionKeys(privateKeyFile: string, passphraseFile:
   }
   return { keys: unlocked, descriptions: await Promise.all(unlocked.map((k) => describeKey(k))) };
 }
+
+/** Describes every key in an armored key file without unlocking anything (the keys command). */
+export async function describeKeyFile(path: string, kind: 'public' | 'private', now = new Date()): Promise<KeyDescription[]> {
+  if (kind === 'public') return Promise.all((await readPublicKeyFile(path)).map((k) => describeKey(k, now)));
+  const armored = await readArmored(path, 'private key', 'BACKUP_GPG_PRIVATE_KEY_FILE');
+  try {
+    const blocks = await Promise.all(armorBlocks(armored, 'PRIVATE').map((block) => openpgp.readPrivateKeys({ armoredKeys: block })));
+    return Promise.all(blocks.flat().map((k) => describeKey(k, now)));
+  } catch (error) {
+    throw new PmsError('PMS_ERR_KEY', `BACKUP_GPG_PRIVATE_KEY_FILE: ${path} holds no readable armored OpenPGP private key (${(error as Error).message})`, { cause: error });
+  }
+}

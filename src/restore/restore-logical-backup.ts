@@ -19,6 +19,8 @@ export interface RestoreOptions {
   readonly keys: DecryptionKeys;
   readonly targetDb: string;
   readonly noOwner?: boolean;
+  /** Fail when a table's row count differs from the manifest (default). verify compares itself to report every table. */
+  readonly enforceRowCounts?: boolean;
   readonly onProgress?: (fetchedBytes: number, totalBytes: number) => void;
   readonly signal?: AbortSignal;
 }
@@ -88,7 +90,7 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
     const expected = new Map(manifest.tables.map((t) => [`${t.schema}.${t.name}`, t.rows]));
     const compared = tables.map((t) => ({ ...t, expected: expected.get(`${t.schema}.${t.name}`) ?? -1 }));
     const mismatch = compared.find((t) => t.rows !== t.expected) ?? (tables.length !== manifest.tables.length ? compared[0] : undefined);
-    if (mismatch || tables.length !== manifest.tables.length) {
+    if ((options.enforceRowCounts ?? true) && (mismatch || tables.length !== manifest.tables.length)) {
       throw new PmsError('PMS_ERR_INTEGRITY', `restored data does not match the manifest (${tables.length} tables restored, ${manifest.tables.length} expected${mismatch ? `; ${mismatch.schema}.${mismatch.name} has ${mismatch.rows} rows, manifest says ${mismatch.expected}` : ''})`);
     }
     await usingClient(admin, async (client) => {

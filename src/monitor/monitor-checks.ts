@@ -1,0 +1,134 @@
+import { type BackupEntry, listBackups } from '../catalog/backup-catalog.js';
+import type { BackupConfig } from '../config/config.js';
+import { type KeyDescription, describeKey, readPublicKeyFile } from '../crypto/keys.js';
+import type { Storage } from '../storage/storage.js';
+import { listVerifications } from '../verify/verification-record.js';
+
+export interface MonitorCheck {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export interface MonitorReport {
+  readonly ok: boolean;
+  readonly checkedAt: string;
+  readonly repository: string;
+  readonly checks: MonitorCheck[];
+  readonly facts: {
+    readonly newestBackupId?: string;
+    readonly backupAgeSeconds?: number;
+    readonly backupSizeBytes?: number;
+    readonly sizeDeviationRatio?: number;
+    readonly repositoryUp: boolean;
+    readonly keys: readonly KeyDescription[];
+    readonly verification?: { ok: boolean; durationSeconds: number; verifiedAt: string; id: string };
+  };
+}
+
+const HOUR = 3600 * 1000;
+const DAY = 24 * HOUR;
+
+/** The seed's alert conditions, evaluated against the repository and the configured keys. */
+export async function runMonitorChecks(config: BackupConfig, storage: Storage, now = new Date()): Promise<MonitorReport> {
+  const ops = config.operations;
+  const checks: MonitorCheck[] = [];
+  let repositoryUp = true;
+  let entries: BackupEntry[] = [];
+  try {
+    await storage.probe();
+    entries = await listBackups(storage);
+    checks.push({ name: 'repository', ok: true, detail: `${storage.location} is reachable and writable` });
+  } catch (error) {
+    repositoryUp = false;
+    checks.push({ name: 'repository', ok: false, detail: `${storage.location} is unreachable: ${(error as Error).message}` });
+  }
+
+  const complete = entries.filter((e) => e.status === 'complete');
+  const newest = complete[0];
+  let backupAgeSeconds: number | undefined;
+  if (!repositoryUp) {
+    checks.push({ name: 'backup-age', ok: false, detail: 'unknown: the repository is unreachable' });
+  } else if (!newest) {
+    checks.push({ name: 'backup-age', ok: false, detail: `no complete backup in ${storage.location}` });
+  } else {
+    backupAgeSeconds = Math.max(0, (now.getTime() - Date.parse(newest.createdAt)) / 1000);
+    const hours = backupAgeSeconds / 3600;
+    checks.push({
+      name: 'backup-age',
+      ok: hours <= ops.maxAgeHours,
+      detail: `newest complete backup ${newest.id} (${newest.kind}) is ${hours.toFixed(1)} h old; limit ${ops.maxAgeHours} h (BACKUP_MAX_AGE_HOURS)`,
+    });
+  }
+
+  const logical = complete.filter((e) => e.kind === 'logical');
+  let sizeDeviationRatio: number | undefined;
+  if (logical.length >= 2) {
+    const [latest, previous] = [logical[0]!, logical[1]!];
+    sizeDeviationRatio = previous.bytes === 0 ? 0 : (latest.bytes - previous.bytes) / previous.bytes;
+    checks.push({
+      name: 'size-deviation',
+      ok: Math.abs(sizeDeviationRatio) <= ops.sizeDeviation,
+      detail: `${latest.id} is ${latest.bytes} bytes, previous ${previous.id} ${previous.bytes} bytes: ${(sizeDeviationRatio * 100).toFixed(1)} %; limit ±${(ops.sizeDeviation * 100).toFixed(0)} % (BACKUP_SIZE_DEVIATION)`,
+    });
+  } else {
+    checks.push({ name: 'size-deviation', ok: repositoryUp, detail: repositoryUp ? `${logical.length} complete logical backup(s): nothing to compare yet` : 'unknown: the repository is unreachable' });
+  }
+
+  const keys: KeyDescription[] = [];
+  if (config.keys.publicKeyFile === undefined) {
+    checks.push({ name: 'key-expiry', ok: false, detail: 'BACKUP_GPG_PUBLIC_KEY_FILE is not set: cannot check the recipient keys' });
+  } else {
+    try {
+      for (const key of await readPublicKeyFile(config.keys.publicKeyFile)) keys.push(await describeKey(key, now));
+      const warnBefore = now.getTime() + ops.keyExpiryWarnDays * DAY;
+      const expiring = keys.filter((k) => k.expiresAt !== null && Date.parse(k.expiresAt) <= warnBefore);
+      checks.push({
+        name: 'key-expiry',
+        ok: expiring.length === 0,
+        detail:
+          expiring.length === 0
+            ? `${keys.length} recipient key(s); none expires within ${ops.keyExpiryWarnDays} days`
+            : expiring.map((k) => `${k.fingerprint} ${k.expired ? 'EXPIRED on' : 'expires on'} ${k.expiresAt}`).join('; ') + ' — rotate the key (docs/key-rotation.md)',
+      });
+    } catch (error) {
+      checks.push({ name: 'key-expiry', ok: false, detail: (error as Error).message });
+    }
+  }
+
+  let verification: MonitorReport['facts']['verification'];
+  if (repositoryUp) {
+    const newestVerification = (await listVerifications(storage))[0];
+    if (!newestVerification) {
+      checks.push({ name: 'verification', ok: false, detail: 'no backup has ever been verified: run pms-backup verify latest' });
+    } else {
+      verification = { ok: newestVerification.ok, durationSeconds: newestVerification.durationSeconds, verifiedAt: newestVerification.verifiedAt, id: newestVerification.id };
+      const ageDays = (now.getTime() - Date.parse(newestVerification.verifiedAt)) / DAY;
+      const failed = newestVerification.checks.filter((c) => !c.ok).map((c) => c.name);
+      checks.push({
+        name: 'verification',
+        ok: newestVerification.ok && ageDays <= ops.verifyMaxAgeDays,
+        detail: newestVerification.ok
+          ? `newest verification (${newestVerification.id}) passed ${ageDays.toFixed(1)} days ago; limit ${ops.verifyMaxAgeDays} days`
+          : `newest verification (${newestVerification.id}, ${newestVerification.verifiedAt}) FAILED: ${failed.join(', ')}`,
+      });
+    }
+  } else {
+    checks.push({ name: 'verification', ok: false, detail: 'unknown: the repository is unreachable' });
+  }
+
+  return {
+    ok: checks.every((c) => c.ok),
+    checkedAt: now.toISOString(),
+    repository: storage.location,
+    checks,
+    facts: {
+      ...(newest ? { newestBackupId: newest.id, backupSizeBytes: newest.bytes } : {}),
+      ...(backupAgeSeconds !== undefined ? { backupAgeSeconds } : {}),
+      ...(sizeDeviationRatio !== undefined ? { sizeDeviationRatio } : {}),
+      repositoryUp,
+      keys,
+      ...(verification ? { verification } : {}),
+    },
+  };
+}

@@ -6,6 +6,7 @@ import { startDecompressor } from '../compression/zstd.js';
 import type { DecryptionKeys } from '../crypto/keys.js';
 import { classifyCipherError, decryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
+import { syncedFileSink } from '../storage/fs/durable-fs.js';
 import type { Storage } from '../storage/storage.js';
 import { ByteMeter } from '../streams/byte-meter.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName } from './wal-file-name.js';
@@ -70,14 +71,13 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
       zstd.done.catch((error: unknown) => {
         throw new PmsError('PMS_ERR_INTEGRITY', `${key} failed to decompress (${(error as Error).message}): the archived WAL is corrupt`, { cause: error });
       }),
-      pipeline(zstd.child.stdout!, meter, handle.createWriteStream({ autoClose: false })),
+      pipeline(zstd.child.stdout!, meter, syncedFileSink(handle)),
     ];
     const settled = await Promise.allSettled(stages.map((p) => p.catch((error: unknown) => { abort.abort(error); throw error; })));
     const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
     if (failures.length > 0) {
       throw failures.find((e) => isPmsError(e, 'PMS_ERR_INTEGRITY')) ?? failures.find((e) => isPmsError(e)) ?? failures[0];
     }
-    await handle.sync();
     await handle.close();
     closed = true;
     if (meter.sha256 !== expectedSha) {

@@ -11,6 +11,12 @@ export const WAL_FETCH_EXIT = { fetched: 0, notFound: 1, fatal: 200 } as const;
 /** The exit status table lives in cli/wal-commands.ts, shown by `pms-backup wal-fetch --help`. */
 
 export async function runWalFetch(name: string, path: string): Promise<number> {
+  // If a bug ever left a promise unsettled, Node would exit 13, which PostgreSQL reads as "not
+  // archived" and may promote early: any exit without a result is turned into the fatal status.
+  let settled = false;
+  process.once('exit', () => {
+    if (!settled) process.exitCode = WAL_FETCH_EXIT.fatal;
+  });
   try {
     const [{ loadBackupConfig, requireRepository }, { loadDecryptionKeys }, { openStorage }, { fetchWalFile }, { readControlSystemIdentifier }] = await Promise.all([
       import('../../config/config.js'),
@@ -25,11 +31,13 @@ export async function runWalFetch(name: string, path: string): Promise<number> {
     const storage = openStorage(requireRepository(config));
     try {
       const result = await fetchWalFile({ storage, keys, name, destination: path, systemIdentifier });
+      settled = true;
       return result.outcome === 'fetched' ? WAL_FETCH_EXIT.fetched : WAL_FETCH_EXIT.notFound;
     } finally {
       await storage.close();
     }
   } catch (error) {
+    settled = true;
     const pms = toPmsError(error);
     process.stderr.write(`pms-backup wal-fetch ${name}: error ${pms.code}: ${pms.message}\n`);
     return WAL_FETCH_EXIT.fatal;

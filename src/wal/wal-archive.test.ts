@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
+import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { binPath } from '../testing/run-cli.js';
+import { parseWalFileName, segmentName } from './wal-file-name.js';
+import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
+
+const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
+let cluster: ThrowawayCluster;
+let key: GpgKeyPair;
+let work: string;
+let repoRoot: string;
+let env: Record<string, string>;
+let fakeDataDir: string;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+/** Runs pms-backup as the postgres OS user, as the server would, in `cwd`. */
+function runAsPostgres(args: string[], cwd: string, onSpawn?: (pid: number) => void): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, binPath('pms-backup'), ...args], {
+      cwd,
+      env: { PATH: process.env['PATH'], ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.once('error', reject);
+    child.once('spawn', () => onSpawn?.(child.pid ?? 0));
+    child.once('close', (code, signal) => resolve({ code, signal, stderr }));
+  });
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, seconds = 60): Promise<T> {
+  for (let i = 0; i < seconds * 10; i += 1) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function archivedNames(timeline = 1): string[] {
+  const dir = join(repoRoot, WAL_PREFIX, segmentName(timeline, 0).slice(0, 8));
+  return existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')).map((n) => walFileOfKey(`wal/x/${n}`)?.name ?? n) : [];
+}
+
+async function switchAndWaitArchived(): Promise<string> {
+  const name = await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM pg_switch_wal()');
+  await waitFor(`${name} archived`, async () => ((await cluster.psql('SELECT last_archived_wal FROM pg_stat_archiver')) >= name ? true : undefined));
+  return name;
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'pms-wal-test-'));
+  chmodSync(work, 0o755);
+  key = await generateGpgKeyPair({ name: 'PMS WAL Test', passphrase: 'wal passphrase' });
+  chownSync(key.privateKeyFile, PG_UID, -1);
+  chownSync(key.passphraseFile!, PG_UID, -1);
+  repoRoot = join(work, 'repo');
+  mkdirSync(repoRoot, { mode: 0o700 });
+  chownSync(repoRoot, PG_UID, -1);
+  env = {
+    BACKUP_REPOSITORY: `file://${repoRoot}`,
+    BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
+    BACKUP_GPG_KEY_ID: key.fingerprint,
+    BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
+    BACKUP_GPG_PASSPHRASE_FILE: key.passphraseFile!,
+  };
+  cluster = await startThrowawayCluster({
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_timeout: 0, archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` },
+    serverEnv: env,
+  });
+  // A stand-in data directory for wal-fetch: it only needs global/pg_control (the system id).
+  fakeDataDir = join(work, 'fetch');
+  mkdirSync(join(fakeDataDir, 'global'), { recursive: true });
+  mkdirSync(join(fakeDataDir, 'pg_wal'));
+  copyFileSync(join(cluster.dataDir, 'global', 'pg_control'), join(fakeDataDir, 'global', 'pg_control'));
+  for (const path of [fakeDataDir, join(fakeDataDir, 'pg_wal'), join(fakeDataDir, 'global'), join(fakeDataDir, 'global', 'pg_control')]) chownSync(path, PG_UID, -1);
+  await cluster.psql('CREATE TABLE t (id int, payload text)');
+  await cluster.psql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g");
+  await switchAndWaitArchived();
+});
+
+after(async () => {
+  await cluster?.destroy();
+  key?.remove();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('wal-push / wal-fetch', () => {
+  test('archive_command stores each segment encrypted under wal/<timeline>/ with the plaintext sha256 and system id in its metadata', async () => {
+    const names = archivedNames();
+    assert.ok(names.includes('000000010000000000000001'), `archived: ${names.join(', ')}`);
+    const stored = readFileSync(join(repoRoot, 'wal/00000001/000000010000000000000001.zst.gpg'));
+    assert.ok(!stored.includes(Buffer.from('xxxxxxxxxxxxxxxxxxxx')), 'no plaintext row data in the stored object');
+    const sidecar = JSON.parse(readFileSync(join(repoRoot, '.pms-meta/wal/00000001/000000010000000000000001.zst.gpg.json'), 'utf8')) as { metadata: Record<string, string> };
+    const systemId = await cluster.psql('SELECT system_identifier FROM pg_control_system()');
+    assert.equal(sidecar.metadata['pms-system-id'], systemId);
+    assert.match(sidecar.metadata['pms-wal-sha256'] ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(JSON.parse(readFileSync(join(repoRoot, 'wal/system.json'), 'utf8')).systemIdentifier, systemId);
+  });
+
+  test('wal-fetch writes the exact segment (exit 0); a name not in the archive exits 1 and writes nothing', async () => {
+    const name = '000000010000000000000001';
+    const fetched = await runAsPostgres(['wal-fetch', name, 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    const copy = join(fakeDataDir, 'pg_wal', 'RECOVERYXLOG');
+    const pushed = JSON.parse(readFileSync(join(repoRoot, `.pms-meta/wal/00000001/${name}.zst.gpg.json`), 'utf8')) as { metadata: Record<string, string> };
+    const { createHash } = await import('node:crypto');
+    assert.equal(createHash('sha256').update(readFileSync(copy)).digest('hex'), pushed.metadata['pms-wal-sha256']);
+    rmSync(copy);
+    const missing = await runAsPostgres(['wal-fetch', '0000000100000000000000FE', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+    assert.equal(missing.code, 1, missing.stderr);
+    const history = await runAsPostgres(['wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY'], fakeDataDir);
+    assert.equal(history.code, 1, 'an absent timeline history file is "not found", which recovery expects');
+    assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+  });
+
+  test('re-pushing an archived segment with identical content exits 0; different content under that name fails loudly and leaves the archive unchanged', async () => {
+    const name = '000000010000000000000001';
+    const dir = join(work, 'repush', 'pg_wal');
+    mkdirSync(dir, { recursive: true });
+    chownSync(join(work, 'repush'), PG_UID, -1);
+    chownSync(dir, PG_UID, -1);
+    const fetched = await runAsPostgres(['wal-fetch', name, join(dir, name)], fakeDataDir);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    const before = readFileSync(join(repoRoot, `wal/00000001/${name}.zst.gpg`));
+    const same = await runAsPostgres(['wal-push', `pg_wal/${name}`], join(work, 'repush'));
+    assert.equal(same.code, 0, same.stderr);
+    const bytes = readFileSync(join(dir, name));
+    bytes[100_000] = bytes[100_000]! ^ 0xff;
+    writeFileSync(join(dir, name), bytes);
+    const different = await runAsPostgres(['wal-push', `pg_wal/${name}`], join(work, 'repush'));
+    assert.equal(different.code, 7, different.stderr);
+    assert.match(different.stderr, /PMS_ERR_WAL_CONFLICT/);
+    assert.match(different.stderr, /already archived .* with different content/);
+    assert.deepEqual(readFileSync(join(repoRoot, `wal/00000001/${name}.zst.gpg`)), before);
+  });
+
+  test('wal-fetch of a tampered segment exits above 125 (200) and leaves nothing at %p', async () => {
+    const object = join(repoRoot, 'wal/00000001/000000010000000000000001.zst.gpg');
+    const original = readFileSync(object);
+    try {
+      const tampered = Buffer.from(original);
+      tampered[Math.floor(tampered.length / 2)] = tampered[Math.floor(tampered.length / 2)]! ^ 0x01;
+      writeFileSync(object, tampered);
+      const result = await runAsPostgres(['wal-fetch', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+      assert.equal(result.code, 200, result.stderr);
+      assert.match(result.stderr, /PMS_ERR_INTEGRITY/);
+      assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), [], 'no segment and no temporary file left');
+    } finally {
+      writeFileSync(object, original);
+    }
+  });
+
+  test('wal-fetch refuses WAL of a different system identifier (exit 200)', async () => {
+    const other = join(work, 'other-system');
+    mkdirSync(join(other, 'global'), { recursive: true });
+    mkdirSync(join(other, 'pg_wal'));
+    const control = readFileSync(join(cluster.dataDir, 'global', 'pg_control'));
+    control.writeBigUInt64LE(control.readBigUInt64LE(0) + 1n, 0);
+    writeFileSync(join(other, 'global', 'pg_control'), control);
+    chownSync(other, PG_UID, -1);
+    chownSync(join(other, 'pg_wal'), PG_UID, -1);
+    const result = await runAsPostgres(['wal-fetch', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], other);
+    assert.equal(result.code, 200, result.stderr);
+    assert.match(result.stderr, /PMS_ERR_SYSTEM_MISMATCH/);
+    assert.deepEqual(readdirSync(join(other, 'pg_wal')), []);
+  });
+
+  test('wal-push killed with SIGKILL mid-upload leaves no object (fetch says not archived); the retry stores it and it fetches intact', async () => {
+    const name = '0000000100000000000000F0';
+    const dir = join(work, 'killed', 'pg_wal');
+    mkdirSync(dir, { recursive: true });
+    chownSync(join(work, 'killed'), PG_UID, -1);
+    // A real segment header (this system) followed by incompressible bytes: slow enough to interrupt.
+    const segment = Buffer.concat([readFileSync(join(cluster.dataDir, 'pg_wal', (await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn())')))).subarray(0, 8192), randomBytes(16 * 1024 * 1024 - 8192)]);
+    writeFileSync(join(dir, name), segment);
+    chownSync(join(dir, name), PG_UID, -1);
+    chownSync(dir, PG_UID, -1);
+    const timelineDir = join(repoRoot, 'wal', '00000001');
+    let killed = false;
+    const run = await runAsPostgres(['wal-push', `pg_wal/${name}`], join(work, 'killed'), (pid) => {
+      void (async () => {
+        // Kill as soon as the upload's temporary file exists in the repository.
+        await waitFor('the upload to start', () => (readdirSync(timelineDir).some((n) => n.startsWith('.pms-tmp-')) ? true : undefined), 60);
+        const { execFileSync } = await import('node:child_process');
+        // runuser's child is node: kill the whole process group member that writes (pkill by parent pid).
+        execFileSync('pkill', ['-KILL', '-P', String(pid)]);
+        killed = true;
+      })();
+    });
+    assert.ok(killed, 'wal-push was killed');
+    assert.notEqual(run.code, 0, `wal-push must not succeed when killed: ${run.stderr}`);
+    assert.ok(!existsSync(join(timelineDir, `${name}.zst.gpg`)), 'no object under the segment key');
+    const notThere = await runAsPostgres(['wal-fetch', name, 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+    assert.equal(notThere.code, 1, 'a killed upload is "not archived", never a corrupt segment');
+    const retry = await runAsPostgres(['wal-push', `pg_wal/${name}`], join(work, 'killed'));
+    assert.equal(retry.code, 0, retry.stderr);
+    const fetched = await runAsPostgres(['wal-fetch', name, 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    assert.deepEqual(readFileSync(join(fakeDataDir, 'pg_wal', 'RECOVERYXLOG')), segment);
+    rmSync(join(fakeDataDir, 'pg_wal', 'RECOVERYXLOG'));
+    rmSync(join(timelineDir, `${name}.zst.gpg`));
+  });
+
+  test('repository unreachable: archive_command fails and PostgreSQL retries; once it is back, no segment is missing', async () => {
+    const hidden = `${repoRoot}.away`;
+    const failedBefore = Number(await cluster.psql('SELECT failed_count FROM pg_stat_archiver'));
+    renameSync(repoRoot, hidden);
+    let last: string;
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        await cluster.psql(`INSERT INTO t SELECT g, repeat('y', 200) FROM generate_series(1, 20000) g`);
+        await cluster.psql('SELECT pg_switch_wal()');
+      }
+      last = await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn() - 1)');
+      await waitFor('archive failures', async () => (Number(await cluster.psql('SELECT failed_count FROM pg_stat_archiver')) > failedBefore ? true : undefined));
+      assert.ok(Number(await cluster.psql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'")) > 0, '.ready files pile up while the repository is away');
+    } finally {
+      renameSync(hidden, repoRoot);
+    }
+    const previous = segmentName(1, parseWalFileName(last)!.kind === 'segment' ? (parseWalFileName(last) as { segment: number }).segment - 1 : 0);
+    await waitFor('the backlog to drain', async () => ((await cluster.psql('SELECT last_archived_wal FROM pg_stat_archiver')) >= previous ? true : undefined), 120);
+    const archived = new Set(archivedNames().filter((n) => /^[0-9A-F]{24}$/.test(n)));
+    const newest = Math.max(...[...archived].map((n) => (parseWalFileName(n) as { segment: number }).segment));
+    for (let segment = 1; segment <= newest; segment += 1) {
+      if (segment === 0xf0) continue;
+      assert.ok(archived.has(segmentName(1, segment)), `segment ${segmentName(1, segment)} is archived`);
+    }
+    assert.ok(newest >= (parseWalFileName(previous) as { segment: number }).segment);
+  });
+});

@@ -131,7 +131,8 @@ export function buildProgram(): Command {
     .action(
       action(async (options: { json?: boolean }) => {
         const { runAuditVerify } = await import('./commands/audit.js');
-        return runAuditVerify(options);
+        // `audit verify --json`: commander may hand --json to the parent command.
+        return runAuditVerify({ json: options.json === true || audit.opts<{ json?: boolean }>().json === true });
       }),
     );
 

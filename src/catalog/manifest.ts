@@ -14,6 +14,8 @@ export const tableCountSchema = z.strictObject({
   schema: z.string(),
   name: z.string(),
   rows: z.number().int().nonnegative(),
+  /** For a partition: its partitioned parent as schema.name (partial restores use it). */
+  partitionOf: z.string().optional(),
 });
 
 /**

@@ -21,6 +21,10 @@ Configuration (environment; every secret may instead be given as NAME_FILE):
 ${describeExitCodes()}
 `;
 
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 // Command modules are imported lazily so `--help` stays instant (changesets' habit).
 export function buildProgram(): Command {
   const program = new Command('pms-backup')
@@ -54,15 +58,34 @@ export function buildProgram(): Command {
 
   program
     .command('restore')
-    .description('restore a backup into a NEW database (refuses an existing one); checks sha256, OpenPGP integrity and row counts')
-    .argument('<id>', 'backup id, or "latest" for the newest complete backup')
-    .requiredOption('--target-db <name>', 'database to create and restore into')
+    .description('restore a logical backup into a NEW database (refuses an existing one; checks sha256, OpenPGP integrity and row counts), or with --pitr a base backup + WAL into a data directory, to a moment')
+    .argument('[id]', 'logical backup id, or "latest" for the newest complete one')
+    .option('--target-db <name>', 'database to create and restore into (logical restore)')
+    .addOption(new Option('--table <schema.table>', 'restore only this table (repeatable); partitions of a partitioned table come with it').argParser(collect).default([]))
+    .addOption(new Option('--patient <nhs-number>', 'restore only this patient\'s telemetry rows and device rows').conflicts('table'))
     .addOption(new Option('--no-owner', 'do not restore ownership and grants (target server lacks the original roles)'))
+    .option('--pitr', 'point-in-time recovery: unpack a base backup into --pgdata and configure recovery from the WAL archive')
+    .option('--target-time <time>', 'with --pitr: RFC 3339 time to recover to (e.g. 2026-11-23T14:06:00Z), or "latest" for the end of the archive')
+    .option('--pgdata <dir>', 'with --pitr: data directory to create (refused if not empty)')
+    .option('--base <id>', 'with --pitr: base backup to start from (default: the newest that finished before the target time)')
     .addOption(jsonOption())
     .action(
-      action(async (id: string, options: { json?: boolean; targetDb: string; owner?: boolean }) => {
+      action(async (id: string | undefined, options: { json?: boolean; targetDb?: string; owner?: boolean; table: string[]; patient?: string; pitr?: boolean; targetTime?: string; pgdata?: string; base?: string }) => {
+        const { PmsError } = await import('../errors/catalogue.js');
+        if (options.pitr) {
+          if (id !== undefined || options.targetDb !== undefined || options.table.length > 0 || options.patient !== undefined) {
+            throw new PmsError('PMS_ERR_USAGE', '--pitr takes --target-time, --pgdata and optionally --base; not a backup id, --target-db, --table or --patient');
+          }
+          if (options.targetTime === undefined || options.pgdata === undefined) throw new PmsError('PMS_ERR_USAGE', '--pitr needs --target-time <time|latest> and --pgdata <dir>');
+          const { runPitrRestore } = await import('./commands/restore-pitr.js');
+          return runPitrRestore({ json: options.json ?? false, targetTime: options.targetTime, pgdata: options.pgdata, ...(options.base ? { base: options.base } : {}) });
+        }
+        if (options.targetTime !== undefined || options.pgdata !== undefined || options.base !== undefined) {
+          throw new PmsError('PMS_ERR_USAGE', '--target-time, --pgdata and --base need --pitr');
+        }
+        if (id === undefined || options.targetDb === undefined) throw new PmsError('PMS_ERR_USAGE', 'restore needs a backup id (or "latest") and --target-db <name> (or --pitr)');
         const { runRestore } = await import('./commands/restore.js');
-        return runRestore(id, { json: options.json ?? false, targetDb: options.targetDb, noOwner: options.owner === false });
+        return runRestore(id, { json: options.json ?? false, targetDb: options.targetDb, noOwner: options.owner === false, tables: options.table, patient: options.patient });
       }),
     );
 

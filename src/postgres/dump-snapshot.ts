@@ -13,7 +13,7 @@ export interface ExportedSnapshot {
   readonly serverVersion: string;
   readonly serverVersionNum: number;
   /** Row count of every table pg_dump will dump, as of the snapshot. */
-  countRows(signal?: AbortSignal): Promise<Array<TableRef & { rows: number }>>;
+  countRows(signal?: AbortSignal): Promise<CountedTable[]>;
   /** Ends the transaction; the snapshot stops being importable. */
   release(): Promise<void>;
 }
@@ -23,7 +23,9 @@ export interface ExportedSnapshot {
  * holds no rows of its own), outside system schemas, excluding tables owned by extensions.
  */
 export const DUMPED_TABLES_SQL = `
-  SELECT n.nspname AS schema, c.relname AS name
+  SELECT n.nspname AS schema, c.relname AS name,
+         (SELECT pn.nspname || '.' || p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+            JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid AND p.relkind = 'p' LIMIT 1) AS parent
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind = 'r'
@@ -32,13 +34,18 @@ export const DUMPED_TABLES_SQL = `
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
   ORDER BY 1, 2`;
 
-export async function countTableRows(client: pg.Client, signal?: AbortSignal): Promise<Array<TableRef & { rows: number }>> {
-  const tables = (await client.query<{ schema: string; name: string }>(DUMPED_TABLES_SQL)).rows;
-  const counted: Array<TableRef & { rows: number }> = [];
+export interface CountedTable extends TableRef {
+  readonly rows: number;
+  readonly partitionOf?: string;
+}
+
+export async function countTableRows(client: pg.Client, signal?: AbortSignal): Promise<CountedTable[]> {
+  const tables = (await client.query<{ schema: string; name: string; parent: string | null }>(DUMPED_TABLES_SQL)).rows;
+  const counted: CountedTable[] = [];
   for (const table of tables) {
     if (signal?.aborted) throw new PmsError('PMS_ERR_ABORTED', 'row counting was cancelled');
     const result = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
-    counted.push({ schema: table.schema, name: table.name, rows: Number(result.rows[0]?.n ?? 0) });
+    counted.push({ schema: table.schema, name: table.name, rows: Number(result.rows[0]?.n ?? 0), ...(table.parent ? { partitionOf: table.parent } : {}) });
   }
   return counted;
 }

@@ -4,22 +4,40 @@ import { findPgProgram } from './binaries.js';
 import { libpqEnv } from './connection-options.js';
 
 export interface PgRestoreOptions {
-  readonly database: string;
+  /** Restore into this database; without it pg_restore writes the SQL script to stdout. */
+  readonly database?: string;
   /** Skip ownership and grants (restoring onto a server without the original roles). */
   readonly noOwner?: boolean;
-  /** Only these tables (schema-qualified), data and definition. */
-  readonly tables?: readonly { schema: string; name: string }[];
+  /** Only objects in these schemas. */
+  readonly schemas?: readonly string[];
+  /** Only these tables (by name; combine with one schema for schema-qualified selection). */
+  readonly tables?: readonly string[];
+  readonly section?: 'schema-only' | 'data-only';
   readonly signal?: AbortSignal;
 }
 
 /** `pg_restore` reading a custom-format archive on stdin; stops at the first error. */
 export function startPgRestore(config: PostgresConfig, options: PgRestoreOptions): ToolProcess {
-  const args = ['--exit-on-error', '--no-password', '--dbname', options.database];
+  const args = ['--exit-on-error', '--no-password'];
+  if (options.database !== undefined) args.push('--dbname', options.database);
+  else args.push('--file', '-');
   if (options.noOwner) args.push('--no-owner', '--no-privileges');
-  for (const table of options.tables ?? []) args.push('--schema', table.schema, '--table', table.name);
+  if (options.section) args.push(`--${options.section}`);
+  for (const schema of options.schemas ?? []) args.push('--schema', schema);
+  for (const table of options.tables ?? []) args.push('--table', table);
   return startTool(findPgProgram('pg_restore'), args, {
     env: libpqEnv(config, options.database),
     stdin: 'pipe',
     ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
+/** `psql` running a SQL script from stdin, stopping at the first error. */
+export function startPsqlScript(config: PostgresConfig, database: string, signal?: AbortSignal): ToolProcess {
+  return startTool(findPgProgram('psql'), ['--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--dbname', database], {
+    env: libpqEnv(config, database),
+    stdin: 'pipe',
+    stdout: 'ignore',
+    ...(signal ? { signal } : {}),
   });
 }

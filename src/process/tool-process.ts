@@ -58,7 +58,11 @@ export function startTool(command: string, args: readonly string[], options: Too
         return;
       }
       const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
-      const detail = tail.trim() ? `: ${tail.trim().split('\n').slice(-6).join(' | ')}` : '';
+      // The first error line explains more than the tail (pg_restore echoes the failing statement).
+      const lines = tail.trim().split('\n');
+      const firstError = lines.find((l) => /\b(error|fatal|ERROR|FATAL)\b/.test(l));
+      const shown = firstError ? [firstError, ...lines.slice(-2).filter((l) => l !== firstError)] : lines.slice(-6);
+      const detail = tail.trim() ? `: ${shown.join(' | ')}` : '';
       reject(new PmsError('PMS_ERR_TOOL_FAILED', `${name} ${how}${detail}`, { details: { tool: name, exitCode: code, signal } }));
     });
   });

@@ -1,16 +1,21 @@
-import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import type { LogicalManifest } from '../catalog/manifest.js';
-import { startDecompressor } from '../compression/zstd.js';
+import type { LogicalManifest, TableCount } from '../catalog/manifest.js';
 import type { PostgresConfig } from '../config/postgres-config.js';
 import type { DecryptionKeys } from '../crypto/keys.js';
-import { classifyCipherError, decryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
-import { countTableRows } from '../postgres/dump-snapshot.js';
 import { quoteIdent, usingClient } from '../postgres/connect.js';
-import { startPgRestore } from '../postgres/logical-restore.js';
+import { countTableRows } from '../postgres/dump-snapshot.js';
+import { startPgRestore, startPsqlScript } from '../postgres/logical-restore.js';
 import type { Storage } from '../storage/storage.js';
-import { ByteMeter } from '../streams/byte-meter.js';
+import { feedStdin, openArchiveStream, runArchivePass } from './archive-stream.js';
+import { CopyRowFilter } from './copy-row-filter.js';
+import { withStagingDatabase } from './staging-database.js';
+
+/** What to restore: everything, some tables, or one patient's telemetry. */
+export type RestoreScope =
+  | { readonly kind: 'full' }
+  | { readonly kind: 'tables'; readonly tables: ReadonlyArray<{ schema: string; name: string }> }
+  | { readonly kind: 'patient'; readonly nhsNumber: string };
 
 export interface RestoreOptions {
   readonly manifest: LogicalManifest;
@@ -18,111 +23,112 @@ export interface RestoreOptions {
   readonly postgres: PostgresConfig;
   readonly keys: DecryptionKeys;
   readonly targetDb: string;
+  readonly scope?: RestoreScope;
   readonly noOwner?: boolean;
   /** Fail when a table's row count differs from the manifest (default). verify compares itself to report every table. */
   readonly enforceRowCounts?: boolean;
   readonly onProgress?: (fetchedBytes: number, totalBytes: number) => void;
-  readonly signal?: AbortSignal;
 }
 
 export interface RestoreResult {
   readonly id: string;
   readonly targetDb: string;
+  readonly scope: RestoreScope['kind'];
   readonly bytes: number;
   readonly durationSeconds: number;
+  /** expected: the manifest's count (-1 when the scope makes it incomparable, e.g. one patient). */
   readonly tables: Array<{ schema: string; name: string; rows: number; expected: number }>;
 }
 
-const VALID_DB_NAME = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
+/** The column that identifies a patient in the telemetry schema (docs/telemetry.md). */
+export const PATIENT_COLUMN = 'patient_nhs_number';
+export const TELEMETRY_SCHEMA = 'telemetry';
 
 /**
  * Restores a logical backup into a NEW database. Data goes into a staging database first and
  * is renamed to the target only after every check passed (stored sha256, OpenPGP MDC, zstd
- * checksum, pg_restore exit status, row counts), so the target name never holds a partial or
- * tampered restore; on any failure the staging database is dropped.
+ * checksum, pg_restore/psql exit status, row counts), so the target name never holds a partial
+ * or tampered restore; on any failure the staging database is dropped.
  */
 export async function restoreLogicalBackup(options: RestoreOptions): Promise<RestoreResult> {
-  const { manifest, storage, postgres, targetDb } = options;
-  if (!VALID_DB_NAME.test(targetDb)) {
-    throw new PmsError('PMS_ERR_USAGE', `--target-db ${JSON.stringify(targetDb)} is not a valid database name (letters, digits, _ $ -; at most 63 characters)`);
-  }
+  const { manifest, postgres, targetDb } = options;
+  const scope = options.scope ?? { kind: 'full' };
+  const started = Date.now();
   const object = manifest.objects[0];
   if (!object) throw new PmsError('PMS_ERR_MANIFEST', `manifest of ${manifest.id} lists no objects`);
-  const started = Date.now();
-  const staging = `${targetDb.slice(0, 40)}__restoring_${randomBytes(3).toString('hex')}`;
-  const admin = { ...postgres, database: 'postgres' };
-
-  await usingClient(admin, async (client) => {
-    const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [targetDb]);
-    if (exists.rowCount) throw new PmsError('PMS_ERR_TARGET_EXISTS', `database ${targetDb} already exists on ${postgres.host}:${postgres.port}: restore never overwrites; choose another --target-db`);
-    await client.query(`CREATE DATABASE ${quoteIdent(staging)} TEMPLATE template0`);
-  });
-
-  let renamed = false;
-  try {
-    const abort = new AbortController();
-    const fetched = new ByteMeter({ sha256: true, onProgress: (n) => options.onProgress?.(n, object.bytes) });
-    const source = await storage.get(object.key, { signal: abort.signal });
-    const hashedSource = source.pipe(fetched);
-    source.on('error', (error) => fetched.destroy(error));
-    const plain = await decryptStream(hashedSource, options.keys);
-    const zstd = startDecompressor({ signal: abort.signal });
-    const restore = startPgRestore(postgres, { database: staging, noOwner: options.noOwner ?? false, signal: abort.signal });
-    const stages = [
-      pipeline(plain, zstd.child.stdin!).catch((error: unknown) => {
-        throw classifyCipherError(error) ?? error;
-      }),
-      pipeline(zstd.child.stdout!, restore.child.stdin!),
-      zstd.done.catch((error: unknown) => {
-        throw new PmsError('PMS_ERR_INTEGRITY', `decompression failed (${(error as Error).message}): the backup data is corrupt`, { cause: error });
-      }),
-      restore.done,
-    ];
-    const settled = await Promise.allSettled(stages.map((p) => p.catch((error: unknown) => { abort.abort(error); throw error; })));
-    const failure = pickRootCause(settled);
-    if (failure) throw failure;
-    if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
-      throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored backup was modified; refusing it`, {
-        details: { expectedSha256: object.sha256, actualSha256: fetched.sha256, expectedBytes: object.bytes, actualBytes: fetched.bytes },
-      });
-    }
-    const tables = await usingClient(postgres, (client) => countTableRows(client), { database: staging });
-    const expected = new Map(manifest.tables.map((t) => [`${t.schema}.${t.name}`, t.rows]));
-    const compared = tables.map((t) => ({ ...t, expected: expected.get(`${t.schema}.${t.name}`) ?? -1 }));
-    const mismatch = compared.find((t) => t.rows !== t.expected) ?? (tables.length !== manifest.tables.length ? compared[0] : undefined);
-    if ((options.enforceRowCounts ?? true) && (mismatch || tables.length !== manifest.tables.length)) {
-      throw new PmsError('PMS_ERR_INTEGRITY', `restored data does not match the manifest (${tables.length} tables restored, ${manifest.tables.length} expected${mismatch ? `; ${mismatch.schema}.${mismatch.name} has ${mismatch.rows} rows, manifest says ${mismatch.expected}` : ''})`);
-    }
-    await usingClient(admin, async (client) => {
-      await client.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(targetDb)}`).catch((error: unknown) => {
-        if ((error as { code?: string }).code === '42P04') {
-          throw new PmsError('PMS_ERR_TARGET_EXISTS', `database ${targetDb} was created by someone else while restoring; the restore was discarded`);
-        }
-        throw error;
-      });
-    });
-    renamed = true;
-    return { id: manifest.id, targetDb, bytes: fetched.bytes, durationSeconds: (Date.now() - started) / 1000, tables: compared };
-  } catch (error) {
-    throw isPmsError(error) ? error : new PmsError('PMS_ERR_INTERNAL', `restore failed: ${(error as Error).message}`, { cause: error });
-  } finally {
-    if (!renamed) {
-      await usingClient(admin, (client) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`)).catch(() => undefined);
+  if (scope.kind === 'tables') {
+    const missing = scope.tables.filter((t) => !manifest.tables.some((m) => (m.schema === t.schema && m.name === t.name) || m.partitionOf === `${t.schema}.${t.name}`));
+    if (missing.length) {
+      throw new PmsError('PMS_ERR_NOT_FOUND', `backup ${manifest.id} has no table ${missing.map((t) => `${t.schema}.${t.name}`).join(', ')} (it holds ${manifest.tables.length} tables; see its manifest)`);
     }
   }
-}
+  if (scope.kind === 'patient' && !manifest.tables.some((t) => t.schema === TELEMETRY_SCHEMA)) {
+    throw new PmsError('PMS_ERR_NOT_FOUND', `backup ${manifest.id} holds no ${TELEMETRY_SCHEMA} schema: a per-patient restore needs the telemetry tables`);
+  }
 
-/** The most meaningful failure: integrity and key errors explain the others (e.g. a broken pipe). */
-function pickRootCause(settled: PromiseSettledResult<unknown>[]): unknown {
-  const errors = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
-  if (errors.length === 0) return undefined;
-  const rank = (e: unknown): number => {
-    const classified = classifyCipherError(e);
-    if (classified || isPmsError(e, 'PMS_ERR_INTEGRITY')) return 0;
-    if (isPmsError(e, 'PMS_ERR_KEY') || isPmsError(e, 'PMS_ERR_REPO_UNAVAILABLE') || isPmsError(e, 'PMS_ERR_NOT_FOUND')) return 1;
-    if (isPmsError(e, 'PMS_ERR_TOOL_FAILED')) return 2;
-    return 3;
+  const pass = async (consume: Parameters<typeof runArchivePass>[1]) => {
+    const stream = await openArchiveStream({ manifest, storage: options.storage, keys: options.keys, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+    await runArchivePass(stream, consume);
   };
-  const best = errors.sort((a, b) => rank(a) - rank(b))[0];
-  return classifyCipherError(best) ?? best;
+  const restoreInto = (database: string, extra: Omit<Parameters<typeof startPgRestore>[1], 'database' | 'noOwner'>) =>
+    pass(async (archive) => {
+      const restore = startPgRestore(postgres, { database, noOwner: options.noOwner ?? false, ...extra });
+      await Promise.all([feedStdin(archive, restore.child.stdin!), restore.done]);
+    });
+
+  try {
+    return await withStagingDatabase(postgres, targetDb, async (staging) => {
+      let expected: TableCount[] | undefined = manifest.tables;
+      if (scope.kind === 'full') {
+        await restoreInto(staging, {});
+      } else if (scope.kind === 'tables') {
+        // pg_restore -t alone restores neither indexes nor partition attachments, so: every
+        // definition first, then drop what was not asked for (CASCADE removes foreign keys to
+        // dropped tables), then load the data of what remains. A partitioned table comes with
+        // its partitions, where its rows live; a partition comes with its parent.
+        const wanted = (m: { schema: string; name: string; partitionOf?: string | undefined }) =>
+          scope.tables.some((t) => (t.schema === m.schema && t.name === m.name) || m.partitionOf === `${t.schema}.${t.name}`);
+        const leaves = manifest.tables.filter(wanted);
+        const keep = new Set([...scope.tables.map((t) => `${t.schema}.${t.name}`), ...leaves.map((t) => `${t.schema}.${t.name}`), ...leaves.flatMap((t) => (t.partitionOf ? [t.partitionOf] : []))]);
+        await restoreInto(staging, { section: 'schema-only' });
+        await usingClient(postgres, async (client) => {
+          const tables = await client.query<{ qualified: string; schema: string; name: string }>(`
+            SELECT n.nspname || '.' || c.relname AS qualified, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`);
+          for (const table of tables.rows) {
+            if (!keep.has(table.qualified)) await client.query(`DROP TABLE IF EXISTS ${quoteIdent(table.schema)}.${quoteIdent(table.name)} CASCADE`);
+          }
+        }, { database: staging });
+        // pg_restore's -n and -t combine as a cross product, so load one schema per pass.
+        const bySchema = new Map<string, string[]>();
+        for (const t of leaves) bySchema.set(t.schema, [...(bySchema.get(t.schema) ?? []), t.name]);
+        for (const [schema, names] of bySchema) await restoreInto(staging, { section: 'data-only', schemas: [schema], tables: names });
+        expected = leaves;
+      } else {
+        // Every definition (pg_restore -n would skip CREATE SCHEMA and cross-schema objects), then
+        // only the patient's rows of the telemetry schema: every other table stays empty.
+        await restoreInto(staging, { section: 'schema-only' });
+        await pass(async (archive) => {
+          const script = startPgRestore(postgres, { schemas: [TELEMETRY_SCHEMA], section: 'data-only', noOwner: options.noOwner ?? false });
+          const psql = startPsqlScript(postgres, staging);
+          const filter = new CopyRowFilter(PATIENT_COLUMN, scope.nhsNumber);
+          await Promise.all([feedStdin(archive, script.child.stdin!), script.done, pipeline(script.child.stdout!, filter, psql.child.stdin!), psql.done]);
+        });
+        expected = undefined;
+      }
+      const counted = await usingClient(postgres, (client) => countTableRows(client), { database: staging });
+      const wanted = expected === undefined ? counted : counted.filter((t) => expected!.some((m) => m.schema === t.schema && m.name === t.name));
+      const byName = new Map((expected ?? []).map((t) => [`${t.schema}.${t.name}`, t.rows]));
+      const tables = wanted.map((t) => ({ ...t, expected: expected === undefined ? -1 : (byName.get(`${t.schema}.${t.name}`) ?? -1) }));
+      if (expected !== undefined && (options.enforceRowCounts ?? true)) {
+        const mismatch = tables.find((t) => t.rows !== t.expected);
+        if (mismatch || tables.length !== expected.length) {
+          throw new PmsError('PMS_ERR_INTEGRITY', `restored data does not match the manifest (${tables.length} tables restored, ${expected.length} expected${mismatch ? `; ${mismatch.schema}.${mismatch.name} has ${mismatch.rows} rows, manifest says ${mismatch.expected}` : ''})`);
+        }
+      }
+      return { id: manifest.id, targetDb, scope: scope.kind, bytes: object.bytes, durationSeconds: (Date.now() - started) / 1000, tables };
+    });
+  } catch (error) {
+    throw isPmsError(error) ? error : new PmsError('PMS_ERR_INTERNAL', `restore failed: ${(error as Error).message}`, { cause: error });
+  }
 }

@@ -15,7 +15,8 @@ import { ByteMeter, EndGate } from '../streams/byte-meter.js';
 import { segmentBeforeLsn, segmentName, segmentOfLsn } from '../wal/wal-file-name.js';
 import { readArchiveIdentity, systemMismatch } from '../wal/wal-identity.js';
 import { walObjectKey } from '../wal/wal-layout.js';
-import { startBaseBackup } from './pg-basebackup.js';
+import { backupPoints, startBaseBackup } from './pg-basebackup.js';
+import { TarEntryCapture } from './tar-entry-capture.js';
 
 export interface BaseBackupProgress {
   readonly phase: 'copying' | 'waiting-for-wal' | 'committing';
@@ -77,7 +78,8 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       onProgress: (bytes) => options.onProgress?.({ phase: 'copying', plainBytes: plain.bytes, storedBytes: bytes }),
     });
     const gate = new EndGate(() => Promise.all([basebackup.done, zstd.done]));
-    const toCompressor = pipeline(basebackup.child.stdout!, plain, zstd.child.stdin!);
+    const tarFiles = new TarEntryCapture(['backup_label', 'backup_manifest']);
+    const toCompressor = pipeline(basebackup.child.stdout!, tarFiles, plain, zstd.child.stdin!);
     const encrypted = await encryptStream(zstd.child.stdout!.pipe(compressed), recipients);
     const body = new PassThrough({ highWaterMark: 1 << 20 });
     const toStorage = pipeline(encrypted, stored, gate, body);
@@ -105,7 +107,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
     if (putResult.bytes !== stored.bytes) {
       throw new PmsError('PMS_ERR_INTEGRITY', `the repository stored ${putResult.bytes} bytes of ${objectKey} but ${stored.bytes} were sent`);
     }
-    const points = basebackup.points();
+    const points = backupPoints(tarFiles.entries.get('backup_label'), tarFiles.entries.get('backup_manifest'));
     const startWalSegment = segmentName(points.timeline, segmentOfLsn(points.startLsn));
     const stopWalSegment = segmentName(points.timeline, segmentBeforeLsn(points.stopLsn));
     options.onProgress?.({ phase: 'waiting-for-wal', plainBytes: plain.bytes, storedBytes: stored.bytes });

@@ -1,13 +1,8 @@
-import type { PostgresConfig } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
+import type { PostgresConfig } from '../config/postgres-config.js';
 import { findPgProgram } from '../postgres/binaries.js';
 import { libpqEnv } from '../postgres/connection-options.js';
 import { type ToolProcess, startTool } from '../process/tool-process.js';
-
-export interface BaseBackupProcess extends ToolProcess {
-  /** Start/stop points as pg_basebackup reported them; only after `done` resolved. */
-  points(): { startLsn: string; stopLsn: string; timeline: number };
-}
 
 /**
  * `pg_basebackup -D - -Ft -X none`: the whole cluster as one tar on stdout, without WAL (the
@@ -18,25 +13,39 @@ export interface BaseBackupProcess extends ToolProcess {
  * backup starts now instead of at the next scheduled checkpoint. The server's backup_manifest
  * is injected into the tar, so pg_verifybackup can check an unpacked copy.
  */
-export function startBaseBackup(config: PostgresConfig, label: string, signal?: AbortSignal): BaseBackupProcess {
+export function startBaseBackup(config: PostgresConfig, label: string, signal?: AbortSignal): ToolProcess {
   const program = findPgProgram('pg_basebackup');
   const tool = startTool(program, ['-D', '-', '-F', 'tar', '-X', 'none', '--checkpoint=fast', `--label=${label}`, '--no-password', '--verbose'], {
     env: libpqEnv(config),
     ...(signal ? { signal } : {}),
   });
-  let log = '';
-  tool.child.stderr?.on('data', (chunk: string) => {
-    if (log.length < 64 * 1024) log += chunk;
-  });
-  return {
-    ...tool,
-    points() {
-      const start = /write-ahead log start point: ([0-9A-F]+\/[0-9A-F]+) on timeline (\d+)/.exec(log);
-      const stop = /write-ahead log end point: ([0-9A-F]+\/[0-9A-F]+)/.exec(log);
-      if (!start?.[1] || !start[2] || !stop?.[1]) {
-        throw new PmsError('PMS_ERR_TOOL_FAILED', `pg_basebackup did not report its start and end points: ${log.trim().split('\n').slice(-4).join(' | ')}`);
-      }
-      return { startLsn: start[1], stopLsn: stop[1], timeline: Number(start[2]) };
-    },
-  };
+  return tool;
+}
+
+export interface BackupPoints {
+  readonly startLsn: string;
+  readonly stopLsn: string;
+  readonly timeline: number;
+}
+
+/**
+ * Start and stop points from the files pg_basebackup puts in the tar: backup_label (START WAL
+ * LOCATION, START TIMELINE) and the server's backup_manifest (WAL-Ranges, whose End-LSN is the
+ * stop point). With -X none pg_basebackup does not print them.
+ */
+export function backupPoints(backupLabel: Buffer | undefined, backupManifest: Buffer | undefined): BackupPoints {
+  const label = backupLabel?.toString('utf8') ?? '';
+  const start = /^START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/m.exec(label);
+  const timeline = /^START TIMELINE: (\d+)/m.exec(label);
+  let ranges: Array<{ Timeline?: number; 'Start-LSN'?: string; 'End-LSN'?: string }> = [];
+  try {
+    ranges = (JSON.parse(backupManifest?.toString('utf8') ?? '{}') as { 'WAL-Ranges'?: typeof ranges })['WAL-Ranges'] ?? [];
+  } catch {
+    ranges = [];
+  }
+  const last = ranges[ranges.length - 1];
+  if (!start?.[1] || !timeline?.[1] || !last?.['End-LSN']) {
+    throw new PmsError('PMS_ERR_TOOL_FAILED', 'the pg_basebackup tar holds no readable backup_label and backup_manifest WAL range: cannot tell where the backup starts and stops');
+  }
+  return { startLsn: start[1], stopLsn: last['End-LSN'], timeline: Number(timeline[1]) };
 }

@@ -23,6 +23,14 @@ export function restoreCommand(node = process.execPath, bin = pmsBackupBin()): s
   return `${shellQuote(node)} ${shellQuote(bin)} wal-fetch %f %p`;
 }
 
+/**
+ * recovery_target_time in the form PostgreSQL's GUC check accepts ("2026-11-23 14:06:00.000+00");
+ * it rejects the ISO form with T and Z that timestamptz input would take.
+ */
+export function postgresTimestamp(time: Date): string {
+  return time.toISOString().replace('T', ' ').replace('Z', '+00');
+}
+
 export interface RecoverySettings {
   readonly restoreCommand: string;
   readonly target: TargetTime;
@@ -33,7 +41,7 @@ export interface RecoverySettings {
 export function recoveryConfText(settings: RecoverySettings, note: string): string {
   const lines = [`# ${note}`, `restore_command = ${confString(settings.restoreCommand)}`, `recovery_target_timeline = 'latest'`];
   if (settings.target !== 'latest') {
-    lines.push(`recovery_target_time = ${confString(settings.target.toISOString())}`, `recovery_target_action = 'promote'`);
+    lines.push(`recovery_target_time = ${confString(postgresTimestamp(settings.target))}`, `recovery_target_action = 'promote'`);
   }
   for (const [name, value] of Object.entries(settings.extra ?? {})) lines.push(`${name} = ${confString(value)}`);
   return `\n${lines.join('\n')}\n`;

@@ -11,6 +11,9 @@ import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/thr
 import { FsStorage } from '../../storage/fs/fs-storage.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
 import { binPath, runCli } from '../../testing/run-cli.js';
+import { pruneWal } from '../../wal/wal-retention.js';
+import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
+import { recoverBaseBackupInThrowawayCluster } from './recover-in-throwaway-cluster.js';
 import { restorePitr } from './restore-pitr.js';
 
 const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
@@ -164,5 +167,28 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
       (error: unknown) => isPmsError(error, 'PMS_ERR_NOT_FOUND') && /no complete base backup .* finished before/.test(error.message),
     );
     assert.ok(!existsSync(join(work, 'too-early')));
+  });
+
+  test('the archive summary reports the restorable window and no gaps; pruning keeps every segment from the base backup on', async () => {
+    const storage = new FsStorage(repoRoot);
+    const summary = await summarizeWalArchive(storage);
+    assert.deepEqual(summary.gaps, []);
+    assert.equal(summary.earliestRestorableTime?.toISOString(), base.finishedAt);
+    assert.ok(summary.latestRestorableTime !== undefined && summary.latestRestorableTime >= summary.earliestRestorableTime!);
+    assert.ok(summary.segments >= 3 && summary.newestSegment !== undefined);
+    const doomed = await pruneWal(storage, { keepFromSegment: base.startWalSegment, dryRun: true });
+    assert.ok(doomed.every((k) => k.slice(k.lastIndexOf('/') + 1).slice(8, 24) < base.startWalSegment.slice(8)), doomed.join(', '));
+    assert.ok(!doomed.some((k) => k.includes('/history/')), 'timeline history files are never pruned');
+  });
+
+  test('recoverBaseBackupInThrowawayCluster recovers the base backup to the end of the archive and leaves a promoted server', async () => {
+    const cluster = await recoverBaseBackupInThrowawayCluster({ storage: new FsStorage(repoRoot), keys, manifest: base, serverEnv: env });
+    try {
+      assert.equal(await cluster.psql('SELECT pg_is_in_recovery()'), 'f');
+      assert.ok((await labels(cluster)).includes('b-before-t1'));
+      assert.equal(await cluster.psql('SHOW archive_mode'), 'off', 'verification never archives into the repository');
+    } finally {
+      await cluster.destroy();
+    }
   });
 });

@@ -1,0 +1,50 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BaseManifest } from '../../catalog/manifest.js';
+import type { DecryptionKeys } from '../../crypto/keys.js';
+import { PmsError } from '../../errors/catalogue.js';
+import { type ThrowawayCluster, startThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import type { Storage } from '../../storage/storage.js';
+import { restoreCommand, writeRecoverySettings } from './recovery-settings.js';
+import { unpackBaseBackup } from './unpack-base-backup.js';
+
+export interface RecoverInThrowawayOptions {
+  readonly storage: Storage;
+  readonly keys: DecryptionKeys;
+  readonly manifest: BaseManifest;
+  /** BACKUP_* environment for the server's restore_command (repository and private key). */
+  readonly serverEnv: NodeJS.ProcessEnv;
+  /** How long recovery may take before giving up (default 600 s). */
+  readonly timeoutSeconds?: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * For `verify` of a base backup: unpacks it into a throwaway server, recovers to the end of the
+ * WAL archive and promotes, then returns the running server (the caller runs amcheck and must
+ * destroy() it). Archiving is switched off so the verification never writes to the repository,
+ * and access is local trust only, whatever the backed-up pg_hba.conf said.
+ */
+export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThrowawayOptions): Promise<ThrowawayCluster> {
+  const cluster = await startThrowawayCluster({
+    serverEnv: options.serverEnv,
+    settings: { archive_mode: 'off', hot_standby: 'on' },
+    populate: async (dataDir, osUser) => {
+      await unpackBaseBackup({ storage: options.storage, manifest: options.manifest, keys: options.keys, dataDir, runAs: osUser, ...(options.signal ? { signal: options.signal } : {}) });
+      await writeFile(join(dataDir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 trust\n');
+      await writeRecoverySettings(dataDir, { restoreCommand: restoreCommand(), target: 'latest' }, `pms-backup verify: base backup ${options.manifest.id}, to the end of the archive`);
+    },
+  });
+  try {
+    const deadline = Date.now() + (options.timeoutSeconds ?? 600) * 1000;
+    while ((await cluster.psql('SELECT pg_is_in_recovery()')) !== 'f') {
+      if (Date.now() > deadline) throw new PmsError('PMS_ERR_WAL_TIMEOUT', `recovery of base backup ${options.manifest.id} did not finish within ${options.timeoutSeconds ?? 600} s`);
+      await sleep(200, undefined, options.signal ? { signal: options.signal } : {});
+    }
+    return cluster;
+  } catch (error) {
+    await cluster.destroy().catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,87 @@
+import { listBackups } from '../catalog/backup-catalog.js';
+import type { BaseManifest } from '../catalog/manifest.js';
+import type { Storage } from '../storage/storage.js';
+import { parseWalFileName, segmentName } from './wal-file-name.js';
+import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
+
+export interface WalGap {
+  /** First missing segment name. */
+  readonly from: string;
+  /** Last missing segment name. */
+  readonly to: string;
+}
+
+export interface WalArchiveSummary {
+  readonly segments: number;
+  readonly newestSegment: string | undefined;
+  /** When the newest segment was stored (its last commit is at most this old). */
+  readonly newestSegmentAt: Date | undefined;
+  /** End of the oldest complete base backup whose WAL chain to its stop segment is whole. */
+  readonly earliestRestorableTime: Date | undefined;
+  /** Storage time of the last segment of the unbroken chain after the newest usable base backup. */
+  readonly latestRestorableTime: Date | undefined;
+  /** Missing segments from the oldest base backup's start segment to the newest segment (per timeline). */
+  readonly gaps: readonly WalGap[];
+}
+
+/**
+ * What monitor and list need to know about the WAL archive. Timelines are handled simply: a
+ * segment number counts as present if it is archived on any timeline from the base backup's
+ * onwards (a promotion continues the same segment numbers on the next timeline). Times are
+ * storage times, an upper bound of the last commit inside a segment (reading it would mean
+ * decrypting every segment).
+ */
+export async function summarizeWalArchive(storage: Storage, now = new Date()): Promise<WalArchiveSummary> {
+  const present = new Map<number, { name: string; at: Date; timeline: number }>();
+  let segments = 0;
+  let newest: { name: string; at: Date; segment: number; timeline: number } | undefined;
+  for await (const object of storage.list(WAL_PREFIX)) {
+    const file = walFileOfKey(object.key);
+    if (file?.kind !== 'segment') continue;
+    segments += 1;
+    const seen = present.get(file.segment);
+    if (!seen || file.timeline > seen.timeline) present.set(file.segment, { name: file.name, at: object.modifiedAt, timeline: file.timeline });
+    if (!newest || file.segment > newest.segment || (file.segment === newest.segment && file.timeline > newest.timeline)) {
+      newest = { name: file.name, at: object.modifiedAt, segment: file.segment, timeline: file.timeline };
+    }
+  }
+  const bases = (await listBackups(storage))
+    .map((e) => (e.status === 'complete' && e.manifest?.kind === 'base' ? e.manifest : undefined))
+    .filter((m): m is BaseManifest => m !== undefined)
+    .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+  const numberOf = (name: string): number => (parseWalFileName(name) as { segment: number }).segment;
+  const whole = (from: number, to: number): boolean => {
+    for (let s = from; s <= to; s += 1) if (!present.has(s)) return false;
+    return true;
+  };
+  const usable = bases.filter((b) => whole(numberOf(b.startWalSegment), numberOf(b.stopWalSegment)));
+  const gaps: WalGap[] = [];
+  const oldest = bases[0];
+  if (oldest && newest) {
+    let gapStart: number | undefined;
+    for (let s = numberOf(oldest.startWalSegment); s <= newest.segment + 1; s += 1) {
+      const missing = s <= newest.segment && !present.has(s);
+      if (missing && gapStart === undefined) gapStart = s;
+      if (!missing && gapStart !== undefined) {
+        gaps.push({ from: segmentName(oldest.timeline, gapStart), to: segmentName(oldest.timeline, s - 1) });
+        gapStart = undefined;
+      }
+    }
+  }
+  let latest: Date | undefined;
+  const newestUsable = usable[usable.length - 1];
+  if (newestUsable) {
+    let s = numberOf(newestUsable.stopWalSegment);
+    while (present.has(s + 1)) s += 1;
+    latest = present.get(s)?.at;
+  }
+  void now;
+  return {
+    segments,
+    newestSegment: newest?.name,
+    newestSegmentAt: newest?.at,
+    earliestRestorableTime: usable[0] ? new Date(usable[0].finishedAt) : undefined,
+    latestRestorableTime: latest,
+    gaps,
+  };
+}

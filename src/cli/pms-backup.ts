@@ -16,6 +16,8 @@ Configuration (environment; every secret may instead be given as NAME_FILE):
   BACKUP_RETENTION_DAYS (30)  BACKUP_LOG_DIR (/var/log/pms)  POD_NAME (for audit records)
   BACKUP_MAX_AGE_HOURS (25)  BACKUP_SIZE_DEVIATION (0.5)  BACKUP_KEY_EXPIRY_WARN_DAYS (30)
   BACKUP_VERIFY_MAX_AGE_DAYS (8)  BACKUP_WAL_MAX_AGE_MINUTES (15)
+  BACKUP_DR_REPOSITORY  BACKUP_DR_AWS_REGION  BACKUP_DR_AWS_ACCESS_KEY_ID  BACKUP_DR_AWS_SECRET_ACCESS_KEY
+  BACKUP_DR_S3_ENDPOINT  BACKUP_DR_S3_FORCE_PATH_STYLE  BACKUP_DR_MAX_LAG_HOURS (26)   copy and monitor
   PUSHGATEWAY_URL  PUSHGATEWAY_INSTANCE  PUSHGATEWAY_TIMEOUT_SECONDS  PUSHGATEWAY_USERNAME/_PASSWORD
 
 ${describeExitCodes()}
@@ -156,6 +158,18 @@ export function buildProgram(): Command {
         const { runAuditVerify } = await import('./commands/audit.js');
         // `audit verify --json`: commander may hand --json to the parent command.
         return runAuditVerify({ json: options.json === true || audit.opts<{ json?: boolean }>().json === true });
+      }),
+    );
+
+  program
+    .command('copy')
+    .description('copy every complete backup and WAL file missing from a second (disaster-recovery) repository, checking each copy\'s sha256; safe to re-run and to interrupt')
+    .option('--to <url>', 's3://bucket/prefix or file:///path (default BACKUP_DR_REPOSITORY); credentials from BACKUP_DR_AWS_*, BACKUP_DR_S3_*')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { json?: boolean; to?: string }) => {
+        const { runCopy } = await import('./commands/copy.js');
+        return runCopy(options);
       }),
     );
 

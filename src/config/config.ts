@@ -77,7 +77,7 @@ function parseOperations(env: Env, p: Problems): OperationsConfig {
   };
 }
 
-function parseRepository(env: Env, p: Problems, required: boolean): RepositoryConfig | undefined {
+export function parseRepository(env: Env, p: Problems, required: boolean): RepositoryConfig | undefined {
   const bucketEnv = env['S3_BUCKET'] || undefined;
   const url = env['BACKUP_REPOSITORY'] || (bucketEnv ? `s3://${bucketEnv}` : undefined);
   const accessKeyId = p.secret(env, 'AWS_ACCESS_KEY_ID');
@@ -173,4 +173,39 @@ export function requireRepository(config: BackupConfig): RepositoryConfig {
     throw new PmsError('PMS_ERR_CONFIG', 'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
   }
   return config.repository;
+}
+
+/**
+ * The disaster-recovery repository for `pms-backup copy --to URL` and monitor's DR lag check:
+ * the same rules as BACKUP_REPOSITORY, with credentials, region and endpoint from BACKUP_DR_*
+ * (a second account or region must never borrow the primary's credentials by accident).
+ */
+export interface DrConfig {
+  readonly repository: RepositoryConfig;
+  readonly maxLagHours: number;
+}
+
+export function loadDrConfig(env: Env, url: string | undefined): DrConfig | undefined {
+  const target = url ?? (env['BACKUP_DR_REPOSITORY'] || undefined);
+  if (target === undefined) return undefined;
+  const p = new Problems();
+  const mapped: Record<string, string | undefined> = {
+    BACKUP_REPOSITORY: target,
+    AWS_REGION: env['BACKUP_DR_AWS_REGION'],
+    AWS_ACCESS_KEY_ID: env['BACKUP_DR_AWS_ACCESS_KEY_ID'],
+    AWS_ACCESS_KEY_ID_FILE: env['BACKUP_DR_AWS_ACCESS_KEY_ID_FILE'],
+    AWS_SECRET_ACCESS_KEY: env['BACKUP_DR_AWS_SECRET_ACCESS_KEY'],
+    AWS_SECRET_ACCESS_KEY_FILE: env['BACKUP_DR_AWS_SECRET_ACCESS_KEY_FILE'],
+    S3_ENDPOINT: env['BACKUP_DR_S3_ENDPOINT'],
+    S3_FORCE_PATH_STYLE: env['BACKUP_DR_S3_FORCE_PATH_STYLE'],
+  };
+  const before = p.list.length;
+  const repository = parseRepository(mapped, p, true);
+  // Messages name the DR variables, not the primary ones they were mapped onto.
+  for (let i = before; i < p.list.length; i++) {
+    p.list[i] = (p.list[i] ?? '').replace(/\b(AWS_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|S3_ENDPOINT|S3_FORCE_PATH_STYLE)\b/g, 'BACKUP_DR_$1').replace(/\bBACKUP_REPOSITORY\b/g, url ? '--to' : 'BACKUP_DR_REPOSITORY');
+  }
+  const maxLagHours = p.parse(env, 'BACKUP_DR_MAX_LAG_HOURS', z.coerce.number().positive(), 26, 'use a positive number of hours');
+  throwIfProblems(p);
+  return deepFreeze({ repository: repository!, maxLagHours });
 }

@@ -22,6 +22,7 @@ export const METRIC = {
   verificationLast: 'pms_backup_verification_last_timestamp_seconds',
   walLastArchived: 'pms_backup_wal_last_archived_timestamp_seconds',
   walGap: 'pms_backup_wal_gap_segments',
+  drLag: 'pms_backup_dr_lag_seconds',
 } as const;
 
 /** Counter values already held by the Pushgateway for this command's group. */
@@ -80,6 +81,10 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
     gauge(METRIC.walLastArchived, 'Unix time the newest WAL segment reached the repository.', seconds(outcome.walLastArchivedAt));
   }
   if (outcome.walGapSegments !== undefined) gauge(METRIC.walGap, 'WAL segments missing from the archive between the oldest backup and the newest segment.', outcome.walGapSegments);
+
+  if (outcome.drLagSeconds !== undefined) {
+    gauge(METRIC.drLag, 'Seconds the oldest complete backup missing from the disaster-recovery repository has existed (0: DR is complete).', outcome.drLagSeconds);
+  }
 
   return registry;
 }

@@ -48,4 +48,6 @@ export interface CommandOutcome {
   readonly walLastArchivedAt?: Date | undefined;
   /** Missing WAL segments between the oldest backup's start and the newest archived segment. */
   readonly walGapSegments?: number | undefined;
+  /** Age of the oldest complete backup not yet copied to the DR repository (monitor, when configured). */
+  readonly drLagSeconds?: number | undefined;
 }

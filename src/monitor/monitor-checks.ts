@@ -3,6 +3,7 @@ import type { BackupConfig } from '../config/config.js';
 import { type KeyDescription, describeKey, readPublicKeyFile } from '../crypto/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { listVerifications } from '../verify/verification-record.js';
+import { measureDrLag } from '../dr/copy-to-dr.js';
 
 export interface MonitorCheck {
   readonly name: string;
@@ -23,6 +24,7 @@ export interface MonitorReport {
     readonly repositoryUp: boolean;
     readonly keys: readonly KeyDescription[];
     readonly verification?: { ok: boolean; durationSeconds: number; verifiedAt: string; id: string };
+    readonly drLagSeconds?: number;
   };
 }
 
@@ -30,7 +32,7 @@ const HOUR = 3600 * 1000;
 const DAY = 24 * HOUR;
 
 /** The seed's alert conditions, evaluated against the repository and the configured keys. */
-export async function runMonitorChecks(config: BackupConfig, storage: Storage, now = new Date()): Promise<MonitorReport> {
+export async function runMonitorChecks(config: BackupConfig, storage: Storage, now = new Date(), dr?: { storage: Storage; maxLagHours: number }): Promise<MonitorReport> {
   const ops = config.operations;
   const checks: MonitorCheck[] = [];
   let repositoryUp = true;
@@ -97,6 +99,7 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
   }
 
   let verification: MonitorReport['facts']['verification'];
+  let drLagSeconds: number | undefined;
   if (repositoryUp) {
     const newestVerification = (await listVerifications(storage))[0];
     if (!newestVerification) {
@@ -117,6 +120,24 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
     checks.push({ name: 'verification', ok: false, detail: 'unknown: the repository is unreachable' });
   }
 
+  if (dr) {
+    try {
+      const lag = await measureDrLag(storage, dr.storage, now);
+      const hours = lag.lagSeconds / 3600;
+      checks.push({
+        name: 'dr-copy',
+        ok: hours <= dr.maxLagHours,
+        detail:
+          lag.missing.length === 0
+            ? `${dr.storage.location} holds every complete backup`
+            : `${lag.missing.length} backup(s) not yet in ${dr.storage.location}; oldest missing for ${hours.toFixed(1)} h; limit ${dr.maxLagHours} h (BACKUP_DR_MAX_LAG_HOURS): run pms-backup copy`,
+      });
+      drLagSeconds = lag.lagSeconds;
+    } catch (error) {
+      checks.push({ name: 'dr-copy', ok: false, detail: `cannot compare with ${dr.storage.location}: ${(error as Error).message}` });
+    }
+  }
+
   return {
     ok: checks.every((c) => c.ok),
     checkedAt: now.toISOString(),
@@ -129,6 +150,7 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
       repositoryUp,
       keys,
       ...(verification ? { verification } : {}),
+      ...(drLagSeconds !== undefined ? { drLagSeconds } : {}),
     },
   };
 }

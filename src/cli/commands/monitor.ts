@@ -1,11 +1,15 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadDrConfig } from '../../config/config.js';
 import { runMonitorChecks } from '../../monitor/monitor-checks.js';
+import { openStorage } from '../../storage/open-storage.js';
 import { runBackupCommand } from '../backup-command.js';
 
 export async function runMonitor(options: { json?: boolean }): Promise<number> {
   return runBackupCommand({ name: 'monitor', logStream: 'monitoring', needs: { repository: true } }, async ({ config, storage, logger }) => {
-    const report = await runMonitorChecks(config, storage());
+    const drConfig = loadDrConfig(process.env, undefined);
+    const drStorage = drConfig ? openStorage(drConfig.repository) : undefined;
+    const report = await runMonitorChecks(config, storage(), new Date(), drStorage && drConfig ? { storage: drStorage, maxLagHours: drConfig.maxLagHours } : undefined).finally(() => drStorage?.close());
     const day = report.checkedAt.slice(0, 10).replace(/-/g, '');
     const file = join(config.operations.logDir, `backup_monitoring_${day}.json`);
     try {
@@ -28,6 +32,7 @@ export async function runMonitor(options: { json?: boolean }): Promise<number> {
         backupAgeSeconds: facts.backupAgeSeconds,
         backupSizeBytes: facts.backupSizeBytes,
         sizeDeviationRatio: facts.sizeDeviationRatio,
+        drLagSeconds: facts.drLagSeconds,
         keys: facts.keys.map((k) => ({ fingerprint: k.fingerprint, expiresAt: k.expiresAt ? new Date(k.expiresAt) : undefined })),
         verification: facts.verification ? { ok: facts.verification.ok, durationSeconds: facts.verification.durationSeconds, finishedAt: new Date(facts.verification.verifiedAt) } : undefined,
       },

@@ -21,6 +21,13 @@ export interface ConfiguredPostgresOptions {
   readonly prepareSql?: string;
   /** Run the ConfigMap's /docker-entrypoint-initdb.d scripts, as the image's entrypoint would. */
   readonly runInitScripts?: boolean;
+  /**
+   * Give the server the postgres container's environment and a `pms-backup` on PATH, so
+   * archive_command (`pms-backup wal-push %p`) really archives, as in the image.
+   */
+  readonly archiving?: { readonly pmsBackupBin: string };
+  readonly envOverrides?: Readonly<Record<string, string>>;
+  readonly secretOverrides?: Readonly<Record<string, string>>;
 }
 
 function b64(path: string): string {
@@ -57,12 +64,27 @@ export async function startConfiguredPostgres(rendered: readonly Manifest[], opt
       data: { 'tls.crt': b64(certs.certFile), 'tls.key': b64(certs.keyFile), 'ca.crt': b64(certs.caFile) },
     };
     const objects = [...rendered, tlsSecret];
-    cluster = await startThrowawayCluster({});
+    const container = materialiseContainer(objects, findPod(objects, 'StatefulSet/postgres'), 'postgres', {
+      root: join(root, 'pod'),
+      worldReadable: true,
+      ...(options.envOverrides ? { envOverrides: options.envOverrides } : {}),
+      ...(options.secretOverrides ? { secretOverrides: options.secretOverrides } : {}),
+    });
+    let serverEnv: NodeJS.ProcessEnv | undefined;
+    if (options.archiving) {
+      // The image links pms-backup onto PATH; here a wrapper does, for the server's OS user.
+      const binDir = join(root, 'bin');
+      mkdirSync(binDir, { mode: 0o755 });
+      writeFileSync(join(binDir, 'pms-backup'), `#!/bin/sh\nexec '${process.execPath}' '${options.archiving.pmsBackupBin}' "$@"\n`, { mode: 0o755 });
+      serverEnv = { ...container.env, PATH: `${binDir}:${process.env['PATH'] ?? ''}` };
+    }
+    cluster = await startThrowawayCluster(serverEnv ? { serverEnv } : {});
     const started = cluster;
-    const container = materialiseContainer(objects, findPod(objects, 'StatefulSet/postgres'), 'postgres', { root: join(root, 'pod'), worldReadable: true });
+    const owner = started.osUser ? await ids(started.osUser) : undefined;
+    // In the pod, fsGroup makes the volumes the server's; here they are handed to its OS user.
+    if (owner) for (const path of container.paths.values()) chownSync(path, owner.uid, owner.gid);
     // PostgreSQL refuses a key file others can read; in the pod fsGroup and defaultMode do this.
     const tlsDir = container.mapPath('/etc/postgresql/tls');
-    const owner = started.osUser ? await ids(started.osUser) : undefined;
     for (const file of readdirSync(tlsDir)) {
       if (owner) chownSync(join(tlsDir, file), owner.uid, owner.gid);
       chmodSync(join(tlsDir, file), 0o600);

@@ -26,23 +26,32 @@ let s3: S3rverHarness | undefined;
 let gateway: PushgatewayHarness | undefined;
 let root: string;
 let telemetryPort: number;
-let backupHelp = '';
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'pms-workloads-'));
   const dev = await renderKustomization(join(DEPLOY_DIR, 'overlays', 'dev'));
-  postgres = await startConfiguredPostgres(dev, { runInitScripts: true });
-  objects = [...dev, postgres.tlsSecret];
   s3 = await startS3rver({ bucket: 'pms-dev-backups', parentDir: root });
   gateway = await startPushgateway();
+  // The server archives WAL with the container's own archive_command and environment.
+  postgres = await startConfiguredPostgres(dev, {
+    runInitScripts: true,
+    archiving: { pmsBackupBin: binPath('pms-backup') },
+    envOverrides: { S3_ENDPOINT: s3.endpoint, PUSHGATEWAY_URL: gateway.url },
+    secretOverrides: SECRET_OVERRIDES,
+  });
+  objects = [...dev, postgres.tlsSecret];
   telemetryPort = await freePort();
-  backupHelp = (await runCli('pms-backup', ['--help'], {})).stdout;
 });
 
 after(async () => {
   await Promise.allSettled([postgres?.destroy(), s3?.destroy(), gateway?.stop()]);
   rmSync(root, { recursive: true, force: true });
 });
+
+const SECRET_OVERRIDES = {
+  'pms-backup-secrets/aws-access-key-id': S3RVER_ACCESS_KEY_ID,
+  'pms-backup-secrets/aws-secret-access-key': S3RVER_SECRET_ACCESS_KEY,
+};
 
 let containers = 0;
 function container(owner: string, name: string): MaterialisedContainer {
@@ -57,10 +66,7 @@ function container(owner: string, name: string): MaterialisedContainer {
       PUSHGATEWAY_URL: gateway.url,
       TELEMETRY_PORT: String(telemetryPort),
     },
-    secretOverrides: {
-      'pms-backup-secrets/aws-access-key-id': S3RVER_ACCESS_KEY_ID,
-      'pms-backup-secrets/aws-secret-access-key': S3RVER_SECRET_ACCESS_KEY,
-    },
+    secretOverrides: SECRET_OVERRIDES,
   });
 }
 
@@ -119,17 +125,17 @@ describe('dev workloads run as rendered', () => {
     assert.deepEqual(pushed.map((s) => s.value), [1]);
   });
 
+  // In dependency order: a base backup completes once archive_command has archived its WAL;
+  // monitor checks the verification verify just stored; prune keeps the newest backups.
   for (const [cronJob, subcommand] of [
     ['pms-backup-base', 'base-backup'],
-    ['pms-backup-monitor', 'monitor'],
     ['pms-backup-verify', 'verify'],
+    ['pms-backup-monitor', 'monitor'],
     ['pms-backup-prune', 'prune'],
   ] as const) {
-    test(`CronJob ${cronJob} runs (pms-backup ${subcommand})`, async (t) => {
-      if (!new RegExp(`^\\s+${subcommand}\\b`, 'm').test(backupHelp)) {
-        t.skip(`pms-backup ${subcommand} is not implemented yet`);
-        return;
-      }
+    // The timeout only stops a hang (a base backup waits for WAL archiving forever); it is not
+    // a performance threshold.
+    test(`CronJob ${cronJob} runs (pms-backup ${subcommand})`, { timeout: 600_000 }, async () => {
       await runContainer(`CronJob/${cronJob}`, 'pms-backup');
     });
   }

@@ -95,11 +95,12 @@ export function buildProgram(): Command {
 
   program
     .command('verify')
-    .description('restore a backup into a throwaway PostgreSQL, compare row counts, run amcheck, store the result (exit 0 only if every check passes)')
-    .argument('[id]', 'backup id, or "latest"', 'latest')
+    .description('restore a backup into a throwaway PostgreSQL (logical: compare row counts; base: recover to the end of the WAL archive), run amcheck, store the result; exit 0 only if every check passes')
+    .argument('[id]', 'backup id (logical or base), or "latest"', 'latest')
+    .addOption(new Option('--kind <kind>', 'which kind "latest" means: logical (restore + row counts) or base (recover base backup + WAL to the end of the archive)').choices(['logical', 'base']).default('logical'))
     .addOption(jsonOption())
     .action(
-      action(async (id: string, options: { json?: boolean }) => {
+      action(async (id: string, options: { json?: boolean; kind?: 'logical' | 'base' }) => {
         const { runVerify } = await import('./commands/verify.js');
         return runVerify(id, options);
       }),

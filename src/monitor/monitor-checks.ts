@@ -4,6 +4,14 @@ import { type KeyDescription, describeKey, readPublicKeyFile } from '../crypto/k
 import type { Storage } from '../storage/storage.js';
 import { listVerifications } from '../verify/verification-record.js';
 import { measureDrLag } from '../dr/copy-to-dr.js';
+import { summarizeWalArchive } from '../wal/wal-archive-summary.js';
+import { parseWalFileName } from '../wal/wal-file-name.js';
+
+function segmentDistance(from: string, to: string): number {
+  const a = parseWalFileName(from);
+  const b = parseWalFileName(to);
+  return a?.kind === 'segment' && b?.kind === 'segment' ? Math.max(0, b.segment - a.segment) : 0;
+}
 
 export interface MonitorCheck {
   readonly name: string;
@@ -25,6 +33,8 @@ export interface MonitorReport {
     readonly keys: readonly KeyDescription[];
     readonly verification?: { ok: boolean; durationSeconds: number; verifiedAt: string; id: string };
     readonly drLagSeconds?: number;
+    readonly walLastArchivedAt?: string;
+    readonly walGapSegments?: number;
   };
 }
 
@@ -120,6 +130,34 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
     checks.push({ name: 'verification', ok: false, detail: 'unknown: the repository is unreachable' });
   }
 
+  // WAL archive checks apply once continuous archiving is in use (any segment or base backup).
+  let walLastArchivedAt: Date | undefined;
+  let walGapSegments: number | undefined;
+  if (repositoryUp) {
+    const wal = await summarizeWalArchive(storage, now);
+    const hasBase = complete.some((e) => e.kind === 'base');
+    if (wal.segments > 0 || hasBase) {
+      walLastArchivedAt = wal.newestSegmentAt;
+      const ageMinutes = wal.newestSegmentAt ? (now.getTime() - wal.newestSegmentAt.getTime()) / 60000 : Number.POSITIVE_INFINITY;
+      checks.push({
+        name: 'wal-age',
+        ok: ageMinutes <= ops.walMaxAgeMinutes,
+        detail: wal.newestSegment
+          ? `newest archived WAL segment ${wal.newestSegment} is ${ageMinutes.toFixed(1)} min old; limit ${ops.walMaxAgeMinutes} min (BACKUP_WAL_MAX_AGE_MINUTES)`
+          : 'no WAL segment archived yet: check archive_mode and archive_command',
+      });
+      walGapSegments = wal.gaps.reduce((sum, g) => sum + segmentDistance(g.from, g.to) + 1, 0);
+      checks.push({
+        name: 'wal-gaps',
+        ok: wal.gaps.length === 0,
+        detail:
+          wal.gaps.length === 0
+            ? `WAL chain whole from the oldest base backup to ${wal.newestSegment ?? 'now'} (${wal.segments} segments)`
+            : `missing WAL: ${wal.gaps.map((g) => (g.from === g.to ? g.from : `${g.from}..${g.to}`)).join(', ')}; point-in-time recovery cannot cross a gap: take a new base backup`,
+      });
+    }
+  }
+
   if (dr) {
     try {
       const lag = await measureDrLag(storage, dr.storage, now);
@@ -151,6 +189,8 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
       keys,
       ...(verification ? { verification } : {}),
       ...(drLagSeconds !== undefined ? { drLagSeconds } : {}),
+      ...(walLastArchivedAt ? { walLastArchivedAt: walLastArchivedAt.toISOString() } : {}),
+      ...(walGapSegments !== undefined ? { walGapSegments } : {}),
     },
   };
 }

@@ -2,6 +2,7 @@ import { type BackupEntry, listBackups } from '../catalog/backup-catalog.js';
 import { backupPrefix, manifestKey } from '../catalog/layout.js';
 import type { Storage } from '../storage/storage.js';
 import { listVerifications } from '../verify/verification-record.js';
+import { pruneWal } from '../wal/wal-retention.js';
 
 const DAY = 24 * 3600 * 1000;
 /** An incomplete backup younger than this may still be running. */
@@ -24,6 +25,9 @@ export interface PruneResult {
   readonly kept: number;
   readonly bytesFreed: number;
   readonly abandonedUploadsRemoved: number;
+  /** WAL files older than the oldest retained base backup's start segment. */
+  readonly walDeleted: number;
+  readonly walKeptFrom: string | null;
 }
 
 /**
@@ -85,6 +89,16 @@ export async function pruneBackups(storage: Storage, retentionDays: number, opti
     for (const decision of decisions.filter((d) => d.action === 'delete')) bytesFreed += await deleteBackup(storage, decision.id);
     abandonedUploadsRemoved = await storage.removeIncomplete(new Date(now.getTime() - INCOMPLETE_GRACE_MS)).catch(() => 0);
   }
+  // WAL: every segment a retained base backup needs stays (from the oldest one's start
+  // segment on); without any base backup the archive is left alone rather than guessed at.
+  const retainedBases = (await listBackups(storage)).filter(
+    (e) => e.manifest?.kind === 'base' && e.status === 'complete' && !(options.dryRun && decisions.some((d) => d.id === e.id && d.action === 'delete')),
+  );
+  const oldestBase = retainedBases
+    .map((e) => (e.manifest?.kind === 'base' ? e.manifest.startWalSegment : undefined))
+    .filter((s): s is string => s !== undefined)
+    .sort()[0];
+  const walDeleted = oldestBase ? (await pruneWal(storage, { keepFromSegment: oldestBase, dryRun: options.dryRun })).length : 0;
   return {
     dryRun: options.dryRun,
     retentionDays,
@@ -93,5 +107,7 @@ export async function pruneBackups(storage: Storage, retentionDays: number, opti
     kept: decisions.filter((d) => d.action === 'keep').length,
     bytesFreed,
     abandonedUploadsRemoved,
+    walDeleted,
+    walKeptFrom: oldestBase ?? null,
   };
 }

@@ -13,6 +13,8 @@ export interface WalGap {
 
 export interface WalArchiveSummary {
   readonly segments: number;
+  /** Stored bytes of every archived WAL object. */
+  readonly bytes: number;
   readonly newestSegment: string | undefined;
   /** When the newest segment was stored (its last commit is at most this old). */
   readonly newestSegmentAt: Date | undefined;
@@ -34,9 +36,11 @@ export interface WalArchiveSummary {
 export async function summarizeWalArchive(storage: Storage, now = new Date()): Promise<WalArchiveSummary> {
   const present = new Map<number, { name: string; at: Date; timeline: number }>();
   let segments = 0;
+  let bytes = 0;
   let newest: { name: string; at: Date; segment: number; timeline: number } | undefined;
   for await (const object of storage.list(WAL_PREFIX)) {
     const file = walFileOfKey(object.key);
+    bytes += object.bytes;
     if (file?.kind !== 'segment') continue;
     segments += 1;
     const seen = present.get(file.segment);
@@ -78,6 +82,7 @@ export async function summarizeWalArchive(storage: Storage, now = new Date()): P
   void now;
   return {
     segments,
+    bytes,
     newestSegment: newest?.name,
     newestSegmentAt: newest?.at,
     earliestRestorableTime: usable[0] ? new Date(usable[0].finishedAt) : undefined,

@@ -33,6 +33,8 @@ export async function runMonitor(options: { json?: boolean }): Promise<number> {
         backupSizeBytes: facts.backupSizeBytes,
         sizeDeviationRatio: facts.sizeDeviationRatio,
         drLagSeconds: facts.drLagSeconds,
+        walLastArchivedAt: facts.walLastArchivedAt ? new Date(facts.walLastArchivedAt) : undefined,
+        walGapSegments: facts.walGapSegments,
         keys: facts.keys.map((k) => ({ fingerprint: k.fingerprint, expiresAt: k.expiresAt ? new Date(k.expiresAt) : undefined })),
         verification: facts.verification ? { ok: facts.verification.ok, durationSeconds: facts.verification.durationSeconds, finishedAt: new Date(facts.verification.verifiedAt) } : undefined,
       },

@@ -13,8 +13,8 @@ export async function runPrune(options: { json?: boolean; dryRun?: boolean }): P
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else {
       const lines = result.decisions.map((d) => `${d.action === 'delete' ? (dryRun ? 'would delete' : 'deleted     ') : 'keep        '} ${d.id} ${d.kind.padEnd(8)} ${d.reason}`);
-      process.stdout.write(`${lines.join('\n')}${lines.length ? '\n' : ''}${dryRun ? 'dry run: nothing deleted; ' : ''}${result.deleted} to delete, ${result.kept} kept${dryRun ? '' : `, ${formatBytes(result.bytesFreed)} freed`}\n`);
+      process.stdout.write(`${lines.join('\n')}${lines.length ? '\n' : ''}${dryRun ? 'dry run: nothing deleted; ' : ''}${result.deleted} to delete, ${result.kept} kept${dryRun ? '' : `, ${formatBytes(result.bytesFreed)} freed`}; WAL: ${result.walDeleted} file(s) ${dryRun ? 'would be ' : ''}deleted${result.walKeptFrom ? `, kept from ${result.walKeptFrom}` : ' (no base backup: archive left alone)'}\n`);
     }
-    return { exitCode: 0, details: { dryRun, deleted: result.decisions.filter((d) => d.action === 'delete').map((d) => d.id), kept: result.kept } };
+    return { exitCode: 0, details: { dryRun, deleted: result.decisions.filter((d) => d.action === 'delete').map((d) => d.id), kept: result.kept, walDeleted: result.walDeleted } };
   });
 }

@@ -1,16 +1,21 @@
-import { resolveBackup } from '../../catalog/backup-catalog.js';
+import { listBackups, resolveBackup } from '../../catalog/backup-catalog.js';
+import { verifyBaseBackup } from '../../verify/verify-base-backup.js';
 import { loadDecryptionKeys } from '../../crypto/keys.js';
 import { type Check, type Verification, verificationKey } from '../../verify/verification-record.js';
 import { verifyLogicalBackup } from '../../verify/verify-logical-backup.js';
 import { runBackupCommand } from '../backup-command.js';
 
-export async function runVerify(reference: string, options: { json?: boolean }): Promise<number> {
+export async function runVerify(reference: string, options: { json?: boolean; kind?: 'logical' | 'base' }): Promise<number> {
   return runBackupCommand({ name: 'verify', logStream: 'verification', needs: { repository: true, decryption: true } }, async ({ config, storage, logger, startedAt }) => {
     const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
     const repository = storage();
-    const manifest = await resolveBackup(repository, reference, 'logical');
-    logger.info('verifying backup', { backupId: manifest.id });
-    const checks: Check[] = await verifyLogicalBackup({ manifest, storage: repository, keys });
+    const kind = reference === 'latest' ? (options.kind ?? 'logical') : ((await listBackups(repository)).find((e) => e.id === reference)?.kind === 'base' ? 'base' : 'logical');
+    const manifest = await resolveBackup(repository, reference, kind);
+    logger.info('verifying backup', { backupId: manifest.id, kind: manifest.kind });
+    const checks: Check[] =
+      manifest.kind === 'base'
+        ? await verifyBaseBackup({ manifest, storage: repository, keys, serverEnv: process.env })
+        : await verifyLogicalBackup({ manifest, storage: repository, keys });
     const finishedAt = new Date();
     const verification: Verification = {
       id: manifest.id,

@@ -33,7 +33,13 @@ export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThro
     populate: async (dataDir, osUser) => {
       await unpackBaseBackup({ storage: options.storage, manifest: options.manifest, keys: options.keys, dataDir, runAs: osUser, ...(options.signal ? { signal: options.signal } : {}) });
       await writeFile(join(dataDir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 trust\n');
-      await writeRecoverySettings(dataDir, { restoreCommand: restoreCommand(), target: 'latest' }, `pms-backup verify: base backup ${options.manifest.id}, to the end of the archive`);
+      // Stay on the base backup's own timeline: a later PITR elsewhere may have archived a newer
+      // timeline that forked before this backup, which 'latest' would try (and fail) to follow.
+      await writeRecoverySettings(
+        dataDir,
+        { restoreCommand: restoreCommand(), target: 'latest', extra: { recovery_target_timeline: 'current' } },
+        `pms-backup verify: base backup ${options.manifest.id}, to the end of its timeline in the archive`,
+      );
     },
   });
   try {

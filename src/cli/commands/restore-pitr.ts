@@ -1,3 +1,4 @@
+import { findPgProgram } from '../../postgres/binaries.js';
 import { loadDecryptionKeys } from '../../crypto/keys.js';
 import { parseTargetTime } from '../../restore/pitr/choose-base-backup.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
@@ -26,7 +27,7 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
       onProgress: (done, total) => progress.update(`unpacking: ${formatBytes(done)} of ${formatBytes(total)}`),
     }).finally(() => progress.done());
     const asUser = result.osUser ? `runuser -u ${result.osUser} -- ` : '';
-    const start = `${asUser}pg_ctl -D ${result.dataDir} -l ${result.dataDir}/recovery.log start`;
+    const start = `${asUser}${findPgProgram('pg_ctl')} -D ${result.dataDir} -l ${result.dataDir}/recovery.log start`;
     if (options.json) {
       process.stdout.write(`${JSON.stringify({ ok: true, baseBackup: result.base.id, dataDir: result.dataDir, target: result.target, restoreCommand: result.restoreCommand, startCommand: start, bytes: result.bytes, durationSeconds: result.durationSeconds }, null, 2)}\n`);
     } else {
@@ -39,6 +40,7 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
           'To recover, start PostgreSQL 15 on this directory with the same BACKUP_* environment (it needs',
           'BACKUP_REPOSITORY, BACKUP_GPG_PRIVATE_KEY_FILE and, if the key has one, BACKUP_GPG_PASSPHRASE_FILE):',
           `  ${start}`,
+          '(add -o "-p 5433" if the damaged server still runs on this host and port)',
           'It replays archived WAL up to the target, promotes, and keeps archiving on a new timeline with its',
           'archive_command. Check the outcome in the log ("recovery stopping before commit ..." / "archive recovery complete").',
           '',

@@ -18,19 +18,12 @@ export const tableCountSchema = z.strictObject({
   partitionOf: z.string().optional(),
 });
 
-/**
- * The manifest is the commit record of a backup (pgBackRest's habit): it is written last, and a
- * backup without one is incomplete and never restorable. Unknown fields are rejected so a
- * hand-edited or corrupt manifest is noticed rather than half-trusted.
- */
-export const logicalManifestSchema = z.strictObject({
+/** Fields every manifest kind carries: timing, sizes at each stage, encryption, stored objects. */
+const commonManifestFields = {
   formatVersion: z.literal(1),
   id: z.string().min(1),
-  kind: z.literal('logical'),
-  database: z.string(),
   serverVersion: z.string(),
   serverVersionNum: z.number().int(),
-  pgDumpVersion: z.string(),
   startedAt: z.iso.datetime(),
   finishedAt: z.iso.datetime(),
   durationSeconds: z.number().nonnegative(),
@@ -46,9 +39,21 @@ export const logicalManifestSchema = z.strictObject({
   }),
   keyFingerprints: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
   objects: z.array(storedObjectSchema).min(1),
-  tables: z.array(tableCountSchema),
   host: z.string(),
   createdBy: z.string(),
+};
+
+/**
+ * The manifest is the commit record of a backup (pgBackRest's habit): it is written last, and a
+ * backup without one is incomplete and never restorable. Unknown fields are rejected so a
+ * hand-edited or corrupt manifest is noticed rather than half-trusted.
+ */
+export const logicalManifestSchema = z.strictObject({
+  ...commonManifestFields,
+  kind: z.literal('logical'),
+  database: z.string(),
+  pgDumpVersion: z.string(),
+  tables: z.array(tableCountSchema),
 });
 
 const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
@@ -59,8 +64,7 @@ const walSegmentName = z.string().regex(/^[0-9A-F]{24}$/);
  * from startWalSegment to stopWalSegment is archived; the manifest is written after that check.
  */
 export const baseManifestSchema = z.strictObject({
-  formatVersion: z.literal(1),
-  id: z.string().min(1),
+  ...commonManifestFields,
   kind: z.literal('base'),
   systemIdentifier: z.string().regex(/^\d+$/),
   timeline: z.number().int().positive(),
@@ -68,25 +72,6 @@ export const baseManifestSchema = z.strictObject({
   stopLsn: lsn,
   startWalSegment: walSegmentName,
   stopWalSegment: walSegmentName,
-  serverVersion: z.string(),
-  serverVersionNum: z.number().int(),
-  startedAt: z.iso.datetime(),
-  finishedAt: z.iso.datetime(),
-  durationSeconds: z.number().nonnegative(),
-  bytes: z.strictObject({
-    plain: z.number().int().nonnegative(),
-    compressed: z.number().int().nonnegative(),
-    stored: z.number().int().nonnegative(),
-  }),
-  compression: z.strictObject({ algorithm: z.literal('zstd'), level: z.number().int() }),
-  encryption: z.strictObject({
-    format: z.literal('openpgp'),
-    recipients: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
-  }),
-  keyFingerprints: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
-  objects: z.array(storedObjectSchema).min(1),
-  host: z.string(),
-  createdBy: z.string(),
 });
 
 export const manifestSchema = z.discriminatedUnion('kind', [logicalManifestSchema, baseManifestSchema]);

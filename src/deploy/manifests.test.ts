@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import type { Manifest } from './manifest.js';
 import { isRecord } from './manifest.js';
+import { selectorMatches } from './label-selector.js';
+import { findPod } from './workload-environment.js';
 import { policyViolations } from './policy.js';
 import { canI } from './rbac.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
@@ -52,6 +54,7 @@ describe('rendering', () => {
       'pms-backup-verify': ['0 3 * * 0', ['pms-backup', 'verify', 'latest']],
       'pms-backup-base': ['0 1 * * *', ['pms-backup', 'base-backup']],
       'pms-backup-prune': ['0 5 * * *', ['pms-backup', 'prune']],
+      'pms-backup-copy': ['30 4 * * *', ['pms-backup', 'copy']],
       'pms-telemetry-retention': ['30 4 * * *', ['pms-telemetry', 'retention']],
     };
     for (const objects of [dev, prod]) {
@@ -68,6 +71,61 @@ describe('rendering', () => {
         assert.deepEqual(job.template.spec.containers[0].command, command);
       }
     }
+  });
+
+  test('the DR copy runs after the nightly backups and before prune, and copies ciphertext with no key or database login', () => {
+    const minutes = (schedule: string): number => {
+      const [minute, hour] = schedule.split(' ');
+      return Number(hour) * 60 + Number(minute);
+    };
+    for (const objects of [dev, prod]) {
+      const schedule = (name: string): number => minutes(String((find(objects, 'CronJob', name)['spec'] as Record<string, unknown>)['schedule']));
+      const copy = schedule('pms-backup-copy');
+      assert.ok(copy > schedule('pms-backup-base') && copy > schedule('pms-backup'), 'copy after the base and logical backups');
+      assert.ok(copy < schedule('pms-backup-prune'), 'copy before prune');
+
+      const pod = findPod(objects, 'CronJob/pms-backup-copy');
+      const container = (pod.spec['containers'] as Array<Record<string, any>>)[0] ?? {};
+      const env = new Map<string, Record<string, any>>((container['env'] as Array<Record<string, any>>).map((e) => [String(e['name']), e]));
+      for (const [name, key] of [['BACKUP_DR_REPOSITORY', 'dr-repository'], ['BACKUP_DR_AWS_REGION', 'dr-aws-region'], ['BACKUP_DR_S3_ENDPOINT', 'dr-s3-endpoint'], ['BACKUP_DR_S3_FORCE_PATH_STYLE', 'dr-s3-force-path-style']]) {
+        assert.deepEqual(env.get(name ?? '')?.['valueFrom']?.configMapKeyRef, { name: 'pms-backup-config', key }, name);
+      }
+      assert.equal(env.get('BACKUP_DR_AWS_ACCESS_KEY_ID_FILE')?.['value'], '/run/secrets/pms-backup-dr/aws-access-key-id');
+      assert.equal(env.get('BACKUP_DR_AWS_SECRET_ACCESS_KEY_FILE')?.['value'], '/run/secrets/pms-backup-dr/aws-secret-access-key');
+      // Secrets only as files: no value of the DR (or any) Secret reaches the environment.
+      assert.ok([...env.values()].every((e) => e['valueFrom']?.secretKeyRef === undefined));
+      const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) => (v['secret'] ? (v['secret'].items as Array<{ key: string }>).map((i) => `${String(v['secret'].secretName).replace(/-[a-z0-9]{10}$/, '')}/${i.key}`) : []));
+      assert.deepEqual(mountedKeys.sort(), ['pms-backup-dr-secrets/aws-access-key-id', 'pms-backup-dr-secrets/aws-secret-access-key', 'pms-backup-secrets/aws-access-key-id', 'pms-backup-secrets/aws-secret-access-key']);
+
+      // The monitor job gets the same DR settings, so its dr-copy check runs.
+      const monitor = (findPod(objects, 'CronJob/pms-backup-monitor').spec['containers'] as Array<Record<string, any>>)[0] ?? {};
+      const monitorEnv = (monitor['env'] as Array<Record<string, any>>).map((e) => String(e['name']));
+      for (const name of ['BACKUP_DR_REPOSITORY', 'BACKUP_DR_AWS_REGION', 'BACKUP_DR_S3_ENDPOINT', 'BACKUP_DR_S3_FORCE_PATH_STYLE', 'BACKUP_DR_MAX_LAG_HOURS', 'BACKUP_DR_AWS_ACCESS_KEY_ID_FILE', 'BACKUP_DR_AWS_SECRET_ACCESS_KEY_FILE']) assert.ok(monitorEnv.includes(name), `monitor has ${name}`);
+    }
+    const drRepository = (objects: readonly Manifest[]): string => String((find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['dr-repository']);
+    const primary = (objects: readonly Manifest[]): string => String((find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['backup-repository']);
+    assert.equal(drRepository(prod), 's3://pms-prod-backups-dr/patient-telemetry');
+    assert.equal(drRepository(dev), 's3://pms-dev-backups-dr/patient-telemetry');
+    for (const objects of [dev, prod]) assert.notEqual(drRepository(objects).split('/')[2], primary(objects).split('/')[2], 'the DR copy goes to another bucket');
+    const prodData = find(prod, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>;
+    assert.notEqual(prodData['dr-aws-region'], prodData['aws-region'], 'prod copies to another region');
+  });
+
+  test('the DR copy job may reach the object stores: 443 outside the cluster, and dev MinIO', () => {
+    const egressOf = (objects: readonly Manifest[]): Array<Record<string, any>> => {
+      const pod = findPod(objects, 'CronJob/pms-backup-copy');
+      return objects
+        .filter((o) => o.kind === 'NetworkPolicy' && selectorMatches((o['spec'] as Record<string, unknown>)['podSelector'], pod.labels))
+        .flatMap((o) => ((o['spec'] as Record<string, any>)['egress'] ?? []) as Array<Record<string, any>>);
+    };
+    const allows = (rules: Array<Record<string, any>>, port: number, to: (peer: Record<string, any>) => boolean): boolean =>
+      rules.some((r) => ((r['ports'] ?? []) as Array<Record<string, unknown>>).some((p) => p['port'] === port && p['protocol'] === 'TCP') && ((r['to'] ?? []) as Array<Record<string, any>>).some(to));
+    const internet = (peer: Record<string, any>): boolean => peer['ipBlock']?.cidr === '0.0.0.0/0';
+    const minio = (peer: Record<string, any>): boolean => peer['namespaceSelector']?.matchLabels?.['kubernetes.io/metadata.name'] === 'minio';
+    assert.ok(allows(egressOf(prod), 443, internet));
+    assert.ok(allows(egressOf(dev), 443, internet));
+    assert.ok(allows(egressOf(dev), 9000, minio));
+    assert.ok(!allows(egressOf(prod), 9000, minio), 'prod has no MinIO');
   });
 
   test('archive_command in the PostgreSQL ConfigMap is pms-backup wal-push', () => {

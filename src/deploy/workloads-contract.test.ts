@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../postgres/throwaway-cluster.js';
 import { type PushgatewayHarness, startPushgateway } from '../testing/pushgateway-harness.js';
-import { binPath, runCli } from '../testing/run-cli.js';
+import { type CliResult, binPath, runCli } from '../testing/run-cli.js';
 import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, type S3rverHarness, startS3rver } from '../testing/s3rver-harness.js';
 import { type ConfiguredPostgres, startConfiguredPostgres } from './configured-postgres.js';
 import type { Manifest } from './manifest.js';
@@ -19,10 +19,13 @@ import { type MaterialisedContainer, findPod, materialiseContainer } from './wor
  * PostgreSQL configured by the StatefulSet (TLS, pg_hba.conf, init scripts that create the
  * roles), s3rver in place of MinIO and a real Pushgateway. Only what cannot be the same on this
  * machine is replaced: network addresses, the listening port, and s3rver's fixed credentials.
+ * The disaster-recovery bucket (a second bucket on dev's MinIO) is a second s3rver, so a copy
+ * that used the primary's endpoint instead of BACKUP_DR_S3_ENDPOINT would fail.
  */
 let objects: Manifest[];
 let postgres: ConfiguredPostgres | undefined;
 let s3: S3rverHarness | undefined;
+let drS3: S3rverHarness | undefined;
 let gateway: PushgatewayHarness | undefined;
 let root: string;
 let telemetryPort: number;
@@ -31,6 +34,7 @@ before(async () => {
   root = mkdtempSync(join(tmpdir(), 'pms-workloads-'));
   const dev = await renderKustomization(join(DEPLOY_DIR, 'overlays', 'dev'));
   s3 = await startS3rver({ bucket: 'pms-dev-backups', parentDir: root });
+  drS3 = await startS3rver({ bucket: 'pms-dev-backups-dr', parentDir: root });
   gateway = await startPushgateway();
   // The server archives WAL with the container's own archive_command and environment.
   postgres = await startConfiguredPostgres(dev, {
@@ -44,18 +48,20 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.allSettled([postgres?.destroy(), s3?.destroy(), gateway?.stop()]);
+  await Promise.allSettled([postgres?.destroy(), s3?.destroy(), drS3?.destroy(), gateway?.stop()]);
   rmSync(root, { recursive: true, force: true });
 });
 
 const SECRET_OVERRIDES = {
   'pms-backup-secrets/aws-access-key-id': S3RVER_ACCESS_KEY_ID,
   'pms-backup-secrets/aws-secret-access-key': S3RVER_SECRET_ACCESS_KEY,
+  'pms-backup-dr-secrets/aws-access-key-id': S3RVER_ACCESS_KEY_ID,
+  'pms-backup-dr-secrets/aws-secret-access-key': S3RVER_SECRET_ACCESS_KEY,
 };
 
 let containers = 0;
 function container(owner: string, name: string): MaterialisedContainer {
-  assert.ok(postgres && s3 && gateway);
+  assert.ok(postgres && s3 && drS3 && gateway);
   containers += 1;
   return materialiseContainer(objects, findPod(objects, owner), name, {
     root: join(root, `container-${containers}`),
@@ -63,6 +69,7 @@ function container(owner: string, name: string): MaterialisedContainer {
       POSTGRES_HOST: 'localhost',
       POSTGRES_PORT: String(postgres.cluster.port),
       S3_ENDPOINT: s3.endpoint,
+      BACKUP_DR_S3_ENDPOINT: drS3.endpoint,
       PUSHGATEWAY_URL: gateway.url,
       TELEMETRY_PORT: String(telemetryPort),
     },
@@ -76,11 +83,12 @@ function programOf(command: readonly string[]): ['pms-backup' | 'pms-telemetry',
   return [program, args];
 }
 
-async function runContainer(owner: string, name: string): Promise<void> {
+async function runContainer(owner: string, name: string): Promise<CliResult> {
   const c = container(owner, name);
   const [program, args] = programOf(c.command);
   const result = await runCli(program, args, c.env);
-  assert.equal(result.code, 0, `${owner} ${name}: ${c.command.join(' ')} exited ${result.code}\n${result.stderr}`);
+  assert.equal(result.code, 0, `${owner} ${name}: ${c.command.join(' ')} exited ${result.code}\n${result.stdout}\n${result.stderr}`);
+  return result;
 }
 
 describe('dev workloads run as rendered', () => {
@@ -126,17 +134,42 @@ describe('dev workloads run as rendered', () => {
   });
 
   // In dependency order: a base backup completes once archive_command has archived its WAL;
-  // monitor checks the verification verify just stored; prune keeps the newest backups.
+  // copy takes both backups to the DR bucket; monitor checks the verification verify just
+  // stored and the DR copy's lag; prune keeps the newest backups.
+  // The timeouts only stop a hang (a base backup waits for WAL archiving forever); they are not
+  // performance thresholds.
   for (const [cronJob, subcommand] of [
     ['pms-backup-base', 'base-backup'],
     ['pms-backup-verify', 'verify'],
-    ['pms-backup-monitor', 'monitor'],
-    ['pms-backup-prune', 'prune'],
   ] as const) {
-    // The timeout only stops a hang (a base backup waits for WAL archiving forever); it is not
-    // a performance threshold.
     test(`CronJob ${cronJob} runs (pms-backup ${subcommand})`, { timeout: 600_000 }, async () => {
       await runContainer(`CronJob/${cronJob}`, 'pms-backup');
     });
   }
+
+  test('CronJob pms-backup-copy runs (pms-backup copy): every complete backup lands in the DR bucket, sha256-checked, with the DR credentials and endpoint', { timeout: 600_000 }, async () => {
+    const result = await runContainer('CronJob/pms-backup-copy', 'pms-backup');
+    assert.match(result.stdout, /^copied 2 backup\(s\) and [1-9]\d* WAL file\(s\) .* to s3:\/\/pms-dev-backups-dr\/patient-telemetry; .*every copy's sha256 checked$/m);
+    assert.ok(drS3);
+    const stored = readdirSync(join(drS3.directory, 'pms-dev-backups-dr'), { recursive: true }).map(String);
+    assert.ok(stored.filter((f) => f.includes('manifest')).length >= 2, `DR bucket: ${stored.join(', ')}`);
+    // Run again, as the next night would: nothing left to copy.
+    const again = await runContainer('CronJob/pms-backup-copy', 'pms-backup');
+    assert.match(again.stdout, /^copied 0 backup\(s\) and \d+ WAL file\(s\)/m);
+    assert.ok(gateway);
+    const pushed = await gateway.find('pms_backup_last_run_success', { job: 'pms-backup', command: 'copy' });
+    assert.deepEqual(pushed.map((s) => s.value), [1]);
+  });
+
+  test('CronJob pms-backup-monitor runs (pms-backup monitor) and its dr-copy check passes', { timeout: 600_000 }, async () => {
+    const result = await runContainer('CronJob/pms-backup-monitor', 'pms-backup');
+    assert.match(result.stdout, /^ok {3}dr-copy +s3:\/\/pms-dev-backups-dr\/patient-telemetry holds every complete backup$/m);
+    assert.ok(gateway);
+    const lag = await gateway.find('pms_backup_dr_lag_seconds', { job: 'pms-backup', command: 'monitor' });
+    assert.deepEqual(lag.map((s) => s.value), [0]);
+  });
+
+  test('CronJob pms-backup-prune runs (pms-backup prune)', { timeout: 600_000 }, async () => {
+    await runContainer('CronJob/pms-backup-prune', 'pms-backup');
+  });
 });

@@ -24,7 +24,7 @@ export function checkKey(key: string): string {
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) rejectKey('key', key, `it must be at most ${MAX_KEY_BYTES} bytes`);
   if (key.startsWith('/')) rejectKey('key', key, 'it must be relative to the repository root (no leading /)');
   if (key.includes('\\')) rejectKey('key', key, 'use / as the separator, not \\');
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this rejects
   if (/[\u0000-\u001f\u007f]/.test(key)) rejectKey('key', key, 'it must not contain control characters');
   for (const segment of key.split('/')) {
     if (segment === '') rejectKey('key', key, 'it must not contain empty segments (// or a trailing /)');

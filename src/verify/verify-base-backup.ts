@@ -3,6 +3,7 @@ import type { DecryptionKeys } from '../crypto/keys.js';
 import { isPmsError } from '../errors/catalogue.js';
 import type { PostgresConfig } from '../config/postgres-config.js';
 import { usingClient } from '../postgres/connect.js';
+import type { ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { recoverBaseBackupInThrowawayCluster } from '../restore/pitr/recover-in-throwaway-cluster.js';
 import type { Storage } from '../storage/storage.js';
 import { runAmcheck } from './amcheck.js';
@@ -15,7 +16,7 @@ import type { Check } from './verification-record.js';
 export async function verifyBaseBackup(options: { manifest: BaseManifest; storage: Storage; keys: DecryptionKeys; serverEnv: NodeJS.ProcessEnv }): Promise<Check[]> {
   const { manifest } = options;
   const checks: Check[] = [{ name: 'manifest', ok: true, detail: `base backup of system ${manifest.systemIdentifier}, timeline ${manifest.timeline}, WAL ${manifest.startWalSegment}..${manifest.stopWalSegment}` }];
-  let cluster;
+  let cluster: ThrowawayCluster;
   try {
     cluster = await recoverBaseBackupInThrowawayCluster(options);
     checks.push({ name: 'restore', ok: true, detail: 'base backup fetched, sha256 and OpenPGP integrity verified, unpacked into a throwaway server' });

@@ -23,7 +23,7 @@ export async function readArchiveIdentity(storage: Storage): Promise<string | un
     if (isPmsError(error, 'PMS_ERR_NOT_FOUND')) return undefined;
     throw error;
   }
-  let parsed;
+  let parsed: z.infer<typeof identitySchema>;
   try {
     parsed = identitySchema.parse(JSON.parse(raw.toString('utf8')));
   } catch (error) {

@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PmsError } from '../errors/catalogue.js';
 import { WAL_SEGMENT_BYTES } from './wal-file-name.js';
@@ -57,7 +57,7 @@ export async function readSegmentHeader(path: string, name: string): Promise<Seg
  */
 export async function readControlSystemIdentifier(dataDir: string): Promise<string> {
   const path = join(dataDir, 'global', 'pg_control');
-  let handle;
+  let handle: FileHandle | undefined;
   try {
     handle = await open(path, 'r');
   } catch (error) {

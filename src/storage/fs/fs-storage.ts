@@ -167,7 +167,7 @@ export class FsStorage implements Storage {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     const path = this.#path(key);
-    let info;
+    let info: Awaited<ReturnType<typeof stat>>;
     try {
       info = await stat(path, { bigint: true });
     } catch (error) {
@@ -190,7 +190,7 @@ export class FsStorage implements Storage {
     await this.#requireRoot();
     try {
       for await (const file of walkKeys(this.#root, prefix)) {
-        let info;
+        let info: Awaited<ReturnType<typeof stat>>;
         try {
           info = await stat(file.path, { bigint: true });
         } catch (error) {

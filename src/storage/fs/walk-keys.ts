@@ -1,3 +1,4 @@
+import type { Dirent } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RESERVED_PREFIX, compareKeys } from '../object-key.js';
@@ -19,7 +20,7 @@ export async function* walkKeys(root: string, prefix: string): AsyncGenerator<Wa
 }
 
 async function* walk(dir: string, keyBase: string, prefix: string): AsyncGenerator<WalkedFile> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (error) {
@@ -44,7 +45,7 @@ async function* walk(dir: string, keyBase: string, prefix: string): AsyncGenerat
 
 /** Every reserved temporary file (`.pms-tmp-*`) under `dir`, for cleanup of killed writers. */
 export async function* walkTemporaryFiles(dir: string): AsyncGenerator<string> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (error) {

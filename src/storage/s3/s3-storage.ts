@@ -6,6 +6,7 @@ import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -141,7 +142,7 @@ export class S3Storage implements Storage {
 
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
     const objectKey = this.#objectKey(key);
-    let response;
+    let response: GetObjectCommandOutput;
     try {
       response = await this.#client.send(
         new GetObjectCommand({ Bucket: this.#settings.bucket, Key: objectKey }),

@@ -30,7 +30,7 @@ export interface ValidationContext {
 
 export const MAX_FUTURE_MS = 5 * 60_000;
 export const MAX_AGE_MS = 30 * 24 * 60 * 60_000;
-const READING_ID = /^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$/;
+const READING_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const FIELDS = new Set(['readingId', 'code', 'value', 'unit', 'measuredAt', 'components', 'patientId']);
 
 /**

@@ -46,7 +46,7 @@ function unknownFields(model: SchemaModelClass, object: unknown, open: readonly 
   const unknown: string[] = [];
   const walk = (value: unknown, path: string[]): void => {
     if (Array.isArray(value)) {
-      value.forEach((item, index) => walk(item, [...path, String(index)]));
+      for (const [index, item] of value.entries()) walk(item, [...path, String(index)]);
       return;
     }
     if (!isRecord(value)) return;

@@ -1,9 +1,10 @@
+import { readFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type LogicalManifest, logicalManifestSchema } from '../catalog/manifest.js';
 import { logicalDumpKey, manifestKey, newBackupId } from '../catalog/layout.js';
-import { startCompressor } from '../compression/zstd.js';
+import { startPipedCompressor } from '../compression/zstd.js';
 import type { BackupConfig } from '../config/config.js';
 import type { RecipientSet } from '../crypto/keys.js';
 import { encryptStream } from '../crypto/stream-cipher.js';
@@ -53,16 +54,27 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
   let objectWritten = false;
   try {
     const dump = startLogicalDump(config.postgres, snapshot.snapshotId, abort.signal);
-    const zstd = startCompressor({ level, signal: abort.signal });
-    const plain = new ByteMeter();
+    // pg_dump's stdout goes straight into zstd (no copy through Node); zstd reports the exact
+    // plain size, and its compressed count must equal what we received.
+    const zstd = startPipedCompressor(dump.child.stdout!, { level, signal: abort.signal });
     const compressed = new ByteMeter();
+    let dumpedSoFar = 0; // progress only
+    let plainBytes: number | undefined; // exact, from zstd, once it has exited 0
+    const dumped = sampleBytesWritten(dump.child.pid, (bytes) => (dumpedSoFar = bytes));
     const stored = new ByteMeter({
       sha256: true,
-      onProgress: (bytes) => options.onProgress?.({ phase: 'dumping', plainBytes: plain.bytes, storedBytes: bytes }),
+      onProgress: (bytes) => options.onProgress?.({ phase: 'dumping', plainBytes: dumpedSoFar, storedBytes: bytes }),
     });
-    // The object may only be committed once pg_dump and zstd have both exited 0.
-    const gate = new EndGate(() => Promise.all([dump.done, zstd.done]));
-    const toCompressor = pipeline(dump.child.stdout!, plain, zstd.child.stdin!);
+    // The object may only be committed once pg_dump and zstd have both exited 0 and zstd's own
+    // byte count agrees with ours.
+    const gate = new EndGate(async () => {
+      await Promise.all([dump.done, zstd.done]);
+      const counts = zstd.counts();
+      if (counts.compressed !== compressed.bytes) {
+        throw new PmsError('PMS_ERR_INTEGRITY', `zstd reports ${counts.compressed} compressed bytes but ${compressed.bytes} arrived`);
+      }
+      plainBytes = counts.plain;
+    });
     const counting = snapshot.countRows(abort.signal);
     const compressedStream = zstd.child.stdout!.pipe(compressed);
     const encrypted = await encryptStream(compressedStream, recipients);
@@ -76,8 +88,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
       body.destroy(error instanceof Error ? error : new Error(String(error)));
       throw error;
     };
-    const [, , , putResult, tables] = await Promise.all([
-      toCompressor.catch(failFast),
+    const [, , putResult, tables] = await Promise.all([
       dump.done.catch(failFast),
       zstd.done.catch(failFast),
       put.then((r) => {
@@ -89,13 +100,16 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     ]).catch(async (error: unknown) => {
       // Prefer the root cause: a failing pg_dump makes every later stage fail too, and once we
       // abort, every stage reports the abort rather than what went wrong.
-      const failures = await Promise.allSettled([dump.done, zstd.done]);
+      // zstd first: it cannot fail because of pg_dump (it would see a short input and exit 0),
+      // while pg_dump fails with a broken pipe whenever zstd stops reading.
+      const failures = await Promise.allSettled([zstd.done, dump.done]);
       const toolFailure = failures.find(
         (f): f is PromiseRejectedResult => f.status === 'rejected' && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
       )?.reason;
       throw toolFailure ?? firstError ?? error;
-    });
-    options.onProgress?.({ phase: 'committing', plainBytes: plain.bytes, storedBytes: stored.bytes });
+    }).finally(() => clearInterval(dumped));
+    if (plainBytes === undefined) throw new PmsError('PMS_ERR_INTERNAL', 'the backup stream ended before zstd reported its byte counts');
+    options.onProgress?.({ phase: 'committing', plainBytes, storedBytes: stored.bytes });
     const finishedAt = now();
     const manifest: LogicalManifest = logicalManifestSchema.parse({
       formatVersion: 1,
@@ -108,7 +122,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
       startedAt: startedAt.toISOString(),
       finishedAt: finishedAt.toISOString(),
       durationSeconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
-      bytes: { plain: plain.bytes, compressed: compressed.bytes, stored: stored.bytes },
+      bytes: { plain: plainBytes, compressed: compressed.bytes, stored: stored.bytes },
       compression: { algorithm: 'zstd', level },
       encryption: { format: 'openpgp', recipients: recipients.descriptions.map((d) => d.fingerprint) },
       keyFingerprints: recipients.descriptions.map((d) => d.fingerprint),
@@ -130,6 +144,25 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     options.signal?.removeEventListener('abort', onOuterAbort);
     await snapshot.release();
   }
+}
+
+/**
+ * Progress only (never the manifest): how many bytes pg_dump has written so far, sampled once a
+ * second from /proc/<pid>/io on Linux, since its output no longer passes through Node.
+ */
+function sampleBytesWritten(pid: number | undefined, update: (bytes: number) => void): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    if (pid === undefined) return;
+    readFile(`/proc/${pid}/io`, 'utf8').then(
+      (text) => {
+        const written = /^wchar: (\d+)$/m.exec(text)?.[1];
+        if (written !== undefined) update(Number(written));
+      },
+      () => undefined,
+    );
+  }, 1000);
+  timer.unref();
+  return timer;
 }
 
 function wrapFailure(error: unknown): PmsError {

@@ -149,6 +149,26 @@ describe('wal-push / wal-fetch', () => {
     assert.deepEqual(readFileSync(join(repoRoot, `wal/00000001/${name}.zst.gpg`)), before);
   });
 
+  test('a .partial segment is archived but never served as the complete segment', async () => {
+    // A promoted server leaves the last segment of the old timeline as <name>.partial.
+    const name = '000000010000000000000001';
+    const dir = join(work, 'partial', 'pg_wal');
+    mkdirSync(dir, { recursive: true });
+    chownSync(join(work, 'partial'), PG_UID, -1);
+    chownSync(dir, PG_UID, -1);
+    const fetched = await runAsPostgres(['wal-fetch', name, join(dir, 'segment')], fakeDataDir);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    const partialName = '0000000100000000000000FD.partial';
+    writeFileSync(join(dir, partialName), readFileSync(join(dir, 'segment')));
+    chownSync(join(dir, partialName), PG_UID, -1);
+    const pushed = await runAsPostgres(['wal-push', `pg_wal/${partialName}`], join(work, 'partial'));
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.ok(readdirSync(join(repoRoot, 'wal', '00000001')).some((f) => f.startsWith(`${partialName}.`)), 'the partial is archived under its own name');
+    const asComplete = await runAsPostgres(['wal-fetch', '0000000100000000000000FD', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+    assert.equal(asComplete.code, 1, 'requesting the complete segment finds nothing: a .partial is never served in its place');
+    assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+  });
+
   test('wal-fetch of a tampered segment exits above 125 (200) and leaves nothing at %p', async () => {
     const object = join(repoRoot, 'wal/00000001/000000010000000000000001.zst.gpg');
     const original = readFileSync(object);

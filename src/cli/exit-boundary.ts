@@ -2,6 +2,8 @@ import { EXIT, PmsError, isPmsError } from '../errors/catalogue.js';
 
 export interface OutputOptions {
   readonly json?: boolean;
+  /** Overrides the catalogue's exit status (wal-fetch's contract with PostgreSQL). */
+  readonly exitCode?: number;
 }
 
 /**
@@ -19,7 +21,7 @@ export function reportAndExit(error: unknown, options: OutputOptions = {}): neve
   if (pms.code === 'PMS_ERR_INTERNAL' && pms.cause instanceof Error && pms.cause.stack) {
     process.stderr.write(`${pms.cause.stack}\n`);
   }
-  process.exit(pms.exitCode);
+  process.exit(options.exitCode ?? pms.exitCode);
 }
 
 export function toPmsError(error: unknown): PmsError {

@@ -192,5 +192,8 @@ try {
   await buildProgram().parseAsync(process.argv);
 } catch (error) {
   const { reportAndExit } = await import('./exit-boundary.js');
-  reportAndExit(error, { json: process.argv.includes('--json') });
+  // wal-fetch runs as restore_command: PostgreSQL reads any status below 126 other than 1 as
+  // "not archived" and may promote early, so even a usage error must be fatal (200) there.
+  const walFetch = process.argv[2] === 'wal-fetch';
+  reportAndExit(error, { json: process.argv.includes('--json'), ...(walFetch ? { exitCode: 200 } : {}) });
 }

@@ -82,8 +82,12 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     const toStorage = pipeline(encrypted, stored, gate, body);
     const put = storage.put(objectKey, body, { signal: abort.signal, metadata: { 'pms-backup-id': id } });
     let firstError: unknown;
+    let firstExplained: unknown;
     const failFast = (error: unknown) => {
       firstError ??= error;
+      // A typed error explains more than the raw stream error it caused elsewhere (a full
+      // disk surfaces as PMS_ERR_REPO_UNAVAILABLE from storage and as a bare ENOSPC upstream).
+      if (isPmsError(error) && !isPmsError(error, 'PMS_ERR_ABORTED')) firstExplained ??= error;
       if (!abort.signal.aborted) abort.abort(error);
       body.destroy(error instanceof Error ? error : new Error(String(error)));
       throw error;
@@ -98,15 +102,16 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
       counting.catch(failFast),
       toStorage.catch(failFast),
     ]).catch(async (error: unknown) => {
-      // Prefer the root cause: a failing pg_dump makes every later stage fail too, and once we
-      // abort, every stage reports the abort rather than what went wrong.
-      // zstd first: it cannot fail because of pg_dump (it would see a short input and exit 0),
-      // while pg_dump fails with a broken pipe whenever zstd stops reading.
-      const failures = await Promise.allSettled([zstd.done, dump.done]);
-      const toolFailure = failures.find(
-        (f): f is PromiseRejectedResult => f.status === 'rejected' && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
+      // Prefer the root cause: once we abort, every stage reports the abort (or a broken pipe)
+      // rather than what went wrong. Storage's own typed error comes first: it carries the
+      // producers' failures too (the EndGate hands them to the body), and explains a full disk
+      // or a dead endpoint that upstream only sees as a raw stream error. Then zstd (it cannot
+      // fail because of pg_dump: a short input just ends), then pg_dump.
+      const [putOutcome, ...tools] = await Promise.allSettled([put, zstd.done, dump.done]);
+      const typed = [putOutcome, ...tools].find(
+        (f): f is PromiseRejectedResult => f.status === 'rejected' && isPmsError(f.reason) && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
       )?.reason;
-      throw toolFailure ?? firstError ?? error;
+      throw typed ?? firstExplained ?? firstError ?? error;
     }).finally(() => clearInterval(dumped));
     if (plainBytes === undefined) throw new PmsError('PMS_ERR_INTERNAL', 'the backup stream ended before zstd reported its byte counts');
     options.onProgress?.({ phase: 'committing', plainBytes, storedBytes: stored.bytes });

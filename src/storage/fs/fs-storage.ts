@@ -82,14 +82,22 @@ export class FsStorage implements Storage {
     try {
       handle = await open(temp, 'wx', FILE_MODE);
       const sink = syncedFileSink(handle);
-      // pipeline() hands the body's error to the sink too, so remember who failed first.
+      // pipeline() hands each side's error to the other, so remember which side failed first:
+      // the body (pg_dump died: the caller knows it best) or the sink (ENOSPC: ours to explain).
       let bodyError: unknown;
-      body.once('error', (error) => (bodyError ??= error));
+      let firstFailure: 'body' | 'sink' | undefined;
+      body.once('error', (error) => {
+        bodyError ??= error;
+        firstFailure ??= 'body';
+      });
+      sink.once('error', () => {
+        firstFailure ??= 'sink';
+      });
       try {
         await pipeline(body, sink, options.signal ? { signal: options.signal } : {});
       } catch (error) {
         if (isAbort(error) || options.signal?.aborted) throw abortedError(error, key);
-        if (bodyError !== undefined) throw bodyError; // e.g. pg_dump died: the caller knows it best
+        if (firstFailure === 'body' && bodyError !== undefined) throw bodyError;
         throw fsError(error, `write ${key}`, temp);
       }
       const info = await handle.stat({ bigint: true });

@@ -108,6 +108,14 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id LIKE 'resend-%'"), 20);
   });
 
+  test('a reading resent with the same id but a corrected measuredAt is a duplicate, not a second row', async () => {
+    const original = await post('/v1/readings', tokens['dev-a'], { readings: [heartRate('clock-fix-1', 71, 200_000)] });
+    assert.deepEqual(original.json, { accepted: 1, duplicates: 0, rejected: [] });
+    const corrected = await post('/v1/readings', tokens['dev-a'], { readings: [heartRate('clock-fix-1', 71, 140_000)] });
+    assert.deepEqual(corrected.json, { accepted: 0, duplicates: 1, rejected: [] });
+    assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id = 'clock-fix-1'"), 1);
+  });
+
   test('concurrent devices resending the same batches never create a second row', async () => {
     const devices = ['dev-c', 'dev-d', 'dev-e', 'dev-f'];
     const batches = devices.map((d) => ({ readings: Array.from({ length: 50 }, (_, i) => heartRate(`conc-${d}-${i}`, 70, 300_000 + i * 1000)) }));

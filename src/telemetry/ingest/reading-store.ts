@@ -21,20 +21,29 @@ export interface StoreResult {
  * Writes one batch in a single statement: data-modifying CTEs make the readings and the
  * quarantine rows commit together, in one round trip. The caller acknowledges only after this
  * resolves, i.e. after COMMIT, so an acknowledged reading is durably stored (with the server's
- * synchronous_commit). A resent reading hits the unique key and ON CONFLICT DO NOTHING: it is
- * counted as a duplicate, never stored twice, whichever replica or connection races for it.
+ * synchronous_commit). A resent reading finds its (device, reading id) already claimed in
+ * telemetry.reading_key (ON CONFLICT DO NOTHING): it is counted as a duplicate, never stored
+ * twice, whichever replica or connection races for it, even if its measuredAt changed.
  */
 const INSERT_BATCH = `
 WITH quarantined AS (
   INSERT INTO telemetry.quarantined_reading (device_id, patient_nhs_number, reading_id, reason, detail, source, payload)
   SELECT $1, $2, q.reading_id, q.reason, q.detail, $3, q.payload::jsonb
     FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS q(reading_id, reason, detail, payload)
+), incoming AS (
+  SELECT * FROM unnest($8::text[], $9::text[], $10::float8[], $11::text[], $12::float8[], $13::float8[], $14::timestamptz[], $15::int2[])
+       AS v(reading_id, code, value, unit, systolic, diastolic, measured_at, offset_minutes)
+), claimed AS (
+  -- One claim per reading id: a resend, even with another measured_at, finds it taken.
+  INSERT INTO telemetry.reading_key (device_id, reading_id, measured_at)
+  SELECT DISTINCT ON (reading_id) $1, reading_id, measured_at FROM incoming ORDER BY reading_id, measured_at
+  ON CONFLICT DO NOTHING
+  RETURNING reading_id, measured_at
 )
 INSERT INTO telemetry.reading AS r
   (patient_nhs_number, device_id, reading_id, code, value, unit, systolic, diastolic, measured_at, measured_at_offset_minutes)
 SELECT $2, $1, v.reading_id, v.code, v.value, v.unit, v.systolic, v.diastolic, v.measured_at, v.offset_minutes
-  FROM unnest($8::text[], $9::text[], $10::float8[], $11::text[], $12::float8[], $13::float8[], $14::timestamptz[], $15::int2[])
-       AS v(reading_id, code, value, unit, systolic, diastolic, measured_at, offset_minutes)
+  FROM incoming v JOIN claimed c ON c.reading_id = v.reading_id AND c.measured_at = v.measured_at
 ON CONFLICT ON CONSTRAINT reading_device_reading_key DO NOTHING
 RETURNING r.reading_id, r.measured_at`;
 

@@ -46,6 +46,8 @@ export async function applyRetention(client: pg.ClientBase, options: RetentionOp
         const drop = { partition: part.name, from: part.from.toISOString(), to: part.to.toISOString(), rows: count };
         if (!options.dryRun) {
           await client.query(`DROP TABLE ${ident}`);
+          // Their resend keys go too: readings this old are refused as too old anyway.
+          await client.query('DELETE FROM telemetry.reading_key WHERE measured_at >= $1 AND measured_at < $2', [part.from, part.to]);
           await client.query(
             'INSERT INTO telemetry.retention_log (partition_name, range_from, range_to, row_count, retention_days) VALUES ($1, $2, $3, $4, $5)',
             [part.name, part.from, part.to, count, options.retentionDays],

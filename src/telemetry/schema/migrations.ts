@@ -145,6 +145,27 @@ GRANT SELECT ON telemetry.reading, telemetry.quarantined_reading, telemetry.rete
 GRANT SELECT (device_id, patient_nhs_number, registered_at, revoked_at) ON telemetry.device TO ${REPORTING_ROLE};
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'reading store, devices, readers, quarantine, roles', sql: initial }];
+// The reading table's unique key must contain its partition column (measured_at), so a device
+// that resends a reading id with a corrected clock would get a second row. One row per
+// (device, reading id) ever accepted closes that: the key is claimed first, the reading stored
+// only by the batch that claimed it. Retention deletes keys together with their partition.
+const readingKey = /* sql */ `
+CREATE TABLE telemetry.reading_key (
+  device_id text NOT NULL,
+  reading_id text NOT NULL,
+  measured_at timestamptz NOT NULL,
+  PRIMARY KEY (device_id, reading_id)
+);
+CREATE INDEX reading_key_measured_at ON telemetry.reading_key (measured_at);
+INSERT INTO telemetry.reading_key (device_id, reading_id, measured_at)
+  SELECT device_id, reading_id, min(measured_at) FROM telemetry.reading GROUP BY device_id, reading_id;
+GRANT SELECT, INSERT ON telemetry.reading_key TO ${INGEST_ROLE};
+GRANT SELECT ON telemetry.reading_key TO ${REPORTING_ROLE};
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'reading store, devices, readers, quarantine, roles', sql: initial },
+  { version: 2, name: 'one key per device reading id, whatever its measured_at', sql: readingKey },
+];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,6 +12,7 @@ import { exportSnapshot } from '../postgres/dump-snapshot.js';
 import { pgDumpVersion, startLogicalDump } from '../postgres/logical-dump.js';
 import type { Storage } from '../storage/storage.js';
 import { ByteMeter, EndGate } from '../streams/byte-meter.js';
+import { sampleBytesWritten } from '../streams/process-io.js';
 
 export interface BackupProgress {
   readonly phase: 'dumping' | 'committing';
@@ -60,7 +60,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     const compressed = new ByteMeter();
     let dumpedSoFar = 0; // progress only
     let plainBytes: number | undefined; // exact, from zstd, once it has exited 0
-    const dumped = sampleBytesWritten(dump.child.pid, (bytes) => (dumpedSoFar = bytes));
+    const stopSampling = sampleBytesWritten(dump.child.pid, (bytes) => (dumpedSoFar = bytes));
     const stored = new ByteMeter({
       sha256: true,
       onProgress: (bytes) => options.onProgress?.({ phase: 'dumping', plainBytes: dumpedSoFar, storedBytes: bytes }),
@@ -112,7 +112,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
         (f): f is PromiseRejectedResult => f.status === 'rejected' && isPmsError(f.reason) && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
       )?.reason;
       throw typed ?? firstExplained ?? firstError ?? error;
-    }).finally(() => clearInterval(dumped));
+    }).finally(stopSampling);
     if (plainBytes === undefined) throw new PmsError('PMS_ERR_INTERNAL', 'the backup stream ended before zstd reported its byte counts');
     options.onProgress?.({ phase: 'committing', plainBytes, storedBytes: stored.bytes });
     const finishedAt = now();
@@ -149,25 +149,6 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     options.signal?.removeEventListener('abort', onOuterAbort);
     await snapshot.release();
   }
-}
-
-/**
- * Progress only (never the manifest): how many bytes pg_dump has written so far, sampled once a
- * second from /proc/<pid>/io on Linux, since its output no longer passes through Node.
- */
-function sampleBytesWritten(pid: number | undefined, update: (bytes: number) => void): NodeJS.Timeout {
-  const timer = setInterval(() => {
-    if (pid === undefined) return;
-    readFile(`/proc/${pid}/io`, 'utf8').then(
-      (text) => {
-        const written = /^wchar: (\d+)$/m.exec(text)?.[1];
-        if (written !== undefined) update(Number(written));
-      },
-      () => undefined,
-    );
-  }, 1000);
-  timer.unref();
-  return timer;
 }
 
 function wrapFailure(error: unknown): PmsError {

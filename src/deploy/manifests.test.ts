@@ -55,6 +55,7 @@ describe('rendering', () => {
       'pms-backup-base': ['0 1 * * *', ['pms-backup', 'base-backup']],
       'pms-backup-prune': ['0 5 * * *', ['pms-backup', 'prune']],
       'pms-backup-copy': ['30 4 * * *', ['pms-backup', 'copy']],
+      'pms-backup-dr-prune': ['0 6 * * *', ['pms-backup', 'prune']],
       'pms-telemetry-retention': ['30 4 * * *', ['pms-telemetry', 'retention']],
     };
     for (const objects of [dev, prod]) {
@@ -109,6 +110,57 @@ describe('rendering', () => {
     for (const objects of [dev, prod]) assert.notEqual(drRepository(objects).split('/')[2], primary(objects).split('/')[2], 'the DR copy goes to another bucket');
     const prodData = find(prod, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>;
     assert.notEqual(prodData['dr-aws-region'], prodData['aws-region'], 'prod copies to another region');
+  });
+
+  test('the DR prune runs prune against the DR repository only, after the copy and the primary prune, keeping at least as long as the primary', () => {
+    for (const objects of [dev, prod]) {
+      const schedule = (name: string): string => String((find(objects, 'CronJob', name)['spec'] as Record<string, unknown>)['schedule']);
+      const minutes = (name: string): number => {
+        const [minute, hour] = schedule(name).split(' ');
+        return Number(hour) * 60 + Number(minute);
+      };
+      assert.ok(minutes('pms-backup-dr-prune') > minutes('pms-backup-copy'), 'DR prune after the copy starts');
+      assert.ok(minutes('pms-backup-dr-prune') > minutes('pms-backup-prune'), 'DR prune after the primary prune');
+
+      const pod = findPod(objects, 'CronJob/pms-backup-dr-prune');
+      const container = (pod.spec['containers'] as Array<Record<string, any>>)[0] ?? {};
+      const env = Object.fromEntries((container['env'] as Array<Record<string, any>>).map((e) => [String(e['name']), e['value'] ?? e['valueFrom']]));
+      const key = (k: string): Record<string, unknown> => ({ configMapKeyRef: { name: 'pms-backup-config', key: k } });
+      // Exactly these: the primary's repository, endpoint, credentials, GPG keys and database never appear.
+      assert.deepEqual(env, {
+        BACKUP_REPOSITORY: key('dr-repository'),
+        AWS_REGION: key('dr-aws-region'),
+        S3_ENDPOINT: key('dr-s3-endpoint'),
+        S3_FORCE_PATH_STYLE: key('dr-s3-force-path-style'),
+        BACKUP_RETENTION_DAYS: key('dr-retention-days'),
+        PUSHGATEWAY_URL: key('pushgateway-url'),
+        PUSHGATEWAY_INSTANCE: key('dr-pushgateway-instance'),
+        BACKUP_LOG_DIR: key('log-dir'),
+        AWS_ACCESS_KEY_ID_FILE: '/run/secrets/pms-backup-dr/aws-access-key-id',
+        AWS_SECRET_ACCESS_KEY_FILE: '/run/secrets/pms-backup-dr/aws-secret-access-key',
+      });
+      const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) => (v['secret'] ? (v['secret'].items as Array<{ key: string }>).map((i) => `${String(v['secret'].secretName).replace(/-[a-z0-9]{10}$/, '')}/${i.key}`) : []));
+      assert.deepEqual(mountedKeys.sort(), ['pms-backup-dr-secrets/aws-access-key-id', 'pms-backup-dr-secrets/aws-secret-access-key']);
+
+      const data = find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>;
+      // Shorter would fight the copy: it re-copies every complete primary backup DR lacks.
+      assert.ok(Number(data['dr-retention-days']) >= Number(data['retention-days']), `dr-retention-days ${data['dr-retention-days']} >= retention-days ${data['retention-days']}`);
+      assert.match(data['dr-pushgateway-instance'] ?? '', /^[A-Za-z0-9_.:-]{1,128}$/);
+      assert.notEqual(data['dr-pushgateway-instance'], data['postgres-db'], "the DR prune's metrics group is not the primary prune's");
+    }
+    const retention = (objects: readonly Manifest[]): string | undefined => (find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['dr-retention-days'];
+    assert.equal(retention(dev), '10');
+    assert.equal(retention(prod), '42');
+  });
+
+  test('the DR prune job may reach the object stores like the copy job', () => {
+    for (const objects of [dev, prod]) {
+      const policies = (owner: string): string[] => {
+        const pod = findPod(objects, owner);
+        return objects.filter((o) => o.kind === 'NetworkPolicy' && selectorMatches((o['spec'] as Record<string, unknown>)['podSelector'], pod.labels)).map((o) => o.metadata.name).sort();
+      };
+      assert.deepEqual(policies('CronJob/pms-backup-dr-prune'), policies('CronJob/pms-backup-copy'));
+    }
   });
 
   test('the DR copy job may reach the object stores: 443 outside the cluster, and dev MinIO', () => {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../postgres/throwaway-cluster.js';
 import { type PushgatewayHarness, startPushgateway } from '../testing/pushgateway-harness.js';
@@ -60,6 +60,15 @@ const SECRET_OVERRIDES = {
 };
 
 let containers = 0;
+/**
+ * Where each rendered S3_ENDPOINT points: the DR prune's S3_ENDPOINT is dev's dr-s3-endpoint
+ * (the DR bucket's MinIO), every other job's is s3-endpoint.
+ */
+function endpointFor(owner: string): string {
+  assert.ok(s3 && drS3);
+  return owner === 'CronJob/pms-backup-dr-prune' ? drS3.endpoint : s3.endpoint;
+}
+
 function container(owner: string, name: string): MaterialisedContainer {
   assert.ok(postgres && s3 && drS3 && gateway);
   containers += 1;
@@ -68,7 +77,7 @@ function container(owner: string, name: string): MaterialisedContainer {
     envOverrides: {
       POSTGRES_HOST: 'localhost',
       POSTGRES_PORT: String(postgres.cluster.port),
-      S3_ENDPOINT: s3.endpoint,
+      S3_ENDPOINT: endpointFor(owner),
       BACKUP_DR_S3_ENDPOINT: drS3.endpoint,
       PUSHGATEWAY_URL: gateway.url,
       TELEMETRY_PORT: String(telemetryPort),
@@ -171,5 +180,48 @@ describe('dev workloads run as rendered', () => {
 
   test('CronJob pms-backup-prune runs (pms-backup prune)', { timeout: 600_000 }, async () => {
     await runContainer('CronJob/pms-backup-prune', 'pms-backup');
+  });
+
+  test('CronJob pms-backup-dr-prune runs (pms-backup prune) on the DR bucket only: both copied backups kept, the primary untouched, and the next copy has nothing to re-copy', { timeout: 600_000 }, async () => {
+    assert.ok(s3 && drS3 && gateway);
+    const dr = drS3;
+    const c = container('CronJob/pms-backup-dr-prune', 'pms-backup');
+    assert.deepEqual(c.command, ['pms-backup', 'prune']);
+    assert.equal(c.env['BACKUP_REPOSITORY'], 's3://pms-dev-backups-dr/patient-telemetry');
+    assert.equal(c.env['BACKUP_RETENTION_DAYS'], '10');
+    assert.equal(c.env['S3_ENDPOINT'], drS3.endpoint);
+    const primaryBefore = readdirSync(s3.directory, { recursive: true }).map(String);
+    const drManifests = (): string[] => readdirSync(join(dr.directory, 'pms-dev-backups-dr'), { recursive: true }).map(String).filter((f) => f.includes('manifest')).sort();
+    const manifestsBefore = drManifests();
+    // WAL object keys in a bucket (s3rver keeps each object as files named after its key).
+    const walKeys = (directory: string, bucket: string): Set<string> =>
+      new Set(readdirSync(join(directory, bucket), { recursive: true }).map(String).filter((f) => f.includes(`wal${sep}`)).map((f) => f.replace(/\._S3rver_.*$/, '')));
+    const drWalBefore = walKeys(dr.directory, 'pms-dev-backups-dr');
+
+    const result = await runContainer('CronJob/pms-backup-dr-prune', 'pms-backup');
+    // Fresh backups: each is the newest of its kind, nothing is old enough to go.
+    assert.match(result.stdout, /^keep {9}\S+ base {5}newest complete base backup$/m);
+    assert.match(result.stdout, /^keep {9}\S+ logical {2}newest complete logical backup$/m);
+    // WAL from before the base backup's start segment goes, as it already went from the primary.
+    const summary = /^0 to delete, 2 kept, 0 B freed; WAL: (\d+) file\(s\) deleted, kept from ([0-9A-F]{24})$/m.exec(result.stdout);
+    assert.ok(summary, result.stdout);
+    assert.deepEqual(drManifests(), manifestsBefore);
+    const drWalAfter = walKeys(dr.directory, 'pms-dev-backups-dr');
+    const walDeleted = [...drWalBefore].filter((k) => !drWalAfter.has(k));
+    assert.equal(walDeleted.length > 0, Number(summary[1]) > 0, `deleted from the DR bucket: ${walDeleted.join(', ')}`);
+    assert.ok(walDeleted.every((k) => (k.split(sep).pop() ?? '') < (summary[2] ?? '')), `only WAL before ${summary[2]}: ${walDeleted.join(', ')}`);
+    // Nothing the copy would bring back: the primary no longer has what DR prune deleted.
+    const primaryWal = walKeys(s3.directory, 'pms-dev-backups');
+    assert.deepEqual(walDeleted.filter((k) => primaryWal.has(k)), [], 'DR prune deleted WAL the primary still holds');
+    const primaryAfter = new Set(readdirSync(s3.directory, { recursive: true }).map(String));
+    assert.deepEqual(primaryBefore.filter((f) => !primaryAfter.has(f)), [], 'nothing deleted from the primary bucket');
+    // Its outcome is pushed in its own group, apart from the primary prune's.
+    const pushed = await gateway.find('pms_backup_last_run_success', { job: 'pms-backup', command: 'prune', instance: 'patient_telemetry-dr' });
+    assert.deepEqual(pushed.map((s) => s.value), [1]);
+    const primaryPrune = await gateway.find('pms_backup_last_run_success', { job: 'pms-backup', command: 'prune', instance: 'patient_telemetry' });
+    assert.deepEqual(primaryPrune.map((s) => s.value), [1]);
+
+    const again = await runContainer('CronJob/pms-backup-copy', 'pms-backup');
+    assert.match(again.stdout, /^copied 0 backup\(s\)/m);
   });
 });

@@ -55,7 +55,7 @@ describe('rendering', () => {
       'pms-backup-base': ['0 1 * * *', ['pms-backup', 'base-backup']],
       'pms-backup-prune': ['0 5 * * *', ['pms-backup', 'prune']],
       'pms-backup-copy': ['30 4 * * *', ['pms-backup', 'copy']],
-      'pms-backup-dr-prune': ['0 6 * * *', ['pms-backup', 'prune']],
+      'pms-backup-dr-prune': ['0 9 * * *', ['pms-backup', 'prune']],
       'pms-telemetry-retention': ['30 4 * * *', ['pms-telemetry', 'retention']],
     };
     for (const objects of [dev, prod]) {
@@ -119,8 +119,18 @@ describe('rendering', () => {
         const [minute, hour] = schedule(name).split(' ');
         return Number(hour) * 60 + Number(minute);
       };
-      assert.ok(minutes('pms-backup-dr-prune') > minutes('pms-backup-copy'), 'DR prune after the copy starts');
       assert.ok(minutes('pms-backup-dr-prune') > minutes('pms-backup-prune'), 'DR prune after the primary prune');
+      // Never beside the copy: it takes no lock on the DR repository, and a backup it is still
+      // copying (no manifest yet, older than 24 h) is an incomplete leftover to prune.
+      const window = (name: string): [number, number] => {
+        const spec = find(objects, 'CronJob', name)['spec'] as Record<string, any>;
+        const start = minutes(name);
+        return [start, start + (spec['startingDeadlineSeconds'] + spec['jobTemplate'].spec.activeDeadlineSeconds) / 60];
+      };
+      const [copyStart, copyEnd] = window('pms-backup-copy');
+      const [pruneStart, pruneEnd] = window('pms-backup-dr-prune');
+      assert.ok(pruneStart >= copyEnd, `DR prune starts (${pruneStart} min) after the copy's latest end (${copyEnd} min)`);
+      assert.ok(pruneEnd <= copyStart + 24 * 60, "DR prune ends before the next night's copy");
 
       const pod = findPod(objects, 'CronJob/pms-backup-dr-prune');
       const container = (pod.spec['containers'] as Array<Record<string, any>>)[0] ?? {};

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openStorage } from '../storage/open-storage.js';
@@ -94,6 +95,20 @@ describe('cross-region copy (pms-backup copy --to)', () => {
     const lagging = await runCli('pms-backup', ['monitor', '--json'], { ...withDr, BACKUP_DR_MAX_LAG_HOURS: '0.00001' });
     assert.equal(lagging.code, 1);
     assert.match(drCheck(lagging.stdout).detail, /1 backup\(s\) not yet in/);
+  });
+
+  test('copy takes the DR repository\'s lock, so a prune running there cannot delete a backup mid-copy', async () => {
+    const drStorage = openStorage(dr.repository('eu-west-1'));
+    try {
+      const now = new Date().toISOString();
+      await drStorage.putBytes('locks/repository.lock', JSON.stringify({ token: 't', operation: 'prune', host: hostname(), pid: process.pid, acquiredAt: now, heartbeatAt: now }));
+      const locked = await runCli('pms-backup', ['copy', '--to', drUrl], env);
+      assert.equal(locked.code, 7, locked.stderr);
+      assert.match(locked.stderr, /PMS_ERR_LOCKED: the repository is locked by prune/);
+    } finally {
+      await drStorage.delete('locks/repository.lock');
+      await drStorage.close();
+    }
   });
 
   test('a DR repository that is down gives a clear error; --to without a scheme is refused', async () => {

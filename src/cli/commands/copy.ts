@@ -1,3 +1,4 @@
+import { usingRepositoryLock } from '../../catalog/repository-lock.js';
 import { loadDrConfig } from '../../config/config.js';
 import { copyToDr } from '../../dr/copy-to-dr.js';
 import { PmsError } from '../../errors/catalogue.js';
@@ -14,7 +15,14 @@ export async function runCopy(options: { to?: string; json?: boolean }): Promise
     if (to.location === from.location) throw new PmsError('PMS_ERR_USAGE', `--to ${to.location} is the primary repository itself`);
     const progress = new ProgressLine();
     try {
-      const result = await copyToDr(from, to, (p) => progress.update(`copying to ${to.location}: ${p.copied} backups copied, ${formatBytes(p.bytes)} — ${p.current}`));
+      // The DR repository's lock keeps its own prune from deleting a backup this run is still
+      // copying (its manifest comes last, so mid-copy it looks like an incomplete leftover).
+      const result = await usingRepositoryLock(
+        to,
+        'copy',
+        () => copyToDr(from, to, (p) => progress.update(`copying to ${to.location}: ${p.copied} backups copied, ${formatBytes(p.bytes)} — ${p.current}`)),
+        (reason) => logger.warn(reason),
+      );
       progress.done();
       logger.info('copy finished', { to: to.location, backupsCopied: result.backupsCopied.length, walCopied: result.walCopied, bytes: result.bytes });
       if (options.json) process.stdout.write(`${JSON.stringify({ ok: true, to: to.location, ...result }, null, 2)}\n`);

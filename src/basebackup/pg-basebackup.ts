@@ -31,7 +31,9 @@ export interface BackupPoints {
 /**
  * Start and stop points from the files pg_basebackup puts in the tar: backup_label (START WAL
  * LOCATION, START TIMELINE) and the server's backup_manifest (WAL-Ranges, whose End-LSN is the
- * stop point). With -X none pg_basebackup does not print them.
+ * stop point). With -X none pg_basebackup does not print them. base-backup no longer sees the
+ * tar (it goes straight into zstd) and reads the same points from the archived backup history
+ * file; tests use this to prove both agree.
  */
 export function backupPoints(backupLabel: Buffer | undefined, backupManifest: Buffer | undefined): BackupPoints {
   const label = backupLabel?.toString('utf8') ?? '';

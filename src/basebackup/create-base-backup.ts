@@ -114,10 +114,14 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       toStorage.catch(failFast),
     ])
       .catch(async (error: unknown) => {
-        // zstd first: it cannot fail because of pg_basebackup, which fails with a broken pipe
-        // whenever zstd stops reading.
-        const failures = await Promise.allSettled([zstd.done, basebackup.done]);
-        const rootCause = failures.find((f): f is PromiseRejectedResult => f.status === 'rejected' && !isPmsError(f.reason, 'PMS_ERR_ABORTED'))?.reason;
+        // Storage's typed error first (a full disk or dead endpoint shows upstream only as a raw
+        // stream error, and the EndGate hands producer failures to it anyway); then zstd (it
+        // cannot fail because of pg_basebackup, which gets a broken pipe whenever zstd stops
+        // reading); then pg_basebackup.
+        const failures = await Promise.allSettled([put, zstd.done, basebackup.done]);
+        const rootCause = failures.find(
+          (f): f is PromiseRejectedResult => f.status === 'rejected' && isPmsError(f.reason) && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
+        )?.reason;
         throw rootCause ?? error;
       })
       .finally(stopSampling);

@@ -49,8 +49,15 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
   const onOuterAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
 
-  const dumpVersion = await pgDumpVersion();
-  const snapshot = await exportSnapshot(config.postgres);
+  // Both before pg_dump starts; in parallel because start-up latency is most of a small backup.
+  const [versionOutcome, snapshotOutcome] = await Promise.allSettled([pgDumpVersion(), exportSnapshot(config.postgres)]);
+  if (snapshotOutcome.status === 'rejected') throw snapshotOutcome.reason;
+  const snapshot = snapshotOutcome.value;
+  if (versionOutcome.status === 'rejected') {
+    await snapshot.release();
+    throw versionOutcome.reason;
+  }
+  const dumpVersion = versionOutcome.value;
   let objectWritten = false;
   try {
     const dump = startLogicalDump(config.postgres, snapshot.snapshotId, abort.signal);

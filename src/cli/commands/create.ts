@@ -16,7 +16,8 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
       repository,
       'create',
       async () => {
-        await observeRecipientKeys(repository, recipients.descriptions.map((d) => d.fingerprint), currentActor(config.operations.podName)).catch((error: unknown) =>
+        // Recorded alongside the backup, not before it: it is bookkeeping, not a prerequisite.
+        const observing = observeRecipientKeys(repository, recipients.descriptions.map((d) => d.fingerprint), currentActor(config.operations.podName)).catch((error: unknown) =>
           logger.warn('could not record the recipient keys', { error: (error as Error).message }),
         );
         try {
@@ -31,6 +32,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
           });
         } finally {
           progress.done();
+          await observing;
         }
       },
       (reason) => logger.warn(reason),

@@ -1,18 +1,13 @@
 import { hostname, userInfo } from 'node:os';
-import { PassThrough } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { baseBackupKey, manifestKey, newBackupId } from '../catalog/layout.js';
 import { type BaseManifest, baseManifestSchema } from '../catalog/manifest.js';
-import { startPipedCompressor } from '../compression/zstd.js';
 import type { BackupConfig } from '../config/config.js';
 import type { RecipientSet } from '../crypto/keys.js';
-import { encryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
+import { storeCompressedEncrypted } from '../backup/store-encrypted.js';
 import { usingClient } from '../postgres/connect.js';
 import type { Storage } from '../storage/storage.js';
-import { ByteMeter, EndGate } from '../streams/byte-meter.js';
-import { sampleBytesWritten } from '../streams/process-io.js';
 import { BACKUP_HISTORY_METADATA } from '../wal/push-wal-file.js';
 import { segmentBeforeLsn, segmentName, segmentOfLsn } from '../wal/wal-file-name.js';
 import { readArchiveIdentity, systemMismatch } from '../wal/wal-identity.js';
@@ -78,65 +73,28 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
     // The tar goes from pg_basebackup straight into zstd (copying 1.9 GB through Node cost
     // ~1.5 CPU-s, docs/performance.md); zstd reports the exact plain size, and the start and stop
     // points come from the backup history file PostgreSQL archives when the backup ends.
-    const zstd = startPipedCompressor(basebackup.child.stdout!, { level, signal: abort.signal });
-    const compressed = new ByteMeter();
-    let copiedSoFar = 0; // progress only
-    let plainBytes: number | undefined; // exact, from zstd, once it has exited 0
-    const stopSampling = sampleBytesWritten(basebackup.child.pid, (bytes) => (copiedSoFar = bytes));
-    const stored = new ByteMeter({
-      sha256: true,
-      onProgress: (bytes) => options.onProgress?.({ phase: 'copying', plainBytes: copiedSoFar, storedBytes: bytes }),
-    });
-    const gate = new EndGate(async () => {
-      await Promise.all([basebackup.done, zstd.done]);
-      const counts = zstd.counts();
-      if (counts.compressed !== compressed.bytes) {
-        throw new PmsError('PMS_ERR_INTEGRITY', `zstd reports ${counts.compressed} compressed bytes but ${compressed.bytes} arrived`);
-      }
-      plainBytes = counts.plain;
-    });
-    const encrypted = await encryptStream(zstd.child.stdout!.pipe(compressed), recipients);
-    const body = new PassThrough({ highWaterMark: 1 << 20 });
-    const toStorage = pipeline(encrypted, stored, gate, body);
-    const put = storage.put(objectKey, body, { signal: abort.signal, metadata: { 'pms-backup-id': id } });
-    const failFast = (error: unknown): never => {
-      if (!abort.signal.aborted) abort.abort(error);
-      body.destroy(error instanceof Error ? error : new Error(String(error)));
-      throw error;
-    };
-    const [, , putResult] = await Promise.all([
-      basebackup.done.catch(failFast),
-      zstd.done.catch(failFast),
-      put.then((r) => {
+    const result = await storeCompressedEncrypted({
+      producer: basebackup,
+      storage,
+      key: objectKey,
+      recipients,
+      level,
+      abort,
+      metadata: { 'pms-backup-id': id },
+      onProgress: (plainSoFar, storedBytes) => options.onProgress?.({ phase: 'copying', plainBytes: plainSoFar, storedBytes }),
+      onStored: () => {
         objectWritten = true;
-        return r;
-      }, failFast),
-      toStorage.catch(failFast),
-    ])
-      .catch(async (error: unknown) => {
-        // Storage's typed error first (a full disk or dead endpoint shows upstream only as a raw
-        // stream error, and the EndGate hands producer failures to it anyway); then zstd (it
-        // cannot fail because of pg_basebackup, which gets a broken pipe whenever zstd stops
-        // reading); then pg_basebackup.
-        const failures = await Promise.allSettled([put, zstd.done, basebackup.done]);
-        const rootCause = failures.find(
-          (f): f is PromiseRejectedResult => f.status === 'rejected' && isPmsError(f.reason) && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
-        )?.reason;
-        throw rootCause ?? error;
-      })
-      .finally(stopSampling);
+      },
+    });
     const finishedAt = now();
-    if (putResult.bytes !== stored.bytes) {
-      throw new PmsError('PMS_ERR_INTEGRITY', `the repository stored ${putResult.bytes} bytes of ${objectKey} but ${stored.bytes} were sent`);
-    }
-    if (plainBytes === undefined) throw new PmsError('PMS_ERR_INTERNAL', 'the backup stream ended before zstd reported its byte counts');
+    const { plainBytes } = result;
     const walTimeoutSeconds = options.walTimeoutSeconds ?? 300;
     const points = await findBackupPoints(storage, config, label, before, walTimeoutSeconds, abort.signal);
     const startWalSegment = segmentName(points.timeline, segmentOfLsn(points.startLsn));
     const stopWalSegment = segmentName(points.timeline, segmentBeforeLsn(points.stopLsn));
-    options.onProgress?.({ phase: 'waiting-for-wal', plainBytes, storedBytes: stored.bytes });
+    options.onProgress?.({ phase: 'waiting-for-wal', plainBytes, storedBytes: result.storedBytes });
     await waitForArchivedSegment(storage, points.timeline, stopWalSegment, walTimeoutSeconds, abort.signal);
-    options.onProgress?.({ phase: 'committing', plainBytes, storedBytes: stored.bytes });
+    options.onProgress?.({ phase: 'committing', plainBytes, storedBytes: result.storedBytes });
     const manifest: BaseManifest = baseManifestSchema.parse({
       formatVersion: 1,
       id,
@@ -154,11 +112,11 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       // point-in-time restore from this backup can target.
       finishedAt: finishedAt.toISOString(),
       durationSeconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
-      bytes: { plain: plainBytes, compressed: compressed.bytes, stored: stored.bytes },
+      bytes: { plain: plainBytes, compressed: result.compressedBytes, stored: result.storedBytes },
       compression: { algorithm: 'zstd', level },
       encryption: { format: 'openpgp', recipients: recipients.descriptions.map((d) => d.fingerprint) },
       keyFingerprints: recipients.descriptions.map((d) => d.fingerprint),
-      objects: [{ key: objectKey, bytes: putResult.bytes, sha256: stored.sha256 }],
+      objects: [{ key: objectKey, bytes: result.storedBytes, sha256: result.sha256 }],
       host: hostname(),
       createdBy: safeUser(),
     });

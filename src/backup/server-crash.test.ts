@@ -34,8 +34,8 @@ after(async () => {
   key?.remove();
 });
 
-describe('the database server dies during a backup', () => {
-  test('create fails naming pg_dump\'s error, and no complete backup exists', async () => {
+describe('interruptions during a backup', () => {
+  test('the database server stopping mid-backup fails create with an error naming it, and no complete backup exists', async () => {
     const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], { env: { PATH: process.env['PATH'], ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
@@ -48,10 +48,33 @@ describe('the database server dies during a backup', () => {
     const code = await exited;
     await cluster.start();
     assert.notEqual(code, 0);
-    assert.match(stderr, /PMS_ERR_TOOL_FAILED: pg_dump (exited|was killed)/);
+    // Whichever noticed first, pg_dump or the row-count connection, the error names the server.
+    assert.match(stderr, /PMS_ERR_TOOL_FAILED: pg_dump (exited|was killed)|PMS_ERR_DB_UNAVAILABLE: lost PostgreSQL/);
     const list = JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>;
     assert.equal(list.filter((r) => r.status === 'complete').length, 0, 'nothing complete after the crash');
     const retry = await runCli('pms-backup', ['create'], env);
     assert.equal(retry.code, 0, retry.stderr);
+  });
+
+  test('SIGTERM (a Kubernetes deadline or eviction) stops create cleanly: PMS_ERR_ABORTED, lock released, failure audited, nothing complete', async () => {
+    const before = (JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter((r) => r.status === 'complete').length;
+    const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], { env: { PATH: process.env['PATH'], ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const growing = () =>
+      readdirSync(join(repo), { recursive: true, withFileTypes: true }).some((e) => e.isFile() && e.name.startsWith('.pms-tmp-') && statSync(join(e.parentPath ?? e.path, e.name)).size > 32 * 1024);
+    for (let i = 0; i < 600 && child.exitCode === null && !growing(); i += 1) await sleep(10);
+    child.kill('SIGTERM');
+    const code = await exited;
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /PMS_ERR_ABORTED: create was interrupted by SIGTERM/);
+    assert.equal(readdirSync(join(repo, 'locks')).length, 0, 'the repository lock was released');
+    const after = (JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter((r) => r.status === 'complete').length;
+    assert.equal(after, before, 'no new complete backup');
+    const audit = JSON.parse((await runCli('pms-backup', ['audit', '--json'], env)).stdout) as Array<{ operation: string; outcome: string; details: { errorCode?: string } }>;
+    const last = audit.filter((r) => r.operation === 'create').pop();
+    assert.equal(last?.outcome, 'failure');
+    assert.equal(last?.details.errorCode, 'PMS_ERR_ABORTED');
   });
 });

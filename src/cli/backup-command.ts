@@ -11,6 +11,11 @@ export interface CommandContext {
   readonly config: BackupConfig;
   readonly logger: Logger;
   readonly startedAt: Date;
+  /**
+   * Aborted on the first SIGTERM/SIGINT (Kubernetes' activeDeadlineSeconds, pod eviction):
+   * long commands stop their programs and uploads, clean up and still record the failure.
+   */
+  readonly signal: AbortSignal;
   /** The repository, opened on first use and closed after the command. */
   storage(): Storage;
 }
@@ -31,6 +36,8 @@ export interface CommandSpec {
   readonly name: string;
   readonly logStream: LogStream;
   readonly needs: ConfigNeeds;
+  /** The command stops cleanly on `context.signal`; others keep Node's default (exit at once). */
+  readonly interruptible?: boolean;
 }
 
 /**
@@ -44,10 +51,21 @@ export async function runBackupCommand(spec: CommandSpec, body: (context: Comman
   const logger = createLogger({ dir: config.operations.logDir, stream: spec.logStream, command: spec.name });
   const startedAt = new Date();
   let storage: Storage | undefined;
+  const interrupted = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted.signal.aborted) process.exit(130); // a second signal: stop now
+    logger.warn(`${signal} received: stopping ${spec.name} and cleaning up`);
+    interrupted.abort(new PmsError('PMS_ERR_ABORTED', `${spec.name} was interrupted by ${signal}; nothing it was writing was committed`));
+  };
+  if (spec.interruptible) {
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
   const context: CommandContext = {
     config,
     logger,
     startedAt,
+    signal: interrupted.signal,
     storage() {
       if (!config.repository) throw new PmsError('PMS_ERR_CONFIG', 'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
       storage ??= openStorage(config.repository);
@@ -62,8 +80,12 @@ export async function runBackupCommand(spec: CommandSpec, body: (context: Comman
     return report.exitCode;
   } catch (error) {
     failure = isPmsError(error) ? error : new PmsError('PMS_ERR_INTERNAL', (error as Error)?.message ?? String(error), { cause: error });
+    // Whatever stage noticed first, the reason is the signal.
+    if (interrupted.signal.aborted) failure = interrupted.signal.reason as PmsError;
     throw failure;
   } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
     const finishedAt = new Date();
     const ok = failure === undefined && report?.exitCode === 0;
     const durationSeconds = (finishedAt.getTime() - startedAt.getTime()) / 1000;

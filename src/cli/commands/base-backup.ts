@@ -4,13 +4,14 @@ import { runBackupCommand } from '../backup-command.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 
 export async function runBaseBackup(options: { json?: boolean; walTimeout?: number }): Promise<number> {
-  return runBackupCommand({ name: 'base-backup', logStream: 'backup', needs: { repository: true, encryption: true } }, async ({ config, storage }) => {
+  return runBackupCommand({ name: 'base-backup', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true }, async ({ config, storage, signal }) => {
     const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
     const progress = new ProgressLine();
     const manifest = await createBaseBackup({
       config,
       storage: storage(),
       recipients,
+      signal,
       ...(options.walTimeout === undefined ? {} : { walTimeoutSeconds: options.walTimeout }),
       onProgress: (p) => progress.update(`${p.phase}: ${formatBytes(p.plainBytes)} copied, ${formatBytes(p.storedBytes)} stored`),
     }).finally(() => progress.done());

@@ -7,7 +7,7 @@ import { runBackupCommand } from '../backup-command.js';
 import { ProgressLine, formatBytes } from '../progress.js';
 
 export async function runCreate(options: { json?: boolean }): Promise<number> {
-  return runBackupCommand({ name: 'create', logStream: 'backup', needs: { repository: true, encryption: true } }, async ({ config, storage, logger }) => {
+  return runBackupCommand({ name: 'create', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true }, async ({ config, storage, logger, signal }) => {
     const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
     const repository = storage();
     const progress = new ProgressLine();
@@ -25,6 +25,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
             config,
             storage: repository,
             recipients,
+            signal,
             onProgress: (p) => {
               const seconds = Math.max(0.001, (Date.now() - started) / 1000);
               progress.update(`${p.phase}: ${formatBytes(p.plainBytes)} dumped, ${formatBytes(p.storedBytes)} stored (${formatBytes(p.plainBytes / seconds)}/s)`);

@@ -77,4 +77,20 @@ describe('interruptions during a backup', () => {
     assert.equal(last?.outcome, 'failure');
     assert.equal(last?.details.errorCode, 'PMS_ERR_ABORTED');
   });
+
+  test('SIGTERM during a restore drops the staging database and leaves no target behind', async () => {
+    const child = spawn(process.execPath, [binPath('pms-backup'), 'restore', 'latest', '--target-db', 'interrupted_restore'], {
+      env: { PATH: process.env['PATH'], ...env, BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const staging = () => cluster.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'interrupted_restore__restoring_%'");
+    for (let i = 0; i < 600 && child.exitCode === null && (await staging()) === '0'; i += 1) await sleep(10);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 1, stderr);
+    assert.match(stderr, /PMS_ERR_ABORTED: restore was interrupted by SIGTERM/);
+    assert.equal(await cluster.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'interrupted_restore%'"), '0');
+  });
 });

@@ -26,10 +26,13 @@ export async function openArchiveStream(options: {
   storage: Storage;
   keys: DecryptionKeys;
   onProgress?: (fetchedBytes: number, totalBytes: number) => void;
+  signal?: AbortSignal;
 }): Promise<ArchiveStream> {
   const object = options.manifest.objects[0];
   if (!object) throw new PmsError('PMS_ERR_MANIFEST', `manifest of ${options.manifest.id} lists no objects`);
   const abort = new AbortController();
+  if (options.signal?.aborted) abort.abort(options.signal.reason);
+  options.signal?.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
   const fetched = new ByteMeter({ sha256: true, onProgress: (n) => options.onProgress?.(n, object.bytes) });
   const source = await options.storage.get(object.key, { signal: abort.signal });
   source.on('error', (error) => fetched.destroy(error));

@@ -28,6 +28,8 @@ export interface RestoreOptions {
   /** Fail when a table's row count differs from the manifest (default). verify compares itself to report every table. */
   readonly enforceRowCounts?: boolean;
   readonly onProgress?: (fetchedBytes: number, totalBytes: number) => void;
+  /** Stops the restore; the staging database is dropped as on any failure. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RestoreResult {
@@ -67,12 +69,18 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
   }
 
   const pass = async (consume: Parameters<typeof runArchivePass>[1]) => {
-    const stream = await openArchiveStream({ manifest, storage: options.storage, keys: options.keys, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+    const stream = await openArchiveStream({
+      manifest,
+      storage: options.storage,
+      keys: options.keys,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     await runArchivePass(stream, consume);
   };
   const restoreInto = (database: string, extra: Omit<Parameters<typeof startPgRestore>[1], 'database' | 'noOwner'>) =>
     pass(async (archive) => {
-      const restore = startPgRestore(postgres, { database, noOwner: options.noOwner ?? false, ...extra });
+      const restore = startPgRestore(postgres, { database, noOwner: options.noOwner ?? false, ...extra, ...(options.signal ? { signal: options.signal } : {}) });
       await Promise.all([feedStdin(archive, restore.child.stdin!), restore.done]);
     });
 
@@ -109,8 +117,8 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
         // only the patient's rows of the telemetry schema: every other table stays empty.
         await restoreInto(staging, { section: 'schema-only' });
         await pass(async (archive) => {
-          const script = startPgRestore(postgres, { schemas: [TELEMETRY_SCHEMA], section: 'data-only', noOwner: options.noOwner ?? false });
-          const psql = startPsqlScript(postgres, staging);
+          const script = startPgRestore(postgres, { schemas: [TELEMETRY_SCHEMA], section: 'data-only', noOwner: options.noOwner ?? false, ...(options.signal ? { signal: options.signal } : {}) });
+          const psql = startPsqlScript(postgres, staging, options.signal);
           const filter = new CopyRowFilter(PATIENT_COLUMN, scope.nhsNumber);
           await Promise.all([feedStdin(archive, script.child.stdin!), script.done, pipeline(script.child.stdout!, filter, psql.child.stdin!), psql.done]);
         });

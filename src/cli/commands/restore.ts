@@ -37,7 +37,7 @@ function scopeOf(options: RestoreCommandOptions): RestoreScope {
 
 export async function runRestore(reference: string, options: RestoreCommandOptions): Promise<number> {
   const scope = scopeOf(options);
-  return runBackupCommand({ name: 'restore', logStream: 'backup', needs: { repository: true, decryption: true } }, async ({ config, storage }) => {
+  return runBackupCommand({ name: 'restore', logStream: 'backup', needs: { repository: true, decryption: true }, interruptible: true }, async ({ config, storage, signal }) => {
     const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
     const repository = storage();
     const progress = new ProgressLine();
@@ -50,6 +50,7 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
       targetDb: options.targetDb,
       scope,
       noOwner: options.noOwner ?? false,
+      signal,
       onProgress: (done, total) => progress.update(`restoring ${manifest.id}: ${formatBytes(done)} of ${formatBytes(total)}`),
     }).finally(() => progress.done());
     if (options.json) {

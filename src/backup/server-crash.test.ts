@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -92,5 +93,25 @@ describe('interruptions during a backup', () => {
     assert.equal(await exited, 1, stderr);
     assert.match(stderr, /PMS_ERR_ABORTED: restore was interrupted by SIGTERM/);
     assert.equal(await cluster.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'interrupted_restore%'"), '0');
+  });
+
+  test('SIGTERM during verify stops its throwaway server, removes its files and records no verification', async () => {
+    const throwaway = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-pg-')).sort();
+    const before = throwaway();
+    const child = spawn(process.execPath, [binPath('pms-backup'), 'verify', 'latest'], {
+      env: { PATH: process.env['PATH'], ...env, BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    for (let i = 0; i < 1000 && child.exitCode === null && throwaway().length <= before.length; i += 1) await sleep(10);
+    await sleep(300);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 1, stderr);
+    assert.match(stderr, /PMS_ERR_ABORTED: verify was interrupted by SIGTERM/);
+    assert.deepEqual(throwaway().filter((d) => !before.includes(d)), [], 'the throwaway server and its files are gone');
+    const records = readdirSync(repo, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name.startsWith('verification-'));
+    assert.equal(records.length, 0, 'no verification result was recorded');
   });
 });

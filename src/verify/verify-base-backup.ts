@@ -13,7 +13,7 @@ import type { Check } from './verification-record.js';
  * Proves a base backup and the WAL after it: unpack into a throwaway server, recover to the end
  * of the archive and promote, check the server answers, then amcheck every database.
  */
-export async function verifyBaseBackup(options: { manifest: BaseManifest; storage: Storage; keys: DecryptionKeys; serverEnv: NodeJS.ProcessEnv }): Promise<Check[]> {
+export async function verifyBaseBackup(options: { manifest: BaseManifest; storage: Storage; keys: DecryptionKeys; serverEnv: NodeJS.ProcessEnv; signal?: AbortSignal }): Promise<Check[]> {
   const { manifest } = options;
   const checks: Check[] = [{ name: 'manifest', ok: true, detail: `base backup of system ${manifest.systemIdentifier}, timeline ${manifest.timeline}, WAL ${manifest.startWalSegment}..${manifest.stopWalSegment}` }];
   let cluster: ThrowawayCluster;

@@ -17,6 +17,7 @@ export interface VerifyLogicalOptions {
   readonly storage: Storage;
   readonly keys: DecryptionKeys;
   readonly onCluster?: (cluster: ThrowawayCluster) => void;
+  readonly signal?: AbortSignal;
 }
 
 function throwawayPostgres(cluster: ThrowawayCluster): PostgresConfig {
@@ -36,7 +37,16 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
     const postgres = throwawayPostgres(cluster);
     let restored = false;
     try {
-      await restoreLogicalBackup({ manifest, storage: options.storage, postgres, keys: options.keys, targetDb: TARGET_DB, noOwner: true, enforceRowCounts: false });
+      await restoreLogicalBackup({
+        manifest,
+        storage: options.storage,
+        postgres,
+        keys: options.keys,
+        targetDb: TARGET_DB,
+        noOwner: true,
+        enforceRowCounts: false,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       restored = true;
       checks.push({ name: 'sha256', ok: true, detail: `${manifest.objects.map((o) => o.key).join(', ')}: sha256 and size match the manifest` });
       checks.push({ name: 'openpgp-integrity', ok: true, detail: 'decrypted; OpenPGP modification detection code verified' });

@@ -6,7 +6,7 @@ import { verifyLogicalBackup } from '../../verify/verify-logical-backup.js';
 import { runBackupCommand } from '../backup-command.js';
 
 export async function runVerify(reference: string, options: { json?: boolean; kind?: 'logical' | 'base' }): Promise<number> {
-  return runBackupCommand({ name: 'verify', logStream: 'verification', needs: { repository: true, decryption: true } }, async ({ config, storage, logger, startedAt }) => {
+  return runBackupCommand({ name: 'verify', logStream: 'verification', needs: { repository: true, decryption: true }, interruptible: true }, async ({ config, storage, logger, startedAt, signal }) => {
     const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
     const repository = storage();
     const kind = reference === 'latest' ? (options.kind ?? 'logical') : ((await listBackups(repository)).find((e) => e.id === reference)?.kind === 'base' ? 'base' : 'logical');
@@ -14,8 +14,10 @@ export async function runVerify(reference: string, options: { json?: boolean; ki
     logger.info('verifying backup', { backupId: manifest.id, kind: manifest.kind });
     const checks: Check[] =
       manifest.kind === 'base'
-        ? await verifyBaseBackup({ manifest, storage: repository, keys, serverEnv: process.env })
-        : await verifyLogicalBackup({ manifest, storage: repository, keys });
+        ? await verifyBaseBackup({ manifest, storage: repository, keys, serverEnv: process.env, signal })
+        : await verifyLogicalBackup({ manifest, storage: repository, keys, signal });
+    // An interrupted verification says nothing about the backup: record no result for it.
+    if (signal.aborted) throw signal.reason;
     const finishedAt = new Date();
     const verification: Verification = {
       id: manifest.id,

@@ -20,6 +20,8 @@ let logDir: string;
 let env: Record<string, string>;
 
 const throwawayDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-pg-')).sort();
+/** Throwaway directories created since `before` that still exist (other processes may remove theirs meanwhile). */
+const leftSince = (before: string[]) => throwawayDirs().filter((d) => !before.includes(d));
 
 async function cli(args: string[], extra: Record<string, string> = {}) {
   return runCli('pms-backup', args, { ...env, ...extra });
@@ -83,7 +85,7 @@ describe('backup operations', () => {
     assert.ok(report.checks.every((c) => c.ok));
     assert.match(report.checks.find((c) => c.name === 'amcheck')!.detail, /bt_index_check passed on [1-9]\d* B-tree indexes/);
     assert.ok(readdirSync(join(repoRoot, 'backups', id)).some((f) => /^verification-\d{8}T\d{6}Z\.json$/.test(f)), 'verification record stored beside the backup');
-    assert.deepEqual(throwawayDirs(), dirsBefore, 'the throwaway server removed its files');
+    assert.deepEqual(leftSince(dirsBefore), [], 'the throwaway server removed its files');
     assert.equal(await cluster.psql('SELECT string_agg(datname, \',\' ORDER BY datname) FROM pg_database'), databasesBefore, 'production server untouched');
     assert.ok(readdirSync(logDir).some((f) => /^verification_\d{8}\.log$/.test(f)));
   });
@@ -96,13 +98,17 @@ describe('backup operations', () => {
     bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
     writeFileSync(object, bytes);
     const dirsBefore = throwawayDirs();
-    const result = await cli(['verify', id, '--json']);
-    assert.equal(result.code, 1, result.stderr);
-    const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean }> };
-    assert.equal(report.ok, false);
-    assert.ok(report.checks.some((c) => !c.ok && ['sha256', 'openpgp-integrity', 'restore'].includes(c.name)));
-    assert.deepEqual(throwawayDirs(), dirsBefore);
-    rmSync(dir, { recursive: true });
+    try {
+      const result = await cli(['verify', id, '--json']);
+      assert.equal(result.code, 1, result.stderr);
+      const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean }> };
+      assert.equal(report.ok, false);
+      assert.ok(report.checks.some((c) => !c.ok && ['sha256', 'openpgp-integrity', 'restore'].includes(c.name)));
+      assert.deepEqual(leftSince(dirsBefore), []);
+    } finally {
+      // Later tests verify "latest": the tampered backup must not stay the newest.
+      rmSync(dir, { recursive: true });
+    }
   });
 
   test('a corrupt manifest gives a clear error', async () => {

@@ -1,5 +1,6 @@
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
+import { osUserName } from '../process/os-user.js';
 import type { Storage } from '../storage/storage.js';
 import { AUDIT_HEAD_KEY, AUDIT_PREFIX, type AuditEntry, type AuditRecord, GENESIS_HASH, auditKey, auditRecordSchema, hashRecord, seqOfAuditKey } from './audit-record.js';
 
@@ -10,13 +11,7 @@ export interface Actor {
 }
 
 export function currentActor(podName: string | undefined): Actor {
-  let user: string;
-  try {
-    user = userInfo().username;
-  } catch {
-    user = `uid:${process.getuid?.() ?? '?'}`;
-  }
-  return { user, host: hostname(), pod: podName ?? null };
+  return { user: osUserName(), host: hostname(), pod: podName ?? null };
 }
 
 async function lastSeq(storage: Storage): Promise<number> {

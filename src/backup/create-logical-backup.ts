@@ -1,4 +1,4 @@
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import { type LogicalManifest, logicalManifestSchema } from '../catalog/manifest.js';
 import { logicalDumpKey, manifestKey, newBackupId } from '../catalog/layout.js';
 import type { BackupConfig } from '../config/config.js';
@@ -8,6 +8,8 @@ import { exportSnapshot } from '../postgres/dump-snapshot.js';
 import { pgDumpVersion, startLogicalDump } from '../postgres/logical-dump.js';
 import type { Storage } from '../storage/storage.js';
 import { storeCompressedEncrypted } from './store-encrypted.js';
+import { osUserName } from '../process/os-user.js';
+import { linkAbort } from '../process/linked-abort.js';
 
 export interface BackupProgress {
   readonly phase: 'dumping' | 'committing';
@@ -40,9 +42,6 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
   // 2.1 s with -T2) and is even smaller (122 MB vs 137 MB); on 2 cores every CPU-second counts
   // because pg_dump's server backend, pg_dump, zstd and Node all share them (docs/performance.md).
   const level = options.zstdLevel ?? 1;
-  const abort = new AbortController();
-  const onOuterAbort = () => abort.abort(options.signal?.reason);
-  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
 
   // Both before pg_dump starts; in parallel because start-up latency is most of a small backup.
   const [versionOutcome, snapshotOutcome] = await Promise.allSettled([pgDumpVersion(), exportSnapshot(config.postgres)]);
@@ -53,6 +52,9 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     throw versionOutcome.reason;
   }
   const dumpVersion = versionOutcome.value;
+  // Our own abort (stops the programs on the first failure) that also follows the caller's.
+  const link = linkAbort(options.signal);
+  const abort = link.controller;
   let objectWritten = false;
   try {
     const dump = startLogicalDump(config.postgres, snapshot.snapshotId, abort.signal);
@@ -95,7 +97,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
       objects: [{ key: objectKey, bytes: result.storedBytes, sha256: result.sha256 }],
       tables,
       host: hostname(),
-      createdBy: safeUser(),
+      createdBy: osUserName(),
     });
     await storage.putBytes(manifestKey(id), `${JSON.stringify(manifest, null, 2)}\n`, { ifAbsent: true });
     return manifest;
@@ -104,7 +106,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
     if (objectWritten) await storage.delete(objectKey).catch(() => undefined);
     throw wrapFailure(error);
   } finally {
-    options.signal?.removeEventListener('abort', onOuterAbort);
+    link.unlink();
     await snapshot.release();
   }
 }
@@ -114,10 +116,3 @@ function wrapFailure(error: unknown): PmsError {
   return new PmsError('PMS_ERR_INTERNAL', `backup failed: ${(error as Error).message ?? String(error)}`, { cause: error });
 }
 
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return String(process.getuid?.() ?? 'unknown');
-  }
-}

@@ -9,9 +9,10 @@ import { after, before, describe, test } from 'node:test';
 import type { BaseManifest } from '../catalog/manifest.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
-import { binPath, runCli } from '../testing/run-cli.js';
+import { runCli } from '../testing/run-cli.js';
 import { backupPoints } from './pg-basebackup.js';
 import { TarEntryCapture } from './tar-entry-capture.js';
+import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
 let cluster: ThrowawayCluster;
@@ -29,7 +30,7 @@ before(async () => {
   chownSync(repoRoot, PG_UID, -1);
   env = { BACKUP_REPOSITORY: `file://${repoRoot}`, BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile, BACKUP_GPG_KEY_ID: key.fingerprint, BACKUP_LOG_DIR: join(work, 'logs') };
   cluster = await startThrowawayCluster({
-    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` },
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
     serverEnv: env,
   });
   await cluster.psql('CREATE DATABASE patient_telemetry');

@@ -1,4 +1,4 @@
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { baseBackupKey, manifestKey, newBackupId } from '../catalog/layout.js';
 import { type BaseManifest, baseManifestSchema } from '../catalog/manifest.js';
@@ -13,6 +13,8 @@ import { segmentBeforeLsn, segmentName, segmentOfLsn } from '../wal/wal-file-nam
 import { readArchiveIdentity, systemMismatch } from '../wal/wal-identity.js';
 import { timelinePrefix, walFileOfKey, walObjectKey } from '../wal/wal-layout.js';
 import { type BackupPoints, startBaseBackup } from './pg-basebackup.js';
+import { osUserName } from '../process/os-user.js';
+import { linkAbort } from '../process/linked-abort.js';
 
 export interface BaseBackupProgress {
   readonly phase: 'copying' | 'waiting-for-wal' | 'committing';
@@ -46,9 +48,6 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   // Level 1: on the 1.9 GB pgbench cluster zstd -1 -T2 needs 1.46 CPU-s against 2.03 for -3
   // and stores 83.6 MB against 83.8 MB (docs/performance.md).
   const level = options.zstdLevel ?? 1;
-  const abort = new AbortController();
-  const onOuterAbort = () => abort.abort(options.signal?.reason);
-  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
 
   const server = await usingClient(config.postgres, async (client) => {
     const result = await client.query<{ system_identifier: string; server_version: string; server_version_num: string; archive_mode: string }>(
@@ -65,6 +64,9 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   const archiveSystem = await readArchiveIdentity(storage);
   if (archiveSystem !== undefined && archiveSystem !== server.system_identifier) throw systemMismatch(storage, archiveSystem, server.system_identifier);
 
+  // Our own abort (stops the programs on the first failure) that also follows the caller's.
+  const link = linkAbort(options.signal);
+  const abort = link.controller;
   let objectWritten = false;
   const label = `pms-base-${id}`;
   try {
@@ -118,7 +120,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       keyFingerprints: recipients.descriptions.map((d) => d.fingerprint),
       objects: [{ key: objectKey, bytes: result.storedBytes, sha256: result.sha256 }],
       host: hostname(),
-      createdBy: safeUser(),
+      createdBy: osUserName(),
     });
     await storage.putBytes(manifestKey(id), `${JSON.stringify(manifest, null, 2)}\n`, { ifAbsent: true });
     return manifest;
@@ -128,7 +130,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
     if (isPmsError(error)) throw error;
     throw new PmsError('PMS_ERR_INTERNAL', `base backup failed: ${(error as Error).message ?? String(error)}`, { cause: error });
   } finally {
-    options.signal?.removeEventListener('abort', onOuterAbort);
+    link.unlink();
   }
 }
 
@@ -210,10 +212,3 @@ async function waitForArchivedSegment(storage: Storage, timeline: number, name: 
   }
 }
 
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return String(process.getuid?.() ?? 'unknown');
-  }
-}

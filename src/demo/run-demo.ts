@@ -9,6 +9,7 @@ import { runTool } from '../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
 import { binPath, runCli } from '../testing/run-cli.js';
 import { DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
+import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 /**
  * `npm run demo`: the whole chain on one machine, no cloud account. Devices → ingest API →
@@ -112,7 +113,7 @@ async function main(): Promise<number> {
     step('Starting PostgreSQL 15 with WAL archiving through pms-backup wal-push');
     const cluster = await startThrowawayCluster({
       parentDir: work,
-      settings: { archive_mode: 'on', wal_level: 'replica', archive_timeout: 60, archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` },
+      settings: { archive_mode: 'on', wal_level: 'replica', archive_timeout: 60, archive_command: archiveCommand() },
       serverEnv: backupEnv,
     });
     resources.cluster = cluster;

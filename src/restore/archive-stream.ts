@@ -6,6 +6,7 @@ import { classifyCipherError, decryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { Storage } from '../storage/storage.js';
 import { ByteMeter } from '../streams/byte-meter.js';
+import { linkAbort } from '../process/linked-abort.js';
 import { pipeline } from 'node:stream/promises';
 
 export interface ArchiveStream {
@@ -30,9 +31,8 @@ export async function openArchiveStream(options: {
 }): Promise<ArchiveStream> {
   const object = options.manifest.objects[0];
   if (!object) throw new PmsError('PMS_ERR_MANIFEST', `manifest of ${options.manifest.id} lists no objects`);
-  const abort = new AbortController();
-  if (options.signal?.aborted) abort.abort(options.signal.reason);
-  options.signal?.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
+  const link = linkAbort(options.signal);
+  const abort = link.controller;
   const fetched = new ByteMeter({ sha256: true, onProgress: (n) => options.onProgress?.(n, object.bytes) });
   const source = await options.storage.get(object.key, { signal: abort.signal });
   source.on('error', (error) => fetched.destroy(error));
@@ -53,6 +53,7 @@ export async function openArchiveStream(options: {
     }
   });
   verified.catch(() => undefined);
+  verified.finally(() => link.unlink()).catch(() => undefined);
   return {
     archive: zstd.child.stdout!,
     verified,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
 import { REPO_ROOT, binPath } from '../testing/run-cli.js';
 import { type S3rverHarness, S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../testing/s3rver-harness.js';
 import { type RunbookSection, readRunbook } from './runbook-blocks.js';
+import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 const PATIENT = '9990000018';
 const OTHER = '9990000026';
@@ -91,7 +92,7 @@ before(async () => {
     POSTGRES_DB: 'patient_telemetry',
   };
   cluster = await startThrowawayCluster({
-    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` },
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
     serverEnv: backupEnv,
   });
   env = {

@@ -13,6 +13,7 @@ import { WAL_SEGMENT_BYTES, parseWalFileName } from './wal-file-name.js';
 import { systemMismatch } from './wal-identity.js';
 import { WAL_METADATA, walObjectKey } from './wal-layout.js';
 import { readSegmentHeader } from './wal-page-header.js';
+import { linkAbort } from '../process/linked-abort.js';
 
 export interface FetchWalOptions {
   readonly storage: Storage;
@@ -54,9 +55,8 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
   if (storedSystem !== undefined && storedSystem !== options.systemIdentifier) throw systemMismatch(storage, storedSystem, options.systemIdentifier);
 
   const temp = join(dirname(options.destination), `.pms-fetch-${randomBytes(4).toString('hex')}-${name}`);
-  const abort = new AbortController();
-  const onOuterAbort = () => abort.abort(options.signal?.reason);
-  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const link = linkAbort(options.signal);
+  const abort = link.controller;
   const handle = await open(temp, 'wx', 0o600);
   let closed = false;
   try {
@@ -99,6 +99,6 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
     if (isPmsError(error)) throw error;
     throw classifyCipherError(error) ?? new PmsError('PMS_ERR_INTERNAL', `fetching ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
   } finally {
-    options.signal?.removeEventListener('abort', onOuterAbort);
+    link.unlink();
   }
 }

@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { runTool } from '../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
-import { binPath, runCli } from '../testing/run-cli.js';
+import { runCli } from '../testing/run-cli.js';
+import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
 let source: ThrowawayCluster;
@@ -49,7 +50,7 @@ before(async () => {
     BACKUP_LOG_DIR: join(work, 'logs'),
   };
   source = await startThrowawayCluster({
-    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` },
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
     serverEnv: env,
   });
   await source.psql('CREATE DATABASE patient_telemetry');

@@ -14,6 +14,7 @@ import { parseWalFileName } from './wal-file-name.js';
 import { claimArchive } from './wal-identity.js';
 import { WAL_METADATA, walObjectKey } from './wal-layout.js';
 import { readSegmentHeader } from './wal-page-header.js';
+import { linkAbort } from '../process/linked-abort.js';
 
 export interface WalPushContext {
   readonly storage: Storage;
@@ -119,9 +120,8 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
     );
   }
 
-  const abort = new AbortController();
-  const onOuterAbort = () => abort.abort(context.signal?.reason);
-  context.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const link = linkAbort(context.signal);
+  const abort = link.controller;
   try {
     const zstd = startCompressor({ level: context.zstdLevel ?? 3, threads: 1, signal: abort.signal });
     const reread = new ByteMeter({ sha256: true });
@@ -150,6 +150,6 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
     if (isPmsError(error)) throw error;
     throw new PmsError('PMS_ERR_INTERNAL', `archiving ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
   } finally {
-    context.signal?.removeEventListener('abort', onOuterAbort);
+    link.unlink();
   }
 }

@@ -5,10 +5,10 @@ import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { openStorage } from '../storage/open-storage.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
-import { binPath } from '../testing/run-cli.js';
 import { type S3rverHarness, startS3rver } from '../testing/s3rver-harness.js';
 import { parseWalFileName } from './wal-file-name.js';
 import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
+import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 let cluster: ThrowawayCluster;
 let key: GpgKeyPair;
@@ -42,7 +42,7 @@ before(async () => {
   const env = { ...s3.env('archive'), BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile, BACKUP_GPG_KEY_ID: key.fingerprint, BACKUP_LOG_DIR: `${key.dir}/logs` };
   cluster = await startThrowawayCluster({
     // archive_command is retried by PostgreSQL itself (every few seconds) until it exits 0.
-    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` },
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
     serverEnv: env,
   });
   await cluster.psql('CREATE TABLE filler (id bigserial PRIMARY KEY, pad text)');

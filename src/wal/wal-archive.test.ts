@@ -11,6 +11,7 @@ import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
 import { binPath } from '../testing/run-cli.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
+import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
 let cluster: ThrowawayCluster;
@@ -79,7 +80,7 @@ before(async () => {
     BACKUP_GPG_PASSPHRASE_FILE: key.passphraseFile!,
   };
   cluster = await startThrowawayCluster({
-    settings: { archive_mode: 'on', wal_level: 'replica', archive_timeout: 0, archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` },
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_timeout: 0, archive_command: archiveCommand() },
     serverEnv: env,
   });
   // A stand-in data directory for wal-fetch: it only needs global/pg_control (the system id).

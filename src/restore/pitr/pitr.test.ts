@@ -15,6 +15,7 @@ import { pruneWal } from '../../wal/wal-retention.js';
 import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
 import { recoverBaseBackupInThrowawayCluster } from './recover-in-throwaway-cluster.js';
 import { restorePitr } from './restore-pitr.js';
+import { archiveCommand } from './recovery-settings.js';
 
 const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
 let source: ThrowawayCluster;
@@ -26,7 +27,7 @@ let repoRoot: string;
 let env: Record<string, string>;
 let base: BaseManifest;
 
-const archiveSettings = () => ({ archive_mode: 'on', wal_level: 'replica', archive_command: `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p` });
+const archiveSettings = () => ({ archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() });
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, seconds = 60): Promise<T> {
   for (let i = 0; i < seconds * 10; i += 1) {

@@ -18,6 +18,11 @@ function confString(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
+/** archive_command calling wal-push by absolute paths (tests, the demo, a server without pms-backup on PATH). */
+export function archiveCommand(node = process.execPath, bin = pmsBackupBin()): string {
+  return `${shellQuote(node)} ${shellQuote(bin)} wal-push %p`;
+}
+
 /** restore_command calling wal-fetch by absolute paths: the server's PATH may not hold node. */
 export function restoreCommand(node = process.execPath, bin = pmsBackupBin()): string {
   return `${shellQuote(node)} ${shellQuote(bin)} wal-fetch %f %p`;

@@ -7,6 +7,7 @@ import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { startTool } from '../../process/tool-process.js';
 import type { Storage } from '../../storage/storage.js';
 import { ByteMeter } from '../../streams/byte-meter.js';
+import { linkAbort } from '../../process/linked-abort.js';
 
 export interface UnpackOptions {
   readonly storage: Storage;
@@ -28,9 +29,8 @@ export interface UnpackOptions {
 export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes: number }> {
   const object = options.manifest.objects[0];
   if (!object) throw new PmsError('PMS_ERR_MANIFEST', `manifest of ${options.manifest.id} lists no objects`);
-  const abort = new AbortController();
-  const onOuterAbort = () => abort.abort(options.signal?.reason);
-  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const link = linkAbort(options.signal);
+  const abort = link.controller;
   try {
     const fetched = new ByteMeter({ sha256: true, onProgress: (n) => options.onProgress?.(n, object.bytes) });
     const source = await options.storage.get(object.key, { signal: abort.signal });
@@ -64,6 +64,6 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
     if (isPmsError(error)) throw error;
     throw classifyCipherError(error) ?? new PmsError('PMS_ERR_INTERNAL', `unpacking base backup ${options.manifest.id} failed: ${(error as Error).message}`, { cause: error });
   } finally {
-    options.signal?.removeEventListener('abort', onOuterAbort);
+    link.unlink();
   }
 }

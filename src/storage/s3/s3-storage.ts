@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Settings } from '../../config/config.js';
-import { PmsError, isPmsError } from '../../errors/catalogue.js';
+import { PmsError } from '../../errors/catalogue.js';
 import { checkKey, checkPrefix } from '../object-key.js';
 import { checkMetadata } from '../object-metadata.js';
 import { readAll } from '../read-all.js';

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { waitUntilMidUpload } from '../testing/mid-upload.js';
 import { binPath, runCli } from '../testing/run-cli.js';
 import { FINGERPRINT_SQL, SAMPLE_DATA_SQL, SAMPLE_SCHEMA_SQL } from '../testing/sample-data.js';
 
@@ -245,13 +246,7 @@ describe('pms-backup create | list | restore (file repository)', () => {
       const newestComplete = (JSON.parse(before.stdout) as Array<{ id: string; status: string }>).find((r) => r.status === 'complete')!.id;
       const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], { env: { PATH: process.env['PATH'], ...env }, stdio: 'ignore' });
       // Kill once encrypted bytes are being written (a temporary file is growing in the repository).
-      const deadline = Date.now() + 60_000;
-      let growing = false;
-      while (!growing && Date.now() < deadline && child.exitCode === null) {
-        growing = findFiles(join(repoRoot, 'backups')).some((f) => f.includes('.pms-') && statSync(f).size > 64 * 1024);
-        if (!growing) await sleep(20);
-      }
-      assert.ok(growing, 'the backup was caught mid-stream');
+      assert.ok(await waitUntilMidUpload(join(repoRoot, 'backups'), child), 'the backup was caught mid-stream');
       child.kill('SIGKILL');
       await new Promise((resolve) => child.once('close', resolve));
       await sleep(300);
@@ -267,9 +262,3 @@ describe('pms-backup create | list | restore (file repository)', () => {
   });
 });
 
-function findFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile())
-    .map((e) => join(e.parentPath ?? e.path, e.name));
-}

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { waitUntilMidUpload } from '../testing/mid-upload.js';
 import { binPath, runCli } from '../testing/run-cli.js';
 
 let cluster: ThrowawayCluster;
@@ -41,10 +42,8 @@ describe('interruptions during a backup', () => {
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-    // Crash the server once encrypted bytes are being written (a temporary file is growing).
-    const growing = () =>
-      readdirSync(join(repo), { recursive: true, withFileTypes: true }).some((e) => e.isFile() && e.name.startsWith('.pms-tmp-') && statSync(join(e.parentPath ?? e.path, e.name)).size > 32 * 1024);
-    for (let i = 0; i < 600 && child.exitCode === null && !growing(); i += 1) await sleep(10);
+    // Crash the server once encrypted bytes are being written.
+    assert.ok(await waitUntilMidUpload(repo, child, 32 * 1024), 'the backup was caught mid-stream');
     await cluster.stop('immediate');
     const code = await exited;
     await cluster.start();
@@ -63,9 +62,7 @@ describe('interruptions during a backup', () => {
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-    const growing = () =>
-      readdirSync(join(repo), { recursive: true, withFileTypes: true }).some((e) => e.isFile() && e.name.startsWith('.pms-tmp-') && statSync(join(e.parentPath ?? e.path, e.name)).size > 32 * 1024);
-    for (let i = 0; i < 600 && child.exitCode === null && !growing(); i += 1) await sleep(10);
+    assert.ok(await waitUntilMidUpload(repo, child, 32 * 1024), 'the backup was caught mid-stream');
     child.kill('SIGTERM');
     const code = await exited;
     assert.equal(code, 1, stderr);

@@ -15,19 +15,23 @@ export interface WalkedFile {
  * directory at a time without collecting the whole tree. Reserved names (temporary files,
  * sidecars) are never shown. Symbolic links are not followed.
  */
+/** A directory's entries; none when it does not exist (a prefix nothing was written under yet). */
+async function entriesOf(dir: string): Promise<Dirent[]> {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw error;
+  }
+}
+
 export async function* walkKeys(root: string, prefix: string): AsyncGenerator<WalkedFile> {
   yield* walk(root, '', prefix);
 }
 
 async function* walk(dir: string, keyBase: string, prefix: string): AsyncGenerator<WalkedFile> {
-  let entries: Dirent[];
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return;
-    throw error;
-  }
+  const entries = await entriesOf(dir);
   const candidates = entries
     .filter((entry) => !entry.name.startsWith(RESERVED_PREFIX) && (entry.isFile() || entry.isDirectory()))
     .map((entry) => ({ entry, sortKey: keyBase + entry.name + (entry.isDirectory() ? '/' : '') }))
@@ -45,14 +49,7 @@ async function* walk(dir: string, keyBase: string, prefix: string): AsyncGenerat
 
 /** Every reserved temporary file (`.pms-tmp-*`) under `dir`, for cleanup of killed writers. */
 export async function* walkTemporaryFiles(dir: string): AsyncGenerator<string> {
-  let entries: Dirent[];
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return;
-    throw error;
-  }
+  const entries = await entriesOf(dir);
   for (const entry of entries) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) yield* walkTemporaryFiles(path);

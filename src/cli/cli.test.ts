@@ -38,6 +38,12 @@ describe('pms-backup and pms-telemetry command lines', () => {
     const missing = await runCli('pms-backup', ['restore', 'latest'], {});
     assert.equal(missing.code, 64);
     assert.match(missing.stderr, /--target-db/);
+    const badTime = await runCli('pms-backup', ['restore', '--pitr', '--target-time', 'yesterday', '--pgdata', '/nonexistent/pitr'], {});
+    assert.equal(badTime.code, 64);
+    assert.match(badTime.stderr, /--target-time "yesterday" is not a timestamp with a time zone/);
+    const mixed = await runCli('pms-backup', ['restore', 'latest', '--pitr', '--target-db', 'x', '--target-time', 'latest', '--pgdata', '/tmp/x'], {});
+    assert.equal(mixed.code, 64);
+    assert.match(mixed.stderr, /--pitr takes --target-time, --pgdata and optionally --base/);
     const walFetch = await runCli('pms-backup', ['wal-fetch', 'only-one-argument'], {});
     assert.equal(walFetch.code, 200);
   });

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Benchmark (issue 5): on one cluster in one run, compare
-//   1. pms-backup base-backup (pg_basebackup tar → zstd -3 → OpenPGP → file repository)
+//   1. pms-backup base-backup (BASE_BACKUP, zstd -1 on the server → OpenPGP → file repository,
+//      complete once its stop segment is archived by wal-push)
 //   2. pg_basebackup -Ft -X none -D - | zstd -3 -T2 > /dev/null
 //   3. pgBackRest full backup, compress-type=zst, repo1-cipher-type=aes-256-cbc
 // and WAL archiving under pgbench: segments/s archived by wal-push vs a plain cp, and the
@@ -83,7 +84,7 @@ try {
 
   const times = { ours: [], plain: [], pgbr: [], floor: [] };
   for (let round = 0; round < rounds; round++) {
-    times.ours.push(await timed('pms-backup base-backup (zstd -1 + OpenPGP AES-256)', () => run(process.execPath, [binPath('pms-backup'), 'base-backup'], { env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env } })));
+    times.ours.push(await timed('pms-backup base-backup (server zstd -1, OpenPGP AES-256)', () => run(process.execPath, [binPath('pms-backup'), 'base-backup'], { env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env } })));
     await drain();
     times.plain.push(await timed('pg_basebackup -Ft -X none -D - | zstd -3 -T2 > /dev/null', async () => {
       // A real pipe between the two programs, as a shell would make it (not copied through Node).

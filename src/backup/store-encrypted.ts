@@ -1,4 +1,4 @@
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { startPipedCompressor } from '../compression/zstd.js';
 import type { RecipientSet } from '../crypto/keys.js';
@@ -93,5 +93,71 @@ export async function storeCompressedEncrypted(options: StoreEncryptedOptions): 
     throw typed ?? firstError ?? error;
   } finally {
     stopSampling();
+  }
+}
+
+export interface StoreEncryptedStreamOptions {
+  /** Bytes to encrypt as they are (already compressed, or small). Errors it is destroyed with win. */
+  readonly source: Readable;
+  readonly storage: Storage;
+  readonly key: string;
+  readonly recipients: RecipientSet;
+  /** Aborted here on the first failure; the caller owns it. */
+  readonly abort: AbortController;
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Work that must also succeed for the object to count (e.g. the command producing `source`). */
+  readonly alongside?: Promise<unknown>;
+  readonly onProgress?: (sourceBytes: number, storedBytes: number) => void;
+  readonly onStored?: () => void;
+}
+
+export interface StoredStream {
+  readonly sourceBytes: number;
+  readonly storedBytes: number;
+  readonly sha256: string;
+}
+
+/**
+ * source → OpenPGP → storage with backpressure, for bytes that need no compressing here (the
+ * server-compressed base backup tar, its backup_manifest). The upload is committed only when
+ * `source` ends normally, so a source that ends only on success cannot leave a partial object.
+ */
+export async function storeEncrypted(options: StoreEncryptedStreamOptions): Promise<StoredStream> {
+  const { abort } = options;
+  const source = new ByteMeter();
+  const stored = new ByteMeter({ sha256: true, onProgress: (bytes) => options.onProgress?.(source.bytes, bytes) });
+  const intoMeter = pipeline(options.source, source);
+  intoMeter.catch(() => undefined);
+  const encrypted = await encryptStream(source, options.recipients);
+  const body = new PassThrough({ highWaterMark: 1 << 20 });
+  const toStorage = pipeline(encrypted, stored, body);
+  const put = options.storage.put(options.key, body, { signal: abort.signal, ...(options.metadata ? { metadata: options.metadata } : {}) });
+  let firstError: unknown;
+  const failFast = (error: unknown): never => {
+    firstError ??= error;
+    if (!abort.signal.aborted) abort.abort(error);
+    body.destroy(error instanceof Error ? error : new Error(String(error)));
+    throw error;
+  };
+  try {
+    const [, putResult] = await Promise.all([
+      intoMeter.catch(failFast),
+      put.then((result) => {
+        options.onStored?.();
+        return result;
+      }, failFast),
+      toStorage.catch(failFast),
+      (options.alongside ?? Promise.resolve()).catch(failFast),
+    ]);
+    if (putResult.bytes !== stored.bytes) {
+      throw new PmsError('PMS_ERR_INTEGRITY', `the repository stored ${putResult.bytes} bytes of ${options.key} but ${stored.bytes} were sent`);
+    }
+    return { sourceBytes: source.bytes, storedBytes: stored.bytes, sha256: stored.sha256 };
+  } catch (error) {
+    const outcomes = await Promise.allSettled([put, options.alongside ?? Promise.resolve(), intoMeter]);
+    const typed = outcomes.find(
+      (f): f is PromiseRejectedResult => f.status === 'rejected' && isPmsError(f.reason) && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
+    )?.reason;
+    throw typed ?? firstError ?? error;
   }
 }

@@ -10,8 +10,7 @@ import type { BaseManifest } from '../catalog/manifest.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
 import { runCli } from '../testing/run-cli.js';
-import { backupPoints } from './pg-basebackup.js';
-import { TarEntryCapture } from './tar-entry-capture.js';
+import { TarEntryCapture } from '../testing/tar-entry-capture.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
@@ -43,23 +42,33 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-describe('base-backup without the tar passing through Node', () => {
-  test("the manifest's start/stop points (from the archived backup history file) and plain size equal what the tar itself records", async () => {
+describe('base-backup over the replication protocol', () => {
+  test("the manifest's start/stop points and plain size equal what the tar and the server's backup_manifest record", async () => {
     const result = await runCli('pms-backup', ['base-backup', '--json'], { ...cluster.postgresEnv, ...env });
     assert.equal(result.code, 0, result.stderr);
     const manifest = JSON.parse(result.stdout) as BaseManifest;
-    // Break-glass path: gpg --decrypt | zstd -d gives back pg_basebackup's tar.
-    const decrypted = spawnSync('gpg', ['--batch', '--quiet', '--decrypt', join(repoRoot, manifest.objects[0]!.key)], {
-      env: { ...process.env, GNUPGHOME: key.gnupgHome },
-      maxBuffer: 1 << 30,
-    });
-    assert.equal(decrypted.status, 0, decrypted.stderr.toString());
-    const tar = spawnSync('zstd', ['-d', '-q', '-c'], { input: decrypted.stdout, maxBuffer: 1 << 30 });
+    // Break-glass path: gpg --decrypt | zstd -d gives back the tar, and gpg --decrypt the
+    // server's backup_manifest.
+    const decrypt = (objectKey: string): Buffer => {
+      const decrypted = spawnSync('gpg', ['--batch', '--quiet', '--decrypt', join(repoRoot, objectKey)], { env: { ...process.env, GNUPGHOME: key.gnupgHome }, maxBuffer: 1 << 30 });
+      assert.equal(decrypted.status, 0, decrypted.stderr.toString());
+      return decrypted.stdout;
+    };
+    assert.equal(manifest.objects.length, 2);
+    const tar = spawnSync('zstd', ['-d', '-q', '-c'], { input: decrypt(manifest.objects[0]!.key), maxBuffer: 1 << 30 });
     assert.equal(tar.status, 0);
     assert.equal(tar.stdout.length, manifest.bytes.plain, 'bytes.plain is the exact tar size');
-    const capture = new TarEntryCapture(['backup_label', 'backup_manifest']);
+    const capture = new TarEntryCapture(['backup_label', 'PG_VERSION']);
     await pipeline(Readable.from([tar.stdout]), capture, new Writable({ write: (_chunk, _encoding, callback) => callback() }));
-    const fromTar = backupPoints(capture.entries.get('backup_label'), capture.entries.get('backup_manifest'));
-    assert.deepEqual({ startLsn: manifest.startLsn, stopLsn: manifest.stopLsn, timeline: manifest.timeline }, fromTar);
+    assert.equal(capture.entries.get('PG_VERSION')?.toString().trim(), '15');
+    const serverManifest = JSON.parse(decrypt(manifest.objects[1]!.key).toString('utf8')) as { 'WAL-Ranges': Array<{ Timeline: number; 'Start-LSN': string; 'End-LSN': string }>; Files: unknown[] };
+    assert.ok(serverManifest.Files.length > 100, 'backup_manifest lists the files');
+    const label = capture.entries.get('backup_label')?.toString('utf8') ?? '';
+    const range = serverManifest['WAL-Ranges'].at(-1);
+    assert.deepEqual(
+      { startLsn: manifest.startLsn, stopLsn: manifest.stopLsn, timeline: manifest.timeline },
+      { startLsn: /^START WAL LOCATION: (\S+)/m.exec(label)?.[1], stopLsn: range?.['End-LSN'], timeline: Number(/^START TIMELINE: (\d+)/m.exec(label)?.[1]) },
+    );
+    assert.equal(range?.['Start-LSN'], manifest.startLsn);
   });
 });

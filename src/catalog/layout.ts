@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 /**
  * Where things live in a repository (the same for every storage backend):
  *   backups/<id>/pms-backup-<id>.dump.zst.gpg   encrypted, compressed pg_dump custom archive
+ *   backups/<id>/pms-base-<id>.tar.zst.gpg        encrypted, compressed base backup tar
+ *   backups/<id>/pms-base-<id>.backup_manifest.gpg  the server's backup_manifest, encrypted
  *   backups/<id>/manifest.json                  commit record, written last
  */
 export const BACKUPS_PREFIX = 'backups/';
@@ -45,7 +47,12 @@ export function timeOfId(id: string): Date {
   return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
 }
 
-/** Physical base backup object: pg_basebackup tar stream, zstd, OpenPGP. */
+/** Physical base backup object: the data directory as one tar, zstd, OpenPGP. */
 export function baseBackupKey(id: string): string {
   return `${backupPrefix(id)}pms-base-${id}.tar.zst.gpg`;
+}
+
+/** The server's backup_manifest of a base backup (checksums per file), OpenPGP. */
+export function baseBackupManifestKey(id: string): string {
+  return `${backupPrefix(id)}pms-base-${id}.backup_manifest.gpg`;
 }

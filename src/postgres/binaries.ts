@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { PmsError } from '../errors/catalogue.js';
 
-export type PgProgram = 'initdb' | 'pg_ctl' | 'postgres' | 'pg_dump' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_controldata' | 'pg_isready';
+export type PgProgram = 'initdb' | 'pg_ctl' | 'postgres' | 'pg_dump' | 'pg_restore' | 'psql' | 'pg_verifybackup' | 'pg_controldata' | 'pg_isready';
 
 function isExecutable(path: string): boolean {
   try {

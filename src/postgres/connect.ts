@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { PostgresConfig } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
-import { allowsPlainFallback, pgClientConfig } from './connection-options.js';
+import { allowsPlainFallback, type ConnectOverrides, pgClientConfig } from './connection-options.js';
 
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', '57P03', '53300']);
 
@@ -20,7 +20,7 @@ export function connectionError(config: PostgresConfig, error: unknown, database
 }
 
 /** Opens a client, honouring sslmode prefer/allow's fallback to plain connections. */
-export async function connect(config: PostgresConfig, options: { database?: string; applicationName?: string } = {}): Promise<pg.Client> {
+export async function connect(config: PostgresConfig, options: ConnectOverrides = {}): Promise<pg.Client> {
   const attempt = async (clientConfig: pg.ClientConfig): Promise<pg.Client> => {
     const client = new pg.Client(clientConfig);
     client.on('error', () => undefined);

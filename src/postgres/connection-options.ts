@@ -3,19 +3,28 @@ import type { ClientConfig } from 'pg';
 import type { PostgresConfig } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
 
+export interface ConnectOverrides {
+  readonly database?: string;
+  readonly applicationName?: string;
+  /** A walsender connection that also accepts SQL (BASE_BACKUP needs the REPLICATION attribute). */
+  readonly replication?: 'database';
+}
+
 /**
  * `pg` client settings from the POSTGRES_* configuration. libpq's sslmodes map as follows:
  * disable → no TLS; allow/prefer → TLS without verification, falling back to plain only when the
  * server has no TLS (see connectWithFallback); require → TLS, no certificate check;
  * verify-ca → CA check; verify-full → CA and host name check.
  */
-export function pgClientConfig(config: PostgresConfig, overrides: { database?: string; applicationName?: string } = {}): ClientConfig {
-  const base: ClientConfig = {
+export function pgClientConfig(config: PostgresConfig, overrides: ConnectOverrides = {}): ClientConfig {
+  // pg reads `replication` (a startup parameter) although @types/pg does not declare it.
+  const base: ClientConfig & { replication?: string } = {
     host: config.host,
     port: config.port,
     database: overrides.database ?? config.database,
     application_name: overrides.applicationName ?? 'pms',
     connectionTimeoutMillis: 10_000,
+    ...(overrides.replication ? { replication: overrides.replication } : {}),
   };
   if (config.user !== undefined) base.user = config.user;
   if (config.password !== undefined) base.password = config.password.reveal();

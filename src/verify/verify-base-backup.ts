@@ -18,12 +18,14 @@ export async function verifyBaseBackup(options: { manifest: BaseManifest; storag
   const checks: Check[] = [{ name: 'manifest', ok: true, detail: `base backup of system ${manifest.systemIdentifier}, timeline ${manifest.timeline}, WAL ${manifest.startWalSegment}..${manifest.stopWalSegment}` }];
   let cluster: ThrowawayCluster;
   try {
-    cluster = await recoverBaseBackupInThrowawayCluster(options);
+    const recovered = await recoverBaseBackupInThrowawayCluster(options);
+    cluster = recovered.cluster;
     checks.push({ name: 'restore', ok: true, detail: 'base backup fetched, sha256 and OpenPGP integrity verified, unpacked into a throwaway server' });
+    if (recovered.filesVerified) checks.push({ name: 'files', ok: true, detail: "pg_verifybackup: every file's size and checksum match the server's backup_manifest" });
     checks.push({ name: 'wal-recovery', ok: true, detail: 'recovered through the archived WAL to its end and promoted' });
   } catch (error) {
     const message = (error as Error).message;
-    const name = isPmsError(error, 'PMS_ERR_INTEGRITY') || isPmsError(error, 'PMS_ERR_KEY') ? 'openpgp-integrity' : isPmsError(error, 'PMS_ERR_WAL_TIMEOUT') ? 'wal-recovery' : 'restore';
+    const name = /backup_manifest/.test(message) && isPmsError(error, 'PMS_ERR_INTEGRITY') ? 'files' : isPmsError(error, 'PMS_ERR_INTEGRITY') || isPmsError(error, 'PMS_ERR_KEY') ? 'openpgp-integrity' : isPmsError(error, 'PMS_ERR_WAL_TIMEOUT') ? 'wal-recovery' : 'restore';
     checks.push({ name, ok: false, detail: message });
     return checks;
   }

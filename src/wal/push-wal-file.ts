@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -32,36 +31,6 @@ export interface PushedWalFile {
   readonly outcome: 'stored' | 'already-archived';
   readonly bytes: number;
   readonly sha256: string;
-}
-
-/**
- * Metadata on archived backup history files (`<segment>.<offset>.backup`): the start and stop
- * points PostgreSQL wrote there when the backup ended. pms-backup base-backup reads them here
- * instead of parsing pg_basebackup's tar, so the tar can go from pg_basebackup straight into
- * zstd. Lower-case names (S3 lower-cases metadata names).
- */
-export const BACKUP_HISTORY_METADATA = {
-  label: 'pms-backup-label',
-  startLsn: 'pms-backup-start-lsn',
-  stopLsn: 'pms-backup-stop-lsn',
-  timeline: 'pms-backup-timeline',
-} as const;
-
-/** The points of a backup history file; fields that are absent or unusual are left out. */
-export function backupHistoryMetadata(content: string): Record<string, string> {
-  const field = (name: string): string | undefined => new RegExp(`^${name}: (.*)$`, 'm').exec(content)?.[1]?.trim();
-  const lsn = (value: string | undefined): string | undefined => /^([0-9A-F]{1,8}\/[0-9A-F]{1,8})\b/.exec(value ?? '')?.[1];
-  const metadata: Record<string, string> = {};
-  const label = field('LABEL');
-  // Metadata must be printable ASCII; another tool's label may not be, and is not ours anyway.
-  if (label !== undefined && /^[\x20-\x7e]{1,200}$/.test(label)) metadata[BACKUP_HISTORY_METADATA.label] = label;
-  const start = lsn(field('START WAL LOCATION'));
-  const stop = lsn(field('STOP WAL LOCATION'));
-  const timeline = /^\d+$/.exec(field('START TIMELINE') ?? '')?.[0];
-  if (start) metadata[BACKUP_HISTORY_METADATA.startLsn] = start;
-  if (stop) metadata[BACKUP_HISTORY_METADATA.stopLsn] = stop;
-  if (timeline) metadata[BACKUP_HISTORY_METADATA.timeline] = timeline;
-  return metadata;
 }
 
 export async function sha256OfFile(path: string): Promise<{ sha256: string; bytes: number }> {
@@ -103,10 +72,6 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
       context.claimedSystems?.add(header.systemIdentifier);
     }
     metadata[WAL_METADATA.systemIdentifier] = header.systemIdentifier;
-  }
-  if (file.kind === 'backup-history') {
-    // A few hundred bytes; the plaintext sha256 above still covers what is stored.
-    Object.assign(metadata, backupHistoryMetadata(await readFile(path, 'utf8').catch(() => '')));
   }
   const key = walObjectKey(file, plain.sha256);
   const existing = await storage.head(key);

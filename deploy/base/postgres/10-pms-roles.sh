@@ -4,7 +4,7 @@
 #   - the telemetry schema owner (pms-telemetry migrate and retention),
 #   - the ingest login (pms-telemetry serve), a member of the pms_telemetry_ingest group role
 #     that migrate grants table rights to,
-#   - the backup login (pg_dump, pg_basebackup, the exporter): read-only, replication, monitoring.
+#   - the backup login (pg_dump, base-backup over a replication connection, the exporter): read-only, replication, monitoring.
 # Passwords are read from the mounted Secret files and reach psql on stdin, never in argv.
 set -eu
 quote() { sed "s/'/''/g" "$1"; }

@@ -183,7 +183,8 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
   });
 
   test('recoverBaseBackupInThrowawayCluster recovers the base backup to the end of the archive and leaves a promoted server', async () => {
-    const cluster = await recoverBaseBackupInThrowawayCluster({ storage: new FsStorage(repoRoot), keys, manifest: base, serverEnv: env });
+    const { cluster, filesVerified } = await recoverBaseBackupInThrowawayCluster({ storage: new FsStorage(repoRoot), keys, manifest: base, serverEnv: env });
+    assert.ok(filesVerified, 'pg_verifybackup checked the unpacked files');
     try {
       assert.equal(await cluster.psql('SELECT pg_is_in_recovery()'), 'f');
       assert.ok((await labels(cluster)).includes('b-before-t1'));

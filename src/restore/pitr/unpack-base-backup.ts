@@ -1,5 +1,8 @@
+import { chownSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
-import type { BaseManifest } from '../../catalog/manifest.js';
+import type { BaseManifest, StoredObject } from '../../catalog/manifest.js';
 import { startDecompressor } from '../../compression/zstd.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
 import { classifyCipherError, decryptStream } from '../../crypto/stream-cipher.js';
@@ -22,9 +25,11 @@ export interface UnpackOptions {
 }
 
 /**
- * repository → OpenPGP → zstd -d → `tar -x` into the data directory, streamed. The caller
- * must treat the directory as garbage unless this resolves: the stored sha256 and the OpenPGP
- * MDC can only be checked once every byte went through.
+ * repository → OpenPGP → zstd -d → `tar -x` into the data directory, streamed; then the
+ * server's backup_manifest (a second object since base backups are compressed by the server)
+ * is written beside the files, where pg_basebackup would have put it, so pg_verifybackup can
+ * check the copy. The caller must treat the directory as garbage unless this resolves: the
+ * stored sha256 and the OpenPGP MDC can only be checked once every byte went through.
  */
 export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes: number }> {
   const object = options.manifest.objects[0];
@@ -58,7 +63,16 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
         details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
       });
     }
-    return { bytes: fetched.bytes };
+    const serverManifest = options.manifest.objects[1];
+    if (serverManifest) {
+      const bytes = await fetchVerified(options.storage, serverManifest, options.keys, abort.signal);
+      const target = join(options.dataDir, 'backup_manifest');
+      writeFileSync(target, bytes, { mode: 0o600, flag: 'wx' });
+      // Owned like the files tar just wrote (the server's OS user when we run as root).
+      const owner = statSync(join(options.dataDir, 'PG_VERSION'));
+      if (process.getuid?.() === 0) chownSync(target, owner.uid, owner.gid);
+    }
+    return { bytes: fetched.bytes + (serverManifest?.bytes ?? 0) };
   } catch (error) {
     abort.abort(error);
     if (isPmsError(error)) throw error;
@@ -66,4 +80,23 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
   } finally {
     link.unlink();
   }
+}
+
+/** A small object, decrypted into memory once its size and sha256 match the manifest. */
+async function fetchVerified(storage: Storage, object: StoredObject, keys: DecryptionKeys, signal: AbortSignal): Promise<Buffer> {
+  const fetched = new ByteMeter({ sha256: true });
+  const source = await storage.get(object.key, { signal });
+  source.on('error', (error) => fetched.destroy(error));
+  let plain: Buffer;
+  try {
+    plain = await buffer(await decryptStream(source.pipe(fetched), keys));
+  } catch (error) {
+    throw classifyCipherError(error) ?? error;
+  }
+  if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
+    throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`, {
+      details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
+    });
+  }
+  return plain;
 }

@@ -1,4 +1,4 @@
-import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import { type FileHandle, chown, mkdir, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Writable } from 'node:stream';
 
@@ -17,17 +17,26 @@ export async function syncDirectory(path: string): Promise<void> {
 
 /**
  * mkdir -p that also syncs the parent of every directory it created, so a durable file
- * never ends up in a directory that itself vanishes after a crash.
+ * never ends up in a directory that itself vanishes after a crash. Run as root, the new
+ * directories take the owner of the directory they were made in: a repository owned by the
+ * PostgreSQL user is shared by root-run commands and the server's archive_command, and a
+ * root-owned 0700 directory (the metadata tree, a timeline's WAL directory) would lock the
+ * archiver out of it.
  */
 export async function makeDirectoryDurably(path: string): Promise<void> {
   const first = await mkdir(path, { recursive: true, mode: 0o700 });
   if (first === undefined) return;
-  const parents: string[] = [];
+  const created: string[] = [];
   for (let current = path; ; current = dirname(current)) {
-    parents.push(dirname(current));
+    created.push(current);
     if (current === first || current === dirname(current)) break;
   }
-  for (const parent of parents.reverse()) await syncDirectory(parent);
+  created.reverse();
+  if (process.getuid?.() === 0) {
+    const owner = await stat(dirname(first));
+    if (owner.uid !== 0) for (const dir of created) await chown(dir, owner.uid, owner.gid);
+  }
+  for (const dir of created) await syncDirectory(dirname(dir));
 }
 
 /**

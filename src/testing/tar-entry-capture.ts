@@ -4,8 +4,8 @@ const BLOCK = 512;
 
 /**
  * Passes a tar stream through unchanged while keeping the contents of a few named entries
- * (pg_basebackup's backup_label and backup_manifest): the start and stop points of a backup
- * taken with -X none are only recorded there. Entries bigger than `maxBytes` are not kept.
+ * (a base backup's backup_label, say), so tests can compare a stored backup with what its
+ * manifest claims. Entries bigger than `maxBytes` are not kept.
  */
 export class TarEntryCapture extends Transform {
   readonly entries = new Map<string, Buffer>();

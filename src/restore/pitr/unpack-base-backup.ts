@@ -1,5 +1,6 @@
 import { chownSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import type { BaseManifest, StoredObject } from '../../catalog/manifest.js';
@@ -82,21 +83,23 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
   }
 }
 
-/** A small object, decrypted into memory once its size and sha256 match the manifest. */
+/**
+ * A small object: fetched whole, checked against the manifest's size and sha256 first (so a
+ * modified object is named as such), then decrypted into memory.
+ */
 async function fetchVerified(storage: Storage, object: StoredObject, keys: DecryptionKeys, signal: AbortSignal): Promise<Buffer> {
   const fetched = new ByteMeter({ sha256: true });
   const source = await storage.get(object.key, { signal });
   source.on('error', (error) => fetched.destroy(error));
-  let plain: Buffer;
-  try {
-    plain = await buffer(await decryptStream(source.pipe(fetched), keys));
-  } catch (error) {
-    throw classifyCipherError(error) ?? error;
-  }
+  const ciphertext = await buffer(source.pipe(fetched));
   if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
     throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`, {
       details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
     });
   }
-  return plain;
+  try {
+    return await buffer(await decryptStream(Readable.from([ciphertext]), keys));
+  } catch (error) {
+    throw classifyCipherError(error) ?? error;
+  }
 }

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { BaseManifest } from '../catalog/manifest.js';
+import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
+import { archiveCommand } from '../restore/pitr/recovery-settings.js';
+import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { waitUntilMidUpload } from '../testing/mid-upload.js';
+import { binPath, runCli } from '../testing/run-cli.js';
+
+const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
+let cluster: ThrowawayCluster;
+let key: GpgKeyPair;
+let work: string;
+let repoRoot: string;
+let env: Record<string, string>;
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'pms-base-failures-'));
+  chmodSync(work, 0o755);
+  key = await generateGpgKeyPair({ name: 'PMS Base Failures Test' });
+  chownSync(key.privateKeyFile, PG_UID, -1);
+  repoRoot = join(work, 'repo');
+  mkdirSync(repoRoot, { mode: 0o700 });
+  chownSync(repoRoot, PG_UID, -1);
+  env = {
+    BACKUP_REPOSITORY: `file://${repoRoot}`,
+    BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
+    BACKUP_GPG_KEY_ID: key.fingerprint,
+    BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
+    BACKUP_LOG_DIR: join(work, 'logs'),
+  };
+  cluster = await startThrowawayCluster({
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
+    serverEnv: env,
+  });
+  await cluster.psql('CREATE DATABASE patient_telemetry');
+  // md5 text compresses about 2:1, so the backup streams for a while even compressed.
+  await cluster.psql("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 400000) g", 'patient_telemetry');
+  await cluster.psql("CREATE ROLE no_replication LOGIN");
+});
+
+after(async () => {
+  await cluster?.destroy();
+  key?.remove();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+const cliEnv = (): Record<string, string> => ({ ...cluster.postgresEnv, ...env });
+
+function startBaseBackup(): { child: ReturnType<typeof spawn>; exited: Promise<number | null>; stderr: () => string } {
+  const child = spawn(process.execPath, [binPath('pms-backup'), 'base-backup'], { env: { PATH: process.env['PATH'], ...cliEnv() }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  return { child, exited: new Promise((resolve) => child.once('close', resolve)), stderr: () => stderr };
+}
+
+/** Every object file under backups/ (temporary upload files included). */
+function backupFiles(): string[] {
+  const dir = join(repoRoot, 'backups');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+}
+
+async function completeBaseBackups(): Promise<number> {
+  const list = JSON.parse((await runCli('pms-backup', ['list', '--json'], cliEnv())).stdout) as Array<{ status: string; kind?: string }>;
+  return list.filter((r) => r.status === 'complete' && r.kind === 'base').length;
+}
+
+describe('base-backup failures', () => {
+  test('a role without REPLICATION gets an error naming the attribute and the fix, and nothing is stored', async () => {
+    const result = await runCli('pms-backup', ['base-backup'], { ...cliEnv(), POSTGRES_USER: 'no_replication' });
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /PMS_ERR_DB_UNAVAILABLE: .*refused a replication connection for user no_replication.*REPLICATION attribute/);
+    assert.deepEqual(backupFiles(), []);
+  });
+
+  test('SIGTERM mid-stream stops base-backup cleanly (PMS_ERR_ABORTED, no object left) and the server accepts the next backup at once', async () => {
+    const run = startBaseBackup();
+    assert.ok(await waitUntilMidUpload(join(repoRoot, 'backups'), run.child, 32 * 1024), 'the backup was caught mid-stream');
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exited, 1, run.stderr());
+    assert.match(run.stderr(), /PMS_ERR_ABORTED: base-backup was interrupted by SIGTERM/);
+    assert.deepEqual(backupFiles(), [], 'the partial upload was removed');
+    assert.equal(await completeBaseBackups(), 0);
+    const retry = await runCli('pms-backup', ['base-backup'], cliEnv());
+    assert.equal(retry.code, 0, retry.stderr);
+    assert.equal(await completeBaseBackups(), 1);
+  });
+
+  test('the server stopping mid-stream fails base-backup with an error naming the server, and leaves no complete backup', async () => {
+    const before = await completeBaseBackups();
+    const filesBefore = backupFiles().sort();
+    const run = startBaseBackup();
+    assert.ok(await waitUntilMidUpload(join(repoRoot, 'backups'), run.child, 32 * 1024), 'the backup was caught mid-stream');
+    await cluster.stop('immediate');
+    const code = await run.exited;
+    await cluster.start();
+    assert.notEqual(code, 0);
+    assert.match(run.stderr(), new RegExp(`PMS_ERR_DB_UNAVAILABLE: the connection to ${cluster.postgresEnv['POSTGRES_HOST']}:${cluster.port} broke during the base backup`));
+    assert.equal(await completeBaseBackups(), before, 'nothing new is complete');
+    assert.deepEqual(backupFiles().sort(), filesBefore, 'the partial upload was removed');
+  });
+
+  test("a tampered backup_manifest object is refused by restore --pitr (PMS_ERR_INTEGRITY, naming the object)", async () => {
+    const result = await runCli('pms-backup', ['base-backup', '--json'], cliEnv());
+    assert.equal(result.code, 0, result.stderr);
+    const manifest = JSON.parse(result.stdout) as BaseManifest;
+    const object = manifest.objects[1]!;
+    assert.match(object.key, /\.backup_manifest\.gpg$/);
+    const path = join(repoRoot, object.key);
+    const bytes = readFileSync(path);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 100) ^ 0xff, bytes.length - 100);
+    writeFileSync(path, bytes);
+    const target = join(work, 'tampered-restore');
+    const restore = await runCli('pms-backup', ['restore', '--pitr', '--target-time', 'latest', '--pgdata', target, '--base', manifest.id], cliEnv());
+    assert.notEqual(restore.code, 0);
+    assert.match(restore.stderr, /PMS_ERR_(INTEGRITY|KEY)/);
+    assert.match(restore.stderr, new RegExp(`${manifest.id}|backup_manifest`));
+  });
+});

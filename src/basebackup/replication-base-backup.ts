@@ -196,15 +196,19 @@ class BaseBackupCommand implements pg.Submittable {
   }
 
   handleError(error: Error & { code?: string }): void {
-    if (isPmsError(error)) return this.fail(error);
+    this.fail(this.#typed(error));
+  }
+
+  #typed(error: Error & { code?: string }): unknown {
+    if (isPmsError(error)) return error;
     const code = error.code;
     if (code === '42501') {
-      return this.fail(new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} refused BASE_BACKUP: ${error.message} (the role needs the REPLICATION attribute)`, { cause: error, details: { sqlstate: code } }));
+      return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} refused BASE_BACKUP: ${error.message} (the role needs the REPLICATION attribute)`, { cause: error, details: { sqlstate: code } });
     }
     if (code === undefined) {
-      return this.fail(new PmsError('PMS_ERR_DB_UNAVAILABLE', `the connection to ${this.server} broke during the base backup: ${error.message}`, { cause: error }));
+      return new PmsError('PMS_ERR_DB_UNAVAILABLE', `the connection to ${this.server} broke during the base backup: ${error.message}`, { cause: error });
     }
-    this.fail(new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} failed the base backup: ${error.message} (${code})`, { cause: error, details: { sqlstate: code } }));
+    return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} failed the base backup: ${error.message} (${code})`, { cause: error, details: { sqlstate: code } });
   }
 
   handleReadyForQuery(): void {
@@ -213,7 +217,8 @@ class BaseBackupCommand implements pg.Submittable {
     const start = walPoint(startSet);
     const stop = walPoint(stopSet);
     if (!start || !stop || this.#archives !== 1 || this.#finalProgress === undefined) {
-      return this.fail(protocolError(`incomplete response (start ${start?.lsn ?? '?'}, stop ${stop?.lsn ?? '?'}, ${this.#archives} archive(s), final size ${this.#finalProgress ?? '?'})`));
+      this.fail(protocolError(`incomplete response (start ${start?.lsn ?? '?'}, stop ${stop?.lsn ?? '?'}, ${this.#archives} archive(s), final size ${this.#finalProgress ?? '?'})`));
+      return;
     }
     this.#settled = true;
     this.#resolve({ start, stop, plainBytes: this.#finalProgress, backupManifest: Buffer.concat(this.#manifest) });

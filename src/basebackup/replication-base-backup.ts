@@ -208,7 +208,9 @@ class BaseBackupCommand implements pg.Submittable {
     if (code === undefined) {
       return new PmsError('PMS_ERR_DB_UNAVAILABLE', `the connection to ${this.server} broke during the base backup: ${error.message}`, { cause: error });
     }
-    return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} failed the base backup: ${error.message} (${code})`, { cause: error, details: { sqlstate: code } });
+    // A server built without zstd cannot compress; say so instead of only echoing the server.
+    const hint = /zstd|compression/i.test(error.message) ? ': base-backup needs a PostgreSQL 15+ server built with zstd (the Debian and official images are)' : '';
+    return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} failed the base backup: ${error.message} (${code})${hint}`, { cause: error, details: { sqlstate: code } });
   }
 
   handleReadyForQuery(): void {

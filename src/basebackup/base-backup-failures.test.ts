@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BaseManifest } from '../catalog/manifest.js';
+import { loadBackupConfig } from '../config/config.js';
+import { isPmsError } from '../errors/catalogue.js';
+import { startBaseBackupStream } from './replication-base-backup.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
@@ -120,5 +123,27 @@ describe('base-backup failures', () => {
     assert.notEqual(restore.code, 0);
     assert.match(restore.stderr, /PMS_ERR_(INTEGRITY|KEY)/);
     assert.match(restore.stderr, new RegExp(`${manifest.id}|backup_manifest`));
+  });
+
+  test('an abort while the replication connection is being made still ends the backup (no hang), and the server takes the next one', async () => {
+    const config = loadBackupConfig({ ...cliEnv() }, {}).postgres;
+    const controller = new AbortController();
+    const starting = startBaseBackupStream(config, { label: 'pms-test-abort-early', level: 1, workers: 1, signal: controller.signal });
+    controller.abort(new Error('test abort'));
+    const outcome = await starting.then(
+      (stream) => stream.done.then(() => 'completed', (error: unknown) => error),
+      (error: unknown) => error,
+    );
+    assert.ok(isPmsError(outcome, 'PMS_ERR_ABORTED'), `expected PMS_ERR_ABORTED, got ${String(outcome)}`);
+    // A consumer that destroys the archive mid-stream ends the command too.
+    const stream = await startBaseBackupStream(config, { label: 'pms-test-consumer-gone', level: 1, workers: 1 });
+    await new Promise<void>((resolve) => stream.archive.once('data', () => resolve()));
+    stream.archive.destroy();
+    await assert.rejects(stream.done, (error: unknown) => isPmsError(error, 'PMS_ERR_ABORTED'));
+    const next = await startBaseBackupStream(config, { label: 'pms-test-after', level: 1, workers: 1 });
+    stream.archive.resume();
+    next.archive.resume();
+    const result = await next.done;
+    assert.ok(result.plainBytes > 0 && result.backupManifest.length > 0);
   });
 });

@@ -54,16 +54,21 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   const level = options.zstdLevel ?? 1;
 
   const server = await usingClient(config.postgres, async (client) => {
-    const result = await client.query<{ system_identifier: string; server_version: string; server_version_num: string; archive_mode: string }>(
+    const result = await client.query<{ system_identifier: string; server_version: string; server_version_num: string; archive_mode: string; in_recovery: boolean }>(
       `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
               current_setting('server_version') AS server_version, current_setting('server_version_num') AS server_version_num,
-              current_setting('archive_mode') AS archive_mode`,
+              current_setting('archive_mode') AS archive_mode, pg_is_in_recovery() AS in_recovery`,
     );
     return result.rows[0];
   });
   if (!server) throw new PmsError('PMS_ERR_DB_QUERY', 'could not read the server identity');
   if (server.archive_mode === 'off') {
     throw new PmsError('PMS_ERR_CONFIG', `archive_mode is off on ${config.postgres.host}:${config.postgres.port}: a base backup is useless without archived WAL; set archive_mode = on and archive_command = 'pms-backup wal-push %p' (docs/pitr.md)`);
+  }
+  if (server.in_recovery) {
+    // A standby does not switch segments when a backup stops, so the stop segment would only
+    // reach the archive whenever the primary fills it: the backup could not complete in time.
+    throw new PmsError('PMS_ERR_CONFIG', `${config.postgres.host}:${config.postgres.port} is a standby (in recovery): take base backups from the primary, whose archive_command is 'pms-backup wal-push %p'`);
   }
   if (Number(server.server_version_num) < 150000) {
     throw new PmsError('PMS_ERR_CONFIG', `base-backup needs PostgreSQL 15 or later (server-side compression in BASE_BACKUP); ${config.postgres.host}:${config.postgres.port} runs ${server.server_version}`);
@@ -142,6 +147,8 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
     abort.abort(error);
     for (const key of written) await storage.delete(key).catch(() => undefined);
     if (isPmsError(error)) throw error;
+    // A timer or stream stopped by our abort: the reason it was aborted is the story.
+    if (isPmsError(abort.signal.reason) && (error as Error).name === 'AbortError') throw abort.signal.reason;
     throw new PmsError('PMS_ERR_INTERNAL', `base backup failed: ${(error as Error).message ?? String(error)}`, { cause: error });
   } finally {
     link.unlink();

@@ -58,6 +58,7 @@ export interface BaseBackupStreamOptions {
  * (one tar per tablespace would need a different layout).
  */
 export async function startBaseBackupStream(config: PostgresConfig, options: BaseBackupStreamOptions): Promise<BaseBackupStream> {
+  const text = buildCommand(options);
   options.signal?.throwIfAborted();
   const client = await connect(config, { replication: 'database', applicationName: 'pms-backup base-backup' }).catch((error: unknown) => {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
@@ -68,9 +69,8 @@ export async function startBaseBackupStream(config: PostgresConfig, options: Bas
       { cause: error, details: { sqlstate: cause.code } },
     );
   });
-  const command = new BaseBackupCommand(buildCommand(options), `${config.host}:${config.port}`);
-  const onAbort = (): void => command.fail(new PmsError('PMS_ERR_ABORTED', 'the base backup was interrupted'));
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const command = new BaseBackupCommand(text, `${config.host}:${config.port}`);
+  const onAbort = (): void => command.fail(new PmsError('PMS_ERR_ABORTED', 'the base backup was interrupted', { cause: options.signal?.reason }));
   const done = command.done.finally(() => {
     options.signal?.removeEventListener('abort', onAbort);
   });
@@ -81,6 +81,9 @@ export async function startBaseBackupStream(config: PostgresConfig, options: Bas
   // Rejections are delivered through `archive` as well; callers may await either.
   done.catch(() => undefined);
   client.query(command);
+  // Also when the signal fired while we were connecting (the listener would never run).
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener('abort', onAbort, { once: true });
   return { archive: command.archive, done, plainBytes: () => command.plainSoFar };
 }
 
@@ -136,7 +139,19 @@ class BaseBackupCommand implements pg.Submittable {
     private readonly text: string,
     private readonly server: string,
   ) {
-    this.archive = new Readable({ highWaterMark: 1 << 20, read: () => this.#connection?.stream.resume() });
+    this.archive = new Readable({
+      highWaterMark: 1 << 20,
+      read: () => this.#connection?.stream.resume(),
+      // A consumer that gives up (its pipeline failed) ends the command, or the socket would
+      // stay paused and the server's backup open.
+      destroy: (error, callback) => {
+        this.fail(error ?? new PmsError('PMS_ERR_ABORTED', 'the base backup stream was closed before it ended'));
+        callback(error);
+      },
+    });
+    // Every failure also rejects `done`; without a listener an error emitted before the caller
+    // attached its pipeline (an abort during connect) would crash the process instead.
+    this.archive.on('error', () => undefined);
     this.done = new Promise<BaseBackupResult>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -208,7 +223,9 @@ class BaseBackupCommand implements pg.Submittable {
     if (code === '42501') {
       return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} refused BASE_BACKUP: ${error.message} (the role needs the REPLICATION attribute)`, { cause: error, details: { sqlstate: code } });
     }
-    if (code === undefined) {
+    // No SQLSTATE (five characters) means the socket failed: ECONNRESET, EPIPE, or pg's own
+    // "Connection terminated unexpectedly".
+    if (code === undefined || !/^[0-9A-Z]{5}$/.test(code)) {
       return new PmsError('PMS_ERR_DB_UNAVAILABLE', `the connection to ${this.server} broke during the base backup: ${error.message}`, { cause: error });
     }
     // A server built without zstd cannot compress; say so instead of only echoing the server.

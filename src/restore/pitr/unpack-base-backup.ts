@@ -1,4 +1,4 @@
-import { chownSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fchownSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -49,6 +49,8 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
         throw classifyCipherError(error) ?? error;
       }),
       zstd.done.catch((error: unknown) => {
+        // zstd dies of a broken pipe when tar stops first (a full disk): that is tar's story.
+        if (/Broken pipe|Write error/i.test(zstd.stderr())) throw error;
         throw new PmsError('PMS_ERR_INTEGRITY', `decompression failed (${(error as Error).message}): the base backup is corrupt`, { cause: error });
       }),
       pipeline(zstd.child.stdout!, tar.child.stdin!),
@@ -57,7 +59,14 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
     const settled = await Promise.allSettled(stages.map((p) => p.catch((error: unknown) => { abort.abort(error); throw error; })));
     const errors = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
     if (errors.length > 0) {
-      throw errors.find((e) => isPmsError(e, 'PMS_ERR_INTEGRITY')) ?? errors.find((e) => isPmsError(e, 'PMS_ERR_KEY')) ?? errors.find((e) => isPmsError(e)) ?? errors[0];
+      const tarFailure = settled[3]?.status === 'rejected' && !isPmsError(settled[3].reason, 'PMS_ERR_ABORTED') ? settled[3].reason : undefined;
+      throw (
+        errors.find((e) => isPmsError(e, 'PMS_ERR_INTEGRITY')) ??
+        errors.find((e) => isPmsError(e, 'PMS_ERR_KEY')) ??
+        tarFailure ??
+        errors.find((e) => isPmsError(e)) ??
+        errors[0]
+      );
     }
     if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
       throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`, {
@@ -67,11 +76,16 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
     const serverManifest = options.manifest.objects[1];
     if (serverManifest) {
       const bytes = await fetchVerified(options.storage, serverManifest, options.keys, abort.signal);
-      const target = join(options.dataDir, 'backup_manifest');
-      writeFileSync(target, bytes, { mode: 0o600, flag: 'wx' });
-      // Owned like the files tar just wrote (the server's OS user when we run as root).
-      const owner = statSync(join(options.dataDir, 'PG_VERSION'));
-      if (process.getuid?.() === 0) chownSync(target, owner.uid, owner.gid);
+      // Created exclusively and chowned through its descriptor (never by path: the directory
+      // belongs to the server's OS user), owned like the files tar just wrote.
+      const fd = openSync(join(options.dataDir, 'backup_manifest'), 'wx', 0o600);
+      try {
+        writeFileSync(fd, bytes);
+        const owner = statSync(join(options.dataDir, 'PG_VERSION'));
+        if (process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid);
+      } finally {
+        closeSync(fd);
+      }
     }
     return { bytes: fetched.bytes + (serverManifest?.bytes ?? 0) };
   } catch (error) {

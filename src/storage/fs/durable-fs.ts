@@ -1,5 +1,5 @@
-import { type FileHandle, chown, mkdir, open, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { type FileHandle, lchown, mkdir, open, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { Writable } from 'node:stream';
 
 /**
@@ -26,15 +26,16 @@ export async function syncDirectory(path: string): Promise<void> {
 export async function makeDirectoryDurably(path: string): Promise<void> {
   const first = await mkdir(path, { recursive: true, mode: 0o700 });
   if (first === undefined) return;
-  const created: string[] = [];
-  for (let current = path; ; current = dirname(current)) {
-    created.push(current);
-    if (current === first || current === dirname(current)) break;
+  // The directories mkdir created: `first`, then each component of `path` below it.
+  const created = [first];
+  const below = relative(first, path);
+  if (below !== '' && !below.startsWith('..') && !isAbsolute(below)) {
+    for (const part of below.split(sep)) created.push(join(created[created.length - 1]!, part));
   }
-  created.reverse();
   if (process.getuid?.() === 0) {
     const owner = await stat(dirname(first));
-    if (owner.uid !== 0) for (const dir of created) await chown(dir, owner.uid, owner.gid);
+    // lchown: if the directory was swapped for a symlink meanwhile, only the link changes owner.
+    if (owner.uid !== 0) for (const dir of created) await lchown(dir, owner.uid, owner.gid);
   }
   for (const dir of created) await syncDirectory(dirname(dir));
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,5 +145,25 @@ describe('base-backup failures', () => {
     next.archive.resume();
     const result = await next.done;
     assert.ok(result.plainBytes > 0 && result.backupManifest.length > 0);
+  });
+
+  test('a PITR restore onto a full disk names tar and the full disk, not a corrupt backup, and leaves no data directory', async (t) => {
+    const result = await runCli('pms-backup', ['base-backup', '--json'], cliEnv());
+    assert.equal(result.code, 0, result.stderr);
+    const manifest = JSON.parse(result.stdout) as BaseManifest;
+    const small = join(work, 'small-disk');
+    mkdirSync(small);
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0755', 'tmpfs', small], { encoding: 'utf8' });
+    assert.equal(mounted.status, 0, `mount an 8 MiB tmpfs (needs root): ${mounted.stderr}`);
+    t.after(() => {
+      spawnSync('umount', [small]);
+    });
+    const target = join(small, 'pgdata');
+    const restore = await runCli('pms-backup', ['restore', '--pitr', '--target-time', 'latest', '--pgdata', target, '--base', manifest.id], cliEnv());
+    assert.notEqual(restore.code, 0);
+    assert.match(restore.stderr, /PMS_ERR_TOOL_FAILED: tar .*(No space left on device|Cannot write)/);
+    t.diagnostic(restore.stderr.trim().split('\n').pop() ?? '');
+    assert.doesNotMatch(restore.stderr, /PMS_ERR_INTEGRITY|corrupt/);
+    assert.ok(!existsSync(target) || readdirSync(target).length === 0, 'the partial data directory was removed');
   });
 });

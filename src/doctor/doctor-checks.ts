@@ -8,6 +8,7 @@ import { findPgProgram } from '../postgres/binaries.js';
 import { usingClient } from '../postgres/connect.js';
 import { pgDumpVersion } from '../postgres/logical-dump.js';
 import { openStorage } from '../storage/open-storage.js';
+import { checkPointInTimeRecovery } from './pitr-check.js';
 
 export interface DoctorCheck {
   readonly name: string;
@@ -66,6 +67,9 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
       dumpMajor >= serverMajor
         ? { name: 'pg_dump version', ok: true, detail: `${dumpVersion} can dump a PostgreSQL ${serverMajor} server` }
         : { name: 'pg_dump version', ok: false, detail: `${dumpVersion} is older than the server (PostgreSQL ${serverMajor})`, fix: `install postgresql-client-${serverMajor} or newer` },
+    );
+    checks.push(
+      await checkPointInTimeRecovery(config.postgres).catch((error: unknown) => ({ name: 'point-in-time recovery', ok: false, detail: (error as Error).message, fix: 'check the role can read pg_stat_archiver and pg_roles' })),
     );
   } catch (error) {
     checks.push({ name: 'database', ok: false, detail: (error as Error).message, fix: 'check POSTGRES_HOST/PORT/USER/PASSWORD, pg_hba.conf and NetworkPolicies; try pg_isready -h $POSTGRES_HOST -p $POSTGRES_PORT' });

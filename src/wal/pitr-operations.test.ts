@@ -113,7 +113,22 @@ describe('point-in-time recovery through the CLI, with list, monitor, verify and
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean }> };
     assert.equal(report.ok, true);
-    for (const name of ['restore', 'wal-recovery', 'server-answers', 'amcheck']) assert.ok(report.checks.some((c) => c.name === name && c.ok), name);
+    for (const name of ['restore', 'files', 'wal-recovery', 'server-answers', 'amcheck']) assert.ok(report.checks.some((c) => c.name === name && c.ok), name);
+  });
+
+  test('doctor checks point-in-time recovery: archive_command runs wal-push and the role may replicate; a role without REPLICATION fails with the fix', async () => {
+    type Report = { checks: Array<{ name: string; ok: boolean; detail: string; fix?: string }> };
+    const good = JSON.parse((await cli(['doctor', '--json'])).stdout) as Report;
+    const pitr = good.checks.find((c) => c.name === 'point-in-time recovery');
+    assert.equal(pitr?.ok, true, JSON.stringify(pitr));
+    assert.match(pitr.detail, /archive_mode on, archive_command runs wal-push, last archived [0-9A-F]{24}/);
+    await source.psql('CREATE ROLE doctor_no_replication LOGIN');
+    const bad = await cli(['doctor', '--json'], { POSTGRES_USER: 'doctor_no_replication' });
+    assert.equal(bad.code, 1);
+    const check = (JSON.parse(bad.stdout) as Report).checks.find((c) => c.name === 'point-in-time recovery');
+    assert.equal(check?.ok, false, JSON.stringify(check));
+    assert.match(check.detail, /role doctor_no_replication may not open replication connections/);
+    assert.match(check.fix ?? '', /REPLICATION/);
   });
 
   test('prune keeps every WAL segment a retained base backup needs and deletes older ones', async () => {

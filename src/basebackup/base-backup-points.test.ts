@@ -71,4 +71,11 @@ describe('base-backup over the replication protocol', () => {
     );
     assert.equal(range?.['Start-LSN'], manifest.startLsn);
   });
+
+  test('BACKUP_BASE_ZSTD_WORKERS=0 (compression in the backend itself) gives a complete backup of the same data', async () => {
+    const result = await runCli('pms-backup', ['base-backup', '--json'], { ...cluster.postgresEnv, ...env, BACKUP_BASE_ZSTD_WORKERS: '0' });
+    assert.equal(result.code, 0, result.stderr);
+    const manifest = JSON.parse(result.stdout) as BaseManifest;
+    assert.ok(manifest.bytes.plain > 1_000_000 && manifest.bytes.stored < manifest.bytes.plain);
+  });
 });

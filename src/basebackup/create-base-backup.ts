@@ -28,7 +28,7 @@ export interface CreateBaseBackupOptions {
   readonly recipients: RecipientSet;
   /** zstd level the server compresses with (default 1). */
   readonly zstdLevel?: number;
-  /** zstd worker threads on the database server (default 2). */
+  /** zstd worker threads on the database server (default: BACKUP_BASE_ZSTD_WORKERS, 2). */
   readonly serverWorkers?: number;
   /** How long to wait for the stop segment to appear in the archive (default 300 s). */
   readonly walTimeoutSeconds?: number;
@@ -81,7 +81,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   const abort = link.controller;
   const written: string[] = [];
   try {
-    const backup = await startBaseBackupStream(config.postgres, { label: `pms-base-${id}`, level, workers: options.serverWorkers ?? 2, signal: abort.signal });
+    const backup = await startBaseBackupStream(config.postgres, { label: `pms-base-${id}`, level, workers: options.serverWorkers ?? config.operations.baseBackupZstdWorkers, signal: abort.signal });
     const tar = await storeEncrypted({
       source: backup.archive,
       alongside: backup.done,

@@ -71,6 +71,15 @@ describe('configuration', () => {
     });
   }
 
+  test('BACKUP_BASE_ZSTD_WORKERS defaults to 2, accepts 0 to 64 and names the problem otherwise', () => {
+    assert.equal(loadBackupConfig(good, { repository: true }).operations.baseBackupZstdWorkers, 2);
+    assert.equal(loadBackupConfig({ ...good, BACKUP_BASE_ZSTD_WORKERS: '0' }, { repository: true }).operations.baseBackupZstdWorkers, 0);
+    for (const bad of ['-1', '2.5', '65', 'many']) {
+      const problems = problemsOf({ ...good, BACKUP_BASE_ZSTD_WORKERS: bad });
+      assert.ok(problems.some((p) => p.startsWith('BACKUP_BASE_ZSTD_WORKERS') && /0 to 64/.test(p)), `${bad}: ${problems.join('; ')}`);
+    }
+  });
+
   test('no repository at all is a problem only for commands that need one', () => {
     assert.deepEqual(problemsOf({}, { repository: false, encryption: false }), []);
     assert.ok(problemsOf({}, { repository: true, encryption: false }).some((p) => /BACKUP_REPOSITORY is not set/.test(p)));

@@ -40,6 +40,8 @@ export interface OperationsConfig {
   readonly keyExpiryWarnDays: number;
   readonly verifyMaxAgeDays: number;
   readonly walMaxAgeMinutes: number;
+  /** zstd worker threads the database server uses to compress a base backup (0: none). */
+  readonly baseBackupZstdWorkers: number;
   /** Kubernetes pod name (POD_NAME via the downward API), for audit records. */
   readonly podName: string | undefined;
 }
@@ -73,6 +75,7 @@ function parseOperations(env: Env, p: Problems): OperationsConfig {
     keyExpiryWarnDays: p.parse(env, 'BACKUP_KEY_EXPIRY_WARN_DAYS', daysSchema, 30, 'use a whole number of days'),
     verifyMaxAgeDays: p.parse(env, 'BACKUP_VERIFY_MAX_AGE_DAYS', positiveSchema, 8, 'use a positive number of days'),
     walMaxAgeMinutes: p.parse(env, 'BACKUP_WAL_MAX_AGE_MINUTES', positiveSchema, 15, 'use a positive number of minutes'),
+    baseBackupZstdWorkers: p.parse(env, 'BACKUP_BASE_ZSTD_WORKERS', z.coerce.number().int().min(0).max(64), 2, 'use a whole number of threads from 0 to 64'),
     podName: env['POD_NAME'] || undefined,
   };
 }

@@ -84,7 +84,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
     const backup = await startBaseBackupStream(config.postgres, { label: `pms-base-${id}`, level, workers: options.serverWorkers ?? config.operations.baseBackupZstdWorkers, signal: abort.signal });
     const tar = await storeEncrypted({
       source: backup.archive,
-      alongside: backup.done,
+      alongside: [backup.done],
       storage,
       key: objectKey,
       recipients,

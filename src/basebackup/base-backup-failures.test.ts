@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BaseManifest } from '../catalog/manifest.js';
@@ -10,32 +9,20 @@ import { isPmsError } from '../errors/catalogue.js';
 import { startBaseBackupStream } from './replication-base-backup.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { type ArchiveFixture, createArchiveFixture } from '../testing/archive-fixture.js';
 import { waitUntilMidUpload } from '../testing/mid-upload.js';
 import { binPath, runCli } from '../testing/run-cli.js';
 
-const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
+let fixture: ArchiveFixture;
 let cluster: ThrowawayCluster;
-let key: GpgKeyPair;
 let work: string;
 let repoRoot: string;
 let env: Record<string, string>;
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'pms-base-failures-'));
-  chmodSync(work, 0o755);
-  key = await generateGpgKeyPair({ name: 'PMS Base Failures Test' });
-  chownSync(key.privateKeyFile, PG_UID, -1);
-  repoRoot = join(work, 'repo');
-  mkdirSync(repoRoot, { mode: 0o700 });
-  chownSync(repoRoot, PG_UID, -1);
-  env = {
-    BACKUP_REPOSITORY: `file://${repoRoot}`,
-    BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
-    BACKUP_GPG_KEY_ID: key.fingerprint,
-    BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
-    BACKUP_LOG_DIR: join(work, 'logs'),
-  };
+  fixture = await createArchiveFixture('base-failures');
+  ({ work, repoRoot } = fixture);
+  env = { ...fixture.env };
   cluster = await startThrowawayCluster({
     settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
     serverEnv: env,
@@ -48,8 +35,7 @@ before(async () => {
 
 after(async () => {
   await cluster?.destroy();
-  key?.remove();
-  if (work) rmSync(work, { recursive: true, force: true });
+  fixture?.remove();
 });
 
 const cliEnv = (): Record<string, string> => ({ ...cluster.postgresEnv, ...env });

@@ -1,33 +1,27 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import type { BaseManifest } from '../catalog/manifest.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { type ArchiveFixture, createArchiveFixture } from '../testing/archive-fixture.js';
+import type { GpgKeyPair } from '../testing/gpg-keys.js';
 import { runCli } from '../testing/run-cli.js';
 import { TarEntryCapture } from '../testing/tar-entry-capture.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
-const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
+let fixture: ArchiveFixture;
 let cluster: ThrowawayCluster;
 let key: GpgKeyPair;
-let work: string;
 let repoRoot: string;
 let env: Record<string, string>;
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'pms-base-points-'));
-  chmodSync(work, 0o755);
-  key = await generateGpgKeyPair({ name: 'PMS Base Points Test' });
-  repoRoot = join(work, 'repo');
-  mkdirSync(repoRoot, { mode: 0o700 });
-  chownSync(repoRoot, PG_UID, -1);
-  env = { BACKUP_REPOSITORY: `file://${repoRoot}`, BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile, BACKUP_GPG_KEY_ID: key.fingerprint, BACKUP_LOG_DIR: join(work, 'logs') };
+  fixture = await createArchiveFixture('base-points');
+  ({ key, repoRoot } = fixture);
+  env = { ...fixture.env };
   cluster = await startThrowawayCluster({
     settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
     serverEnv: env,
@@ -38,8 +32,7 @@ before(async () => {
 
 after(async () => {
   await cluster?.destroy();
-  key?.remove();
-  if (work) rmSync(work, { recursive: true, force: true });
+  fixture?.remove();
 });
 
 describe('base-backup over the replication protocol', () => {

@@ -1,21 +1,17 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { runTool } from '../process/tool-process.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { type ArchiveFixture, createArchiveFixture } from '../testing/archive-fixture.js';
 import { runCli } from '../testing/run-cli.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
-const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
+let fixture: ArchiveFixture;
 let source: ThrowawayCluster;
 let restored: ThrowawayCluster | undefined;
-let key: GpgKeyPair;
 let work: string;
-let repoRoot: string;
 let env: Record<string, string>;
 
 async function waitFor(what: string, probe: () => Promise<boolean>, seconds = 60): Promise<void> {
@@ -34,21 +30,9 @@ async function archiveCurrentWal(cluster: ThrowawayCluster): Promise<void> {
 const cli = (args: string[], extra: Record<string, string> = {}) => runCli('pms-backup', args, { ...source.postgresEnv, ...env, ...extra });
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'pms-pitr-ops-'));
-  chmodSync(work, 0o755);
-  key = await generateGpgKeyPair({ name: 'PMS PITR Ops' });
-  chownSync(key.privateKeyFile, PG_UID, -1);
-  repoRoot = join(work, 'repo');
-  mkdirSync(repoRoot, { mode: 0o700 });
-  chownSync(repoRoot, PG_UID, -1);
-  env = {
-    POSTGRES_DB: 'patient_telemetry',
-    BACKUP_REPOSITORY: `file://${repoRoot}`,
-    BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
-    BACKUP_GPG_KEY_ID: key.fingerprint,
-    BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
-    BACKUP_LOG_DIR: join(work, 'logs'),
-  };
+  fixture = await createArchiveFixture('pitr-ops');
+  ({ work } = fixture);
+  env = { POSTGRES_DB: 'patient_telemetry', ...fixture.env };
   source = await startThrowawayCluster({
     settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
     serverEnv: env,
@@ -60,8 +44,7 @@ before(async () => {
 after(async () => {
   await restored?.destroy().catch(() => undefined);
   await source?.destroy();
-  key?.remove();
-  if (work) rmSync(work, { recursive: true, force: true });
+  fixture?.remove();
 });
 
 describe('point-in-time recovery through the CLI, with list, monitor, verify and prune', () => {

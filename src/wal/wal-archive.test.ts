@@ -1,21 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../testing/archive-fixture.js';
 import { binPath } from '../testing/run-cli.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
-const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
+let fixture: ArchiveFixture;
 let cluster: ThrowawayCluster;
-let key: GpgKeyPair;
 let work: string;
 let repoRoot: string;
 let env: Record<string, string>;
@@ -64,21 +62,9 @@ async function switchAndWaitArchived(): Promise<string> {
 }
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'pms-wal-test-'));
-  chmodSync(work, 0o755);
-  key = await generateGpgKeyPair({ name: 'PMS WAL Test', passphrase: 'wal passphrase' });
-  chownSync(key.privateKeyFile, PG_UID, -1);
-  chownSync(key.passphraseFile!, PG_UID, -1);
-  repoRoot = join(work, 'repo');
-  mkdirSync(repoRoot, { mode: 0o700 });
-  chownSync(repoRoot, PG_UID, -1);
-  env = {
-    BACKUP_REPOSITORY: `file://${repoRoot}`,
-    BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
-    BACKUP_GPG_KEY_ID: key.fingerprint,
-    BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
-    BACKUP_GPG_PASSPHRASE_FILE: key.passphraseFile!,
-  };
+  fixture = await createArchiveFixture('wal-test', { passphrase: 'wal passphrase' });
+  ({ work, repoRoot } = fixture);
+  env = { ...fixture.env };
   cluster = await startThrowawayCluster({
     settings: { archive_mode: 'on', wal_level: 'replica', archive_timeout: 0, archive_command: archiveCommand() },
     serverEnv: env,
@@ -96,8 +82,7 @@ before(async () => {
 
 after(async () => {
   await cluster?.destroy();
-  key?.remove();
-  if (work) rmSync(work, { recursive: true, force: true });
+  fixture?.remove();
 });
 
 describe('wal-push / wal-fetch', () => {

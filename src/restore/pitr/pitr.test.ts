@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -9,7 +8,8 @@ import { type DecryptionKeys, loadDecryptionKeys } from '../../crypto/keys.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { FsStorage } from '../../storage/fs/fs-storage.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { type ArchiveFixture, createArchiveFixture } from '../../testing/archive-fixture.js';
+import type { GpgKeyPair } from '../../testing/gpg-keys.js';
 import { binPath, runCli } from '../../testing/run-cli.js';
 import { pruneWal } from '../../wal/wal-retention.js';
 import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
@@ -17,7 +17,7 @@ import { recoverBaseBackupInThrowawayCluster } from './recover-in-throwaway-clus
 import { restorePitr } from './restore-pitr.js';
 import { archiveCommand } from './recovery-settings.js';
 
-const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
+let fixture: ArchiveFixture;
 let source: ThrowawayCluster;
 const restored: ThrowawayCluster[] = [];
 let key: GpgKeyPair;
@@ -76,23 +76,10 @@ async function pointBetweenCommits(): Promise<Date> {
 }
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'pms-pitr-test-'));
-  chmodSync(work, 0o755);
-  key = await generateGpgKeyPair({ name: 'PMS PITR Test', passphrase: 'pitr passphrase' });
-  chownSync(key.privateKeyFile, PG_UID, -1);
-  chownSync(key.passphraseFile!, PG_UID, -1);
+  fixture = await createArchiveFixture('pitr-test', { passphrase: 'pitr passphrase' });
+  ({ work, key, repoRoot } = fixture);
+  env = { ...fixture.env };
   keys = await loadDecryptionKeys(key.privateKeyFile, key.passphraseFile);
-  repoRoot = join(work, 'repo');
-  mkdirSync(repoRoot, { mode: 0o700 });
-  chownSync(repoRoot, PG_UID, -1);
-  env = {
-    BACKUP_REPOSITORY: `file://${repoRoot}`,
-    BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
-    BACKUP_GPG_KEY_ID: key.fingerprint,
-    BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
-    BACKUP_GPG_PASSPHRASE_FILE: key.passphraseFile!,
-    BACKUP_LOG_DIR: join(work, 'logs'),
-  };
   source = await startThrowawayCluster({ settings: archiveSettings(), serverEnv: env });
   await source.psql('CREATE DATABASE patient_telemetry');
   await source.psql('CREATE TABLE reading (id bigserial PRIMARY KEY, label text NOT NULL, value int)', 'patient_telemetry');
@@ -102,8 +89,7 @@ before(async () => {
 after(async () => {
   for (const cluster of restored) await cluster.destroy().catch(() => undefined);
   await source?.destroy();
-  key?.remove();
-  if (work) rmSync(work, { recursive: true, force: true });
+  fixture?.remove();
 });
 
 describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fetch)', () => {

@@ -101,6 +101,12 @@ export async function startPushgateway(): Promise<PushgatewayHarness> {
     async wipe() {
       const response = await fetch(`${url}/api/v1/admin/wipe`, { method: 'PUT' });
       if (!response.ok) throw new Error(`pushgateway wipe answered HTTP ${response.status}`);
+      // The gateway applies a wipe asynchronously (like DELETE, it only queues it): wait until no
+      // pushed group is left, or the next test can read a counter the wipe had not removed yet.
+      for (let attempt = 0; (await samples()).some((s) => s.name === 'push_time_seconds'); attempt += 1) {
+        if (attempt >= 200) throw new Error('pushgateway still holds pushed groups 10 s after a wipe');
+        await sleep(50);
+      }
     },
     stop,
   };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BaseManifest } from '../catalog/manifest.js';
@@ -9,7 +9,7 @@ import { isPmsError } from '../errors/catalogue.js';
 import { startBaseBackupStream } from './replication-base-backup.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
-import { type ArchiveFixture, createArchiveFixture } from '../testing/archive-fixture.js';
+import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../testing/archive-fixture.js';
 import { waitUntilMidUpload } from '../testing/mid-upload.js';
 import { binPath, runCli } from '../testing/run-cli.js';
 
@@ -151,5 +151,18 @@ describe('base-backup failures', () => {
     t.diagnostic(restore.stderr.trim().split('\n').pop() ?? '');
     assert.doesNotMatch(restore.stderr, /PMS_ERR_INTEGRITY|corrupt/);
     assert.ok(!existsSync(target) || readdirSync(target).length === 0, 'the partial data directory was removed');
+  });
+
+  test('a cluster with a tablespace outside the data directory is refused with PMS_ERR_CONFIG naming it, and nothing is stored', async (t) => {
+    const location = join(work, 'tablespace');
+    mkdirSync(location, { mode: 0o700 });
+    chownSync(location, PG_UID, -1);
+    await cluster.psql(`CREATE TABLESPACE outside LOCATION '${location}'`);
+    t.after(() => cluster.psql('DROP TABLESPACE outside'));
+    const filesBefore = backupFiles().sort();
+    const result = await runCli('pms-backup', ['base-backup'], cliEnv());
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /PMS_ERR_CONFIG: the cluster at .* has 1 tablespace\(s\) outside the data directory/);
+    assert.deepEqual(backupFiles().sort(), filesBefore, 'no object was left behind');
   });
 });

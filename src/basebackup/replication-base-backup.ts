@@ -34,7 +34,7 @@ export interface BaseBackupStream {
 
 export interface BaseBackupStreamOptions {
   readonly label: string;
-  /** zstd level the server compresses with (1 is the fastest that stores no more than 3 here). */
+  /** zstd level the server compresses with. */
   readonly level: number;
   /** zstd worker threads on the server. */
   readonly workers: number;
@@ -111,7 +111,6 @@ const COPY_NEW_ARCHIVE = 0x6e; // 'n'
 const COPY_MANIFEST = 0x6d; // 'm'
 const COPY_DATA = 0x64; // 'd'
 const COPY_PROGRESS = 0x70; // 'p'
-const BATCH_BYTES = 1 << 20;
 
 /**
  * A pg Submittable that follows the BASE_BACKUP response: a result set with the start point, one
@@ -132,8 +131,6 @@ class BaseBackupCommand implements pg.Submittable {
   readonly #manifest: Buffer[] = [];
   #finalProgress: number | undefined;
   #settled = false;
-  #batch: Buffer | undefined;
-  #batchLength = 0;
 
   constructor(
     private readonly text: string,
@@ -191,9 +188,10 @@ class BaseBackupCommand implements pg.Submittable {
     switch (chunk[0]) {
       case COPY_DATA: {
         // pg reuses its read buffer: the payload must be copied before the parser moves on.
-        if (this.#inManifest) this.#manifest.push(Buffer.from(chunk.subarray(1)));
-        else if (this.#archives === 1) this.#append(chunk.subarray(1));
-        else this.fail(protocolError('archive data before any archive began'));
+        const payload = Buffer.from(chunk.subarray(1));
+        if (this.#inManifest) this.#manifest.push(payload);
+        else if (this.#archives !== 1) this.fail(protocolError('archive data before any archive began'));
+        else if (!this.archive.push(payload)) this.#connection?.stream.pause();
         return;
       }
       case COPY_PROGRESS:
@@ -205,7 +203,6 @@ class BaseBackupCommand implements pg.Submittable {
         if (this.#archives > 1) this.fail(new PmsError('PMS_ERR_CONFIG', `the server at ${this.server} sent more than one archive: tablespaces outside the data directory are not supported`));
         return;
       case COPY_MANIFEST:
-        this.#flush();
         this.#inManifest = true;
         return;
       default:
@@ -242,33 +239,9 @@ class BaseBackupCommand implements pg.Submittable {
       this.fail(protocolError(`incomplete response (start ${start?.lsn ?? '?'}, stop ${stop?.lsn ?? '?'}, ${this.#archives} archive(s), final size ${this.#finalProgress ?? '?'})`));
       return;
     }
-    this.#flush();
     this.#settled = true;
     this.#resolve({ start, stop, plainBytes: this.#finalProgress, backupManifest: Buffer.concat(this.#manifest) });
     this.archive.push(null);
-  }
-
-  /**
-   * Copies archive bytes into 1 MiB batches: the server sends ~30 KB messages, and every chunk
-   * costs a trip through OpenPGP's web streams; batching cut Node's CPU during the backup.
-   */
-  #append(payload: Buffer): void {
-    let offset = 0;
-    while (offset < payload.length) {
-      this.#batch ??= Buffer.allocUnsafe(BATCH_BYTES);
-      const copied = payload.copy(this.#batch, this.#batchLength, offset);
-      this.#batchLength += copied;
-      offset += copied;
-      if (this.#batchLength === BATCH_BYTES) this.#flush();
-    }
-  }
-
-  #flush(): void {
-    if (!this.#batch || this.#batchLength === 0) return;
-    const full = this.#batch.subarray(0, this.#batchLength);
-    this.#batch = undefined;
-    this.#batchLength = 0;
-    if (!this.archive.push(full)) this.#connection?.stream.pause();
   }
 
   handleEmptyQuery(): void {}

@@ -29,7 +29,8 @@ export interface StoreEncryptedStreamOptions extends StoreTarget {
    * `source`), most explanatory first: on failure the first typed error among them is thrown.
    */
   readonly alongside?: readonly Promise<unknown>[];
-  readonly onProgress?: (sourceBytes: number, storedBytes: number) => void;
+  /** Progress only: encrypted bytes stored so far. */
+  readonly onProgress?: (storedBytes: number) => void;
 }
 
 export interface StoredStream {
@@ -49,7 +50,7 @@ export async function storeEncrypted(options: StoreEncryptedStreamOptions): Prom
   const { abort } = options;
   const alongside = options.alongside ?? [];
   const source = new ByteMeter();
-  const stored = new ByteMeter({ sha256: true, onProgress: (bytes) => options.onProgress?.(source.bytes, bytes) });
+  const stored = new ByteMeter({ sha256: true, onProgress: options.onProgress });
   const intoMeter = pipeline(options.source, source);
   intoMeter.catch(() => undefined);
   const encrypted = await encryptStream(source, options.recipients);
@@ -129,7 +130,7 @@ export async function storeCompressedEncrypted(options: StoreEncryptedOptions): 
       ...options,
       source: zstd.child.stdout!.pipe(compressed).pipe(gate),
       alongside: [zstd.done, producer.done, options.alongside ?? Promise.resolve()],
-      onProgress: (_compressed, storedBytes) => options.onProgress?.(plainSoFar, storedBytes),
+      onProgress: (storedBytes) => options.onProgress?.(plainSoFar, storedBytes),
     });
     if (plainBytes === undefined) throw new PmsError('PMS_ERR_INTERNAL', 'the backup stream ended before zstd reported its byte counts');
     return { plainBytes, compressedBytes: compressed.bytes, storedBytes: stored.storedBytes, sha256: stored.sha256 };

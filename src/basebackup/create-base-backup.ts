@@ -90,7 +90,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       recipients,
       abort,
       metadata: { 'pms-backup-id': id },
-      onProgress: (_compressed, storedBytes) => options.onProgress?.({ phase: 'copying', plainBytes: backup.plainBytes(), storedBytes }),
+      onProgress: (storedBytes) => options.onProgress?.({ phase: 'copying', plainBytes: backup.plainBytes(), storedBytes }),
       onStored: () => written.push(objectKey),
     });
     const finishedAt = now();

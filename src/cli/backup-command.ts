@@ -1,4 +1,4 @@
-import { appendAudit, currentActor } from '../audit/audit-log.js';
+import { appendAudit, currentActor } from '../repository/audit-log.js';
 import { type BackupConfig, type ConfigNeeds, loadBackupConfig } from '../config/config.js';
 import { type ErrorCode, PmsError, isPmsError } from '../errors/catalogue.js';
 import { type LogStream, type Logger, createLogger } from '../logging/json-log.js';

@@ -43,7 +43,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
-        const { runCreate } = await import('./commands/create.js');
+        const { runCreate } = await import('../commands/create/create-command.js');
         return runCreate(options);
       }),
     );
@@ -54,7 +54,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
-        const { runList } = await import('./commands/list.js');
+        const { runList } = await import('../commands/list/list-command.js');
         return runList(options);
       }),
     );
@@ -80,14 +80,14 @@ export function buildProgram(): Command {
             throw new PmsError('PMS_ERR_USAGE', '--pitr takes --target-time, --pgdata and optionally --base; not a backup id, --target-db, --table or --patient');
           }
           if (options.targetTime === undefined || options.pgdata === undefined) throw new PmsError('PMS_ERR_USAGE', '--pitr needs --target-time <time|latest> and --pgdata <dir>');
-          const { runPitrRestore } = await import('./commands/restore-pitr.js');
+          const { runPitrRestore } = await import('../commands/restore/pitr/restore-pitr-command.js');
           return runPitrRestore({ json: options.json ?? false, targetTime: options.targetTime, pgdata: options.pgdata, ...(options.base ? { base: options.base } : {}) });
         }
         if (options.targetTime !== undefined || options.pgdata !== undefined || options.base !== undefined) {
           throw new PmsError('PMS_ERR_USAGE', '--target-time, --pgdata and --base need --pitr');
         }
         if (id === undefined || options.targetDb === undefined) throw new PmsError('PMS_ERR_USAGE', 'restore needs a backup id (or "latest") and --target-db <name> (or --pitr)');
-        const { runRestore } = await import('./commands/restore.js');
+        const { runRestore } = await import('../commands/restore/restore-command.js');
         return runRestore(id, { json: options.json ?? false, targetDb: options.targetDb, noOwner: options.owner === false, tables: options.table, patient: options.patient });
       }),
     );
@@ -102,7 +102,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (id: string, options: { json?: boolean; kind?: 'logical' | 'base' }) => {
-        const { runVerify } = await import('./commands/verify.js');
+        const { runVerify } = await import('../commands/verify/verify-command.js');
         return runVerify(id, options);
       }),
     );
@@ -113,7 +113,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
-        const { runMonitor } = await import('./commands/monitor.js');
+        const { runMonitor } = await import('../commands/monitor/monitor-command.js');
         return runMonitor(options);
       }),
     );
@@ -125,7 +125,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean; dryRun?: boolean }) => {
-        const { runPrune } = await import('./commands/prune.js');
+        const { runPrune } = await import('../commands/prune/prune-command.js');
         return runPrune(options);
       }),
     );
@@ -136,7 +136,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
-        const { runKeys } = await import('./commands/keys.js');
+        const { runKeys } = await import('../commands/keys/keys-command.js');
         return runKeys(options);
       }),
     );
@@ -147,7 +147,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
-        const { runAuditList } = await import('./commands/audit.js');
+        const { runAuditList } = await import('../commands/audit/audit-command.js');
         return runAuditList(options);
       }),
     );
@@ -157,7 +157,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
-        const { runAuditVerify } = await import('./commands/audit.js');
+        const { runAuditVerify } = await import('../commands/audit/audit-command.js');
         // `audit verify --json`: commander may hand --json to the parent command.
         return runAuditVerify({ json: options.json === true || audit.opts<{ json?: boolean }>().json === true });
       }),
@@ -170,7 +170,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean; to?: string }) => {
-        const { runCopy } = await import('./commands/copy.js');
+        const { runCopy } = await import('../commands/copy/copy-command.js');
         return runCopy(options);
       }),
     );
@@ -181,7 +181,7 @@ export function buildProgram(): Command {
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
-        const { runDoctorCommand } = await import('./commands/doctor.js');
+        const { runDoctorCommand } = await import('../commands/doctor/doctor-command.js');
         return runDoctorCommand(options);
       }),
     );

@@ -21,7 +21,7 @@ export function registerWalCommands(program: Command): void {
     .addHelpText('after', WAL_PUSH_HELP)
     .action(
       action(async (path: string, options: { readAhead: number }) => {
-        const { runWalPush } = await import('./commands/wal-push.js');
+        const { runWalPush } = await import('../commands/wal-push/wal-push-command.js');
         return runWalPush(path, { readAhead: options.readAhead });
       }),
     );
@@ -40,7 +40,7 @@ ${WAL_FETCH_EXIT_HELP_TEXT}`,
     )
     .action(
       action(async (name: string, path: string) => {
-        const { runWalFetch } = await import('./commands/wal-fetch.js');
+        const { runWalFetch } = await import('../commands/wal-fetch/wal-fetch-command.js');
         return runWalFetch(name, path);
       }),
     );
@@ -52,7 +52,7 @@ ${WAL_FETCH_EXIT_HELP_TEXT}`,
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean; walTimeout: number }) => {
-        const { runBaseBackup } = await import('./commands/base-backup.js');
+        const { runBaseBackup } = await import('../commands/base-backup/base-backup-command.js');
         return runBaseBackup(options);
       }),
     );

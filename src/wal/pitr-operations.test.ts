@@ -6,7 +6,7 @@ import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwa
 import { runTool } from '../process/tool-process.js';
 import { type ArchiveFixture, createArchiveFixture } from '../testing/archive-fixture.js';
 import { runCli } from '../testing/run-cli.js';
-import { archiveCommand } from '../restore/pitr/recovery-settings.js';
+import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
 
 let fixture: ArchiveFixture;
 let source: ThrowawayCluster;

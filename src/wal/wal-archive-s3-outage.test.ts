@@ -7,8 +7,8 @@ import { openStorage } from '../storage/open-storage.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
 import { type S3rverHarness, startS3rver } from '../testing/s3rver-harness.js';
 import { parseWalFileName } from './wal-file-name.js';
-import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
-import { archiveCommand } from '../restore/pitr/recovery-settings.js';
+import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
+import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
 
 let cluster: ThrowawayCluster;
 let key: GpgKeyPair;

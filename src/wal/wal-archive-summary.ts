@@ -1,8 +1,8 @@
-import { listBackups } from '../catalog/backup-catalog.js';
-import type { BaseManifest } from '../catalog/manifest.js';
+import { listBackups } from '../repository/backup-catalog.js';
+import type { BaseManifest } from '../repository/manifest.js';
 import type { Storage } from '../storage/storage.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
-import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
+import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
 
 export interface WalGap {
   /** First missing segment name. */

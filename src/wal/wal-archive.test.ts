@@ -9,8 +9,8 @@ import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwa
 import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../testing/archive-fixture.js';
 import { binPath } from '../testing/run-cli.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
-import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
-import { archiveCommand } from '../restore/pitr/recovery-settings.js';
+import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
+import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
 
 let fixture: ArchiveFixture;
 let cluster: ThrowawayCluster;

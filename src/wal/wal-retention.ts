@@ -1,6 +1,6 @@
 import type { Storage } from '../storage/storage.js';
 import { parseWalFileName } from './wal-file-name.js';
-import { WAL_PREFIX, walFileOfKey } from './wal-layout.js';
+import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
 
 export interface PruneWalOptions {
   /** The start segment of the oldest retained base backup: nothing from it onwards is touched. */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isPmsError } from '../../errors/catalogue.js';
-import { describeStorageContract } from '../storage-contract.js';
+import { describeStorageContract } from '../../testing/storage-contract.js';
 import { FsStorage } from './fs-storage.js';
 
 const MiB = 1024 * 1024;
@@ -47,7 +47,7 @@ describe('FsStorage on disk', () => {
 
   it('a writer killed with SIGKILL mid-put leaves only a hidden temporary file, which removeIncomplete deletes', async () => {
     const child = fork(
-      fileURLToPath(new URL('./endless-writer-fixture.js', import.meta.url)),
+      fileURLToPath(new URL('../../testing/endless-writer-fixture.js', import.meta.url)),
       [root],
       { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
     );

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { Secret } from '../../config/secret.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import { type S3rverHarness, startS3rver } from '../../testing/s3rver-harness.js';
-import { describeStorageContract } from '../storage-contract.js';
+import { describeStorageContract } from '../../testing/storage-contract.js';
 import { S3Storage } from './s3-storage.js';
 
 const MiB = 1024 * 1024;

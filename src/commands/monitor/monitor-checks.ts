@@ -1,0 +1,196 @@
+import { type BackupEntry, listBackups } from '../../repository/backup-catalog.js';
+import type { BackupConfig } from '../../config/config.js';
+import { type KeyDescription, describeKey, readPublicKeyFile } from '../../crypto/keys.js';
+import type { Storage } from '../../storage/storage.js';
+import { listVerifications } from '../../repository/verification-record.js';
+import { measureDrLag } from '../copy/copy-to-dr.js';
+import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
+import { parseWalFileName } from '../../wal/wal-file-name.js';
+
+function segmentDistance(from: string, to: string): number {
+  const a = parseWalFileName(from);
+  const b = parseWalFileName(to);
+  return a?.kind === 'segment' && b?.kind === 'segment' ? Math.max(0, b.segment - a.segment) : 0;
+}
+
+export interface MonitorCheck {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export interface MonitorReport {
+  readonly ok: boolean;
+  readonly checkedAt: string;
+  readonly repository: string;
+  readonly checks: MonitorCheck[];
+  readonly facts: {
+    readonly newestBackupId?: string;
+    readonly backupAgeSeconds?: number;
+    readonly backupSizeBytes?: number;
+    readonly sizeDeviationRatio?: number;
+    readonly repositoryUp: boolean;
+    readonly keys: readonly KeyDescription[];
+    readonly verification?: { ok: boolean; durationSeconds: number; verifiedAt: string; id: string };
+    readonly drLagSeconds?: number;
+    readonly walLastArchivedAt?: string;
+    readonly walGapSegments?: number;
+  };
+}
+
+const HOUR = 3600 * 1000;
+const DAY = 24 * HOUR;
+
+/** The seed's alert conditions, evaluated against the repository and the configured keys. */
+export async function runMonitorChecks(config: BackupConfig, storage: Storage, now = new Date(), dr?: { storage: Storage; maxLagHours: number }): Promise<MonitorReport> {
+  const ops = config.operations;
+  const checks: MonitorCheck[] = [];
+  let repositoryUp = true;
+  let entries: BackupEntry[] = [];
+  try {
+    await storage.probe();
+    entries = await listBackups(storage);
+    checks.push({ name: 'repository', ok: true, detail: `${storage.location} is reachable and writable` });
+  } catch (error) {
+    repositoryUp = false;
+    checks.push({ name: 'repository', ok: false, detail: `${storage.location} is unreachable: ${(error as Error).message}` });
+  }
+
+  const complete = entries.filter((e) => e.status === 'complete');
+  const newest = complete[0];
+  let backupAgeSeconds: number | undefined;
+  if (!repositoryUp) {
+    checks.push({ name: 'backup-age', ok: false, detail: 'unknown: the repository is unreachable' });
+  } else if (!newest) {
+    checks.push({ name: 'backup-age', ok: false, detail: `no complete backup in ${storage.location}` });
+  } else {
+    backupAgeSeconds = Math.max(0, (now.getTime() - Date.parse(newest.createdAt)) / 1000);
+    const hours = backupAgeSeconds / 3600;
+    checks.push({
+      name: 'backup-age',
+      ok: hours <= ops.maxAgeHours,
+      detail: `newest complete backup ${newest.id} (${newest.kind}) is ${hours.toFixed(1)} h old; limit ${ops.maxAgeHours} h (BACKUP_MAX_AGE_HOURS)`,
+    });
+  }
+
+  const logical = complete.filter((e) => e.kind === 'logical');
+  let sizeDeviationRatio: number | undefined;
+  if (logical.length >= 2) {
+    const [latest, previous] = [logical[0]!, logical[1]!];
+    sizeDeviationRatio = previous.bytes === 0 ? 0 : (latest.bytes - previous.bytes) / previous.bytes;
+    checks.push({
+      name: 'size-deviation',
+      ok: Math.abs(sizeDeviationRatio) <= ops.sizeDeviation,
+      detail: `${latest.id} is ${latest.bytes} bytes, previous ${previous.id} ${previous.bytes} bytes: ${(sizeDeviationRatio * 100).toFixed(1)} %; limit ±${(ops.sizeDeviation * 100).toFixed(0)} % (BACKUP_SIZE_DEVIATION)`,
+    });
+  } else {
+    checks.push({ name: 'size-deviation', ok: repositoryUp, detail: repositoryUp ? `${logical.length} complete logical backup(s): nothing to compare yet` : 'unknown: the repository is unreachable' });
+  }
+
+  const keys: KeyDescription[] = [];
+  if (config.keys.publicKeyFile === undefined) {
+    checks.push({ name: 'key-expiry', ok: false, detail: 'BACKUP_GPG_PUBLIC_KEY_FILE is not set: cannot check the recipient keys' });
+  } else {
+    try {
+      for (const key of await readPublicKeyFile(config.keys.publicKeyFile)) keys.push(await describeKey(key, now));
+      const warnBefore = now.getTime() + ops.keyExpiryWarnDays * DAY;
+      const expiring = keys.filter((k) => k.expiresAt !== null && Date.parse(k.expiresAt) <= warnBefore);
+      checks.push({
+        name: 'key-expiry',
+        ok: expiring.length === 0,
+        detail:
+          expiring.length === 0
+            ? `${keys.length} recipient key(s); none expires within ${ops.keyExpiryWarnDays} days`
+            : expiring.map((k) => `${k.fingerprint} ${k.expired ? 'EXPIRED on' : 'expires on'} ${k.expiresAt}`).join('; ') + ' — rotate the key (docs/key-rotation.md)',
+      });
+    } catch (error) {
+      checks.push({ name: 'key-expiry', ok: false, detail: (error as Error).message });
+    }
+  }
+
+  let verification: MonitorReport['facts']['verification'];
+  let drLagSeconds: number | undefined;
+  if (repositoryUp) {
+    const newestVerification = (await listVerifications(storage))[0];
+    if (!newestVerification) {
+      checks.push({ name: 'verification', ok: false, detail: 'no backup has ever been verified: run pms-backup verify latest' });
+    } else {
+      verification = { ok: newestVerification.ok, durationSeconds: newestVerification.durationSeconds, verifiedAt: newestVerification.verifiedAt, id: newestVerification.id };
+      const ageDays = (now.getTime() - Date.parse(newestVerification.verifiedAt)) / DAY;
+      const failed = newestVerification.checks.filter((c) => !c.ok).map((c) => c.name);
+      checks.push({
+        name: 'verification',
+        ok: newestVerification.ok && ageDays <= ops.verifyMaxAgeDays,
+        detail: newestVerification.ok
+          ? `newest verification (${newestVerification.id}) passed ${ageDays.toFixed(1)} days ago; limit ${ops.verifyMaxAgeDays} days`
+          : `newest verification (${newestVerification.id}, ${newestVerification.verifiedAt}) FAILED: ${failed.join(', ')}`,
+      });
+    }
+  } else {
+    checks.push({ name: 'verification', ok: false, detail: 'unknown: the repository is unreachable' });
+  }
+
+  // WAL archive checks apply once continuous archiving is in use (any segment or base backup).
+  let walLastArchivedAt: Date | undefined;
+  let walGapSegments: number | undefined;
+  if (repositoryUp) {
+    const wal = await summarizeWalArchive(storage, now);
+    const hasBase = complete.some((e) => e.kind === 'base');
+    if (wal.segments > 0 || hasBase) {
+      walLastArchivedAt = wal.newestSegmentAt;
+      const ageMinutes = wal.newestSegmentAt ? (now.getTime() - wal.newestSegmentAt.getTime()) / 60000 : Number.POSITIVE_INFINITY;
+      checks.push({
+        name: 'wal-age',
+        ok: ageMinutes <= ops.walMaxAgeMinutes,
+        detail: wal.newestSegment
+          ? `newest archived WAL segment ${wal.newestSegment} is ${ageMinutes.toFixed(1)} min old; limit ${ops.walMaxAgeMinutes} min (BACKUP_WAL_MAX_AGE_MINUTES)`
+          : 'no WAL segment archived yet: check archive_mode and archive_command',
+      });
+      walGapSegments = wal.gaps.reduce((sum, g) => sum + segmentDistance(g.from, g.to) + 1, 0);
+      checks.push({
+        name: 'wal-gaps',
+        ok: wal.gaps.length === 0,
+        detail:
+          wal.gaps.length === 0
+            ? `WAL chain whole from the oldest base backup to ${wal.newestSegment ?? 'now'} (${wal.segments} segments)`
+            : `missing WAL: ${wal.gaps.map((g) => (g.from === g.to ? g.from : `${g.from}..${g.to}`)).join(', ')}; point-in-time recovery cannot cross a gap: take a new base backup`,
+      });
+    }
+  }
+
+  if (dr) {
+    try {
+      const lag = await measureDrLag(storage, dr.storage, now);
+      const hours = lag.lagSeconds / 3600;
+      checks.push({
+        name: 'dr-copy',
+        ok: hours <= dr.maxLagHours,
+        detail:
+          lag.missing.length === 0
+            ? `${dr.storage.location} holds every complete backup`
+            : `${lag.missing.length} backup(s) not yet in ${dr.storage.location}; oldest missing for ${hours.toFixed(1)} h; limit ${dr.maxLagHours} h (BACKUP_DR_MAX_LAG_HOURS): run pms-backup copy`,
+      });
+      drLagSeconds = lag.lagSeconds;
+    } catch (error) {
+      checks.push({ name: 'dr-copy', ok: false, detail: `cannot compare with ${dr.storage.location}: ${(error as Error).message}` });
+    }
+  }
+
+  return {
+    ok: checks.every((c) => c.ok),
+    checkedAt: now.toISOString(),
+    repository: storage.location,
+    checks,
+    facts: {
+      ...(newest ? { newestBackupId: newest.id, backupSizeBytes: newest.bytes } : {}),
+      ...(backupAgeSeconds !== undefined ? { backupAgeSeconds } : {}),
+      ...(sizeDeviationRatio !== undefined ? { sizeDeviationRatio } : {}),
+      repositoryUp,
+      keys,
+      ...(verification ? { verification } : {}),
+      ...(drLagSeconds !== undefined ? { drLagSeconds } : {}),
+      ...(walLastArchivedAt ? { walLastArchivedAt: walLastArchivedAt.toISOString() } : {}),
+      ...(walGapSegments !== undefined ? { walGapSegments } : {}),
+    },
+  };
+}

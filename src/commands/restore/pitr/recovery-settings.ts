@@ -1,0 +1,69 @@
+import { chown, stat, writeFile, appendFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TargetTime } from './choose-base-backup.js';
+
+/** bin/pms-backup.js of this installation (dist/restore/pitr/ → ../../../bin). */
+export function pmsBackupBin(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'bin', 'pms-backup.js');
+}
+
+/** For the shell PostgreSQL runs restore_command with: single-quoted, quotes escaped. */
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** For postgresql.conf: a single-quoted string with quotes doubled. */
+function confString(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** archive_command calling wal-push by absolute paths (tests, the demo, a server without pms-backup on PATH). */
+export function archiveCommand(node = process.execPath, bin = pmsBackupBin()): string {
+  return `${shellQuote(node)} ${shellQuote(bin)} wal-push %p`;
+}
+
+/** restore_command calling wal-fetch by absolute paths: the server's PATH may not hold node. */
+export function restoreCommand(node = process.execPath, bin = pmsBackupBin()): string {
+  return `${shellQuote(node)} ${shellQuote(bin)} wal-fetch %f %p`;
+}
+
+/**
+ * recovery_target_time in the form PostgreSQL's GUC check accepts ("2026-11-23 14:06:00.000+00");
+ * it rejects the ISO form with T and Z that timestamptz input would take.
+ */
+export function postgresTimestamp(time: Date): string {
+  return time.toISOString().replace('T', ' ').replace('Z', '+00');
+}
+
+export interface RecoverySettings {
+  readonly restoreCommand: string;
+  readonly target: TargetTime;
+  /** Extra settings (e.g. archive_mode = off for a throwaway verification server). */
+  readonly extra?: Readonly<Record<string, string>>;
+}
+
+export function recoveryConfText(settings: RecoverySettings, note: string): string {
+  const lines = [`# ${note}`, `restore_command = ${confString(settings.restoreCommand)}`, `recovery_target_timeline = 'latest'`];
+  if (settings.target !== 'latest') {
+    lines.push(`recovery_target_time = ${confString(postgresTimestamp(settings.target))}`, `recovery_target_action = 'promote'`);
+  }
+  for (const [name, value] of Object.entries(settings.extra ?? {})) lines.push(`${name} = ${confString(value)}`);
+  return `\n${lines.join('\n')}\n`;
+}
+
+/**
+ * Appends the recovery settings to postgresql.auto.conf (later lines win over the backup's own)
+ * and creates recovery.signal. Both files get the data directory's owner, since we may be root.
+ */
+export async function writeRecoverySettings(dataDir: string, settings: RecoverySettings, note: string): Promise<void> {
+  const owner = await stat(dataDir);
+  const auto = join(dataDir, 'postgresql.auto.conf');
+  await appendFile(auto, recoveryConfText(settings, note), { mode: 0o600 });
+  const signal = join(dataDir, 'recovery.signal');
+  await writeFile(signal, '', { mode: 0o600 });
+  if (process.getuid?.() === 0) {
+    await chown(auto, owner.uid, owner.gid);
+    await chown(signal, owner.uid, owner.gid);
+  }
+}

@@ -1,0 +1,57 @@
+import type { BaseManifest } from '../../../repository/manifest.js';
+import type { DecryptionKeys } from '../../../crypto/keys.js';
+import type { Storage } from '../../../storage/storage.js';
+import { type TargetTime, chooseBaseBackup } from './choose-base-backup.js';
+import { restoreCommand, writeRecoverySettings } from './recovery-settings.js';
+import { prepareTargetDirectory } from './target-directory.js';
+import { unpackBaseBackup } from './unpack-base-backup.js';
+
+export interface PitrRestoreOptions {
+  readonly storage: Storage;
+  readonly keys: DecryptionKeys;
+  readonly target: TargetTime;
+  readonly dataDir: string;
+  /** A base backup id (or `latest`) instead of the automatic choice. */
+  readonly base?: string;
+  readonly onProgress?: (fetchedBytes: number, totalBytes: number) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface PitrRestoreResult {
+  readonly base: BaseManifest;
+  readonly dataDir: string;
+  readonly osUser: string | undefined;
+  readonly target: string;
+  readonly restoreCommand: string;
+  readonly bytes: number;
+  readonly durationSeconds: number;
+}
+
+/**
+ * Prepares a data directory that, when started, recovers to the target: the chosen base backup
+ * unpacked, restore_command pointing at wal-fetch, the recovery target and recovery.signal.
+ * Nothing is left behind on failure (the directory is emptied, or removed if we created it).
+ */
+export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRestoreResult> {
+  const started = Date.now();
+  const base = await chooseBaseBackup(options.storage, options.target, options.base);
+  const directory = await prepareTargetDirectory(options.dataDir);
+  try {
+    const { bytes } = await unpackBaseBackup({
+      storage: options.storage,
+      manifest: base,
+      keys: options.keys,
+      dataDir: directory.path,
+      runAs: directory.osUser,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const command = restoreCommand();
+    const target = options.target === 'latest' ? 'latest' : options.target.toISOString();
+    await writeRecoverySettings(directory.path, { restoreCommand: command, target: options.target }, `pms-backup restore --pitr: base backup ${base.id}, target ${target}`);
+    return { base, dataDir: directory.path, osUser: directory.osUser, target, restoreCommand: command, bytes, durationSeconds: (Date.now() - started) / 1000 };
+  } catch (error) {
+    await directory.discard().catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,45 @@
+import { toPmsError } from '../../cli/exit-boundary.js';
+
+/**
+ * restore_command's exit status is a contract with PostgreSQL: 1 means "not archived" (end of
+ * WAL: recovery finishes or promotes), while any status above 125 makes recovery stop. Every
+ * failure that is not a clean "not found" therefore exits 200, so a network, key or integrity
+ * problem can never be mistaken for the end of the archive and promote a server early.
+ */
+export const WAL_FETCH_EXIT = { fetched: 0, notFound: 1, fatal: 200 } as const;
+
+/** The exit status table lives in cli/wal-commands.ts, shown by `pms-backup wal-fetch --help`. */
+
+export async function runWalFetch(name: string, path: string): Promise<number> {
+  // If a bug ever left a promise unsettled, Node would exit 13, which PostgreSQL reads as "not
+  // archived" and may promote early: any exit without a result is turned into the fatal status.
+  let settled = false;
+  process.once('exit', () => {
+    if (!settled) process.exitCode = WAL_FETCH_EXIT.fatal;
+  });
+  try {
+    const [{ loadBackupConfig, requireRepository }, { loadDecryptionKeys }, { openStorage }, { fetchWalFile }, { readControlSystemIdentifier }] = await Promise.all([
+      import('../../config/config.js'),
+      import('../../crypto/keys.js'),
+      import('../../storage/open-storage.js'),
+      import('./fetch-wal-file.js'),
+      import('../../wal/wal-page-header.js'),
+    ]);
+    const config = loadBackupConfig(process.env, { repository: true, decryption: true });
+    const systemIdentifier = await readControlSystemIdentifier(process.cwd());
+    const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+    const storage = openStorage(requireRepository(config));
+    try {
+      const result = await fetchWalFile({ storage, keys, name, destination: path, systemIdentifier });
+      settled = true;
+      return result.outcome === 'fetched' ? WAL_FETCH_EXIT.fetched : WAL_FETCH_EXIT.notFound;
+    } finally {
+      await storage.close();
+    }
+  } catch (error) {
+    settled = true;
+    const pms = toPmsError(error);
+    process.stderr.write(`pms-backup wal-fetch ${name}: error ${pms.code}: ${pms.message}\n`);
+    return WAL_FETCH_EXIT.fatal;
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * `pms-backup wal-push %p` (archive_command). The cheap path, a file already archived ahead by
+ * an earlier run of this same server, is checked before anything heavy (config, zod, openpgp,
+ * storage SDKs) is even imported: PostgreSQL calls this once per segment.
+ */
+export async function runWalPush(path: string, options: { readAhead?: number } = {}): Promise<number> {
+  const { consumePushMarker } = await import('./push-marker.js');
+  if (await consumePushMarker(path)) return 0;
+  const [{ loadBackupConfig, requireRepository }, { loadRecipients }, { openStorage }, { archiveWal }] = await Promise.all([
+    import('../../config/config.js'),
+    import('../../crypto/keys.js'),
+    import('../../storage/open-storage.js'),
+    import('./wal-push.js'),
+  ]);
+  const config = loadBackupConfig(process.env, { repository: true, encryption: true });
+  const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
+  const storage = openStorage(requireRepository(config));
+  try {
+    const result = await archiveWal({ storage, recipients, path, ...(options.readAhead === undefined ? {} : { readAhead: options.readAhead }) });
+    // archive_command's stderr lands in the server log: one line, and only when it matters.
+    if (result.aheadProblem) process.stderr.write(`pms-backup wal-push: archived ${result.requested.name}; archiving ahead stopped: ${result.aheadProblem}\n`);
+    return 0;
+  } finally {
+    await storage.close();
+  }
+}

@@ -1,0 +1,71 @@
+import { readdir } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { PmsError, isPmsError } from '../../errors/catalogue.js';
+import { type PushedWalFile, type WalPushContext, pushWalFile } from './push-wal-file.js';
+import { removeStaleMarkers, writePushMarker } from './push-marker.js';
+import { parseWalFileName } from '../../wal/wal-file-name.js';
+
+export interface ArchiveWalOptions extends WalPushContext {
+  /** %p: the file PostgreSQL asks us to archive, relative to the data directory. */
+  readonly path: string;
+  /** Other .ready files archived ahead in the same run (0 disables); default 32. */
+  readonly readAhead?: number;
+  /** Files archived at once; default 2 (this machine class has 2 cores). */
+  readonly concurrency?: number;
+}
+
+export interface ArchiveWalResult {
+  readonly requested: PushedWalFile;
+  readonly ahead: readonly PushedWalFile[];
+  /** Why archiving ahead stopped early, if it did (the requested file is archived regardless). */
+  readonly aheadProblem?: string;
+}
+
+/**
+ * archive_command: archives the requested file, then other files PostgreSQL has marked .ready
+ * (as WAL-G does), because starting this program costs far more than archiving one segment.
+ * Files archived ahead get a local note so PostgreSQL's own call for them returns at once.
+ */
+export async function archiveWal(options: ArchiveWalOptions): Promise<ArchiveWalResult> {
+  const context: WalPushContext = { ...options, claimedSystems: options.claimedSystems ?? new Set() };
+  const requested = await pushWalFile(context, options.path);
+  const walDir = dirname(resolve(options.path));
+  const limit = options.readAhead ?? 32;
+  if (limit <= 0) return { requested, ahead: [] };
+  const ready = (await readyFiles(walDir)).filter((name) => name !== requested.name).slice(0, limit);
+  const ahead: PushedWalFile[] = [];
+  let aheadProblem: string | undefined;
+  const queue = [...ready];
+  const worker = async (): Promise<void> => {
+    for (let name = queue.shift(); name !== undefined && aheadProblem === undefined; name = queue.shift()) {
+      const path = join(walDir, name);
+      try {
+        const pushed = await pushWalFile(context, path);
+        await writePushMarker(path, pushed.sha256);
+        ahead.push(pushed);
+      } catch (error) {
+        // PostgreSQL will ask for this file itself and then see the error; never fail the
+        // requested file, which is safely archived, because of a file archived ahead.
+        if (isPmsError(error, 'PMS_ERR_NOT_FOUND')) continue; // archived and removed meanwhile
+        aheadProblem = isPmsError(error) ? `${error.code}: ${error.message}` : String(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 2) }, worker));
+  await removeStaleMarkers(walDir).catch(() => undefined);
+  return { requested, ahead, ...(aheadProblem === undefined ? {} : { aheadProblem }) };
+}
+
+/** .ready files in PostgreSQL's own order: timeline history first, then oldest first. */
+async function readyFiles(walDir: string): Promise<string[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(join(walDir, 'archive_status'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new PmsError('PMS_ERR_INTERNAL', `cannot list ${join(walDir, 'archive_status')}: ${(error as Error).message}`, { cause: error });
+  }
+  const names = entries.filter((e) => e.endsWith('.ready')).map((e) => basename(e, '.ready')).filter((n) => parseWalFileName(n) !== undefined);
+  const rank = (name: string): number => (name.endsWith('.history') ? 0 : 1);
+  return names.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}

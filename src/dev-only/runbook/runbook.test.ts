@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { REPO_ROOT, binPath } from '../../testing/run-cli.js';
+import { type S3rverHarness, S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../../testing/s3rver-harness.js';
+import { type RunbookSection, readRunbook } from './runbook-blocks.js';
+import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
+
+const PATIENT = '9990000018';
+const OTHER = '9990000026';
+const asRoot = process.getuid?.() === 0;
+let cluster: ThrowawayCluster;
+let key: GpgKeyPair;
+let breakGlass: GpgKeyPair;
+let dr: S3rverHarness;
+let work: string;
+let env: Record<string, string>;
+let sections: RunbookSection[];
+const timings: string[] = [];
+
+/** Runs a script as the unprivileged server user (as an operator's shell in the backup pod would). */
+function bash(script: string, extraEnv: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
+  const full = `set -euo pipefail\n${script}\n`;
+  const [command, args] = asRoot ? ['runuser', ['-u', 'postgres', '--', 'bash', '-c', full]] : ['bash', ['-c', full]];
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args as string[], { env: { ...env, ...extraEnv }, cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c.split('\n').filter((l) => !l.startsWith('{"time"')).join('\n')));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, output }));
+  });
+}
+
+async function must(script: string): Promise<string> {
+  const result = await bash(script);
+  assert.equal(result.code, 0, result.output);
+  return result.output;
+}
+
+function section(title: string): RunbookSection {
+  const found = sections.find((s) => s.title === title);
+  assert.ok(found, `runbook section "${title}" exists`);
+  return found;
+}
+
+/** Runs one runbook section exactly as written, after the "Before you start" block. */
+async function runSection(title: string, extraEnv: Record<string, string> = {}): Promise<string> {
+  const preamble = section('Before you start').blocks.join('\n');
+  const started = Date.now();
+  const result = await bash(`${preamble}\n${section(title).blocks.join('\n')}`, extraEnv);
+  timings.push(`${title}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  assert.equal(result.code, 0, `runbook section "${title}" failed:\n${result.output}`);
+  return result.output;
+}
+
+const psql = (sql: string, database = 'patient_telemetry') => cluster.psql(sql, database);
+
+before(async () => {
+  sections = readRunbook(join(REPO_ROOT, 'docs', 'runbook.md'));
+  work = mkdtempSync(join(tmpdir(), 'pms-runbook-'));
+  chmodSync(work, 0o755);
+  [key, breakGlass, dr] = await Promise.all([
+    generateGpgKeyPair({ name: 'PMS Runbook Current Key', passphrase: 'runbook passphrase' }),
+    generateGpgKeyPair({ name: 'PMS Runbook Break-Glass Key' }),
+    startS3rver({ bucket: 'pms-dr-backups' }),
+  ]);
+  const files = join(work, 'files');
+  mkdirSync(files);
+  for (const dir of ['repository', 'logs', 'bin', 'files']) mkdirSync(join(work, dir), { recursive: true });
+  writeFileSync(join(files, 'public-keys.asc'), readFileSync(key.publicKeyFile, 'utf8') + readFileSync(breakGlass.publicKeyFile, 'utf8'));
+  writeFileSync(join(files, 'private-key.asc'), readFileSync(key.privateKeyFile), { mode: 0o600 });
+  writeFileSync(join(files, 'passphrase'), readFileSync(key.passphraseFile!), { mode: 0o600 });
+  writeFileSync(join(files, 'break-glass-private.asc'), readFileSync(breakGlass.privateKeyFile), { mode: 0o600 });
+  symlinkSync(binPath('pms-backup'), join(work, 'bin', 'pms-backup'));
+  symlinkSync(binPath('pms-telemetry'), join(work, 'bin', 'pms-telemetry'));
+  if (asRoot) await new Promise((resolve) => spawn('chown', ['-R', 'postgres:postgres', work]).once('close', resolve));
+
+  const backupEnv = {
+    BACKUP_REPOSITORY: `file://${join(work, 'repository')}`,
+    BACKUP_GPG_PUBLIC_KEY_FILE: join(files, 'public-keys.asc'),
+    BACKUP_GPG_KEY_ID: key.fingerprint,
+    BACKUP_GPG_PRIVATE_KEY_FILE: join(files, 'private-key.asc'),
+    BACKUP_GPG_PASSPHRASE_FILE: join(files, 'passphrase'),
+    BACKUP_LOG_DIR: join(work, 'logs'),
+    POSTGRES_DB: 'patient_telemetry',
+  };
+  cluster = await startThrowawayCluster({
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
+    serverEnv: backupEnv,
+  });
+  env = {
+    PATH: `${join(work, 'bin')}:${cluster.binDir}:${process.env['PATH'] ?? ''}`,
+    HOME: work,
+    ...cluster.postgresEnv,
+    ...backupEnv,
+    BACKUP_DR_REPOSITORY: 's3://pms-dr-backups/patient-telemetry',
+    BACKUP_DR_AWS_REGION: 'eu-west-1',
+    BACKUP_DR_AWS_ACCESS_KEY_ID: S3RVER_ACCESS_KEY_ID,
+    BACKUP_DR_AWS_SECRET_ACCESS_KEY: S3RVER_SECRET_ACCESS_KEY,
+    BACKUP_DR_S3_ENDPOINT: dr.endpoint,
+    BACKUP_DR_S3_FORCE_PATH_STYLE: 'true',
+  };
+  await psql('SELECT 1', 'postgres');
+  await cluster.psql('CREATE DATABASE patient_telemetry');
+  await must('pms-telemetry migrate');
+  await must(`pms-telemetry device register --device-id watch-1 --patient-id ${PATIENT} && pms-telemetry device register --device-id watch-2 --patient-id ${OTHER}`);
+  const insert = (from: number) =>
+    psql(`INSERT INTO telemetry.reading (patient_nhs_number, device_id, reading_id, code, value, unit, measured_at, measured_at_offset_minutes)
+          SELECT CASE WHEN g % 2 = 0 THEN '${PATIENT}' ELSE '${OTHER}' END, CASE WHEN g % 2 = 0 THEN 'watch-1' ELSE 'watch-2' END,
+                 'r-' || g, CASE WHEN g % 3 = 0 THEN '8867-4' ELSE '2708-6' END, 90 + g % 9, CASE WHEN g % 3 = 0 THEN '/min' ELSE '%' END,
+                 now() - g * interval '1 second', 0
+          FROM generate_series(${from}, ${from + 7499}) g`);
+  await insert(1);
+  await must('pms-backup base-backup');
+  await insert(10001);
+  await must('pms-backup create');
+});
+
+after(async () => {
+  if (timings.length) process.stdout.write(`# runbook timings: ${timings.join('; ')}\n`);
+  await Promise.allSettled([cluster?.destroy(), dr?.destroy()]);
+  key?.remove();
+  breakGlass?.remove();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('docs/runbook.md, executed as written', () => {
+  test('"Is my backup good?": list, verify, monitor and audit verify all pass', async () => {
+    const output = await runSection('Is my backup good?');
+    assert.match(output, /WAL archive: .*point-in-time recovery possible from/);
+    assert.match(output, /VERIFIED/);
+    assert.match(output, /all checks passed/);
+    assert.match(output, /audit log intact/);
+  });
+
+  test('"Full restore": the restored database replaces the damaged one', async () => {
+    await psql("DELETE FROM telemetry.reading WHERE code = '8867-4'");
+    await runSection('Full restore');
+    assert.equal(await psql('SELECT count(*) FROM telemetry.reading'), '15000');
+    assert.equal(await psql("SELECT count(*) FROM pg_database WHERE datname = 'patient_telemetry_damaged'", 'postgres'), '1');
+  });
+
+  test('"Point-in-time recovery": the recovered server holds exactly what was committed before the target', async () => {
+    await sleep(1100);
+    const targetTime = new Date().toISOString();
+    await sleep(1100);
+    await psql('DELETE FROM telemetry.reading WHERE value > 95');
+    await psql(`SELECT pg_switch_wal()`);
+    await must('until [ -n "$(psql -h "$POSTGRES_HOST" -p "$POSTGRES_PORT" -U postgres -d postgres -Atc "SELECT 1 FROM pg_stat_archiver WHERE last_archived_time > now() - interval \'1 minute\'")" ]; do sleep 0.2; done');
+    const output = await runSection('Point-in-time recovery', { TARGET_TIME: targetTime, PITR_DATA: join(work, 'pitr-data'), PITR_PORT: String(await freePort()) });
+    assert.match(output, /recovery stopping before commit/);
+    assert.match(output.trim().split('\n').filter((l) => /^\d+$/.test(l)).pop() ?? '', /^15000$/);
+  });
+
+  test('"Partial recovery: one table" restores only that table', async () => {
+    await runSection('Partial recovery: one table');
+    assert.equal(await psql('SELECT count(*) FROM telemetry.reading', 'reading_restore'), '15000');
+    assert.equal(await psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'telemetry' AND tablename = 'device'", 'reading_restore'), '0');
+  });
+
+  test('"Partial recovery: one patient" restores one patient and copies the lost rows back without overwriting', async () => {
+    // Every reading of the patient in the logical backup comes back, whatever was lost since.
+    const expected = '7500';
+    await psql(`DELETE FROM telemetry.reading WHERE patient_nhs_number = '${PATIENT}' AND value < 93`);
+    const output = await runSection('Partial recovery: one patient, and copying the rows back safely', { PATIENT });
+    assert.match(output, /INSERT 0 [1-9]\d*/);
+    assert.equal(await psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number = '${PATIENT}'`), expected);
+    assert.equal(await psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number <> '${PATIENT}'`, `patient_${PATIENT}_restored`), '0');
+  });
+
+  test('"Cross-region disaster recovery": copy, then list, verify and restore from the DR repository', async () => {
+    const output = await runSection('Cross-region disaster recovery');
+    assert.match(output, /copied [1-9]\d* backup\(s\) and [1-9]\d* WAL file\(s\)/);
+    assert.match(output, /ok {3}dr-copy/);
+    assert.equal(await psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry_dr'), '15000');
+  });
+
+  test('"Lost key (break-glass key)": the break-glass private key alone restores the backup', async () => {
+    await runSection('Lost key (break-glass key)', { BREAK_GLASS_PRIVATE_KEY_FILE: join(work, 'files', 'break-glass-private.asc') });
+    assert.equal(await psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry_breakglass'), '15000');
+  });
+});

@@ -35,7 +35,9 @@ function run(cmd, args, { env, runAs, stdout = 'ignore', pipeTo } = {}) {
     if (pipeTo) child.stdout.pipe(pipeTo.stdin);
     else if (stdout === 'pipe') child.stdout.on('data', (c) => (out += c));
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-800)}`))));
+    child.once('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-800)}`)),
+    );
   });
 }
 
@@ -53,9 +55,18 @@ const key = await generateGpgKeyPair({ name: 'PMS Bench' });
 const repo = join(work, 'repo');
 mkdirSync(repo, { mode: 0o700 });
 chownSync(repo, 101, 104);
-const env = { BACKUP_REPOSITORY: `file://${repo}`, BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile, BACKUP_GPG_KEY_ID: key.fingerprint, BACKUP_LOG_DIR: join(work, 'logs') };
+const env = {
+  BACKUP_REPOSITORY: `file://${repo}`,
+  BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
+  BACKUP_GPG_KEY_ID: key.fingerprint,
+  BACKUP_LOG_DIR: join(work, 'logs'),
+};
 const walPush = `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p`;
-const cluster = await startThrowawayCluster({ durable: true, settings: { archive_mode: 'on', wal_level: 'replica', archive_command: walPush, max_wal_size: '4GB', fsync: true }, serverEnv: env });
+const cluster = await startThrowawayCluster({
+  durable: true,
+  settings: { archive_mode: 'on', wal_level: 'replica', archive_command: walPush, max_wal_size: '4GB', fsync: true },
+  serverEnv: env,
+});
 try {
   const libpq = cluster.libpqEnv;
   await run(`${PG_BIN}/pgbench`, ['-i', '-q', '-s', String(scale)], { env: libpq });
@@ -67,18 +78,37 @@ try {
   };
   const drainStart = Date.now();
   await drain();
-  const size = await cluster.psql("SELECT pg_size_pretty(sum(pg_database_size(datname))::bigint) FROM pg_database");
-  console.log(`cluster: pgbench scale ${scale}, ${size}; ${(await run('nproc', [], { stdout: 'pipe' })).trim()} cores; archive backlog after pgbench -i drained in ${((Date.now() - drainStart) / 1000).toFixed(1)} s`);
+  const size = await cluster.psql('SELECT pg_size_pretty(sum(pg_database_size(datname))::bigint) FROM pg_database');
+  console.log(
+    `cluster: pgbench scale ${scale}, ${size}; ${(await run('nproc', [], { stdout: 'pipe' })).trim()} cores; archive backlog after pgbench -i drained in ${((Date.now() - drainStart) / 1000).toFixed(1)} s`,
+  );
 
   const br = join(work, 'pgbackrest');
   mkdirSync(join(br, 'repo'), { recursive: true });
   mkdirSync(join(br, 'log'));
   mkdirSync(join(br, 'lock'));
-  writeFileSync(join(br, 'pgbackrest.conf'), [
-    '[global]', `repo1-path=${join(br, 'repo')}`, 'repo1-cipher-type=aes-256-cbc', 'repo1-cipher-pass=bench-only-not-a-secret', 'repo1-retention-full=9',
-    'compress-type=zst', 'compress-level=3', 'process-max=2', `log-path=${join(br, 'log')}`, `lock-path=${join(br, 'lock')}`, 'start-fast=y', 'archive-check=n',
-    '[bench]', `pg1-path=${cluster.dataDir}`, `pg1-port=${cluster.port}`, `pg1-socket-path=${cluster.socketDir}`, '',
-  ].join('\n'));
+  writeFileSync(
+    join(br, 'pgbackrest.conf'),
+    [
+      '[global]',
+      `repo1-path=${join(br, 'repo')}`,
+      'repo1-cipher-type=aes-256-cbc',
+      'repo1-cipher-pass=bench-only-not-a-secret',
+      'repo1-retention-full=9',
+      'compress-type=zst',
+      'compress-level=3',
+      'process-max=2',
+      `log-path=${join(br, 'log')}`,
+      `lock-path=${join(br, 'lock')}`,
+      'start-fast=y',
+      'archive-check=n',
+      '[bench]',
+      `pg1-path=${cluster.dataDir}`,
+      `pg1-port=${cluster.port}`,
+      `pg1-socket-path=${cluster.socketDir}`,
+      '',
+    ].join('\n'),
+  );
   await run('chown', ['-R', 'postgres:postgres', br]);
   const conf = [`--config=${join(br, 'pgbackrest.conf')}`, '--stanza=bench'];
   await run('pgbackrest', [...conf, 'stanza-create'], { runAs: 'postgres' });
@@ -89,32 +119,58 @@ try {
   await drain();
   const times = { ours: [], plain: [], pgbr: [], floor: [] };
   for (let round = 0; round < rounds; round++) {
-    times.ours.push(await timed('pms-backup base-backup (server zstd -1, OpenPGP AES-256)', () => run(process.execPath, [binPath('pms-backup'), 'base-backup'], { env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env } })));
+    times.ours.push(
+      await timed('pms-backup base-backup (server zstd -1, OpenPGP AES-256)', () =>
+        run(process.execPath, [binPath('pms-backup'), 'base-backup'], {
+          env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env },
+        }),
+      ),
+    );
     await drain();
-    times.plain.push(await timed('pg_basebackup -Ft -X none -D - | zstd -3 -T2 > /dev/null', async () => {
-      // A real pipe between the two programs, as a shell would make it (not copied through Node).
-      const pbb = spawn(`${PG_BIN}/pg_basebackup`, ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast'], { env: libpq, stdio: ['ignore', 'pipe', 'inherit'] });
-      const zstd = spawn('zstd', ['-3', '-T2', '-q', '-c', '-'], { stdio: [pbb.stdout, 'ignore', 'inherit'] });
-      pbb.stdout.destroy();
-      const exit = (child, name) => new Promise((resolve, reject) => child.once('close', (c) => (c === 0 ? resolve() : reject(new Error(`${name} exited ${c}`)))));
-      await Promise.all([exit(pbb, 'pg_basebackup'), exit(zstd, 'zstd')]);
-    }));
+    times.plain.push(
+      await timed('pg_basebackup -Ft -X none -D - | zstd -3 -T2 > /dev/null', async () => {
+        // A real pipe between the two programs, as a shell would make it (not copied through Node).
+        const pbb = spawn(`${PG_BIN}/pg_basebackup`, ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast'], {
+          env: libpq,
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        const zstd = spawn('zstd', ['-3', '-T2', '-q', '-c', '-'], { stdio: [pbb.stdout, 'ignore', 'inherit'] });
+        pbb.stdout.destroy();
+        const exit = (child, name) =>
+          new Promise((resolve, reject) => child.once('close', (c) => (c === 0 ? resolve() : reject(new Error(`${name} exited ${c}`)))));
+        await Promise.all([exit(pbb, 'pg_basebackup'), exit(zstd, 'zstd')]);
+      }),
+    );
     await drain();
     // The floor: pg_basebackup alone, which includes the server's wait for the stop segment to be
     // archived (-X none), polled once a second by PostgreSQL.
-    times.floor.push(await timed('pg_basebackup -Ft -X none -D - > /dev/null (floor)', () => run(`${PG_BIN}/pg_basebackup`, ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast'], { env: libpq })));
+    times.floor.push(
+      await timed('pg_basebackup -Ft -X none -D - > /dev/null (floor)', () =>
+        run(`${PG_BIN}/pg_basebackup`, ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast'], { env: libpq }),
+      ),
+    );
     await drain();
-    times.pgbr.push(await timed('pgBackRest full (zst 3, aes-256-cbc, process-max 2)', () => run('pgbackrest', [...conf, '--type=full', 'backup'], { runAs: 'postgres' })));
+    times.pgbr.push(
+      await timed('pgBackRest full (zst 3, aes-256-cbc, process-max 2)', () =>
+        run('pgbackrest', [...conf, '--type=full', 'backup'], { runAs: 'postgres' }),
+      ),
+    );
     await drain();
-    console.log(`round ${round}: ours / pgBackRest = ${(times.ours[round] / times.pgbr[round]).toFixed(2)}; ours / (pg_basebackup | zstd) = ${(times.ours[round] / times.plain[round]).toFixed(2)}`);
+    console.log(
+      `round ${round}: ours / pgBackRest = ${(times.ours[round] / times.pgbr[round]).toFixed(2)}; ours / (pg_basebackup | zstd) = ${(times.ours[round] / times.plain[round]).toFixed(2)}`,
+    );
   }
   const best = (k) => Math.min(...times[k]);
   const spread = (k) => `${Math.min(...times[k]).toFixed(2)}-${Math.max(...times[k]).toFixed(2)} s`;
-  console.log(`best: ours ${spread('ours')}, pg_basebackup|zstd ${spread('plain')}, pg_basebackup alone ${spread('floor')}, pgBackRest ${spread('pgbr')}`);
+  console.log(
+    `best: ours ${spread('ours')}, pg_basebackup|zstd ${spread('plain')}, pg_basebackup alone ${spread('floor')}, pgBackRest ${spread('pgbr')}`,
+  );
   const ratios = times.ours.map((t, i) => t / times.pgbr[i]).sort((a, b) => a - b);
   const median = ratios.length % 2 ? ratios[(ratios.length - 1) / 2] : (ratios[ratios.length / 2 - 1] + ratios[ratios.length / 2]) / 2;
   console.log(`per-round ours / pgBackRest: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${median.toFixed(2)} (goal <= 0.5)`);
-  console.log(`ratio (best): ours / pgBackRest = ${(best('ours') / best('pgbr')).toFixed(2)} (goal <= 0.5); ours / (pg_basebackup | zstd) = ${(best('ours') / best('plain')).toFixed(2)}; (pg_basebackup | zstd) / pgBackRest = ${(best('plain') / best('pgbr')).toFixed(2)}; pg_basebackup alone / pgBackRest = ${(best('floor') / best('pgbr')).toFixed(2)}`);
+  console.log(
+    `ratio (best): ours / pgBackRest = ${(best('ours') / best('pgbr')).toFixed(2)} (goal <= 0.5); ours / (pg_basebackup | zstd) = ${(best('ours') / best('plain')).toFixed(2)}; (pg_basebackup | zstd) / pgBackRest = ${(best('plain') / best('pgbr')).toFixed(2)}; pg_basebackup alone / pgBackRest = ${(best('floor') / best('pgbr')).toFixed(2)}`,
+  );
 
   async function archiving(label, command) {
     await cluster.psql(`ALTER SYSTEM SET archive_command = '${command.replace(/'/g, "''")}'`);
@@ -137,7 +193,9 @@ try {
     const generated = Number(await cluster.psql(`SELECT (pg_current_wal_lsn() - '${lsn0}'::pg_lsn) / (16*1024*1024)`));
     const archived = (await count()) - before;
     const tps = /tps = ([\d.]+)/.exec(out)?.[1];
-    console.log(`${label}: ${tps} tps, WAL generated ${(generated / elapsed).toFixed(2)} seg/s, archived ${(archived / elapsed).toFixed(2)} seg/s, .ready backlog every 5 s: [${samples.join(', ')}]`);
+    console.log(
+      `${label}: ${tps} tps, WAL generated ${(generated / elapsed).toFixed(2)} seg/s, archived ${(archived / elapsed).toFixed(2)} seg/s, .ready backlog every 5 s: [${samples.join(', ')}]`,
+    );
   }
   const walDir = join(work, 'cp-archive');
   mkdirSync(walDir);

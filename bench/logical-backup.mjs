@@ -32,7 +32,8 @@ const key = await generateGpgKeyPair({ name: 'PMS Bench' });
 try {
   log(`generating ${rows} telemetry rows…`);
   await cluster.psql('CREATE DATABASE patient_telemetry');
-  await cluster.psql(`
+  await cluster.psql(
+    `
     CREATE TABLE reading (
       nhs_number char(10) NOT NULL, device_id text NOT NULL, code text NOT NULL, value double precision NOT NULL,
       unit text NOT NULL, measured_at timestamptz NOT NULL, received_at timestamptz NOT NULL, reading_id uuid NOT NULL,
@@ -44,7 +45,9 @@ try {
            timestamptz '2026-11-01' + g * interval '1 second', timestamptz '2026-11-01' + g * interval '1 second' + interval '2 s',
            md5(g::text)::uuid
     FROM generate_series(1, ${rows}) g;
-    VACUUM ANALYZE reading;`, 'patient_telemetry');
+    VACUUM ANALYZE reading;`,
+    'patient_telemetry',
+  );
   const tableBytes = Number(await cluster.psql("SELECT pg_total_relation_size('reading')", 'patient_telemetry'));
   log(`table ${(tableBytes / 1e6).toFixed(0)} MB`);
   const pgDump = join(cluster.binDir, 'pg_dump');
@@ -54,14 +57,23 @@ try {
   for (let round = 0; round < rounds; round++) {
     const floor = timed('floor', 'bash', ['-c', `"${pgDump}" -Fc -Z0 > /dev/null`], env);
     const seedOut = join(work, 'seed.dump.gpg');
-    const seed = timed('seed', 'bash', ['-c', `set -o pipefail; "${pgDump}" -Fc | gpg --batch --yes --trust-model always -e -r ${key.fingerprint} -o "${seedOut}"`], env);
+    const seed = timed(
+      'seed',
+      'bash',
+      ['-c', `set -o pipefail; "${pgDump}" -Fc | gpg --batch --yes --trust-model always -e -r ${key.fingerprint} -o "${seedOut}"`],
+      env,
+    );
     const seedBytes = statSync(seedOut).size;
     rmSync(seedOut);
     const repo = join(work, `repo-${round}`);
     mkdirSync(repo);
     const ours = timed('ours', process.execPath, [join(import.meta.dirname, '..', 'bin', 'pms-backup.js'), 'create', '--json'], {
-      ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'patient_telemetry',
-      BACKUP_REPOSITORY: `file://${repo}`, BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile, BACKUP_GPG_KEY_ID: key.fingerprint,
+      ...process.env,
+      ...cluster.postgresEnv,
+      POSTGRES_DB: 'patient_telemetry',
+      BACKUP_REPOSITORY: `file://${repo}`,
+      BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
+      BACKUP_GPG_KEY_ID: key.fingerprint,
     });
     const manifest = JSON.parse(ours.stdout);
     results[round] = { floor, seed, seedBytes, ours, oursBytes: manifest.bytes.stored, plainBytes: manifest.bytes.plain };
@@ -74,16 +86,32 @@ try {
   const best = (f) => Math.min(...times(f));
   const spread = (f) => `${Math.min(...times(f)).toFixed(2)}–${Math.max(...times(f)).toFixed(2)}`;
   const r = results.at(-1);
-  const floorS = best('floor'), seedS = best('seed'), oursS = best('ours');
+  const floorS = best('floor'),
+    seedS = best('seed'),
+    oursS = best('ours');
   const report = {
-    rows, rounds, tableMB: +(tableBytes / 1e6).toFixed(0), dumpMB: +(r.plainBytes / 1e6).toFixed(0),
+    rows,
+    rounds,
+    tableMB: +(tableBytes / 1e6).toFixed(0),
+    dumpMB: +(r.plainBytes / 1e6).toFixed(0),
     seconds: { floor: +floorS.toFixed(2), seedPipeline: +seedS.toFixed(2), ours: +oursS.toFixed(2) },
     spread: { floor: spread('floor'), seedPipeline: spread('seed'), ours: spread('ours') },
     storedMB: { seedPipeline: +(r.seedBytes / 1e6).toFixed(1), ours: +(r.oursBytes / 1e6).toFixed(1) },
-    ratios: { oursVsSeed: +(oursS / seedS).toFixed(2), oursVsFloor: +(oursS / floorS).toFixed(2), sizeOursVsSeed: +(r.oursBytes / r.seedBytes).toFixed(2) },
-    ratiosPerRound: results.map((x) => ({ oursVsSeed: +(x.ours.seconds / x.seed.seconds).toFixed(2), oursVsFloor: +(x.ours.seconds / x.floor.seconds).toFixed(2) })),
+    ratios: {
+      oursVsSeed: +(oursS / seedS).toFixed(2),
+      oursVsFloor: +(oursS / floorS).toFixed(2),
+      sizeOursVsSeed: +(r.oursBytes / r.seedBytes).toFixed(2),
+    },
+    ratiosPerRound: results.map((x) => ({
+      oursVsSeed: +(x.ours.seconds / x.seed.seconds).toFixed(2),
+      oursVsFloor: +(x.ours.seconds / x.floor.seconds).toFixed(2),
+    })),
     peakRssMB: { oursNodeAndChildren: +Math.max(...results.map((x) => x.ours.rssMb)).toFixed(0) },
-    goals: { 'ours <= 0.5x seed': oursS / seedS <= 0.5, 'ours <= 1.5x floor': oursS / floorS <= 1.5, 'size <= seed': r.oursBytes <= r.seedBytes },
+    goals: {
+      'ours <= 0.5x seed': oursS / seedS <= 0.5,
+      'ours <= 1.5x floor': oursS / floorS <= 1.5,
+      'size <= seed': r.oursBytes <= r.seedBytes,
+    },
   };
   console.log(JSON.stringify(report, null, 2));
 } finally {

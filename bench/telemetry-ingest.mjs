@@ -18,7 +18,13 @@ import { runTool } from '../dist/process/tool-process.js';
 import { registerDevice } from '../dist/telemetry/devices/device-registry.js';
 import { migrate } from '../dist/telemetry/schema/migrate.js';
 
-const { values } = parseArgs({ options: { 'batches-per-device': { type: 'string', default: '40' }, devices: { type: 'string', default: '16' }, 'batch-size': { type: 'string', default: '200' } } });
+const { values } = parseArgs({
+  options: {
+    'batches-per-device': { type: 'string', default: '40' },
+    devices: { type: 'string', default: '16' },
+    'batch-size': { type: 'string', default: '200' },
+  },
+});
 const DEVICES = Number(values.devices);
 const BATCHES = Number(values['batches-per-device']);
 const BATCH = Number(values['batch-size']);
@@ -41,18 +47,38 @@ try {
 
   const port = await freePort();
   server = spawn(process.execPath, [BIN, 'serve'], {
-    env: { PATH: process.env.PATH, ...env, POSTGRES_USER: 'telemetry_service', TELEMETRY_HOST: '127.0.0.1', TELEMETRY_PORT: String(port), TELEMETRY_LOG_LEVEL: 'warn', TELEMETRY_POOL_MAX: String(DEVICES), TELEMETRY_RATE_LIMIT_PER_MINUTE: '1000000', TELEMETRY_RATE_LIMIT_BURST: '1000000' },
+    env: {
+      PATH: process.env.PATH,
+      ...env,
+      POSTGRES_USER: 'telemetry_service',
+      TELEMETRY_HOST: '127.0.0.1',
+      TELEMETRY_PORT: String(port),
+      TELEMETRY_LOG_LEVEL: 'warn',
+      TELEMETRY_POOL_MAX: String(DEVICES),
+      TELEMETRY_RATE_LIMIT_PER_MINUTE: '1000000',
+      TELEMETRY_RATE_LIMIT_BURST: '1000000',
+    },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const agent = new Agent({ keepAlive: true, maxSockets: DEVICES });
   const post = (token, body) =>
     new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: '/v1/readings', method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode, text }));
-      });
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/v1/readings',
+          method: 'POST',
+          agent,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode, text }));
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });
@@ -64,8 +90,21 @@ try {
 
   // Bodies are built before the clock starts: the client's JSON work is not the server's cost.
   const base = Date.now() - 3_600_000;
-  const reading = (d, b, i) => ({ readingId: `r-${b}-${i}`, code: '8867-4', value: 60 + (i % 40), unit: '/min', measuredAt: new Date(base + b * BATCH + i).toISOString() });
-  const bodies = (warm) => tokens.map((_, d) => Array.from({ length: warm ? 3 : BATCHES }, (_, b) => JSON.stringify({ readings: Array.from({ length: BATCH }, (_, i) => ({ ...reading(d, b, i), readingId: `${warm ? 'w' : 'r'}-${b}-${i}` })) })));
+  const reading = (d, b, i) => ({
+    readingId: `r-${b}-${i}`,
+    code: '8867-4',
+    value: 60 + (i % 40),
+    unit: '/min',
+    measuredAt: new Date(base + b * BATCH + i).toISOString(),
+  });
+  const bodies = (warm) =>
+    tokens.map((_, d) =>
+      Array.from({ length: warm ? 3 : BATCHES }, (_, b) =>
+        JSON.stringify({
+          readings: Array.from({ length: BATCH }, (_, i) => ({ ...reading(d, b, i), readingId: `${warm ? 'w' : 'r'}-${b}-${i}` })),
+        }),
+      ),
+    );
   const run = async (all) => {
     const latencies = [];
     let accepted = 0;
@@ -93,14 +132,19 @@ try {
   const lines = [];
   for (let d = 0; d < DEVICES; d += 1) {
     for (let b = 0; b < BATCHES; b += 1) {
-      for (let i = 0; i < BATCH; i += 1) lines.push(`${PATIENT},copy-${d},r-${b}-${i},8867-4,${60 + (i % 40)},/min,${new Date(base + b * BATCH + i).toISOString()},0`);
+      for (let i = 0; i < BATCH; i += 1)
+        lines.push(`${PATIENT},copy-${d},r-${b}-${i},8867-4,${60 + (i % 40)},/min,${new Date(base + b * BATCH + i).toISOString()},0`);
     }
   }
   const csv = `${lines.join('\n')}\n`;
   const psql = findPgProgram('psql');
-  const copySql = '\\copy telemetry.reading (patient_nhs_number, device_id, reading_id, code, value, unit, measured_at, measured_at_offset_minutes) FROM STDIN WITH (FORMAT csv)';
+  const copySql =
+    '\\copy telemetry.reading (patient_nhs_number, device_id, reading_id, code, value, unit, measured_at, measured_at_offset_minutes) FROM STDIN WITH (FORMAT csv)';
   const t0 = process.hrtime.bigint();
-  await runTool(psql, ['-X', '-v', 'ON_ERROR_STOP=1', '-q', '-d', 'patient_telemetry', '-c', copySql], { env: cluster.libpqEnv, input: csv });
+  await runTool(psql, ['-X', '-v', 'ON_ERROR_STOP=1', '-q', '-d', 'patient_telemetry', '-c', copySql], {
+    env: cluster.libpqEnv,
+    input: csv,
+  });
   const copySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const { rows } = await admin.query("SELECT count(*)::int AS n FROM telemetry.reading WHERE device_id LIKE 'copy-%'");
   if (rows[0].n !== total) throw new Error(`COPY stored ${rows[0].n} of ${total}`);
@@ -111,7 +155,12 @@ try {
     batchSize: BATCH,
     batchesPerDevice: BATCHES,
     readings: total,
-    http: { seconds: +http.seconds.toFixed(3), readingsPerSecond: Math.round(total / http.seconds), p50BatchMs: +pct(50).toFixed(1), p99BatchMs: +pct(99).toFixed(1) },
+    http: {
+      seconds: +http.seconds.toFixed(3),
+      readingsPerSecond: Math.round(total / http.seconds),
+      p50BatchMs: +pct(50).toFixed(1),
+      p99BatchMs: +pct(99).toFixed(1),
+    },
     copy: { seconds: +copySeconds.toFixed(3), readingsPerSecond: Math.round(total / copySeconds) },
     ratioToCopy: +(copySeconds / http.seconds).toFixed(3),
     goal: 0.4,
@@ -121,7 +170,9 @@ try {
   mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
   writeFileSync(new URL('./out/telemetry-ingest.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
-  console.log(`HTTP ingest reached ${(result.ratioToCopy * 100).toFixed(1)} % of the COPY rate (goal 40 %): ${result.ratioToCopy >= 0.4 ? 'met' : 'NOT met'}`);
+  console.log(
+    `HTTP ingest reached ${(result.ratioToCopy * 100).toFixed(1)} % of the COPY rate (goal 40 %): ${result.ratioToCopy >= 0.4 ? 'met' : 'NOT met'}`,
+  );
 } finally {
   if (server && server.exitCode === null) {
     server.kill('SIGTERM');

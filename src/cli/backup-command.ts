@@ -67,7 +67,11 @@ export async function runBackupCommand(spec: CommandSpec, body: (context: Comman
     startedAt,
     signal: interrupted.signal,
     storage() {
-      if (!config.repository) throw new PmsError('PMS_ERR_CONFIG', 'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
+      if (!config.repository)
+        throw new PmsError(
+          'PMS_ERR_CONFIG',
+          'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)',
+        );
       storage ??= openStorage(config.repository);
       return storage;
     },
@@ -89,7 +93,13 @@ export async function runBackupCommand(spec: CommandSpec, body: (context: Comman
     const finishedAt = new Date();
     const ok = failure === undefined && report?.exitCode === 0;
     const durationSeconds = (finishedAt.getTime() - startedAt.getTime()) / 1000;
-    const fields = { ok, durationSeconds, backupId: report?.backupId ?? null, ...(failure ? { errorCode: failure.code, error: failure.message } : {}), ...report?.details };
+    const fields = {
+      ok,
+      durationSeconds,
+      backupId: report?.backupId ?? null,
+      ...(failure ? { errorCode: failure.code, error: failure.message } : {}),
+      ...report?.details,
+    };
     if (ok) logger.info(`${spec.name} finished`, fields);
     else logger.error(`${spec.name} failed`, fields);
     if (report?.audit !== false && config.repository && !(failure && isRepositoryFailure(failure.code))) {

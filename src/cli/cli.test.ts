@@ -3,7 +3,21 @@ import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { REPO_ROOT, binPath, runCli } from '../testing/run-cli.js';
 
-const COMMANDS = ['create', 'list', 'restore', 'verify', 'monitor', 'prune', 'keys', 'audit', 'doctor', 'copy', 'base-backup', 'wal-push', 'wal-fetch'];
+const COMMANDS = [
+  'create',
+  'list',
+  'restore',
+  'verify',
+  'monitor',
+  'prune',
+  'keys',
+  'audit',
+  'doctor',
+  'copy',
+  'base-backup',
+  'wal-push',
+  'wal-fetch',
+];
 
 describe('pms-backup and pms-telemetry command lines', () => {
   test('--help lists every command, the configuration and the exit codes', async () => {
@@ -25,7 +39,10 @@ describe('pms-backup and pms-telemetry command lines', () => {
     const npx = spawnSync('npx', ['--no-install', 'pms-backup', '--help'], { cwd: REPO_ROOT, encoding: 'utf8' });
     assert.equal(npx.status, 0, npx.stderr);
     assert.match(npx.stdout, /Usage: pms-backup/);
-    const asOther = process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', binPath('pms-backup'), '--help']] : [binPath('pms-backup'), ['--help']];
+    const asOther =
+      process.getuid?.() === 0
+        ? ['runuser', ['-u', 'postgres', '--', binPath('pms-backup'), '--help']]
+        : [binPath('pms-backup'), ['--help']];
     const run = spawnSync(asOther[0] as string, asOther[1] as string[], { cwd: '/', encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stdout, /Usage: pms-backup/);
@@ -41,7 +58,11 @@ describe('pms-backup and pms-telemetry command lines', () => {
     const badTime = await runCli('pms-backup', ['restore', '--pitr', '--target-time', 'yesterday', '--pgdata', '/nonexistent/pitr'], {});
     assert.equal(badTime.code, 64);
     assert.match(badTime.stderr, /--target-time "yesterday" is not a timestamp with a time zone/);
-    const mixed = await runCli('pms-backup', ['restore', 'latest', '--pitr', '--target-db', 'x', '--target-time', 'latest', '--pgdata', '/tmp/x'], {});
+    const mixed = await runCli(
+      'pms-backup',
+      ['restore', 'latest', '--pitr', '--target-db', 'x', '--target-time', 'latest', '--pgdata', '/tmp/x'],
+      {},
+    );
     assert.equal(mixed.code, 64);
     assert.match(mixed.stderr, /--pitr takes --target-time, --pgdata and optionally --base/);
     const walFetch = await runCli('pms-backup', ['wal-fetch', 'only-one-argument'], {});

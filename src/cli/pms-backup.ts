@@ -61,44 +61,93 @@ export function buildProgram(): Command {
 
   program
     .command('restore')
-    .description('restore a logical backup into a NEW database (refuses an existing one; checks sha256, OpenPGP integrity and row counts), or with --pitr a base backup + WAL into a data directory, to a moment')
+    .description(
+      'restore a logical backup into a NEW database (refuses an existing one; checks sha256, OpenPGP integrity and row counts), or with --pitr a base backup + WAL into a data directory, to a moment',
+    )
     .argument('[id]', 'logical backup id, or "latest" for the newest complete one')
     .option('--target-db <name>', 'database to create and restore into (logical restore)')
-    .addOption(new Option('--table <schema.table>', 'restore only this table (repeatable); partitions of a partitioned table come with it').argParser(collect).default([]))
-    .addOption(new Option('--patient <nhs-number>', 'restore only this patient\'s telemetry rows and device rows').conflicts('table'))
+    .addOption(
+      new Option('--table <schema.table>', 'restore only this table (repeatable); partitions of a partitioned table come with it')
+        .argParser(collect)
+        .default([]),
+    )
+    .addOption(new Option('--patient <nhs-number>', "restore only this patient's telemetry rows and device rows").conflicts('table'))
     .addOption(new Option('--no-owner', 'do not restore ownership and grants (target server lacks the original roles)'))
     .option('--pitr', 'point-in-time recovery: unpack a base backup into --pgdata and configure recovery from the WAL archive')
-    .option('--target-time <time>', 'with --pitr: RFC 3339 time to recover to (e.g. 2026-11-23T14:06:00Z), or "latest" for the end of the archive')
+    .option(
+      '--target-time <time>',
+      'with --pitr: RFC 3339 time to recover to (e.g. 2026-11-23T14:06:00Z), or "latest" for the end of the archive',
+    )
     .option('--pgdata <dir>', 'with --pitr: data directory to create (refused if not empty)')
     .option('--base <id>', 'with --pitr: base backup to start from (default: the newest that finished before the target time)')
     .addOption(jsonOption())
     .action(
-      action(async (id: string | undefined, options: { json?: boolean; targetDb?: string; owner?: boolean; table: string[]; patient?: string; pitr?: boolean; targetTime?: string; pgdata?: string; base?: string }) => {
-        const { PmsError } = await import('../errors/catalogue.js');
-        if (options.pitr) {
-          if (id !== undefined || options.targetDb !== undefined || options.table.length > 0 || options.patient !== undefined) {
-            throw new PmsError('PMS_ERR_USAGE', '--pitr takes --target-time, --pgdata and optionally --base; not a backup id, --target-db, --table or --patient');
+      action(
+        async (
+          id: string | undefined,
+          options: {
+            json?: boolean;
+            targetDb?: string;
+            owner?: boolean;
+            table: string[];
+            patient?: string;
+            pitr?: boolean;
+            targetTime?: string;
+            pgdata?: string;
+            base?: string;
+          },
+        ) => {
+          const { PmsError } = await import('../errors/catalogue.js');
+          if (options.pitr) {
+            if (id !== undefined || options.targetDb !== undefined || options.table.length > 0 || options.patient !== undefined) {
+              throw new PmsError(
+                'PMS_ERR_USAGE',
+                '--pitr takes --target-time, --pgdata and optionally --base; not a backup id, --target-db, --table or --patient',
+              );
+            }
+            if (options.targetTime === undefined || options.pgdata === undefined)
+              throw new PmsError('PMS_ERR_USAGE', '--pitr needs --target-time <time|latest> and --pgdata <dir>');
+            const { runPitrRestore } = await import('../commands/restore/pitr/restore-pitr-command.js');
+            return runPitrRestore({
+              json: options.json ?? false,
+              targetTime: options.targetTime,
+              pgdata: options.pgdata,
+              ...(options.base ? { base: options.base } : {}),
+            });
           }
-          if (options.targetTime === undefined || options.pgdata === undefined) throw new PmsError('PMS_ERR_USAGE', '--pitr needs --target-time <time|latest> and --pgdata <dir>');
-          const { runPitrRestore } = await import('../commands/restore/pitr/restore-pitr-command.js');
-          return runPitrRestore({ json: options.json ?? false, targetTime: options.targetTime, pgdata: options.pgdata, ...(options.base ? { base: options.base } : {}) });
-        }
-        if (options.targetTime !== undefined || options.pgdata !== undefined || options.base !== undefined) {
-          throw new PmsError('PMS_ERR_USAGE', '--target-time, --pgdata and --base need --pitr');
-        }
-        if (id === undefined || options.targetDb === undefined) throw new PmsError('PMS_ERR_USAGE', 'restore needs a backup id (or "latest") and --target-db <name> (or --pitr)');
-        const { runRestore } = await import('../commands/restore/restore-command.js');
-        return runRestore(id, { json: options.json ?? false, targetDb: options.targetDb, noOwner: options.owner === false, tables: options.table, patient: options.patient });
-      }),
+          if (options.targetTime !== undefined || options.pgdata !== undefined || options.base !== undefined) {
+            throw new PmsError('PMS_ERR_USAGE', '--target-time, --pgdata and --base need --pitr');
+          }
+          if (id === undefined || options.targetDb === undefined)
+            throw new PmsError('PMS_ERR_USAGE', 'restore needs a backup id (or "latest") and --target-db <name> (or --pitr)');
+          const { runRestore } = await import('../commands/restore/restore-command.js');
+          return runRestore(id, {
+            json: options.json ?? false,
+            targetDb: options.targetDb,
+            noOwner: options.owner === false,
+            tables: options.table,
+            patient: options.patient,
+          });
+        },
+      ),
     );
 
   registerWalCommands(program);
 
   program
     .command('verify')
-    .description('restore a backup into a throwaway PostgreSQL (logical: compare row counts; base: recover to the end of the WAL archive), run amcheck, store the result; exit 0 only if every check passes')
+    .description(
+      'restore a backup into a throwaway PostgreSQL (logical: compare row counts; base: recover to the end of the WAL archive), run amcheck, store the result; exit 0 only if every check passes',
+    )
     .argument('[id]', 'backup id (logical or base), or "latest"', 'latest')
-    .addOption(new Option('--kind <kind>', 'which kind "latest" means: logical (restore + row counts) or base (recover base backup + WAL to the end of the archive)').choices(['logical', 'base']).default('logical'))
+    .addOption(
+      new Option(
+        '--kind <kind>',
+        'which kind "latest" means: logical (restore + row counts) or base (recover base backup + WAL to the end of the archive)',
+      )
+        .choices(['logical', 'base'])
+        .default('logical'),
+    )
     .addOption(jsonOption())
     .action(
       action(async (id: string, options: { json?: boolean; kind?: 'logical' | 'base' }) => {
@@ -109,7 +158,9 @@ export function buildProgram(): Command {
 
   program
     .command('monitor')
-    .description('check the alert conditions (age, size deviation, repository, key expiry, verification); writes $BACKUP_LOG_DIR/backup_monitoring_YYYYMMDD.json; non-zero if any fails')
+    .description(
+      'check the alert conditions (age, size deviation, repository, key expiry, verification); writes $BACKUP_LOG_DIR/backup_monitoring_YYYYMMDD.json; non-zero if any fails',
+    )
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean }) => {
@@ -120,7 +171,9 @@ export function buildProgram(): Command {
 
   program
     .command('prune')
-    .description('delete backups older than BACKUP_RETENTION_DAYS (never the newest complete or newest verified) and incomplete leftovers older than 24 h')
+    .description(
+      'delete backups older than BACKUP_RETENTION_DAYS (never the newest complete or newest verified) and incomplete leftovers older than 24 h',
+    )
     .addOption(dryRunOption())
     .addOption(jsonOption())
     .action(
@@ -165,8 +218,13 @@ export function buildProgram(): Command {
 
   program
     .command('copy')
-    .description('copy every complete backup and WAL file missing from a second (disaster-recovery) repository, checking each copy\'s sha256; safe to re-run and to interrupt')
-    .option('--to <url>', 's3://bucket/prefix or file:///path (default BACKUP_DR_REPOSITORY); credentials from BACKUP_DR_AWS_*, BACKUP_DR_S3_*')
+    .description(
+      "copy every complete backup and WAL file missing from a second (disaster-recovery) repository, checking each copy's sha256; safe to re-run and to interrupt",
+    )
+    .option(
+      '--to <url>',
+      's3://bucket/prefix or file:///path (default BACKUP_DR_REPOSITORY); credentials from BACKUP_DR_AWS_*, BACKUP_DR_S3_*',
+    )
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean; to?: string }) => {

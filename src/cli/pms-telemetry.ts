@@ -88,7 +88,9 @@ export function buildProgram(): Command {
 
   program
     .command('serve')
-    .description('run the ingest API (POST /v1/readings, POST /fhir/Bundle, GET /v1/patients/{nhsNumber}/readings, /healthz, /readyz, /metrics)')
+    .description(
+      'run the ingest API (POST /v1/readings, POST /fhir/Bundle, GET /v1/patients/{nhsNumber}/readings, /healthz, /readyz, /metrics)',
+    )
     .action(
       action(async () => {
         const { runServe } = await import('../telemetry/commands/serve-command.js');

@@ -48,7 +48,11 @@ ${WAL_FETCH_EXIT_HELP_TEXT}`,
   program
     .command('base-backup')
     .description('physical base backup (BASE_BACKUP tar, zstd on the server → OpenPGP → repository); complete once its WAL is archived')
-    .addOption(new Option('--wal-timeout <seconds>', 'how long to wait for the stop segment to reach the archive').argParser(nonNegativeInt).default(300))
+    .addOption(
+      new Option('--wal-timeout <seconds>', 'how long to wait for the stop segment to reach the archive')
+        .argParser(nonNegativeInt)
+        .default(300),
+    )
     .addOption(jsonOption())
     .action(
       action(async (options: { json?: boolean; walTimeout: number }) => {

@@ -55,12 +55,24 @@ describe('zstd reading another program directly', () => {
   });
 
   test('counts come only from a summary line we understand; anything else is refused', () => {
-    assert.deepEqual(parseZstdCounts('Using stdin for input \n/*stdin*\\            : 29.72%   (409994468 B => 121865800 B, /*stdout*\\) \n'), {
+    assert.deepEqual(
+      parseZstdCounts('Using stdin for input \n/*stdin*\\            : 29.72%   (409994468 B => 121865800 B, /*stdout*\\) \n'),
+      {
+        plain: 409994468,
+        compressed: 121865800,
+      },
+    );
+    assert.deepEqual(parseZstdCounts('/*stdin*\\            : 29.72%   (409994468 => 121865800 bytes, /*stdout*\\) \n'), {
       plain: 409994468,
       compressed: 121865800,
     });
-    assert.deepEqual(parseZstdCounts('/*stdin*\\            : 29.72%   (409994468 => 121865800 bytes, /*stdout*\\) \n'), { plain: 409994468, compressed: 121865800 });
-    assert.throws(() => parseZstdCounts('/*stdin*\\ : 29.72%   (391 MiB => 116 MiB, /*stdout*\\)'), (error: unknown) => isPmsError(error, 'PMS_ERR_TOOL_FAILED'));
-    assert.throws(() => parseZstdCounts(''), (error: unknown) => isPmsError(error, 'PMS_ERR_TOOL_FAILED'));
+    assert.throws(
+      () => parseZstdCounts('/*stdin*\\ : 29.72%   (391 MiB => 116 MiB, /*stdout*\\)'),
+      (error: unknown) => isPmsError(error, 'PMS_ERR_TOOL_FAILED'),
+    );
+    assert.throws(
+      () => parseZstdCounts(''),
+      (error: unknown) => isPmsError(error, 'PMS_ERR_TOOL_FAILED'),
+    );
   });
 });

@@ -13,7 +13,10 @@ export interface ZstdOptions {
 
 /** A `zstd` process reading stdin and writing stdout (the real program, multi-threaded). */
 export function startCompressor(options: ZstdOptions = {}): ToolProcess {
-  return startTool('zstd', [...levelAndThreads(options), '-q', '-c', '-'], { stdin: 'pipe', ...(options.signal ? { signal: options.signal } : {}) });
+  return startTool('zstd', [...levelAndThreads(options), '-q', '-c', '-'], {
+    stdin: 'pipe',
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
 }
 
 export interface ZstdCounts {
@@ -46,7 +49,10 @@ export function startPipedCompressor(input: Readable, options: ZstdOptions = {})
   // startTool types stdin as 'pipe' | 'ignore'; Node's spawn also accepts a stream backed by a
   // file descriptor, which it duplicates into the child (documented `stdio` behaviour).
   const stdin = input as unknown as 'pipe';
-  const tool = startTool('zstd', [...levelAndThreads(options), '-vv', '--no-progress', '-c', '-'], { stdin, ...(options.signal ? { signal: options.signal } : {}) });
+  const tool = startTool('zstd', [...levelAndThreads(options), '-vv', '--no-progress', '-c', '-'], {
+    stdin,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
   input.destroy();
   return { ...tool, counts: () => parseZstdCounts(tool.stderr()) };
 }
@@ -62,9 +68,13 @@ export function parseZstdCounts(stderr: string): ZstdCounts {
   const plain = Number(last?.[1]);
   const compressed = Number(last?.[2]);
   if (!last || !Number.isSafeInteger(plain) || !Number.isSafeInteger(compressed)) {
-    throw new PmsError('PMS_ERR_TOOL_FAILED', `zstd did not report exact byte counts (expected "(<n> B => <m> B, ..." on stderr with -vv); this zstd version is not supported: ${stderr.trim().split('\n').slice(-2).join(' | ') || '(no output)'}`, {
-      details: { tool: 'zstd' },
-    });
+    throw new PmsError(
+      'PMS_ERR_TOOL_FAILED',
+      `zstd did not report exact byte counts (expected "(<n> B => <m> B, ..." on stderr with -vv); this zstd version is not supported: ${stderr.trim().split('\n').slice(-2).join(' | ') || '(no output)'}`,
+      {
+        details: { tool: 'zstd' },
+      },
+    );
   }
   return { plain, compressed };
 }

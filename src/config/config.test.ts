@@ -11,7 +11,11 @@ import { loadBackupConfig } from './config.js';
 const dir = mkdtempSync(join(tmpdir(), 'pms-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const good = { BACKUP_REPOSITORY: 'file:///var/backups/pms', BACKUP_GPG_PUBLIC_KEY_FILE: '/k/pub.asc', BACKUP_GPG_KEY_ID: 'ABCDEF0123456789' };
+const good = {
+  BACKUP_REPOSITORY: 'file:///var/backups/pms',
+  BACKUP_GPG_PUBLIC_KEY_FILE: '/k/pub.asc',
+  BACKUP_GPG_KEY_ID: 'ABCDEF0123456789',
+};
 
 function problemsOf(env: Record<string, string>, needs = { repository: true, encryption: true }): string[] {
   try {
@@ -40,7 +44,15 @@ describe('configuration', () => {
     const fromBucket = loadBackupConfig({ S3_BUCKET: 'pms-production-backups', AWS_REGION: 'eu-west-2' }, { repository: true });
     assert.equal(fromBucket.repository?.kind, 's3');
     assert.equal(fromBucket.repository?.kind === 's3' && fromBucket.repository.s3.bucket, 'pms-production-backups');
-    const withPrefix = loadBackupConfig({ BACKUP_REPOSITORY: 's3://bucket-a/nightly/db1/', AWS_REGION: 'eu-west-2', S3_ENDPOINT: 'http://127.0.0.1:9000', S3_FORCE_PATH_STYLE: 'true' }, { repository: true });
+    const withPrefix = loadBackupConfig(
+      {
+        BACKUP_REPOSITORY: 's3://bucket-a/nightly/db1/',
+        AWS_REGION: 'eu-west-2',
+        S3_ENDPOINT: 'http://127.0.0.1:9000',
+        S3_FORCE_PATH_STYLE: 'true',
+      },
+      { repository: true },
+    );
     if (withPrefix.repository?.kind !== 's3') assert.fail('expected an s3 repository');
     assert.equal(withPrefix.repository.s3.prefix, 'nightly/db1');
     assert.equal(withPrefix.repository.s3.forcePathStyle, true);
@@ -55,19 +67,34 @@ describe('configuration', () => {
     ['relative file repository', { BACKUP_REPOSITORY: 'file://backups' }, /BACKUP_REPOSITORY="file:\/\/backups" is invalid/],
     ['unknown repository scheme', { BACKUP_REPOSITORY: 'ftp://host/x' }, /BACKUP_REPOSITORY="ftp:\/\/host\/x" is invalid/],
     ['s3 without a region', { BACKUP_REPOSITORY: 's3://bucket-a' }, /AWS_REGION is not set/],
-    ['access key without secret', { BACKUP_REPOSITORY: 's3://bucket-a', AWS_REGION: 'eu-west-2', AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE' }, /must be set together/],
+    [
+      'access key without secret',
+      { BACKUP_REPOSITORY: 's3://bucket-a', AWS_REGION: 'eu-west-2', AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE' },
+      /must be set together/,
+    ],
     ['S3_ENDPOINT not a URL', { S3_ENDPOINT: 'minio:9000' }, /S3_ENDPOINT="minio:9000" is invalid/],
     ['S3_FORCE_PATH_STYLE not a boolean', { S3_FORCE_PATH_STYLE: 'maybe' }, /S3_FORCE_PATH_STYLE="maybe" is invalid/],
     ['BACKUP_RETENTION_DAYS negative', { BACKUP_RETENTION_DAYS: '-1' }, /BACKUP_RETENTION_DAYS="-1" is invalid/],
     ['BACKUP_GPG_KEY_ID not hex', { BACKUP_GPG_KEY_ID: 'backup@pms.example.com' }, /BACKUP_GPG_KEY_ID is invalid/],
     ['no public key file for create', { BACKUP_GPG_PUBLIC_KEY_FILE: '' }, /BACKUP_GPG_PUBLIC_KEY_FILE is not set/],
-    ['NAME and NAME_FILE both set', { POSTGRES_PASSWORD: 'x', POSTGRES_PASSWORD_FILE: '/run/secrets/pw' }, /POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are both set/],
-    ['NAME_FILE unreadable', { AWS_SECRET_ACCESS_KEY_FILE: '/nonexistent/secret' }, /AWS_SECRET_ACCESS_KEY_FILE: cannot read \/nonexistent\/secret \(ENOENT\)/],
+    [
+      'NAME and NAME_FILE both set',
+      { POSTGRES_PASSWORD: 'x', POSTGRES_PASSWORD_FILE: '/run/secrets/pw' },
+      /POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are both set/,
+    ],
+    [
+      'NAME_FILE unreadable',
+      { AWS_SECRET_ACCESS_KEY_FILE: '/nonexistent/secret' },
+      /AWS_SECRET_ACCESS_KEY_FILE: cannot read \/nonexistent\/secret \(ENOENT\)/,
+    ],
   ];
   for (const [name, env, expected] of cases) {
     test(`rejects ${name}`, () => {
       const problems = problemsOf({ ...good, ...env });
-      assert.ok(problems.some((p) => expected.test(p)), `expected ${expected} in ${JSON.stringify(problems)}`);
+      assert.ok(
+        problems.some((p) => expected.test(p)),
+        `expected ${expected} in ${JSON.stringify(problems)}`,
+      );
     });
   }
 
@@ -76,7 +103,10 @@ describe('configuration', () => {
     assert.equal(loadBackupConfig({ ...good, BACKUP_BASE_ZSTD_WORKERS: '0' }, { repository: true }).operations.baseBackupZstdWorkers, 0);
     for (const bad of ['-1', '2.5', '65', 'many']) {
       const problems = problemsOf({ ...good, BACKUP_BASE_ZSTD_WORKERS: bad });
-      assert.ok(problems.some((p) => p.startsWith('BACKUP_BASE_ZSTD_WORKERS') && /0 to 64/.test(p)), `${bad}: ${problems.join('; ')}`);
+      assert.ok(
+        problems.some((p) => p.startsWith('BACKUP_BASE_ZSTD_WORKERS') && /0 to 64/.test(p)),
+        `${bad}: ${problems.join('; ')}`,
+      );
     }
   });
 
@@ -93,14 +123,23 @@ describe('configuration', () => {
   test('secrets are read from NAME_FILE, trailing newline stripped, and never printed', () => {
     const file = join(dir, 'pw');
     writeFileSync(file, 'correct horse battery\n');
-    const config = loadBackupConfig({ ...good, POSTGRES_PASSWORD_FILE: file, AWS_ACCESS_KEY_ID: 'AKIA', AWS_SECRET_ACCESS_KEY: 'topsecret' });
+    const config = loadBackupConfig({
+      ...good,
+      POSTGRES_PASSWORD_FILE: file,
+      AWS_ACCESS_KEY_ID: 'AKIA',
+      AWS_SECRET_ACCESS_KEY: 'topsecret',
+    });
     assert.equal(config.postgres.password?.reveal(), 'correct horse battery');
     const dumped = `${JSON.stringify(config)} ${String(config.postgres.password)} ${inspect(config, { depth: 9 })}`;
     assert.doesNotMatch(dumped, /correct horse|topsecret/);
   });
 
   test('the CLI exits 2 listing every problem without printing a secret value', async () => {
-    const result = await runCli('pms-backup', ['create'], { POSTGRES_PORT: 'abc', POSTGRES_PASSWORD: 'hunter2-secret', BACKUP_REPOSITORY: 'nope://x' });
+    const result = await runCli('pms-backup', ['create'], {
+      POSTGRES_PORT: 'abc',
+      POSTGRES_PASSWORD: 'hunter2-secret',
+      BACKUP_REPOSITORY: 'nope://x',
+    });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /PMS_ERR_CONFIG/);
     assert.match(result.stderr, /POSTGRES_PORT="abc"/);

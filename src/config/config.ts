@@ -75,7 +75,13 @@ function parseOperations(env: Env, p: Problems): OperationsConfig {
     keyExpiryWarnDays: p.parse(env, 'BACKUP_KEY_EXPIRY_WARN_DAYS', daysSchema, 30, 'use a whole number of days'),
     verifyMaxAgeDays: p.parse(env, 'BACKUP_VERIFY_MAX_AGE_DAYS', positiveSchema, 8, 'use a positive number of days'),
     walMaxAgeMinutes: p.parse(env, 'BACKUP_WAL_MAX_AGE_MINUTES', positiveSchema, 15, 'use a positive number of minutes'),
-    baseBackupZstdWorkers: p.parse(env, 'BACKUP_BASE_ZSTD_WORKERS', z.coerce.number().int().min(0).max(64), 2, 'use a whole number of threads from 0 to 64'),
+    baseBackupZstdWorkers: p.parse(
+      env,
+      'BACKUP_BASE_ZSTD_WORKERS',
+      z.coerce.number().int().min(0).max(64),
+      2,
+      'use a whole number of threads from 0 to 64',
+    ),
     podName: env['POD_NAME'] || undefined,
   };
 }
@@ -144,7 +150,8 @@ function parseKeys(env: Env, p: Problems, needs: ConfigNeeds): KeyConfig {
     p.add('BACKUP_GPG_KEY_ID is invalid: use a hex key ID or fingerprint (16 or 40 hex digits)');
   }
   if (needs.encryption) {
-    if (keys.publicKeyFile === undefined) p.add('BACKUP_GPG_PUBLIC_KEY_FILE is not set: point it at the armored public key(s) to encrypt to');
+    if (keys.publicKeyFile === undefined)
+      p.add('BACKUP_GPG_PUBLIC_KEY_FILE is not set: point it at the armored public key(s) to encrypt to');
     if (keys.keyId === undefined) p.add('BACKUP_GPG_KEY_ID is not set: name the key backups must be encrypted to');
   }
   if (needs.decryption && keys.privateKeyFile === undefined) {
@@ -173,7 +180,10 @@ export function loadBackupConfig(env: Env, needs: ConfigNeeds = {}): BackupConfi
 
 export function requireRepository(config: BackupConfig): RepositoryConfig {
   if (config.repository === undefined) {
-    throw new PmsError('PMS_ERR_CONFIG', 'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)',
+    );
   }
   return config.repository;
 }
@@ -206,7 +216,9 @@ export function loadDrConfig(env: Env, url: string | undefined): DrConfig | unde
   const repository = parseRepository(mapped, p, true);
   // Messages name the DR variables, not the primary ones they were mapped onto.
   for (let i = before; i < p.list.length; i++) {
-    p.list[i] = (p.list[i] ?? '').replace(/\b(AWS_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|S3_ENDPOINT|S3_FORCE_PATH_STYLE)\b/g, 'BACKUP_DR_$1').replace(/\bBACKUP_REPOSITORY\b/g, url ? '--to' : 'BACKUP_DR_REPOSITORY');
+    p.list[i] = (p.list[i] ?? '')
+      .replace(/\b(AWS_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|S3_ENDPOINT|S3_FORCE_PATH_STYLE)\b/g, 'BACKUP_DR_$1')
+      .replace(/\bBACKUP_REPOSITORY\b/g, url ? '--to' : 'BACKUP_DR_REPOSITORY');
   }
   const maxLagHours = p.parse(env, 'BACKUP_DR_MAX_LAG_HOURS', z.coerce.number().positive(), 26, 'use a positive number of hours');
   throwIfProblems(p);

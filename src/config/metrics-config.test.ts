@@ -31,14 +31,23 @@ test('a valid URL gives job pms-backup, the database as instance, a 5 s timeout,
 });
 
 test('PUSHGATEWAY_INSTANCE and PUSHGATEWAY_TIMEOUT_SECONDS override the defaults', () => {
-  const config = loadMetricsConfig({ PUSHGATEWAY_URL: 'https://pgw.example/prefix', PUSHGATEWAY_INSTANCE: 'prod-eu', PUSHGATEWAY_TIMEOUT_SECONDS: '0.5' });
+  const config = loadMetricsConfig({
+    PUSHGATEWAY_URL: 'https://pgw.example/prefix',
+    PUSHGATEWAY_INSTANCE: 'prod-eu',
+    PUSHGATEWAY_TIMEOUT_SECONDS: '0.5',
+  });
   assert.equal(config.pushgateway?.url, 'https://pgw.example/prefix');
   assert.equal(config.pushgateway?.instance, 'prod-eu');
   assert.equal(config.pushgateway?.timeoutMs, 500);
 });
 
 test('every problem is reported at once: non-http scheme, bad timeout, bad instance, half-set credentials', () => {
-  const problems = problemsOf({ PUSHGATEWAY_URL: 'ftp://x', PUSHGATEWAY_TIMEOUT_SECONDS: '600', PUSHGATEWAY_INSTANCE: 'pod/name with spaces', PUSHGATEWAY_USERNAME: 'u' });
+  const problems = problemsOf({
+    PUSHGATEWAY_URL: 'ftp://x',
+    PUSHGATEWAY_TIMEOUT_SECONDS: '600',
+    PUSHGATEWAY_INSTANCE: 'pod/name with spaces',
+    PUSHGATEWAY_USERNAME: 'u',
+  });
   assert.equal(problems.length, 4, problems.join('\n'));
   assert.match(problems.join('\n'), /PUSHGATEWAY_URL uses ftp/);
   assert.match(problems.join('\n'), /PUSHGATEWAY_TIMEOUT_SECONDS/);
@@ -57,7 +66,11 @@ test('the password comes from PUSHGATEWAY_PASSWORD_FILE and stays redacted', () 
   const dir = mkdtempSync(join(tmpdir(), 'pms-metrics-config-'));
   try {
     writeFileSync(join(dir, 'pw'), 's3cret-value\n');
-    const config = loadMetricsConfig({ PUSHGATEWAY_URL: 'http://pgw:9091', PUSHGATEWAY_USERNAME: 'pms', PUSHGATEWAY_PASSWORD_FILE: join(dir, 'pw') });
+    const config = loadMetricsConfig({
+      PUSHGATEWAY_URL: 'http://pgw:9091',
+      PUSHGATEWAY_USERNAME: 'pms',
+      PUSHGATEWAY_PASSWORD_FILE: join(dir, 'pw'),
+    });
     assert.equal(config.pushgateway?.password?.reveal(), 's3cret-value');
     assert.doesNotMatch(JSON.stringify(config), /s3cret-value/);
   } finally {

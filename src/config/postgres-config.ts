@@ -34,4 +34,3 @@ export function parsePostgres(env: Env, p: Problems): PostgresConfig {
     sslrootcert,
   };
 }
-

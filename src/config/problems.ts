@@ -33,7 +33,6 @@ export class Problems {
   }
 }
 
-
 /** Throws PMS_ERR_CONFIG listing every collected problem (exit code 2). */
 export function throwIfProblems(problems: Problems): void {
   if (problems.list.length === 0) return;

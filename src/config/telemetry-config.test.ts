@@ -14,7 +14,13 @@ test('defaults: port 8080, never drop partitions, 1 MiB bodies, and the config i
 
 test('every problem is reported at once, unknown TELEMETRY_ names included, and the password never appears', () => {
   try {
-    loadTelemetryConfig({ TELEMETRY_PORT: '99999', TELEMETRY_RETENTION_DAYS: '7', TELEMETRY_RATE_LIMT_BURST: '3', POSTGRES_SSLMODE: 'verify-full', POSTGRES_PASSWORD: 's3cret-pw' });
+    loadTelemetryConfig({
+      TELEMETRY_PORT: '99999',
+      TELEMETRY_RETENTION_DAYS: '7',
+      TELEMETRY_RATE_LIMT_BURST: '3',
+      POSTGRES_SSLMODE: 'verify-full',
+      POSTGRES_PASSWORD: 's3cret-pw',
+    });
     assert.fail('expected a configuration error');
   } catch (error) {
     assert.ok(isPmsError(error, 'PMS_ERR_CONFIG'));

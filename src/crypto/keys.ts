@@ -78,7 +78,11 @@ export async function readPublicKeyFile(path: string): Promise<openpgp.Key[]> {
     const blocks = await Promise.all(armorBlocks(armored, 'PUBLIC').map((block) => openpgp.readKeys({ armoredKeys: block })));
     return blocks.flat();
   } catch (error) {
-    throw new PmsError('PMS_ERR_KEY', `BACKUP_GPG_PUBLIC_KEY_FILE: ${path} holds no readable armored OpenPGP public key (${(error as Error).message})`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_GPG_PUBLIC_KEY_FILE: ${path} holds no readable armored OpenPGP public key (${(error as Error).message})`,
+      { cause: error },
+    );
   }
 }
 
@@ -125,7 +129,11 @@ export async function loadDecryptionKeys(privateKeyFile: string, passphraseFile:
     const blocks = await Promise.all(armorBlocks(armored, 'PRIVATE').map((block) => openpgp.readPrivateKeys({ armoredKeys: block })));
     keys = blocks.flat();
   } catch (error) {
-    throw new PmsError('PMS_ERR_KEY', `BACKUP_GPG_PRIVATE_KEY_FILE: ${privateKeyFile} holds no readable armored OpenPGP private key (${(error as Error).message})`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_GPG_PRIVATE_KEY_FILE: ${privateKeyFile} holds no readable armored OpenPGP private key (${(error as Error).message})`,
+      { cause: error },
+    );
   }
   let passphrase: string | undefined;
   if (passphraseFile !== undefined) {
@@ -138,12 +146,19 @@ export async function loadDecryptionKeys(privateKeyFile: string, passphraseFile:
       continue;
     }
     if (passphrase === undefined) {
-      throw new PmsError('PMS_ERR_KEY', `private key ${key.getFingerprint().toUpperCase()} is passphrase-protected: set BACKUP_GPG_PASSPHRASE_FILE`);
+      throw new PmsError(
+        'PMS_ERR_KEY',
+        `private key ${key.getFingerprint().toUpperCase()} is passphrase-protected: set BACKUP_GPG_PASSPHRASE_FILE`,
+      );
     }
     try {
       unlocked.push(await openpgp.decryptKey({ privateKey: key, passphrase }));
     } catch (error) {
-      throw new PmsError('PMS_ERR_KEY', `the passphrase in BACKUP_GPG_PASSPHRASE_FILE does not unlock private key ${key.getFingerprint().toUpperCase()}`, { cause: error });
+      throw new PmsError(
+        'PMS_ERR_KEY',
+        `the passphrase in BACKUP_GPG_PASSPHRASE_FILE does not unlock private key ${key.getFingerprint().toUpperCase()}`,
+        { cause: error },
+      );
     }
   }
   return { keys: unlocked, descriptions: await Promise.all(unlocked.map((k) => describeKey(k))) };
@@ -157,6 +172,10 @@ export async function describeKeyFile(path: string, kind: 'public' | 'private', 
     const blocks = await Promise.all(armorBlocks(armored, 'PRIVATE').map((block) => openpgp.readPrivateKeys({ armoredKeys: block })));
     return Promise.all(blocks.flat().map((k) => describeKey(k, now)));
   } catch (error) {
-    throw new PmsError('PMS_ERR_KEY', `BACKUP_GPG_PRIVATE_KEY_FILE: ${path} holds no readable armored OpenPGP private key (${(error as Error).message})`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_GPG_PRIVATE_KEY_FILE: ${path} holds no readable armored OpenPGP private key (${(error as Error).message})`,
+      { cause: error },
+    );
   }
 }

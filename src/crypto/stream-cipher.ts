@@ -47,7 +47,9 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys): 
   try {
     message = await openpgp.readMessage({ binaryMessage: nodeToWeb(encrypted) });
   } catch (error) {
-    throw new PmsError('PMS_ERR_INTEGRITY', `the backup object is not a readable OpenPGP message (${(error as Error).message})`, { cause: error });
+    throw new PmsError('PMS_ERR_INTEGRITY', `the backup object is not a readable OpenPGP message (${(error as Error).message})`, {
+      cause: error,
+    });
   }
   const wanted = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase());
   const available = keys.descriptions.flatMap((d) => d.keyIds);
@@ -71,7 +73,11 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys): 
 export function classifyCipherError(error: unknown): PmsError | undefined {
   if (!(error instanceof Error)) return undefined;
   if (/Modification detected|MDC|Error during parsing|Unexpected end of packet|integrity|Ciphertext/i.test(error.message)) {
-    return new PmsError('PMS_ERR_INTEGRITY', `the backup failed its OpenPGP integrity check (${error.message}): it was modified or truncated`, { cause: error });
+    return new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `the backup failed its OpenPGP integrity check (${error.message}): it was modified or truncated`,
+      { cause: error },
+    );
   }
   return undefined;
 }

@@ -40,7 +40,9 @@ export function createLogger(options: LoggerOptions): Logger {
     mkdirSync(options.dir, { recursive: true, mode: 0o750 });
   } catch (error) {
     fileBroken = true;
-    process.stderr.write(`warning: cannot create log directory ${options.dir} (${(error as NodeJS.ErrnoException).code ?? 'error'}); logging to stderr only. Set BACKUP_LOG_DIR to a writable directory.\n`);
+    process.stderr.write(
+      `warning: cannot create log directory ${options.dir} (${(error as NodeJS.ErrnoException).code ?? 'error'}); logging to stderr only. Set BACKUP_LOG_DIR to a writable directory.\n`,
+    );
     file = undefined;
   }
   const write = (level: LogLevel, message: string, fields: Readonly<Record<string, unknown>> = {}) => {
@@ -51,7 +53,9 @@ export function createLogger(options: LoggerOptions): Logger {
         appendFileSync(join(options.dir, `${options.stream}_${day(at)}.log`), line, { mode: 0o640 });
       } catch (error) {
         fileBroken = true;
-        process.stderr.write(`warning: cannot write log file in ${options.dir} (${(error as NodeJS.ErrnoException).code ?? 'error'}); logging to stderr only\n`);
+        process.stderr.write(
+          `warning: cannot write log file in ${options.dir} (${(error as NodeJS.ErrnoException).code ?? 'error'}); logging to stderr only\n`,
+        );
       }
     }
     if (mirror) process.stderr.write(line);

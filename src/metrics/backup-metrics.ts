@@ -44,46 +44,79 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
     new Gauge({ name, help, registers }).set(value);
   };
 
-  new Counter({ name: METRIC.success, help: 'Runs of this command that exited 0.', registers }).inc(previous.success + (outcome.ok ? 1 : 0));
-  new Counter({ name: METRIC.failure, help: 'Runs of this command that exited non-zero.', registers }).inc(previous.failure + (outcome.ok ? 0 : 1));
+  new Counter({ name: METRIC.success, help: 'Runs of this command that exited 0.', registers }).inc(
+    previous.success + (outcome.ok ? 1 : 0),
+  );
+  new Counter({ name: METRIC.failure, help: 'Runs of this command that exited non-zero.', registers }).inc(
+    previous.failure + (outcome.ok ? 0 : 1),
+  );
 
-  gauge(METRIC.duration, 'Wall-clock duration of the last run of this command.', Math.max(0, (outcome.finishedAt.getTime() - outcome.startedAt.getTime()) / 1000));
+  gauge(
+    METRIC.duration,
+    'Wall-clock duration of the last run of this command.',
+    Math.max(0, (outcome.finishedAt.getTime() - outcome.startedAt.getTime()) / 1000),
+  );
 
   // error_code names the failure in the alert without a log search; on success the label is absent.
-  const lastRun = new Gauge({ name: METRIC.lastRunSuccess, help: '1 if the last run of this command exited 0, else 0.', labelNames: ['error_code'], registers });
+  const lastRun = new Gauge({
+    name: METRIC.lastRunSuccess,
+    help: '1 if the last run of this command exited 0, else 0.',
+    labelNames: ['error_code'],
+    registers,
+  });
   if (outcome.ok) lastRun.set(1);
   else lastRun.set(outcome.errorCode ? { error_code: outcome.errorCode } : {}, 0);
 
   // Left out on failure so the Pushgateway keeps the previous success time (pushAdd semantics).
   if (outcome.ok) gauge(METRIC.lastSuccess, 'Unix time the last successful run of this command finished.', seconds(outcome.finishedAt));
 
-  if (outcome.backupSizeBytes !== undefined) gauge(METRIC.size, 'Size in bytes of the backup the command created or found newest.', outcome.backupSizeBytes);
-  if (outcome.backupAgeSeconds !== undefined) gauge(METRIC.age, 'Age in seconds of the newest complete backup when the command looked.', outcome.backupAgeSeconds);
+  if (outcome.backupSizeBytes !== undefined)
+    gauge(METRIC.size, 'Size in bytes of the backup the command created or found newest.', outcome.backupSizeBytes);
+  if (outcome.backupAgeSeconds !== undefined)
+    gauge(METRIC.age, 'Age in seconds of the newest complete backup when the command looked.', outcome.backupAgeSeconds);
   if (outcome.sizeDeviationRatio !== undefined) {
     gauge(METRIC.sizeDeviation, '(newest - previous) / previous size of the two newest complete backups.', outcome.sizeDeviationRatio);
   }
-  if (outcome.repositoryUp !== undefined) gauge(METRIC.repositoryUp, '1 if the backup repository answered a probe, else 0.', outcome.repositoryUp ? 1 : 0);
+  if (outcome.repositoryUp !== undefined)
+    gauge(METRIC.repositoryUp, '1 if the backup repository answered a probe, else 0.', outcome.repositoryUp ? 1 : 0);
 
   if (outcome.keys !== undefined && outcome.keys.length > 0) {
-    const keys = new Gauge({ name: METRIC.keyExpiry, help: 'Unix time a configured OpenPGP key expires (+Inf: never).', labelNames: ['fingerprint'], registers });
+    const keys = new Gauge({
+      name: METRIC.keyExpiry,
+      help: 'Unix time a configured OpenPGP key expires (+Inf: never).',
+      labelNames: ['fingerprint'],
+      registers,
+    });
     for (const key of outcome.keys) {
-      keys.set({ fingerprint: key.fingerprint.toUpperCase() }, key.expiresAt === undefined ? Number.POSITIVE_INFINITY : seconds(key.expiresAt));
+      keys.set(
+        { fingerprint: key.fingerprint.toUpperCase() },
+        key.expiresAt === undefined ? Number.POSITIVE_INFINITY : seconds(key.expiresAt),
+      );
     }
   }
 
   if (outcome.verification !== undefined) {
     gauge(METRIC.verificationSuccess, '1 if the last verification passed every check, else 0.', outcome.verification.ok ? 1 : 0);
     gauge(METRIC.verificationDuration, 'Duration of the last verification (fetch, restore, checks).', outcome.verification.durationSeconds);
-    gauge(METRIC.verificationLast, 'Unix time the last verification finished, whatever its result.', seconds(outcome.verification.finishedAt));
+    gauge(
+      METRIC.verificationLast,
+      'Unix time the last verification finished, whatever its result.',
+      seconds(outcome.verification.finishedAt),
+    );
   }
 
   if (outcome.walLastArchivedAt !== undefined) {
     gauge(METRIC.walLastArchived, 'Unix time the newest WAL segment reached the repository.', seconds(outcome.walLastArchivedAt));
   }
-  if (outcome.walGapSegments !== undefined) gauge(METRIC.walGap, 'WAL segments missing from the archive between the oldest backup and the newest segment.', outcome.walGapSegments);
+  if (outcome.walGapSegments !== undefined)
+    gauge(METRIC.walGap, 'WAL segments missing from the archive between the oldest backup and the newest segment.', outcome.walGapSegments);
 
   if (outcome.drLagSeconds !== undefined) {
-    gauge(METRIC.drLag, 'Seconds the oldest complete backup missing from the disaster-recovery repository has existed (0: DR is complete).', outcome.drLagSeconds);
+    gauge(
+      METRIC.drLag,
+      'Seconds the oldest complete backup missing from the disaster-recovery repository has existed (0: DR is complete).',
+      outcome.drLagSeconds,
+    );
   }
 
   return registry;

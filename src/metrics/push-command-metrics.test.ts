@@ -46,7 +46,10 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
   test('after a successful create and monitor the gateway holds the seed five metrics with the run values', async () => {
     const create = await pushCommandMetrics(config, outcome('create', { backupSizeBytes: 7_340_032 }));
     assert.equal(create.status, 'pushed');
-    const monitor = await pushCommandMetrics(config, outcome('monitor', { backupAgeSeconds: 3600, backupSizeBytes: 7_340_032, repositoryUp: true }));
+    const monitor = await pushCommandMetrics(
+      config,
+      outcome('monitor', { backupAgeSeconds: 3600, backupSizeBytes: 7_340_032, repositoryUp: true }),
+    );
     assert.equal(monitor.status, 'pushed');
 
     assert.equal(await value('pms_backup_duration_seconds', group('create')), 90);
@@ -74,7 +77,12 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
     await pushCommandMetrics(config, outcome('create', { backupSizeBytes: 5000 }));
     const failed = await pushCommandMetrics(
       config,
-      outcome('create', { ok: false, errorCode: 'PMS_ERR_REPO_UNAVAILABLE', startedAt: new Date('2026-01-11T02:00:00Z'), finishedAt: new Date('2026-01-11T02:00:07Z') }),
+      outcome('create', {
+        ok: false,
+        errorCode: 'PMS_ERR_REPO_UNAVAILABLE',
+        startedAt: new Date('2026-01-11T02:00:00Z'),
+        finishedAt: new Date('2026-01-11T02:00:07Z'),
+      }),
     );
     assert.equal(failed.status, 'pushed');
 
@@ -101,11 +109,17 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
     assert.equal(await value('pms_backup_success_total', group('create')), 1);
     assert.equal(await value('pms_backup_failure_total', group('monitor')), 1);
     // Checks that found problems are not errors: no error_code label.
-    assert.deepEqual((await gateway.find('pms_backup_last_run_success', group('monitor'))).map((s) => s.labels), [group('monitor')]);
+    assert.deepEqual(
+      (await gateway.find('pms_backup_last_run_success', group('monitor'))).map((s) => s.labels),
+      [group('monitor')],
+    );
   });
 
   test('verification, key expiry and WAL facts are exported with their labels, a never-expiring key as +Inf', async () => {
-    await pushCommandMetrics(config, outcome('verify', { verification: { ok: false, durationSeconds: 42.5, finishedAt: new Date('2026-01-11T03:10:00Z') } }));
+    await pushCommandMetrics(
+      config,
+      outcome('verify', { verification: { ok: false, durationSeconds: 42.5, finishedAt: new Date('2026-01-11T03:10:00Z') } }),
+    );
     await pushCommandMetrics(
       config,
       outcome('monitor', {
@@ -122,12 +136,24 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
     assert.equal(await value('pms_backup_verification_duration_seconds', group('verify')), 42.5);
     assert.equal(await value('pms_backup_verification_last_timestamp_seconds', group('verify')), Date.parse('2026-01-11T03:10:00Z') / 1000);
     assert.equal(
-      await value('pms_backup_key_expiry_timestamp_seconds', { ...group('monitor'), fingerprint: 'A1B2C3D4E5F60718293A4B5C6D7E8F9012345678' }),
+      await value('pms_backup_key_expiry_timestamp_seconds', {
+        ...group('monitor'),
+        fingerprint: 'A1B2C3D4E5F60718293A4B5C6D7E8F9012345678',
+      }),
       Date.parse('2027-01-01T00:00:00Z') / 1000,
     );
-    assert.equal(await value('pms_backup_key_expiry_timestamp_seconds', { ...group('monitor'), fingerprint: 'FFFF0000FFFF0000FFFF0000FFFF0000FFFF0000' }), Number.POSITIVE_INFINITY);
+    assert.equal(
+      await value('pms_backup_key_expiry_timestamp_seconds', {
+        ...group('monitor'),
+        fingerprint: 'FFFF0000FFFF0000FFFF0000FFFF0000FFFF0000',
+      }),
+      Number.POSITIVE_INFINITY,
+    );
     assert.equal(await value('pms_backup_size_deviation_ratio', group('monitor')), -0.62);
-    assert.equal(await value('pms_backup_wal_last_archived_timestamp_seconds', group('monitor')), Date.parse('2026-01-11T03:59:00Z') / 1000);
+    assert.equal(
+      await value('pms_backup_wal_last_archived_timestamp_seconds', group('monitor')),
+      Date.parse('2026-01-11T03:59:00Z') / 1000,
+    );
     assert.equal(await value('pms_backup_wal_gap_segments', group('monitor')), 2);
   });
 
@@ -140,7 +166,10 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
       (error) => error === thrown,
     );
     assert.equal(await value('pms_backup_failure_total', group('create')), 1);
-    assert.deepEqual((await gateway.find('pms_backup_last_run_success', group('create'))).map((s) => s.labels['error_code']), ['PMS_ERR_DB_UNAVAILABLE']);
+    assert.deepEqual(
+      (await gateway.find('pms_backup_last_run_success', group('create'))).map((s) => s.labels['error_code']),
+      ['PMS_ERR_DB_UNAVAILABLE'],
+    );
   });
 
   test('withCommandMetrics reports facts, and a non-zero exit code from monitor as a failed run without error code', async () => {
@@ -158,12 +187,18 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
     assert.equal(await value('pms_backup_failure_total', group('monitor')), 1);
     assert.equal(await value('pms_backup_repository_up', group('monitor')), 0);
     assert.equal(await value('pms_backup_age_seconds', group('monitor')), 200);
-    assert.deepEqual((await gateway.find('pms_backup_last_run_success', group('monitor'))).map((s) => s.labels['error_code']), [undefined]);
+    assert.deepEqual(
+      (await gateway.find('pms_backup_last_run_success', group('monitor'))).map((s) => s.labels['error_code']),
+      [undefined],
+    );
   });
 
   test('a push the gateway rejects gives a warning with its HTTP status and changes nothing', async () => {
     // Another client pushed pms_backup_success_total as a gauge: the gateway's consistency check refuses our counter.
-    const seeded = await fetch(`${gateway.url}/metrics/job/other`, { method: 'POST', body: '# TYPE pms_backup_success_total gauge\npms_backup_success_total 5\n' });
+    const seeded = await fetch(`${gateway.url}/metrics/job/other`, {
+      method: 'POST',
+      body: '# TYPE pms_backup_success_total gauge\npms_backup_success_total 5\n',
+    });
     assert.equal(seeded.status, 200);
     const result = await pushCommandMetrics(config, outcome('create'));
     assert.equal(result.status, 'failed');
@@ -176,7 +211,9 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
     const current = { fingerprint: '2222222222222222222222222222222222222222', expiresAt: new Date('2028-02-01T00:00:00Z') };
     await pushCommandMetrics(config, outcome('monitor', { keys: [old, current] }));
     await pushCommandMetrics(config, outcome('monitor', { keys: [current] }));
-    const fingerprints = (await gateway.find('pms_backup_key_expiry_timestamp_seconds', group('monitor'))).map((s) => s.labels['fingerprint']);
+    const fingerprints = (await gateway.find('pms_backup_key_expiry_timestamp_seconds', group('monitor'))).map(
+      (s) => s.labels['fingerprint'],
+    );
     assert.deepEqual(fingerprints, [current.fingerprint]);
   });
 });
@@ -190,9 +227,14 @@ describe('pushCommandMetrics when the Pushgateway cannot be used', () => {
   test('withCommandMetrics returns the command result when the gateway is unreachable', async () => {
     const port = await freePort();
     const warnings: string[] = [];
-    const result = await withCommandMetrics(loadMetricsConfig({ PUSHGATEWAY_URL: `http://127.0.0.1:${port}` }), 'create', async () => 'backup-id', {
-      warn: (message) => warnings.push(message),
-    });
+    const result = await withCommandMetrics(
+      loadMetricsConfig({ PUSHGATEWAY_URL: `http://127.0.0.1:${port}` }),
+      'create',
+      async () => 'backup-id',
+      {
+        warn: (message) => warnings.push(message),
+      },
+    );
     assert.equal(result, 'backup-id');
     assert.equal(warnings.length, 1);
   });
@@ -200,9 +242,13 @@ describe('pushCommandMetrics when the Pushgateway cannot be used', () => {
   test('a refused connection gives a warning naming the gateway and no exception', async () => {
     const port = await freePort(); // nothing listens there
     const warnings: string[] = [];
-    const result = await pushCommandMetrics(loadMetricsConfig({ PUSHGATEWAY_URL: `http://127.0.0.1:${port}` }), outcome('create', { ok: false }), {
-      warn: (message) => warnings.push(message),
-    });
+    const result = await pushCommandMetrics(
+      loadMetricsConfig({ PUSHGATEWAY_URL: `http://127.0.0.1:${port}` }),
+      outcome('create', { ok: false }),
+      {
+        warn: (message) => warnings.push(message),
+      },
+    );
     assert.equal(result.status, 'failed');
     assert.match(warnings[0] ?? '', new RegExp(`127\\.0\\.0\\.1:${port}.*ECONNREFUSED.*result is unaffected`));
   });

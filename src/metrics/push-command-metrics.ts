@@ -30,7 +30,11 @@ function describe(error: unknown): string {
  * Never throws: an unreachable, slow or broken Pushgateway gives a `failed` result with a
  * warning, because monitoring trouble must never turn a good backup into a failed one.
  */
-export async function pushCommandMetrics(config: MetricsConfig, outcome: CommandOutcome, options: PushOptions = {}): Promise<MetricsPushResult> {
+export async function pushCommandMetrics(
+  config: MetricsConfig,
+  outcome: CommandOutcome,
+  options: PushOptions = {},
+): Promise<MetricsPushResult> {
   const gateway = config.pushgateway;
   if (gateway === undefined) return { status: 'disabled' };
   const fail = (reason: string): MetricsPushResult => {

@@ -62,7 +62,9 @@ export async function readCounters(config: PushgatewayConfig, grouping: Grouping
  */
 export async function pushRegistry(config: PushgatewayConfig, grouping: Grouping, registry: Registry, signal: AbortSignal): Promise<void> {
   // Grouping values are restricted to [A-Za-z0-9_.:-] by config, so no @base64 form is needed.
-  const path = [['job', config.jobName], ...Object.entries(grouping)].map(([k, v]) => `/${encodeURIComponent(k ?? '')}/${encodeURIComponent(v ?? '')}`).join('');
+  const path = [['job', config.jobName], ...Object.entries(grouping)]
+    .map(([k, v]) => `/${encodeURIComponent(k ?? '')}/${encodeURIComponent(v ?? '')}`)
+    .join('');
   const response = await fetch(`${config.url}/metrics${path}`, {
     method: 'POST',
     headers: { 'Content-Type': registry.contentType, ...authHeaders(config) },

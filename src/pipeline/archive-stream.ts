@@ -43,13 +43,19 @@ export async function openArchiveStream(options: {
   });
   const decompressing = zstd.done.catch((error: unknown) => {
     if (isPmsError(error, 'PMS_ERR_ABORTED')) throw error;
-    throw new PmsError('PMS_ERR_INTEGRITY', `decompression failed (${(error as Error).message}): the backup data is corrupt`, { cause: error });
+    throw new PmsError('PMS_ERR_INTEGRITY', `decompression failed (${(error as Error).message}): the backup data is corrupt`, {
+      cause: error,
+    });
   });
   const verified = Promise.all([decrypting, decompressing]).then(() => {
     if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
-      throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored backup was modified; refusing it`, {
-        details: { expectedSha256: object.sha256, actualSha256: fetched.sha256, expectedBytes: object.bytes, actualBytes: fetched.bytes },
-      });
+      throw new PmsError(
+        'PMS_ERR_INTEGRITY',
+        `${object.key} does not match its manifest (sha256 or size differs): the stored backup was modified; refusing it`,
+        {
+          details: { expectedSha256: object.sha256, actualSha256: fetched.sha256, expectedBytes: object.bytes, actualBytes: fetched.bytes },
+        },
+      );
     }
   });
   verified.catch(() => undefined);
@@ -100,7 +106,10 @@ export async function runArchivePass(stream: ArchiveStream, consume: (archive: R
  * reading before the end (pg_restore skipping trailing data it does not need): the rest is then
  * drained and discarded, so the archive is still read to its end and fully verified.
  */
-export async function feedStdin(archive: Readable, stdin: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean }): Promise<void> {
+export async function feedStdin(
+  archive: Readable,
+  stdin: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean },
+): Promise<void> {
   let closed = false;
   const onError = () => {
     closed = true;

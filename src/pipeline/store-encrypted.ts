@@ -75,7 +75,10 @@ export async function storeEncrypted(options: StoreEncryptedStreamOptions): Prom
       ...alongside.map((work) => work.catch(failFast)),
     ]);
     if (putResult.bytes !== stored.bytes) {
-      throw new PmsError('PMS_ERR_INTEGRITY', `the repository stored ${putResult.bytes} bytes of ${options.key} but ${stored.bytes} were sent`);
+      throw new PmsError(
+        'PMS_ERR_INTEGRITY',
+        `the repository stored ${putResult.bytes} bytes of ${options.key} but ${stored.bytes} were sent`,
+      );
     }
     return { sourceBytes: source.bytes, storedBytes: stored.bytes, sha256: stored.sha256 };
   } catch (error) {

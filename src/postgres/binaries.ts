@@ -2,7 +2,16 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { PmsError } from '../errors/catalogue.js';
 
-export type PgProgram = 'initdb' | 'pg_ctl' | 'postgres' | 'pg_dump' | 'pg_restore' | 'psql' | 'pg_verifybackup' | 'pg_controldata' | 'pg_isready';
+export type PgProgram =
+  | 'initdb'
+  | 'pg_ctl'
+  | 'postgres'
+  | 'pg_dump'
+  | 'pg_restore'
+  | 'psql'
+  | 'pg_verifybackup'
+  | 'pg_controldata'
+  | 'pg_isready';
 
 function isExecutable(path: string): boolean {
   try {
@@ -24,7 +33,10 @@ export function findPgProgram(program: PgProgram, env: NodeJS.ProcessEnv = proce
   for (const dir of (env['PATH'] ?? '').split(delimiter)) if (dir) candidates.push(join(dir, program));
   const found = candidates.find(isExecutable);
   if (!found) {
-    throw new PmsError('PMS_ERR_TOOL_MISSING', `${program} was not found in PG_BIN_DIR, /usr/lib/postgresql/${major}/bin or PATH: install postgresql-${major} or set PG_BIN_DIR`);
+    throw new PmsError(
+      'PMS_ERR_TOOL_MISSING',
+      `${program} was not found in PG_BIN_DIR, /usr/lib/postgresql/${major}/bin or PATH: install postgresql-${major} or set PG_BIN_DIR`,
+    );
   }
   return found;
 }

@@ -10,13 +10,28 @@ export function connectionError(config: PostgresConfig, error: unknown, database
   const code = (error as { code?: string }).code;
   const message = (error as Error).message ?? String(error);
   if (code === '28P01' || code === '28000') {
-    return new PmsError('PMS_ERR_DB_UNAVAILABLE', `PostgreSQL at ${config.host}:${config.port} rejected user ${config.user ?? '(default)'}: check POSTGRES_USER/POSTGRES_PASSWORD and pg_hba.conf (${code})`, { cause: error });
+    return new PmsError(
+      'PMS_ERR_DB_UNAVAILABLE',
+      `PostgreSQL at ${config.host}:${config.port} rejected user ${config.user ?? '(default)'}: check POSTGRES_USER/POSTGRES_PASSWORD and pg_hba.conf (${code})`,
+      { cause: error },
+    );
   }
   if (code === '3D000') {
-    return new PmsError('PMS_ERR_DB_UNAVAILABLE', `database ${database} does not exist on ${config.host}:${config.port}: check POSTGRES_DB`, { cause: error });
+    return new PmsError(
+      'PMS_ERR_DB_UNAVAILABLE',
+      `database ${database} does not exist on ${config.host}:${config.port}: check POSTGRES_DB`,
+      { cause: error },
+    );
   }
-  const hint = code && UNAVAILABLE_CODES.has(code) ? 'is the server running and reachable? check POSTGRES_HOST/POSTGRES_PORT' : 'check the POSTGRES_* settings';
-  return new PmsError('PMS_ERR_DB_UNAVAILABLE', `cannot connect to PostgreSQL at ${config.host}:${config.port} (${code ?? message}): ${hint}`, { cause: error, details: { sqlstate: code } });
+  const hint =
+    code && UNAVAILABLE_CODES.has(code)
+      ? 'is the server running and reachable? check POSTGRES_HOST/POSTGRES_PORT'
+      : 'check the POSTGRES_* settings';
+  return new PmsError(
+    'PMS_ERR_DB_UNAVAILABLE',
+    `cannot connect to PostgreSQL at ${config.host}:${config.port} (${code ?? message}): ${hint}`,
+    { cause: error, details: { sqlstate: code } },
+  );
 }
 
 /** Opens a client, honouring sslmode prefer/allow's fallback to plain connections. */
@@ -43,7 +58,11 @@ export async function connect(config: PostgresConfig, options: ConnectOverrides 
 }
 
 /** Scoped client: always closed (kysely's using… helpers). */
-export async function usingClient<T>(config: PostgresConfig, use: (client: pg.Client) => Promise<T>, options: { database?: string; applicationName?: string } = {}): Promise<T> {
+export async function usingClient<T>(
+  config: PostgresConfig,
+  use: (client: pg.Client) => Promise<T>,
+  options: { database?: string; applicationName?: string } = {},
+): Promise<T> {
   const client = await connect(config, options);
   try {
     return await use(client);

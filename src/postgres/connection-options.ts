@@ -48,7 +48,11 @@ function readCa(config: PostgresConfig): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (error) {
-    throw new PmsError('PMS_ERR_CONFIG', `POSTGRES_SSLROOTCERT: cannot read CA certificate ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      `POSTGRES_SSLROOTCERT: cannot read CA certificate ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+      { cause: error },
+    );
   }
 }
 

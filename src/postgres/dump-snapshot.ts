@@ -44,11 +44,22 @@ export async function countTableRows(client: pg.Client, signal?: AbortSignal): P
   const counted: CountedTable[] = [];
   for (const table of tables) {
     if (signal?.aborted) throw new PmsError('PMS_ERR_ABORTED', 'row counting was cancelled');
-    const result = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`).catch((error: unknown) => {
-      // A server that dies mid-backup shows up here as a bare driver error: say what happened.
-      throw new PmsError('PMS_ERR_DB_UNAVAILABLE', `lost PostgreSQL while counting the rows of ${table.schema}.${table.name} (${(error as Error).message}): the backup was abandoned`, { cause: error });
+    const result = await client
+      .query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`)
+      .catch((error: unknown) => {
+        // A server that dies mid-backup shows up here as a bare driver error: say what happened.
+        throw new PmsError(
+          'PMS_ERR_DB_UNAVAILABLE',
+          `lost PostgreSQL while counting the rows of ${table.schema}.${table.name} (${(error as Error).message}): the backup was abandoned`,
+          { cause: error },
+        );
+      });
+    counted.push({
+      schema: table.schema,
+      name: table.name,
+      rows: Number(result.rows[0]?.n ?? 0),
+      ...(table.parent ? { partitionOf: table.parent } : {}),
     });
-    counted.push({ schema: table.schema, name: table.name, rows: Number(result.rows[0]?.n ?? 0), ...(table.parent ? { partitionOf: table.parent } : {}) });
   }
   return counted;
 }

@@ -70,7 +70,8 @@ export async function startBaseBackupStream(config: PostgresConfig, options: Bas
     );
   });
   const command = new BaseBackupCommand(text, `${config.host}:${config.port}`);
-  const onAbort = (): void => command.fail(new PmsError('PMS_ERR_ABORTED', 'the base backup was interrupted', { cause: options.signal?.reason }));
+  const onAbort = (): void =>
+    command.fail(new PmsError('PMS_ERR_ABORTED', 'the base backup was interrupted', { cause: options.signal?.reason }));
   const done = command.done.finally(() => {
     options.signal?.removeEventListener('abort', onAbort);
   });
@@ -176,7 +177,10 @@ class BaseBackupCommand implements pg.Submittable {
       const tablespaces = this.#resultSets[1] ?? [];
       if (tablespaces.length !== 1 || tablespaces[0]?.[0] !== null) {
         this.fail(
-          new PmsError('PMS_ERR_CONFIG', `the cluster at ${this.server} has ${tablespaces.length - 1} tablespace(s) outside the data directory; base-backup stores one tar of the main data directory and does not support extra tablespaces`),
+          new PmsError(
+            'PMS_ERR_CONFIG',
+            `the cluster at ${this.server} has ${tablespaces.length - 1} tablespace(s) outside the data directory; base-backup stores one tar of the main data directory and does not support extra tablespaces`,
+          ),
         );
       }
     }
@@ -200,7 +204,13 @@ class BaseBackupCommand implements pg.Submittable {
         return;
       case COPY_NEW_ARCHIVE:
         this.#archives += 1;
-        if (this.#archives > 1) this.fail(new PmsError('PMS_ERR_CONFIG', `the server at ${this.server} sent more than one archive: tablespaces outside the data directory are not supported`));
+        if (this.#archives > 1)
+          this.fail(
+            new PmsError(
+              'PMS_ERR_CONFIG',
+              `the server at ${this.server} sent more than one archive: tablespaces outside the data directory are not supported`,
+            ),
+          );
         return;
       case COPY_MANIFEST:
         this.#inManifest = true;
@@ -218,16 +228,27 @@ class BaseBackupCommand implements pg.Submittable {
     if (isPmsError(error)) return error;
     const code = error.code;
     if (code === '42501') {
-      return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} refused BASE_BACKUP: ${error.message} (the role needs the REPLICATION attribute)`, { cause: error, details: { sqlstate: code } });
+      return new PmsError(
+        'PMS_ERR_DB_QUERY',
+        `the server at ${this.server} refused BASE_BACKUP: ${error.message} (the role needs the REPLICATION attribute)`,
+        { cause: error, details: { sqlstate: code } },
+      );
     }
     // No SQLSTATE (five characters) means the socket failed: ECONNRESET, EPIPE, or pg's own
     // "Connection terminated unexpectedly".
     if (code === undefined || !/^[0-9A-Z]{5}$/.test(code)) {
-      return new PmsError('PMS_ERR_DB_UNAVAILABLE', `the connection to ${this.server} broke during the base backup: ${error.message}`, { cause: error });
+      return new PmsError('PMS_ERR_DB_UNAVAILABLE', `the connection to ${this.server} broke during the base backup: ${error.message}`, {
+        cause: error,
+      });
     }
     // A server built without zstd cannot compress; say so instead of only echoing the server.
-    const hint = /zstd|compression/i.test(error.message) ? ': base-backup needs a PostgreSQL 15+ server built with zstd (the Debian and official images are)' : '';
-    return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} failed the base backup: ${error.message} (${code})${hint}`, { cause: error, details: { sqlstate: code } });
+    const hint = /zstd|compression/i.test(error.message)
+      ? ': base-backup needs a PostgreSQL 15+ server built with zstd (the Debian and official images are)'
+      : '';
+    return new PmsError('PMS_ERR_DB_QUERY', `the server at ${this.server} failed the base backup: ${error.message} (${code})${hint}`, {
+      cause: error,
+      details: { sqlstate: code },
+    });
   }
 
   handleReadyForQuery(): void {
@@ -236,7 +257,11 @@ class BaseBackupCommand implements pg.Submittable {
     const start = walPoint(startSet);
     const stop = walPoint(stopSet);
     if (!start || !stop || this.#archives !== 1 || this.#finalProgress === undefined) {
-      this.fail(protocolError(`incomplete response (start ${start?.lsn ?? '?'}, stop ${stop?.lsn ?? '?'}, ${this.#archives} archive(s), final size ${this.#finalProgress ?? '?'})`));
+      this.fail(
+        protocolError(
+          `incomplete response (start ${start?.lsn ?? '?'}, stop ${stop?.lsn ?? '?'}, ${this.#archives} archive(s), final size ${this.#finalProgress ?? '?'})`,
+        ),
+      );
       return;
     }
     this.#settled = true;

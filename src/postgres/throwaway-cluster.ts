@@ -114,10 +114,14 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     },
     async start() {
       const listen = options.tcp === false ? "''" : '127.0.0.1';
-      await runTool(pgCtl, ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${listen}`, 'start'], {
-        runAs: osUser,
-        env: { ...env, ...options.serverEnv },
-      }).catch((error: unknown) => {
+      await runTool(
+        pgCtl,
+        ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${listen}`, 'start'],
+        {
+          runAs: osUser,
+          env: { ...env, ...options.serverEnv },
+        },
+      ).catch((error: unknown) => {
         throw new PmsError('PMS_ERR_DB_UNAVAILABLE', `throwaway PostgreSQL did not start: ${tailOf(logFile)}`, { cause: error });
       });
       running = true;
@@ -150,7 +154,12 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
       await runTool(initdb, initArgs, { runAs: osUser, cwd: root });
     }
     const settings: Record<string, string | number | boolean> = { fsync: options.durable ? true : false, ...options.settings };
-    appendFileSync(join(dataDir, 'postgresql.conf'), `\n# pms throwaway cluster\n${Object.entries(settings).map(([k, v]) => `${k} = ${formatSetting(v)}`).join('\n')}\n`);
+    appendFileSync(
+      join(dataDir, 'postgresql.conf'),
+      `\n# pms throwaway cluster\n${Object.entries(settings)
+        .map(([k, v]) => `${k} = ${formatSetting(v)}`)
+        .join('\n')}\n`,
+    );
     await cluster.start();
     return cluster;
   } catch (error) {
@@ -170,14 +179,19 @@ function tailOf(file: string): string {
 async function lookupUser(name: string): Promise<{ uid: number; gid: number }> {
   if (userInfo().username === name) return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   const { stdout } = await runTool('id', ['-u', name]).catch((error: unknown) => {
-    throw new PmsError('PMS_ERR_CONFIG', `OS user ${name} does not exist: create it or set PMS_PG_OS_USER to a non-root user`, { cause: error });
+    throw new PmsError('PMS_ERR_CONFIG', `OS user ${name} does not exist: create it or set PMS_PG_OS_USER to a non-root user`, {
+      cause: error,
+    });
   });
   const gid = (await runTool('id', ['-g', name])).stdout;
   return { uid: Number(stdout.trim()), gid: Number(gid.trim()) };
 }
 
 /** Scoped helper: the cluster is destroyed whatever `use` does (kysely's using… pattern). */
-export async function usingThrowawayCluster<T>(options: ThrowawayClusterOptions, use: (cluster: ThrowawayCluster) => Promise<T>): Promise<T> {
+export async function usingThrowawayCluster<T>(
+  options: ThrowawayClusterOptions,
+  use: (cluster: ThrowawayCluster) => Promise<T>,
+): Promise<T> {
   const cluster = await startThrowawayCluster(options);
   try {
     return await use(cluster);

@@ -45,7 +45,13 @@ export function startTool(command: string, args: readonly string[], options: Too
   const done = new Promise<void>((resolve, reject) => {
     child.once('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') {
-        reject(new PmsError('PMS_ERR_TOOL_MISSING', `${name} was not found: install it (e.g. apt-get install postgresql-client-15 zstd) or put it on PATH`, { cause: error }));
+        reject(
+          new PmsError(
+            'PMS_ERR_TOOL_MISSING',
+            `${name} was not found: install it (e.g. apt-get install postgresql-client-15 zstd) or put it on PATH`,
+            { cause: error },
+          ),
+        );
       } else if (error.name === 'AbortError') {
         reject(new PmsError('PMS_ERR_ABORTED', `${name} was stopped because the operation was cancelled`, { cause: error }));
       } else {
@@ -77,7 +83,11 @@ export interface ToolResult {
 }
 
 /** Runs a short program to completion and returns its output. */
-export async function runTool(command: string, args: readonly string[], options: ToolOptions & { input?: string } = {}): Promise<ToolResult> {
+export async function runTool(
+  command: string,
+  args: readonly string[],
+  options: ToolOptions & { input?: string } = {},
+): Promise<ToolResult> {
   const tool = startTool(command, args, { ...options, stdin: options.input === undefined ? 'ignore' : 'pipe' });
   let stdout = '';
   tool.child.stdout?.setEncoding('utf8');

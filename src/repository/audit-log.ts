@@ -2,7 +2,17 @@ import { hostname } from 'node:os';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import { osUserName } from '../process/os-user.js';
 import type { Storage } from '../storage/storage.js';
-import { AUDIT_HEAD_KEY, AUDIT_PREFIX, type AuditEntry, type AuditRecord, GENESIS_HASH, auditKey, auditRecordSchema, hashRecord, seqOfAuditKey } from './audit-record.js';
+import {
+  AUDIT_HEAD_KEY,
+  AUDIT_PREFIX,
+  type AuditEntry,
+  type AuditRecord,
+  GENESIS_HASH,
+  auditKey,
+  auditRecordSchema,
+  hashRecord,
+  seqOfAuditKey,
+} from './audit-record.js';
 
 export interface Actor {
   readonly user: string;
@@ -99,15 +109,39 @@ export async function verifyAudit(storage: Storage): Promise<AuditVerification> 
   let expected = 1;
   for (const { seq, key } of keys) {
     if (seq !== expected) {
-      return { ok: false, records: keys.length, firstBroken: { seq: expected, key: auditKey(expected), reason: `record ${expected} is missing (deleted); the next present record is ${seq}` } };
+      return {
+        ok: false,
+        records: keys.length,
+        firstBroken: {
+          seq: expected,
+          key: auditKey(expected),
+          reason: `record ${expected} is missing (deleted); the next present record is ${seq}`,
+        },
+      };
     }
     const parsed = auditRecordSchema.safeParse(safeJson((await storage.getBytes(key)).toString('utf8')));
-    if (!parsed.success) return { ok: false, records: keys.length, firstBroken: { seq, key, reason: 'record is not a well-formed audit record (edited or corrupt)' } };
+    if (!parsed.success)
+      return {
+        ok: false,
+        records: keys.length,
+        firstBroken: { seq, key, reason: 'record is not a well-formed audit record (edited or corrupt)' },
+      };
     const record = parsed.data;
     const { hash, ...unsigned } = record;
-    if (record.seq !== seq) return { ok: false, records: keys.length, firstBroken: { seq, key, reason: `record claims sequence ${record.seq} but is stored as ${seq}` } };
-    if (hashRecord(unsigned) !== hash) return { ok: false, records: keys.length, firstBroken: { seq, key, reason: 'record content does not match its hash (edited)' } };
-    if (record.prevHash !== prevHash) return { ok: false, records: keys.length, firstBroken: { seq, key, reason: 'record does not chain to the previous record (a record before it was replaced)' } };
+    if (record.seq !== seq)
+      return {
+        ok: false,
+        records: keys.length,
+        firstBroken: { seq, key, reason: `record claims sequence ${record.seq} but is stored as ${seq}` },
+      };
+    if (hashRecord(unsigned) !== hash)
+      return { ok: false, records: keys.length, firstBroken: { seq, key, reason: 'record content does not match its hash (edited)' } };
+    if (record.prevHash !== prevHash)
+      return {
+        ok: false,
+        records: keys.length,
+        firstBroken: { seq, key, reason: 'record does not chain to the previous record (a record before it was replaced)' },
+      };
     prevHash = hash;
     expected += 1;
   }
@@ -117,7 +151,15 @@ export async function verifyAudit(storage: Storage): Promise<AuditVerification> 
     const headSeq = typeof marker?.seq === 'number' ? marker.seq : 0;
     if (headSeq > keys.length) {
       const seq = keys.length + 1;
-      return { ok: false, records: keys.length, firstBroken: { seq, key: auditKey(seq), reason: `record ${seq} is missing: the log was truncated (the newest record was ${headSeq})` } };
+      return {
+        ok: false,
+        records: keys.length,
+        firstBroken: {
+          seq,
+          key: auditKey(seq),
+          reason: `record ${seq} is missing: the log was truncated (the newest record was ${headSeq})`,
+        },
+      };
     }
   }
   return { ok: true, records: keys.length };

@@ -63,22 +63,36 @@ export async function readManifest(storage: Storage, id: string): Promise<Manife
   const key = manifestKey(id);
   const raw = await storage.getBytes(key);
   const manifest = parseManifest(raw, key);
-  if (manifest.id !== id) throw new PmsError('PMS_ERR_MANIFEST', `manifest ${key} names backup ${manifest.id}, not ${id}: the repository was tampered with or mis-copied`);
+  if (manifest.id !== id)
+    throw new PmsError(
+      'PMS_ERR_MANIFEST',
+      `manifest ${key} names backup ${manifest.id}, not ${id}: the repository was tampered with or mis-copied`,
+    );
   return manifest;
 }
 
 /** `latest` → newest complete backup of the kind; an id → that backup, which must be complete. */
-export async function resolveBackup<K extends ManifestKind>(storage: Storage, reference: string, kind: K): Promise<Extract<Manifest, { kind: K }>> {
+export async function resolveBackup<K extends ManifestKind>(
+  storage: Storage,
+  reference: string,
+  kind: K,
+): Promise<Extract<Manifest, { kind: K }>> {
   const entries = await listBackups(storage);
   if (reference === 'latest') {
     const newest = entries.find((e) => e.status === 'complete' && e.kind === kind);
-    if (!newest?.manifest) throw new PmsError('PMS_ERR_NOT_FOUND', `no complete ${kind} backup in ${storage.location}: run pms-backup create first`);
+    if (!newest?.manifest)
+      throw new PmsError('PMS_ERR_NOT_FOUND', `no complete ${kind} backup in ${storage.location}: run pms-backup create first`);
     return newest.manifest as Extract<Manifest, { kind: K }>;
   }
   const entry = entries.find((e) => e.id === reference);
   if (!entry) throw new PmsError('PMS_ERR_NOT_FOUND', `backup ${reference} does not exist in ${storage.location}: see pms-backup list`);
-  if (entry.status === 'incomplete') throw new PmsError('PMS_ERR_INCOMPLETE', `backup ${reference} is incomplete (no manifest: it was interrupted or is still running) and cannot be restored`);
-  if (entry.status === 'corrupt' || !entry.manifest) throw new PmsError('PMS_ERR_MANIFEST', entry.problem ?? `backup ${reference} has an unreadable manifest`);
+  if (entry.status === 'incomplete')
+    throw new PmsError(
+      'PMS_ERR_INCOMPLETE',
+      `backup ${reference} is incomplete (no manifest: it was interrupted or is still running) and cannot be restored`,
+    );
+  if (entry.status === 'corrupt' || !entry.manifest)
+    throw new PmsError('PMS_ERR_MANIFEST', entry.problem ?? `backup ${reference} has an unreadable manifest`);
   if (entry.kind !== kind) throw new PmsError('PMS_ERR_USAGE', `backup ${reference} is a ${entry.kind} backup, not ${kind}`);
   return entry.manifest as Extract<Manifest, { kind: K }>;
 }

@@ -8,7 +8,11 @@ const OBSERVED_KEY = 'keys/observed.json';
  * Records a `keys.changed` audit entry when the set of recipient keys differs from the set seen
  * by the previous command (a rotation, or a key file swapped by mistake). Returns the change.
  */
-export async function observeRecipientKeys(storage: Storage, fingerprints: readonly string[], actor: Actor): Promise<{ added: string[]; removed: string[] } | undefined> {
+export async function observeRecipientKeys(
+  storage: Storage,
+  fingerprints: readonly string[],
+  actor: Actor,
+): Promise<{ added: string[]; removed: string[] } | undefined> {
   const current = [...new Set(fingerprints)].sort();
   let previous: string[] | undefined;
   try {

@@ -23,7 +23,10 @@ export function logicalDumpKey(id: string): string {
 
 /** Time-sortable id: 20261123T051200Z-3f9a (UTC; the suffix separates backups in one second). */
 export function newBackupId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
   return `${stamp}-${randomBytes(2).toString('hex')}`;
 }
 

@@ -88,12 +88,22 @@ export function parseManifest(raw: Buffer | string, key: string): Manifest {
   try {
     json = JSON.parse(raw.toString());
   } catch (error) {
-    throw new PmsError('PMS_ERR_MANIFEST', `manifest ${key} is not valid JSON (${(error as Error).message}): the backup cannot be trusted; restore another backup`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_MANIFEST',
+      `manifest ${key} is not valid JSON (${(error as Error).message}): the backup cannot be trusted; restore another backup`,
+      { cause: error },
+    );
   }
   const result = manifestSchema.safeParse(json);
   if (!result.success) {
-    const problems = result.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new PmsError('PMS_ERR_MANIFEST', `manifest ${key} is invalid (${problems}): the backup cannot be trusted; restore another backup`);
+    const problems = result.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+      .join('; ');
+    throw new PmsError(
+      'PMS_ERR_MANIFEST',
+      `manifest ${key} is invalid (${problems}): the backup cannot be trusted; restore another backup`,
+    );
   }
   return result.data;
 }

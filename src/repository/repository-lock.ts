@@ -37,7 +37,15 @@ async function readLock(storage: Storage): Promise<LockBody | undefined> {
     return JSON.parse((await storage.getBytes(LOCK_KEY)).toString('utf8')) as LockBody;
   } catch (error) {
     if (isPmsError(error, 'PMS_ERR_NOT_FOUND')) return undefined;
-    if (error instanceof SyntaxError) return { token: 'corrupt', operation: 'unknown', host: '', pid: 0, acquiredAt: new Date(0).toISOString(), heartbeatAt: new Date(0).toISOString() };
+    if (error instanceof SyntaxError)
+      return {
+        token: 'corrupt',
+        operation: 'unknown',
+        host: '',
+        pid: 0,
+        acquiredAt: new Date(0).toISOString(),
+        heartbeatAt: new Date(0).toISOString(),
+      };
     throw error;
   }
 }
@@ -59,9 +67,20 @@ function staleReason(lock: LockBody, now: number): string | undefined {
  * object; a stale one (holder killed) is removed and retaken, and after taking it we read it
  * back so two processes recovering the same stale lock cannot both believe they hold it.
  */
-export async function acquireRepositoryLock(storage: Storage, operation: string, onStaleRecovered?: (reason: string) => void): Promise<HeldLock> {
+export async function acquireRepositoryLock(
+  storage: Storage,
+  operation: string,
+  onStaleRecovered?: (reason: string) => void,
+): Promise<HeldLock> {
   const token = randomUUID();
-  const body = (): LockBody => ({ token, operation, host: hostname(), pid: process.pid, acquiredAt, heartbeatAt: new Date().toISOString() });
+  const body = (): LockBody => ({
+    token,
+    operation,
+    host: hostname(),
+    pid: process.pid,
+    acquiredAt,
+    heartbeatAt: new Date().toISOString(),
+  });
   const acquiredAt = new Date().toISOString();
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
@@ -72,9 +91,13 @@ export async function acquireRepositoryLock(storage: Storage, operation: string,
       if (holder === undefined) continue;
       const reason = staleReason(holder, Date.now());
       if (reason === undefined) {
-        throw new PmsError('PMS_ERR_LOCKED', `the repository is locked by ${holder.operation} (pid ${holder.pid} on ${holder.host}, since ${holder.acquiredAt}); wait for it to finish`, {
-          details: { holder: { operation: holder.operation, host: holder.host, pid: holder.pid, acquiredAt: holder.acquiredAt } },
-        });
+        throw new PmsError(
+          'PMS_ERR_LOCKED',
+          `the repository is locked by ${holder.operation} (pid ${holder.pid} on ${holder.host}, since ${holder.acquiredAt}); wait for it to finish`,
+          {
+            details: { holder: { operation: holder.operation, host: holder.host, pid: holder.pid, acquiredAt: holder.acquiredAt } },
+          },
+        );
       }
       onStaleRecovered?.(`removed a stale lock held by ${holder.operation} (${reason})`);
       await storage.delete(LOCK_KEY);
@@ -98,7 +121,12 @@ export async function acquireRepositoryLock(storage: Storage, operation: string,
   throw new PmsError('PMS_ERR_LOCKED', 'could not take the repository lock: another process keeps taking it; retry later');
 }
 
-export async function usingRepositoryLock<T>(storage: Storage, operation: string, use: () => Promise<T>, onStaleRecovered?: (reason: string) => void): Promise<T> {
+export async function usingRepositoryLock<T>(
+  storage: Storage,
+  operation: string,
+  use: () => Promise<T>,
+  onStaleRecovered?: (reason: string) => void,
+): Promise<T> {
   const lock = await acquireRepositoryLock(storage, operation, onStaleRecovered);
   try {
     return await use();

@@ -17,7 +17,10 @@ export type Check = z.infer<typeof checkSchema>;
 export type Verification = z.infer<typeof verificationSchema>;
 
 export function verificationKey(id: string, verifiedAt: Date): string {
-  return `${backupPrefix(id)}verification-${verifiedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}.json`;
+  return `${backupPrefix(id)}verification-${verifiedAt
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')}.json`;
 }
 
 const VERIFICATION_FILE = /\/verification-\d{8}T\d{6}Z\.json$/;
@@ -33,7 +36,13 @@ export async function listVerifications(storage: Storage): Promise<Verification[
     try {
       records.push(verificationSchema.parse(JSON.parse((await storage.getBytes(key)).toString('utf8'))));
     } catch {
-      records.push({ id: backupIdOfKey(key) ?? 'unknown', ok: false, checks: [{ name: 'record', ok: false, detail: `${key} is unreadable` }], durationSeconds: 0, verifiedAt: new Date(0).toISOString() });
+      records.push({
+        id: backupIdOfKey(key) ?? 'unknown',
+        ok: false,
+        checks: [{ name: 'record', ok: false, detail: `${key} is unreadable` }],
+        durationSeconds: 0,
+        verifiedAt: new Date(0).toISOString(),
+      });
     }
   }
   return records.sort((a, b) => b.verifiedAt.localeCompare(a.verifiedAt));

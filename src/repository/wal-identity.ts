@@ -27,7 +27,11 @@ export async function readArchiveIdentity(storage: Storage): Promise<string | un
   try {
     parsed = identitySchema.parse(JSON.parse(raw.toString('utf8')));
   } catch (error) {
-    throw new PmsError('PMS_ERR_MANIFEST', `${WAL_SYSTEM_KEY} in ${storage.location} is unreadable (${(error as Error).message}): restore it from the repository's history or contact the backup owner`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_MANIFEST',
+      `${WAL_SYSTEM_KEY} in ${storage.location} is unreadable (${(error as Error).message}): restore it from the repository's history or contact the backup owner`,
+      { cause: error },
+    );
   }
   return parsed.systemIdentifier;
 }

@@ -47,14 +47,18 @@ export async function generateGpgKeyPair(options: GpgKeyOptions = {}): Promise<G
   const algorithm = options.algorithm ?? 'ed25519';
   const [primary, sub] = algorithm === 'ed25519' ? ['ed25519', 'cv25519'] : [algorithm, algorithm];
   const expire = options.expire ?? '2y';
-  await runTool('gpg', [...base, ...timeArgs, '--quick-gen-key', `${name} <${email}>`, primary, 'cert', expire], { env, input: `${passphrase}\n` });
+  await runTool('gpg', [...base, ...timeArgs, '--quick-gen-key', `${name} <${email}>`, primary, 'cert', expire], {
+    env,
+    input: `${passphrase}\n`,
+  });
   const listing = (await runTool('gpg', ['--batch', '--with-colons', '--list-keys', email], { env })).stdout;
   const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(listing)?.[1] ?? '';
   await runTool('gpg', [...base, ...timeArgs, '--quick-add-key', fingerprint, sub, 'encr', expire], { env, input: `${passphrase}\n` });
   const after = (await runTool('gpg', ['--batch', '--with-colons', '--list-keys', fingerprint], { env })).stdout;
   const encryptionKeyId = /^sub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):/m.exec(after)?.[1] ?? '';
   const publicKey = (await runTool('gpg', ['--batch', '--armor', '--export', fingerprint], { env })).stdout;
-  const privateKey = (await runTool('gpg', [...base, '--armor', '--export-secret-keys', fingerprint], { env, input: `${passphrase}\n` })).stdout;
+  const privateKey = (await runTool('gpg', [...base, '--armor', '--export-secret-keys', fingerprint], { env, input: `${passphrase}\n` }))
+    .stdout;
   const publicKeyFile = join(dir, 'public.asc');
   const privateKeyFile = join(dir, 'private.asc');
   writeFileSync(publicKeyFile, publicKey);

@@ -121,10 +121,18 @@ async function waitUntilReady(url: string, exited: Promise<void>): Promise<void>
   // Start-up is normally well under a second; the bound only turns a hang into an error.
   for (let attempt = 0; attempt < 200; attempt += 1) {
     if (isPmsError(early, 'PMS_ERR_TOOL_MISSING')) {
-      throw new PmsError('PMS_ERR_TOOL_MISSING', `${BINARY} was not found: apt-get install prometheus-pushgateway, or set PUSHGATEWAY_BIN`, { cause: early });
+      throw new PmsError(
+        'PMS_ERR_TOOL_MISSING',
+        `${BINARY} was not found: apt-get install prometheus-pushgateway, or set PUSHGATEWAY_BIN`,
+        { cause: early },
+      );
     }
     if (early !== undefined) {
-      throw new PmsError('PMS_ERR_TOOL_FAILED', `prometheus-pushgateway did not start: ${early instanceof Error ? early.message : String(early)}`, { cause: early });
+      throw new PmsError(
+        'PMS_ERR_TOOL_FAILED',
+        `prometheus-pushgateway did not start: ${early instanceof Error ? early.message : String(early)}`,
+        { cause: early },
+      );
     }
     try {
       const response = await fetch(`${url}/-/ready`);

@@ -20,7 +20,12 @@ export function binPath(name: 'pms-backup' | 'pms-telemetry'): string {
  * Runs a CLI exactly as a user or CronJob would (the bin file, a fresh process, only the given
  * environment plus PATH), so tests exercise the real entry point and exit codes.
  */
-export function runCli(name: 'pms-backup' | 'pms-telemetry', args: readonly string[], env: Readonly<Record<string, string | undefined>>, options: { input?: string } = {}): Promise<CliResult> {
+export function runCli(
+  name: 'pms-backup' | 'pms-telemetry',
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  options: { input?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [binPath(name), ...args], {
       env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env },

@@ -227,7 +227,13 @@ export function describeStorageContract(name: string, setup: () => Promise<Contr
         : (keys: string[]) => [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
       assert.deepEqual(inOrder(await keysOf(storage, `${base}/`)), sorted);
       assert.deepEqual(inOrder(await keysOf(storage, `${base}/a/`)), [`${base}/a/a/c`, `${base}/a/b`, `${base}/a/z`]);
-      assert.deepEqual(inOrder(await keysOf(storage, `${base}/a`)), [`${base}/a-b`, `${base}/a/a/c`, `${base}/a/b`, `${base}/a/z`, `${base}/ab`]);
+      assert.deepEqual(inOrder(await keysOf(storage, `${base}/a`)), [
+        `${base}/a-b`,
+        `${base}/a/a/c`,
+        `${base}/a/b`,
+        `${base}/a/z`,
+        `${base}/ab`,
+      ]);
       assert.deepEqual(await keysOf(storage, `${base}/nothing/`), []);
       const infos = [];
       for await (const info of storage.list(`${base}/a/a`)) infos.push(info);

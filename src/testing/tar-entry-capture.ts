@@ -63,7 +63,11 @@ export class TarEntryCapture extends Transform {
       this.#ended = true; // end-of-archive marker
       return;
     }
-    const field = (start: number, length: number): string => header.subarray(start, start + length).toString('utf8').replace(/\0.*$/s, '');
+    const field = (start: number, length: number): string =>
+      header
+        .subarray(start, start + length)
+        .toString('utf8')
+        .replace(/\0.*$/s, '');
     const prefix = field(345, 155);
     const name = (prefix ? `${prefix}/` : '') + field(0, 100);
     const size = Number.parseInt(field(124, 12).trim() || '0', 8);

@@ -24,7 +24,10 @@ async function waitFor(what: string, probe: () => Promise<boolean>, seconds = 60
 
 async function archiveCurrentWal(cluster: ThrowawayCluster): Promise<void> {
   const name = await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM pg_switch_wal()');
-  await waitFor(`${name} archived`, async () => (await cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= name);
+  await waitFor(
+    `${name} archived`,
+    async () => (await cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= name,
+  );
 }
 
 const cli = (args: string[], extra: Record<string, string> = {}) => runCli('pms-backup', args, { ...source.postgresEnv, ...env, ...extra });
@@ -38,7 +41,10 @@ before(async () => {
     serverEnv: env,
   });
   await source.psql('CREATE DATABASE patient_telemetry');
-  await source.psql("CREATE TABLE reading (id bigserial PRIMARY KEY, label text NOT NULL); INSERT INTO reading (label) SELECT 'before-base' FROM generate_series(1, 500)", 'patient_telemetry');
+  await source.psql(
+    "CREATE TABLE reading (id bigserial PRIMARY KEY, label text NOT NULL); INSERT INTO reading (label) SELECT 'before-base' FROM generate_series(1, 500)",
+    'patient_telemetry',
+  );
 });
 
 after(async () => {
@@ -72,22 +78,35 @@ describe('point-in-time recovery through the CLI, with list, monitor, verify and
       },
     });
     await waitFor('recovery to promote', async () => (await restored!.psql('SELECT pg_is_in_recovery()')) === 'f');
-    const labels = await restored.psql("SELECT string_agg(label || ':' || n, ',' ORDER BY label) FROM (SELECT label, count(*) n FROM reading GROUP BY label) x", 'patient_telemetry');
+    const labels = await restored.psql(
+      "SELECT string_agg(label || ':' || n, ',' ORDER BY label) FROM (SELECT label, count(*) n FROM reading GROUP BY label) x",
+      'patient_telemetry',
+    );
     assert.equal(labels, 'before-base:500,before-t:300');
   });
 
   test('list shows the base backup and the WAL archive with its restorable window; monitor checks WAL age and gaps', async () => {
-    const list = JSON.parse((await cli(['list', '--json'])).stdout) as Array<{ id: string; kind: string; status: string; earliestRestorableTime?: string; latestRestorableTime?: string }>;
+    const list = JSON.parse((await cli(['list', '--json'])).stdout) as Array<{
+      id: string;
+      kind: string;
+      status: string;
+      earliestRestorableTime?: string;
+      latestRestorableTime?: string;
+    }>;
     assert.ok(list.some((r) => r.kind === 'base' && r.status === 'complete'));
     const wal = list.find((r) => r.kind === 'wal-archive');
     assert.ok(wal?.earliestRestorableTime && wal.latestRestorableTime, JSON.stringify(wal));
     assert.equal(wal.status, 'complete');
     const human = await cli(['list']);
     assert.match(human.stdout, /point-in-time recovery possible from/);
-    const monitor = JSON.parse((await cli(['monitor', '--json'])).stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> };
+    const monitor = JSON.parse((await cli(['monitor', '--json'])).stdout) as {
+      checks: Array<{ name: string; ok: boolean; detail: string }>;
+    };
     assert.equal(monitor.checks.find((c) => c.name === 'wal-age')?.ok, true);
     assert.equal(monitor.checks.find((c) => c.name === 'wal-gaps')?.ok, true);
-    const stale = JSON.parse((await cli(['monitor', '--json'], { BACKUP_WAL_MAX_AGE_MINUTES: '0.0001' })).stdout) as { checks: Array<{ name: string; ok: boolean }> };
+    const stale = JSON.parse((await cli(['monitor', '--json'], { BACKUP_WAL_MAX_AGE_MINUTES: '0.0001' })).stdout) as {
+      checks: Array<{ name: string; ok: boolean }>;
+    };
     assert.equal(stale.checks.find((c) => c.name === 'wal-age')?.ok, false);
   });
 
@@ -96,7 +115,11 @@ describe('point-in-time recovery through the CLI, with list, monitor, verify and
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean }> };
     assert.equal(report.ok, true);
-    for (const name of ['restore', 'files', 'wal-recovery', 'server-answers', 'amcheck']) assert.ok(report.checks.some((c) => c.name === name && c.ok), name);
+    for (const name of ['restore', 'files', 'wal-recovery', 'server-answers', 'amcheck'])
+      assert.ok(
+        report.checks.some((c) => c.name === name && c.ok),
+        name,
+      );
   });
 
   test('doctor checks point-in-time recovery: archive_command runs wal-push and the role may replicate; a role without REPLICATION fails with the fix', async () => {

@@ -44,7 +44,8 @@ export async function summarizeWalArchive(storage: Storage, now = new Date()): P
     if (file?.kind !== 'segment') continue;
     segments += 1;
     const seen = present.get(file.segment);
-    if (!seen || file.timeline > seen.timeline) present.set(file.segment, { name: file.name, at: object.modifiedAt, timeline: file.timeline });
+    if (!seen || file.timeline > seen.timeline)
+      present.set(file.segment, { name: file.name, at: object.modifiedAt, timeline: file.timeline });
     if (!newest || file.segment > newest.segment || (file.segment === newest.segment && file.timeline > newest.timeline)) {
       newest = { name: file.name, at: object.modifiedAt, segment: file.segment, timeline: file.timeline };
     }

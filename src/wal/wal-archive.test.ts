@@ -52,12 +52,18 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T 
 
 function archivedNames(timeline = 1): string[] {
   const dir = join(repoRoot, WAL_PREFIX, segmentName(timeline, 0).slice(0, 8));
-  return existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')).map((n) => walFileOfKey(`wal/x/${n}`)?.name ?? n) : [];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((n) => !n.startsWith('.'))
+        .map((n) => walFileOfKey(`wal/x/${n}`)?.name ?? n)
+    : [];
 }
 
 async function switchAndWaitArchived(): Promise<string> {
   const name = await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM pg_switch_wal()');
-  await waitFor(`${name} archived`, async () => ((await cluster.psql('SELECT last_archived_wal FROM pg_stat_archiver')) >= name ? true : undefined));
+  await waitFor(`${name} archived`, async () =>
+    (await cluster.psql('SELECT last_archived_wal FROM pg_stat_archiver')) >= name ? true : undefined,
+  );
   return name;
 }
 
@@ -74,7 +80,8 @@ before(async () => {
   mkdirSync(join(fakeDataDir, 'global'), { recursive: true });
   mkdirSync(join(fakeDataDir, 'pg_wal'));
   copyFileSync(join(cluster.dataDir, 'global', 'pg_control'), join(fakeDataDir, 'global', 'pg_control'));
-  for (const path of [fakeDataDir, join(fakeDataDir, 'pg_wal'), join(fakeDataDir, 'global'), join(fakeDataDir, 'global', 'pg_control')]) chownSync(path, PG_UID, -1);
+  for (const path of [fakeDataDir, join(fakeDataDir, 'pg_wal'), join(fakeDataDir, 'global'), join(fakeDataDir, 'global', 'pg_control')])
+    chownSync(path, PG_UID, -1);
   await cluster.psql('CREATE TABLE t (id int, payload text)');
   await cluster.psql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g");
   await switchAndWaitArchived();
@@ -91,7 +98,9 @@ describe('wal-push / wal-fetch', () => {
     assert.ok(names.includes('000000010000000000000001'), `archived: ${names.join(', ')}`);
     const stored = readFileSync(join(repoRoot, 'wal/00000001/000000010000000000000001.zst.gpg'));
     assert.ok(!stored.includes(Buffer.from('xxxxxxxxxxxxxxxxxxxx')), 'no plaintext row data in the stored object');
-    const sidecar = JSON.parse(readFileSync(join(repoRoot, '.pms-meta/wal/00000001/000000010000000000000001.zst.gpg.json'), 'utf8')) as { metadata: Record<string, string> };
+    const sidecar = JSON.parse(readFileSync(join(repoRoot, '.pms-meta/wal/00000001/000000010000000000000001.zst.gpg.json'), 'utf8')) as {
+      metadata: Record<string, string>;
+    };
     const systemId = await cluster.psql('SELECT system_identifier FROM pg_control_system()');
     assert.equal(sidecar.metadata['pms-system-id'], systemId);
     assert.match(sidecar.metadata['pms-wal-sha256'] ?? '', /^[0-9a-f]{64}$/);
@@ -103,7 +112,9 @@ describe('wal-push / wal-fetch', () => {
     const fetched = await runAsPostgres(['wal-fetch', name, 'pg_wal/RECOVERYXLOG'], fakeDataDir);
     assert.equal(fetched.code, 0, fetched.stderr);
     const copy = join(fakeDataDir, 'pg_wal', 'RECOVERYXLOG');
-    const pushed = JSON.parse(readFileSync(join(repoRoot, `.pms-meta/wal/00000001/${name}.zst.gpg.json`), 'utf8')) as { metadata: Record<string, string> };
+    const pushed = JSON.parse(readFileSync(join(repoRoot, `.pms-meta/wal/00000001/${name}.zst.gpg.json`), 'utf8')) as {
+      metadata: Record<string, string>;
+    };
     const { createHash } = await import('node:crypto');
     assert.equal(createHash('sha256').update(readFileSync(copy)).digest('hex'), pushed.metadata['pms-wal-sha256']);
     rmSync(copy);
@@ -149,7 +160,10 @@ describe('wal-push / wal-fetch', () => {
     chownSync(join(dir, partialName), PG_UID, -1);
     const pushed = await runAsPostgres(['wal-push', `pg_wal/${partialName}`], join(work, 'partial'));
     assert.equal(pushed.code, 0, pushed.stderr);
-    assert.ok(readdirSync(join(repoRoot, 'wal', '00000001')).some((f) => f.startsWith(`${partialName}.`)), 'the partial is archived under its own name');
+    assert.ok(
+      readdirSync(join(repoRoot, 'wal', '00000001')).some((f) => f.startsWith(`${partialName}.`)),
+      'the partial is archived under its own name',
+    );
     const asComplete = await runAsPostgres(['wal-fetch', '0000000100000000000000FD', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
     assert.equal(asComplete.code, 1, 'requesting the complete segment finds nothing: a .partial is never served in its place');
     assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
@@ -192,7 +206,10 @@ describe('wal-push / wal-fetch', () => {
     mkdirSync(dir, { recursive: true });
     chownSync(join(work, 'killed'), PG_UID, -1);
     // A real segment header (this system) followed by incompressible bytes: slow enough to interrupt.
-    const segment = Buffer.concat([readFileSync(join(cluster.dataDir, 'pg_wal', (await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn())')))).subarray(0, 8192), randomBytes(16 * 1024 * 1024 - 8192)]);
+    const segment = Buffer.concat([
+      readFileSync(join(cluster.dataDir, 'pg_wal', await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn())'))).subarray(0, 8192),
+      randomBytes(16 * 1024 * 1024 - 8192),
+    ]);
     writeFileSync(join(dir, name), segment);
     chownSync(join(dir, name), PG_UID, -1);
     chownSync(dir, PG_UID, -1);
@@ -201,7 +218,11 @@ describe('wal-push / wal-fetch', () => {
     const run = await runAsPostgres(['wal-push', `pg_wal/${name}`], join(work, 'killed'), (pid) => {
       void (async () => {
         // Kill as soon as the upload's temporary file exists in the repository.
-        await waitFor('the upload to start', () => (readdirSync(timelineDir).some((n) => n.startsWith('.pms-tmp-')) ? true : undefined), 60);
+        await waitFor(
+          'the upload to start',
+          () => (readdirSync(timelineDir).some((n) => n.startsWith('.pms-tmp-')) ? true : undefined),
+          60,
+        );
         const { execFileSync } = await import('node:child_process');
         // runuser's child is node: kill the whole process group member that writes (pkill by parent pid).
         execFileSync('pkill', ['-KILL', '-P', String(pid)]);
@@ -233,13 +254,25 @@ describe('wal-push / wal-fetch', () => {
         await cluster.psql('SELECT pg_switch_wal()');
       }
       last = await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn() - 1)');
-      await waitFor('archive failures', async () => (Number(await cluster.psql('SELECT failed_count FROM pg_stat_archiver')) > failedBefore ? true : undefined));
-      assert.ok(Number(await cluster.psql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'")) > 0, '.ready files pile up while the repository is away');
+      await waitFor('archive failures', async () =>
+        Number(await cluster.psql('SELECT failed_count FROM pg_stat_archiver')) > failedBefore ? true : undefined,
+      );
+      assert.ok(
+        Number(await cluster.psql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'")) > 0,
+        '.ready files pile up while the repository is away',
+      );
     } finally {
       renameSync(hidden, repoRoot);
     }
-    const previous = segmentName(1, parseWalFileName(last)!.kind === 'segment' ? (parseWalFileName(last) as { segment: number }).segment - 1 : 0);
-    await waitFor('the backlog to drain', async () => ((await cluster.psql('SELECT last_archived_wal FROM pg_stat_archiver')) >= previous ? true : undefined), 120);
+    const previous = segmentName(
+      1,
+      parseWalFileName(last)!.kind === 'segment' ? (parseWalFileName(last) as { segment: number }).segment - 1 : 0,
+    );
+    await waitFor(
+      'the backlog to drain',
+      async () => ((await cluster.psql('SELECT last_archived_wal FROM pg_stat_archiver')) >= previous ? true : undefined),
+      120,
+    );
     const archived = new Set(archivedNames().filter((n) => /^[0-9A-F]{24}$/.test(n)));
     const newest = Math.max(...[...archived].map((n) => (parseWalFileName(n) as { segment: number }).segment));
     for (let segment = 1; segment <= newest; segment += 1) {

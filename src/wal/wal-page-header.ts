@@ -30,11 +30,17 @@ export function parseSegmentHeader(bytes: Uint8Array, name: string): SegmentHead
   const magic = buffer.readUInt16LE(0);
   const info = buffer.readUInt16LE(2);
   if (magic !== PG15_XLOG_PAGE_MAGIC || (info & XLP_LONG_HEADER) === 0) {
-    throw new PmsError('PMS_ERR_INTEGRITY', `${name} does not start with a PostgreSQL 15 WAL page header (magic 0x${magic.toString(16)}): it is not a WAL segment of this server version`);
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `${name} does not start with a PostgreSQL 15 WAL page header (magic 0x${magic.toString(16)}): it is not a WAL segment of this server version`,
+    );
   }
   const segmentBytes = buffer.readUInt32LE(32);
   if (segmentBytes !== WAL_SEGMENT_BYTES) {
-    throw new PmsError('PMS_ERR_CONFIG', `${name} comes from a server with wal_segment_size ${segmentBytes}; only the default 16 MiB is supported`);
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      `${name} comes from a server with wal_segment_size ${segmentBytes}; only the default 16 MiB is supported`,
+    );
   }
   return { systemIdentifier: buffer.readBigUInt64LE(24).toString(), timeline: buffer.readUInt32LE(4), segmentBytes };
 }
@@ -61,7 +67,11 @@ export async function readControlSystemIdentifier(dataDir: string): Promise<stri
   try {
     handle = await open(path, 'r');
   } catch (error) {
-    throw new PmsError('PMS_ERR_CONFIG', `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'}): wal-fetch must run as restore_command, inside the data directory being recovered`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'}): wal-fetch must run as restore_command, inside the data directory being recovered`,
+      { cause: error },
+    );
   }
   try {
     const buffer = Buffer.alloc(8);

@@ -18,7 +18,14 @@ export async function runAuditVerify(options: { json?: boolean }): Promise<numbe
     const result = await verifyAudit(storage());
     if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else if (result.ok) process.stdout.write(`audit log intact: ${result.records} records, hash chain verified\n`);
-    else process.stdout.write(`AUDIT LOG BROKEN at record ${result.firstBroken?.seq} (${result.firstBroken?.key}): ${result.firstBroken?.reason}\n`);
-    return { exitCode: result.ok ? 0 : 4, audit: false, details: { ok: result.ok, records: result.records, firstBroken: result.firstBroken ?? null } };
+    else
+      process.stdout.write(
+        `AUDIT LOG BROKEN at record ${result.firstBroken?.seq} (${result.firstBroken?.key}): ${result.firstBroken?.reason}\n`,
+      );
+    return {
+      exitCode: result.ok ? 0 : 4,
+      audit: false,
+      details: { ok: result.ok, records: result.records, firstBroken: result.firstBroken ?? null },
+    };
   });
 }

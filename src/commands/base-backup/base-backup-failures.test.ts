@@ -29,8 +29,11 @@ before(async () => {
   });
   await cluster.psql('CREATE DATABASE patient_telemetry');
   // md5 text compresses about 2:1, so the backup streams for a while even compressed.
-  await cluster.psql("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 400000) g", 'patient_telemetry');
-  await cluster.psql("CREATE ROLE no_replication LOGIN");
+  await cluster.psql(
+    'CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 400000) g',
+    'patient_telemetry',
+  );
+  await cluster.psql('CREATE ROLE no_replication LOGIN');
 });
 
 after(async () => {
@@ -41,7 +44,10 @@ after(async () => {
 const cliEnv = (): Record<string, string> => ({ ...cluster.postgresEnv, ...env });
 
 function startBaseBackup(): { child: ReturnType<typeof spawn>; exited: Promise<number | null>; stderr: () => string } {
-  const child = spawn(process.execPath, [binPath('pms-backup'), 'base-backup'], { env: { PATH: process.env['PATH'], ...cliEnv() }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [binPath('pms-backup'), 'base-backup'], {
+    env: { PATH: process.env['PATH'], ...cliEnv() },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   return { child, exited: new Promise((resolve) => child.once('close', resolve)), stderr: () => stderr };
@@ -51,7 +57,9 @@ function startBaseBackup(): { child: ReturnType<typeof spawn>; exited: Promise<n
 function backupFiles(): string[] {
   const dir = join(repoRoot, 'backups');
   if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => e.name);
 }
 
 async function completeBaseBackups(): Promise<number> {
@@ -63,7 +71,10 @@ describe('base-backup failures', () => {
   test('a role without REPLICATION gets an error naming the attribute and the fix, and nothing is stored', async () => {
     const result = await runCli('pms-backup', ['base-backup'], { ...cliEnv(), POSTGRES_USER: 'no_replication' });
     assert.notEqual(result.code, 0);
-    assert.match(result.stderr, /PMS_ERR_DB_UNAVAILABLE: .*refused a replication connection for user no_replication.*REPLICATION attribute/);
+    assert.match(
+      result.stderr,
+      /PMS_ERR_DB_UNAVAILABLE: .*refused a replication connection for user no_replication.*REPLICATION attribute/,
+    );
     assert.deepEqual(backupFiles(), []);
   });
 
@@ -89,12 +100,17 @@ describe('base-backup failures', () => {
     const code = await run.exited;
     await cluster.start();
     assert.notEqual(code, 0);
-    assert.match(run.stderr(), new RegExp(`PMS_ERR_DB_UNAVAILABLE: the connection to ${cluster.postgresEnv['POSTGRES_HOST']}:${cluster.port} broke during the base backup`));
+    assert.match(
+      run.stderr(),
+      new RegExp(
+        `PMS_ERR_DB_UNAVAILABLE: the connection to ${cluster.postgresEnv['POSTGRES_HOST']}:${cluster.port} broke during the base backup`,
+      ),
+    );
     assert.equal(await completeBaseBackups(), before, 'nothing new is complete');
     assert.deepEqual(backupFiles().sort(), filesBefore, 'the partial upload was removed');
   });
 
-  test("a tampered backup_manifest object is refused by restore --pitr (PMS_ERR_INTEGRITY, naming the object)", async () => {
+  test('a tampered backup_manifest object is refused by restore --pitr (PMS_ERR_INTEGRITY, naming the object)', async () => {
     const result = await runCli('pms-backup', ['base-backup', '--json'], cliEnv());
     assert.equal(result.code, 0, result.stderr);
     const manifest = JSON.parse(result.stdout) as BaseManifest;
@@ -105,7 +121,11 @@ describe('base-backup failures', () => {
     bytes.writeUInt8(bytes.readUInt8(bytes.length - 100) ^ 0xff, bytes.length - 100);
     writeFileSync(path, bytes);
     const target = join(work, 'tampered-restore');
-    const restore = await runCli('pms-backup', ['restore', '--pitr', '--target-time', 'latest', '--pgdata', target, '--base', manifest.id], cliEnv());
+    const restore = await runCli(
+      'pms-backup',
+      ['restore', '--pitr', '--target-time', 'latest', '--pgdata', target, '--base', manifest.id],
+      cliEnv(),
+    );
     assert.notEqual(restore.code, 0);
     assert.match(restore.stderr, /PMS_ERR_(INTEGRITY|KEY)/);
     assert.match(restore.stderr, new RegExp(`${manifest.id}|backup_manifest`));
@@ -117,7 +137,11 @@ describe('base-backup failures', () => {
     const starting = startBaseBackupStream(config, { label: 'pms-test-abort-early', level: 1, workers: 1, signal: controller.signal });
     controller.abort(new Error('test abort'));
     const outcome = await starting.then(
-      (stream) => stream.done.then(() => 'completed', (error: unknown) => error),
+      (stream) =>
+        stream.done.then(
+          () => 'completed',
+          (error: unknown) => error,
+        ),
       (error: unknown) => error,
     );
     assert.ok(isPmsError(outcome, 'PMS_ERR_ABORTED'), `expected PMS_ERR_ABORTED, got ${String(outcome)}`);
@@ -145,7 +169,11 @@ describe('base-backup failures', () => {
       spawnSync('umount', [small]);
     });
     const target = join(small, 'pgdata');
-    const restore = await runCli('pms-backup', ['restore', '--pitr', '--target-time', 'latest', '--pgdata', target, '--base', manifest.id], cliEnv());
+    const restore = await runCli(
+      'pms-backup',
+      ['restore', '--pitr', '--target-time', 'latest', '--pgdata', target, '--base', manifest.id],
+      cliEnv(),
+    );
     assert.notEqual(restore.code, 0);
     assert.match(restore.stderr, /PMS_ERR_TOOL_FAILED: tar .*(No space left on device|Cannot write)/);
     t.diagnostic(restore.stderr.trim().split('\n').pop() ?? '');

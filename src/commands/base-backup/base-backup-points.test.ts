@@ -27,7 +27,10 @@ before(async () => {
     serverEnv: env,
   });
   await cluster.psql('CREATE DATABASE patient_telemetry');
-  await cluster.psql('CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 50000) g', 'patient_telemetry');
+  await cluster.psql(
+    'CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS payload FROM generate_series(1, 50000) g',
+    'patient_telemetry',
+  );
 });
 
 after(async () => {
@@ -43,7 +46,10 @@ describe('base-backup over the replication protocol', () => {
     // Break-glass path: gpg --decrypt | zstd -d gives back the tar, and gpg --decrypt the
     // server's backup_manifest.
     const decrypt = (objectKey: string): Buffer => {
-      const decrypted = spawnSync('gpg', ['--batch', '--quiet', '--decrypt', join(repoRoot, objectKey)], { env: { ...process.env, GNUPGHOME: key.gnupgHome }, maxBuffer: 1 << 30 });
+      const decrypted = spawnSync('gpg', ['--batch', '--quiet', '--decrypt', join(repoRoot, objectKey)], {
+        env: { ...process.env, GNUPGHOME: key.gnupgHome },
+        maxBuffer: 1 << 30,
+      });
       assert.equal(decrypted.status, 0, decrypted.stderr.toString());
       return decrypted.stdout;
     };
@@ -54,13 +60,20 @@ describe('base-backup over the replication protocol', () => {
     const capture = new TarEntryCapture(['backup_label', 'PG_VERSION']);
     await pipeline(Readable.from([tar.stdout]), capture, new Writable({ write: (_chunk, _encoding, callback) => callback() }));
     assert.equal(capture.entries.get('PG_VERSION')?.toString().trim(), '15');
-    const serverManifest = JSON.parse(decrypt(manifest.objects[1]!.key).toString('utf8')) as { 'WAL-Ranges': Array<{ Timeline: number; 'Start-LSN': string; 'End-LSN': string }>; Files: unknown[] };
+    const serverManifest = JSON.parse(decrypt(manifest.objects[1]!.key).toString('utf8')) as {
+      'WAL-Ranges': Array<{ Timeline: number; 'Start-LSN': string; 'End-LSN': string }>;
+      Files: unknown[];
+    };
     assert.ok(serverManifest.Files.length > 100, 'backup_manifest lists the files');
     const label = capture.entries.get('backup_label')?.toString('utf8') ?? '';
     const range = serverManifest['WAL-Ranges'].at(-1);
     assert.deepEqual(
       { startLsn: manifest.startLsn, stopLsn: manifest.stopLsn, timeline: manifest.timeline },
-      { startLsn: /^START WAL LOCATION: (\S+)/m.exec(label)?.[1], stopLsn: range?.['End-LSN'], timeline: Number(/^START TIMELINE: (\d+)/m.exec(label)?.[1]) },
+      {
+        startLsn: /^START WAL LOCATION: (\S+)/m.exec(label)?.[1],
+        stopLsn: range?.['End-LSN'],
+        timeline: Number(/^START TIMELINE: (\d+)/m.exec(label)?.[1]),
+      },
     );
     assert.equal(range?.['Start-LSN'], manifest.startLsn);
   });

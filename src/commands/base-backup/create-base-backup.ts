@@ -54,7 +54,13 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   const level = options.zstdLevel ?? 1;
 
   const server = await usingClient(config.postgres, async (client) => {
-    const result = await client.query<{ system_identifier: string; server_version: string; server_version_num: string; archive_mode: string; in_recovery: boolean }>(
+    const result = await client.query<{
+      system_identifier: string;
+      server_version: string;
+      server_version_num: string;
+      archive_mode: string;
+      in_recovery: boolean;
+    }>(
       `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
               current_setting('server_version') AS server_version, current_setting('server_version_num') AS server_version_num,
               current_setting('archive_mode') AS archive_mode, pg_is_in_recovery() AS in_recovery`,
@@ -63,25 +69,40 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   });
   if (!server) throw new PmsError('PMS_ERR_DB_QUERY', 'could not read the server identity');
   if (server.archive_mode === 'off') {
-    throw new PmsError('PMS_ERR_CONFIG', `archive_mode is off on ${config.postgres.host}:${config.postgres.port}: a base backup is useless without archived WAL; set archive_mode = on and archive_command = 'pms-backup wal-push %p' (docs/pitr.md)`);
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      `archive_mode is off on ${config.postgres.host}:${config.postgres.port}: a base backup is useless without archived WAL; set archive_mode = on and archive_command = 'pms-backup wal-push %p' (docs/pitr.md)`,
+    );
   }
   if (server.in_recovery) {
     // A standby does not switch segments when a backup stops, so the stop segment would only
     // reach the archive whenever the primary fills it: the backup could not complete in time.
-    throw new PmsError('PMS_ERR_CONFIG', `${config.postgres.host}:${config.postgres.port} is a standby (in recovery): take base backups from the primary, whose archive_command is 'pms-backup wal-push %p'`);
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      `${config.postgres.host}:${config.postgres.port} is a standby (in recovery): take base backups from the primary, whose archive_command is 'pms-backup wal-push %p'`,
+    );
   }
   if (Number(server.server_version_num) < 150000) {
-    throw new PmsError('PMS_ERR_CONFIG', `base-backup needs PostgreSQL 15 or later (server-side compression in BASE_BACKUP); ${config.postgres.host}:${config.postgres.port} runs ${server.server_version}`);
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      `base-backup needs PostgreSQL 15 or later (server-side compression in BASE_BACKUP); ${config.postgres.host}:${config.postgres.port} runs ${server.server_version}`,
+    );
   }
   const archiveSystem = await readArchiveIdentity(storage);
-  if (archiveSystem !== undefined && archiveSystem !== server.system_identifier) throw systemMismatch(storage, archiveSystem, server.system_identifier);
+  if (archiveSystem !== undefined && archiveSystem !== server.system_identifier)
+    throw systemMismatch(storage, archiveSystem, server.system_identifier);
 
   // Our own abort (stops the backup on the first failure) that also follows the caller's.
   const link = linkAbort(options.signal);
   const abort = link.controller;
   const written: string[] = [];
   try {
-    const backup = await startBaseBackupStream(config.postgres, { label: `pms-base-${id}`, level, workers: options.serverWorkers ?? config.operations.baseBackupZstdWorkers, signal: abort.signal });
+    const backup = await startBaseBackupStream(config.postgres, {
+      label: `pms-base-${id}`,
+      level,
+      workers: options.serverWorkers ?? config.operations.baseBackupZstdWorkers,
+      signal: abort.signal,
+    });
     const tar = await storeEncrypted({
       source: backup.archive,
       alongside: [backup.done],
@@ -161,7 +182,13 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
  * backup stopped, so the archiver is already pushing it: look often at first (a head request is
  * cheap), then back off for a slow or failing archiver.
  */
-async function waitForArchivedSegment(storage: Storage, timeline: number, name: string, timeoutSeconds: number, signal: AbortSignal): Promise<void> {
+async function waitForArchivedSegment(
+  storage: Storage,
+  timeline: number,
+  name: string,
+  timeoutSeconds: number,
+  signal: AbortSignal,
+): Promise<void> {
   const key = walObjectKey({ kind: 'segment', name, timeline, segment: 0 });
   const started = Date.now();
   const deadline = started + timeoutSeconds * 1000;
@@ -178,4 +205,3 @@ async function waitForArchivedSegment(storage: Storage, timeline: number, name: 
     await sleep(waited < 10_000 ? 50 : Math.min(5000, waited / 10), undefined, { signal });
   }
 }
-

@@ -20,11 +20,19 @@ export async function runCopy(options: { to?: string; json?: boolean }): Promise
       const result = await usingRepositoryLock(
         to,
         'copy',
-        () => copyToDr(from, to, (p) => progress.update(`copying to ${to.location}: ${p.copied} backups copied, ${formatBytes(p.bytes)} — ${p.current}`)),
+        () =>
+          copyToDr(from, to, (p) =>
+            progress.update(`copying to ${to.location}: ${p.copied} backups copied, ${formatBytes(p.bytes)} — ${p.current}`),
+          ),
         (reason) => logger.warn(reason),
       );
       progress.done();
-      logger.info('copy finished', { to: to.location, backupsCopied: result.backupsCopied.length, walCopied: result.walCopied, bytes: result.bytes });
+      logger.info('copy finished', {
+        to: to.location,
+        backupsCopied: result.backupsCopied.length,
+        walCopied: result.walCopied,
+        bytes: result.bytes,
+      });
       if (options.json) process.stdout.write(`${JSON.stringify({ ok: true, to: to.location, ...result }, null, 2)}\n`);
       else
         process.stdout.write(

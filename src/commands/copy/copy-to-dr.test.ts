@@ -18,7 +18,11 @@ let drEnv: Record<string, string>;
 let source: string;
 
 before(async () => {
-  [cluster, key, dr] = await Promise.all([startThrowawayCluster(), generateGpgKeyPair({ name: 'PMS DR Test' }), startS3rver({ bucket: 'pms-dr-backups' })]);
+  [cluster, key, dr] = await Promise.all([
+    startThrowawayCluster(),
+    generateGpgKeyPair({ name: 'PMS DR Test' }),
+    startS3rver({ bucket: 'pms-dr-backups' }),
+  ]);
   await cluster.psql('CREATE DATABASE patient_telemetry');
   await cluster.psql(SAMPLE_SCHEMA_SQL + SAMPLE_DATA_SQL, 'patient_telemetry');
   source = await cluster.psql(FINGERPRINT_SQL, 'patient_telemetry');
@@ -69,7 +73,15 @@ describe('cross-region copy (pms-backup copy --to)', () => {
     } finally {
       await drStorage.close();
     }
-    const drList = await runCli('pms-backup', ['list', '--json'], { ...env, BACKUP_REPOSITORY: drUrl, AWS_REGION: 'eu-west-1', S3_ENDPOINT: dr.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: S3RVER_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: S3RVER_SECRET_ACCESS_KEY });
+    const drList = await runCli('pms-backup', ['list', '--json'], {
+      ...env,
+      BACKUP_REPOSITORY: drUrl,
+      AWS_REGION: 'eu-west-1',
+      S3_ENDPOINT: dr.endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: S3RVER_ACCESS_KEY_ID,
+      AWS_SECRET_ACCESS_KEY: S3RVER_SECRET_ACCESS_KEY,
+    });
     assert.equal((JSON.parse(drList.stdout) as Array<{ id: string; status: string }>).find((r) => r.id === id)?.status, 'incomplete');
     const resumed = await runCli('pms-backup', ['copy', '--to', drUrl, '--json'], env);
     assert.equal(resumed.code, 0, resumed.stderr);
@@ -77,7 +89,15 @@ describe('cross-region copy (pms-backup copy --to)', () => {
   });
 
   test('restore and verify work from the DR repository unchanged', async () => {
-    const fromDr = { ...env, BACKUP_REPOSITORY: drUrl, AWS_REGION: 'eu-west-1', S3_ENDPOINT: dr.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: S3RVER_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: S3RVER_SECRET_ACCESS_KEY };
+    const fromDr = {
+      ...env,
+      BACKUP_REPOSITORY: drUrl,
+      AWS_REGION: 'eu-west-1',
+      S3_ENDPOINT: dr.endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: S3RVER_ACCESS_KEY_ID,
+      AWS_SECRET_ACCESS_KEY: S3RVER_SECRET_ACCESS_KEY,
+    };
     const restored = await runCli('pms-backup', ['restore', 'latest', '--target-db', 'from_dr'], fromDr);
     assert.equal(restored.code, 0, restored.stderr);
     assert.equal(await cluster.psql(FINGERPRINT_SQL, 'from_dr'), source);
@@ -89,7 +109,8 @@ describe('cross-region copy (pms-backup copy --to)', () => {
     const withDr = { ...env, BACKUP_DR_REPOSITORY: drUrl };
     assert.equal((await runCli('pms-backup', ['verify', 'latest'], withDr)).code, 0);
     const inSync = await runCli('pms-backup', ['monitor', '--json'], withDr);
-    const drCheck = (out: string) => (JSON.parse(out) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find((c) => c.name === 'dr-copy')!;
+    const drCheck = (out: string) =>
+      (JSON.parse(out) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find((c) => c.name === 'dr-copy')!;
     assert.equal(drCheck(inSync.stdout).ok, true, drCheck(inSync.stdout).detail);
     await runCli('pms-backup', ['create'], env);
     const lagging = await runCli('pms-backup', ['monitor', '--json'], { ...withDr, BACKUP_DR_MAX_LAG_HOURS: '0.00001' });
@@ -97,11 +118,14 @@ describe('cross-region copy (pms-backup copy --to)', () => {
     assert.match(drCheck(lagging.stdout).detail, /1 backup\(s\) not yet in/);
   });
 
-  test('copy takes the DR repository\'s lock, so a prune running there cannot delete a backup mid-copy', async () => {
+  test("copy takes the DR repository's lock, so a prune running there cannot delete a backup mid-copy", async () => {
     const drStorage = openStorage(dr.repository('eu-west-1'));
     try {
       const now = new Date().toISOString();
-      await drStorage.putBytes('locks/repository.lock', JSON.stringify({ token: 't', operation: 'prune', host: hostname(), pid: process.pid, acquiredAt: now, heartbeatAt: now }));
+      await drStorage.putBytes(
+        'locks/repository.lock',
+        JSON.stringify({ token: 't', operation: 'prune', host: hostname(), pid: process.pid, acquiredAt: now, heartbeatAt: now }),
+      );
       const locked = await runCli('pms-backup', ['copy', '--to', drUrl], env);
       assert.equal(locked.code, 7, locked.stderr);
       assert.match(locked.stderr, /PMS_ERR_LOCKED: the repository is locked by prune/);
@@ -125,4 +149,3 @@ describe('cross-region copy (pms-backup copy --to)', () => {
     assert.match(bad.stderr, /--to="pms-dr-backups" is invalid/);
   });
 });
-

@@ -45,12 +45,18 @@ async function copyObject(from: Storage, to: Storage, key: string, expected?: { 
   await to.put(key, source.pipe(meter), { metadata: info.metadata });
   if (expected && (meter.sha256 !== expected.sha256 || meter.bytes !== expected.bytes)) {
     await to.delete(key).catch(() => undefined);
-    throw new PmsError('PMS_ERR_INTEGRITY', `${key} in ${from.location} does not match its manifest (sha256 differs): not copied; verify the primary repository`);
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `${key} in ${from.location} does not match its manifest (sha256 differs): not copied; verify the primary repository`,
+    );
   }
   const copy = await sha256Of(to, key);
   if (copy.sha256 !== meter.sha256 || copy.bytes !== meter.bytes) {
     await to.delete(key).catch(() => undefined);
-    throw new PmsError('PMS_ERR_INTEGRITY', `the copy of ${key} in ${to.location} differs from the source (sha256 mismatch): removed; re-run pms-backup copy`);
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `the copy of ${key} in ${to.location} differs from the source (sha256 mismatch): removed; re-run pms-backup copy`,
+    );
   }
   return meter.bytes;
 }
@@ -104,7 +110,11 @@ export async function copyToDr(from: Storage, to: Storage, onProgress?: (p: Copy
  * DR lag: how long the oldest complete primary backup missing from DR has existed (0 when DR
  * holds them all). Measured against what matters: a backup that exists only in one region.
  */
-export async function measureDrLag(from: Storage, to: Storage, now = new Date()): Promise<{ lagSeconds: number; missing: string[]; newestInDr: string | undefined }> {
+export async function measureDrLag(
+  from: Storage,
+  to: Storage,
+  now = new Date(),
+): Promise<{ lagSeconds: number; missing: string[]; newestInDr: string | undefined }> {
   const primary = (await listBackups(from)).filter((e) => e.status === 'complete');
   const dr = new Set((await listBackups(to)).filter((e) => e.status === 'complete').map((e) => e.id));
   const missing = primary.filter((e) => !dr.has(e.id));

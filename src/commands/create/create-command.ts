@@ -7,63 +7,73 @@ import { runBackupCommand } from '../../cli/backup-command.js';
 import { ProgressLine, formatBytes } from '../../cli/progress.js';
 
 export async function runCreate(options: { json?: boolean }): Promise<number> {
-  return runBackupCommand({ name: 'create', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true }, async ({ config, storage, logger, signal }) => {
-    const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
-    const repository = storage();
-    const progress = new ProgressLine();
-    const started = Date.now();
-    const manifest = await usingRepositoryLock(
-      repository,
-      'create',
-      async () => {
-        // Recorded alongside the backup, not before it: it is bookkeeping, not a prerequisite.
-        const observing = observeRecipientKeys(repository, recipients.descriptions.map((d) => d.fingerprint), currentActor(config.operations.podName)).catch((error: unknown) =>
-          logger.warn('could not record the recipient keys', { error: (error as Error).message }),
-        );
-        try {
-          return await createLogicalBackup({
-            config,
-            storage: repository,
-            recipients,
-            signal,
-            onProgress: (p) => {
-              const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-              progress.update(`${p.phase}: ${formatBytes(p.plainBytes)} dumped, ${formatBytes(p.storedBytes)} stored (${formatBytes(p.plainBytes / seconds)}/s)`);
-            },
-          });
-        } finally {
-          progress.done();
-          await observing;
-        }
-      },
-      (reason) => logger.warn(reason),
-    );
-    if (options.json) {
-      process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
-    } else {
-      const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
-      process.stdout.write(
-        [
-          `backup ${manifest.id} complete`,
-          `  database   ${manifest.database} (PostgreSQL ${manifest.serverVersion})`,
-          `  tables     ${manifest.tables.length} (${rows} rows)`,
-          `  size       ${formatBytes(manifest.bytes.plain)} dumped, ${formatBytes(manifest.bytes.compressed)} compressed, ${formatBytes(manifest.bytes.stored)} stored`,
-          `  duration   ${manifest.durationSeconds.toFixed(1)} s`,
-          `  encrypted  to ${manifest.keyFingerprints.join(', ')}`,
-          `  location   ${repository.location} ${manifest.objects.map((o) => o.key).join(', ')}`,
-          '',
-        ].join('\n'),
+  return runBackupCommand(
+    { name: 'create', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true },
+    async ({ config, storage, logger, signal }) => {
+      const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
+      const repository = storage();
+      const progress = new ProgressLine();
+      const started = Date.now();
+      const manifest = await usingRepositoryLock(
+        repository,
+        'create',
+        async () => {
+          // Recorded alongside the backup, not before it: it is bookkeeping, not a prerequisite.
+          const observing = observeRecipientKeys(
+            repository,
+            recipients.descriptions.map((d) => d.fingerprint),
+            currentActor(config.operations.podName),
+          ).catch((error: unknown) => logger.warn('could not record the recipient keys', { error: (error as Error).message }));
+          try {
+            return await createLogicalBackup({
+              config,
+              storage: repository,
+              recipients,
+              signal,
+              onProgress: (p) => {
+                const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+                progress.update(
+                  `${p.phase}: ${formatBytes(p.plainBytes)} dumped, ${formatBytes(p.storedBytes)} stored (${formatBytes(p.plainBytes / seconds)}/s)`,
+                );
+              },
+            });
+          } finally {
+            progress.done();
+            await observing;
+          }
+        },
+        (reason) => logger.warn(reason),
       );
-    }
-    return {
-      exitCode: 0,
-      backupId: manifest.id,
-      details: { kind: 'logical', bytesStored: manifest.bytes.stored, bytesPlain: manifest.bytes.plain, tables: manifest.tables.length },
-      metrics: {
-        backupSizeBytes: manifest.bytes.stored,
-        backupAgeSeconds: 0,
-        keys: recipients.descriptions.map((d) => ({ fingerprint: d.fingerprint, expiresAt: d.expiresAt ? new Date(d.expiresAt) : undefined })),
-      },
-    };
-  });
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
+      } else {
+        const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
+        process.stdout.write(
+          [
+            `backup ${manifest.id} complete`,
+            `  database   ${manifest.database} (PostgreSQL ${manifest.serverVersion})`,
+            `  tables     ${manifest.tables.length} (${rows} rows)`,
+            `  size       ${formatBytes(manifest.bytes.plain)} dumped, ${formatBytes(manifest.bytes.compressed)} compressed, ${formatBytes(manifest.bytes.stored)} stored`,
+            `  duration   ${manifest.durationSeconds.toFixed(1)} s`,
+            `  encrypted  to ${manifest.keyFingerprints.join(', ')}`,
+            `  location   ${repository.location} ${manifest.objects.map((o) => o.key).join(', ')}`,
+            '',
+          ].join('\n'),
+        );
+      }
+      return {
+        exitCode: 0,
+        backupId: manifest.id,
+        details: { kind: 'logical', bytesStored: manifest.bytes.stored, bytesPlain: manifest.bytes.plain, tables: manifest.tables.length },
+        metrics: {
+          backupSizeBytes: manifest.bytes.stored,
+          backupAgeSeconds: 0,
+          keys: recipients.descriptions.map((d) => ({
+            fingerprint: d.fingerprint,
+            expiresAt: d.expiresAt ? new Date(d.expiresAt) : undefined,
+          })),
+        },
+      };
+    },
+  );
 }

@@ -115,4 +115,3 @@ function wrapFailure(error: unknown): PmsError {
   if (isPmsError(error)) return error;
   return new PmsError('PMS_ERR_INTERNAL', `backup failed: ${(error as Error).message ?? String(error)}`, { cause: error });
 }
-

@@ -14,7 +14,9 @@ let mountPoint: string;
 let env: Record<string, string>;
 
 function files(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => e.name);
 }
 
 before(async () => {
@@ -54,12 +56,21 @@ describe('a full repository disk', () => {
     const full = await runCli('pms-backup', ['create'], env);
     assert.equal(full.code, 6, full.stderr);
     assert.match(full.stderr, /PMS_ERR_REPO_UNAVAILABLE: .*is full \(ENOSPC\); free space or grow the volume/);
-    assert.deepEqual(files(join(mountPoint, 'repo')).filter((f) => f.endsWith('.gpg') || f === 'manifest.json'), [], 'nothing partial is visible');
+    assert.deepEqual(
+      files(join(mountPoint, 'repo')).filter((f) => f.endsWith('.gpg') || f === 'manifest.json'),
+      [],
+      'nothing partial is visible',
+    );
     const list = JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>;
     assert.equal(list.filter((r) => r.status === 'complete').length, 0);
     await cluster.psql('TRUNCATE blob', 'patient_telemetry');
     const ok = await runCli('pms-backup', ['create', '--json'], env);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.equal((JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter((r) => r.status === 'complete').length, 1);
+    assert.equal(
+      (JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter(
+        (r) => r.status === 'complete',
+      ).length,
+      1,
+    );
   });
 });

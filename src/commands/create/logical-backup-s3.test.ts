@@ -13,7 +13,11 @@ let env: Record<string, string>;
 let sourceFingerprint: string;
 
 before(async () => {
-  [cluster, key, s3] = await Promise.all([startThrowawayCluster(), generateGpgKeyPair({ name: 'PMS S3 Test' }), startS3rver({ bucket: 'pms-production-backups' })]);
+  [cluster, key, s3] = await Promise.all([
+    startThrowawayCluster(),
+    generateGpgKeyPair({ name: 'PMS S3 Test' }),
+    startS3rver({ bucket: 'pms-production-backups' }),
+  ]);
   await cluster.psql('CREATE DATABASE patient_telemetry');
   await cluster.psql(SAMPLE_SCHEMA_SQL + SAMPLE_DATA_SQL, 'patient_telemetry');
   sourceFingerprint = await cluster.psql(FINGERPRINT_SQL, 'patient_telemetry');
@@ -41,7 +45,10 @@ describe('pms-backup over S3 (s3rver)', () => {
     assert.match(manifest.objects[0]!.key, /^backups\//, 'manifest keys are relative to the repository root (prefix excluded)');
     const list = await runCli('pms-backup', ['list', '--json'], env);
     const rows = JSON.parse(list.stdout) as Array<{ id: string; status: string }>;
-    assert.deepEqual(rows.map((r) => [r.id, r.status]), [[manifest.id, 'complete']]);
+    assert.deepEqual(
+      rows.map((r) => [r.id, r.status]),
+      [[manifest.id, 'complete']],
+    );
     const restored = await runCli('pms-backup', ['restore', manifest.id, '--target-db', 'from_s3'], env);
     assert.equal(restored.code, 0, restored.stderr);
     assert.equal(await cluster.psql(FINGERPRINT_SQL, 'from_s3'), sourceFingerprint);

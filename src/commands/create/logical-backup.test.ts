@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+  closeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -174,7 +186,10 @@ describe('pms-backup create | list | restore (file repository)', () => {
     const wrong = join(repoRoot, '..', `wrong-pass-${process.pid}`);
     writeFileSync(wrong, 'not the passphrase\n');
     try {
-      const result = await runCli('pms-backup', ['restore', 'latest', '--target-db', 'wrong_pass'], { ...env, BACKUP_GPG_PASSPHRASE_FILE: wrong });
+      const result = await runCli('pms-backup', ['restore', 'latest', '--target-db', 'wrong_pass'], {
+        ...env,
+        BACKUP_GPG_PASSPHRASE_FILE: wrong,
+      });
       assert.equal(result.code, 5);
       assert.match(result.stderr, /does not unlock private key/);
       assert.doesNotMatch(result.stderr, /not the passphrase|test passphrase/);
@@ -238,13 +253,16 @@ describe('pms-backup create | list | restore (file repository)', () => {
 
   test('a backup killed with SIGKILL mid-stream is never complete and restore latest skips it', async () => {
     await cluster.psql(
-      "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || repeat(md5(random()::text), 4) AS payload FROM generate_series(1, 400000) g",
+      'CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || repeat(md5(random()::text), 4) AS payload FROM generate_series(1, 400000) g',
       'patient_telemetry',
     );
     try {
       const before = await runCli('pms-backup', ['list', '--json'], env);
       const newestComplete = (JSON.parse(before.stdout) as Array<{ id: string; status: string }>).find((r) => r.status === 'complete')!.id;
-      const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], { env: { PATH: process.env['PATH'], ...env }, stdio: 'ignore' });
+      const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], {
+        env: { PATH: process.env['PATH'], ...env },
+        stdio: 'ignore',
+      });
       // Kill once encrypted bytes are being written (a temporary file is growing in the repository).
       assert.ok(await waitUntilMidUpload(join(repoRoot, 'backups'), child), 'the backup was caught mid-stream');
       child.kill('SIGKILL');
@@ -261,4 +279,3 @@ describe('pms-backup create | list | restore (file repository)', () => {
     }
   });
 });
-

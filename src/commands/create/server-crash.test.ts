@@ -18,7 +18,10 @@ let repo: string;
 before(async () => {
   [cluster, key] = await Promise.all([startThrowawayCluster(), generateGpgKeyPair({ name: 'PMS Server Crash' })]);
   await cluster.psql('CREATE DATABASE patient_telemetry');
-  await cluster.psql("CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 600000) g", 'patient_telemetry');
+  await cluster.psql(
+    'CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 600000) g',
+    'patient_telemetry',
+  );
   repo = join(key.dir, 'repo');
   mkdirSync(repo);
   env = {
@@ -38,7 +41,10 @@ after(async () => {
 
 describe('interruptions during a backup', () => {
   test('the database server stopping mid-backup fails create with an error naming it, and no complete backup exists', async () => {
-    const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], { env: { PATH: process.env['PATH'], ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], {
+      env: { PATH: process.env['PATH'], ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
@@ -57,8 +63,13 @@ describe('interruptions during a backup', () => {
   });
 
   test('SIGTERM (a Kubernetes deadline or eviction) stops create cleanly: PMS_ERR_ABORTED, lock released, failure audited, nothing complete', async () => {
-    const before = (JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter((r) => r.status === 'complete').length;
-    const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], { env: { PATH: process.env['PATH'], ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const before = (JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter(
+      (r) => r.status === 'complete',
+    ).length;
+    const child = spawn(process.execPath, [binPath('pms-backup'), 'create'], {
+      env: { PATH: process.env['PATH'], ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
@@ -68,9 +79,15 @@ describe('interruptions during a backup', () => {
     assert.equal(code, 1, stderr);
     assert.match(stderr, /PMS_ERR_ABORTED: create was interrupted by SIGTERM/);
     assert.equal(readdirSync(join(repo, 'locks')).length, 0, 'the repository lock was released');
-    const after = (JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter((r) => r.status === 'complete').length;
+    const after = (JSON.parse((await runCli('pms-backup', ['list', '--json'], env)).stdout) as Array<{ status: string }>).filter(
+      (r) => r.status === 'complete',
+    ).length;
     assert.equal(after, before, 'no new complete backup');
-    const audit = JSON.parse((await runCli('pms-backup', ['audit', '--json'], env)).stdout) as Array<{ operation: string; outcome: string; details: { errorCode?: string } }>;
+    const audit = JSON.parse((await runCli('pms-backup', ['audit', '--json'], env)).stdout) as Array<{
+      operation: string;
+      outcome: string;
+      details: { errorCode?: string };
+    }>;
     const last = audit.filter((r) => r.operation === 'create').pop();
     assert.equal(last?.outcome, 'failure');
     assert.equal(last?.details.errorCode, 'PMS_ERR_ABORTED');
@@ -93,7 +110,10 @@ describe('interruptions during a backup', () => {
   });
 
   test('SIGTERM during verify stops its throwaway server, removes its files and records no verification', async () => {
-    const throwaway = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-pg-')).sort();
+    const throwaway = () =>
+      readdirSync(tmpdir())
+        .filter((d) => d.startsWith('pms-pg-'))
+        .sort();
     const before = throwaway();
     const child = spawn(process.execPath, [binPath('pms-backup'), 'verify', 'latest'], {
       env: { PATH: process.env['PATH'], ...env, BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile },
@@ -107,8 +127,14 @@ describe('interruptions during a backup', () => {
     child.kill('SIGTERM');
     assert.equal(await exited, 1, stderr);
     assert.match(stderr, /PMS_ERR_ABORTED: verify was interrupted by SIGTERM/);
-    assert.deepEqual(throwaway().filter((d) => !before.includes(d)), [], 'the throwaway server and its files are gone');
-    const records = readdirSync(repo, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name.startsWith('verification-'));
+    assert.deepEqual(
+      throwaway().filter((d) => !before.includes(d)),
+      [],
+      'the throwaway server and its files are gone',
+    );
+    const records = readdirSync(repo, { recursive: true, withFileTypes: true }).filter(
+      (e) => e.isFile() && e.name.startsWith('verification-'),
+    );
     assert.equal(records.length, 0, 'no verification result was recorded');
   });
 });

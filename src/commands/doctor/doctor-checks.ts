@@ -36,13 +36,22 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
     ['zstd', 'apt-get install zstd'],
     ['gpg', 'apt-get install gnupg (needed for the break-glass restore path)'],
   ] as const) {
-    checks.push(onPath(program, env) ? { name: `tool ${program}`, ok: true, detail: 'found on PATH' } : { name: `tool ${program}`, ok: false, detail: 'not on PATH', fix });
+    checks.push(
+      onPath(program, env)
+        ? { name: `tool ${program}`, ok: true, detail: 'found on PATH' }
+        : { name: `tool ${program}`, ok: false, detail: 'not on PATH', fix },
+    );
   }
   for (const program of ['pg_dump', 'pg_restore', 'initdb'] as const) {
     try {
       checks.push({ name: `tool ${program}`, ok: true, detail: findPgProgram(program, env as NodeJS.ProcessEnv) });
     } catch (error) {
-      checks.push({ name: `tool ${program}`, ok: false, detail: (error as Error).message, fix: 'apt-get install postgresql-15 (initdb is needed by verify) or set PG_BIN_DIR' });
+      checks.push({
+        name: `tool ${program}`,
+        ok: false,
+        detail: (error as Error).message,
+        fix: 'apt-get install postgresql-15 (initdb is needed by verify) or set PG_BIN_DIR',
+      });
     }
   }
 
@@ -51,28 +60,55 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
     config = loadBackupConfig(env, { repository: true, encryption: true });
     checks.push({ name: 'config', ok: true, detail: 'every variable is valid' });
   } catch (error) {
-    checks.push({ name: 'config', ok: false, detail: (error as Error).message, fix: 'set the variables listed above (pms-backup --help lists them all)' });
+    checks.push({
+      name: 'config',
+      ok: false,
+      detail: (error as Error).message,
+      fix: 'set the variables listed above (pms-backup --help lists them all)',
+    });
     return checks;
   }
 
   try {
     const [serverVersion, dumpVersion] = await Promise.all([
-      usingClient(config.postgres, async (client) => (await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ?? '0'),
+      usingClient(
+        config.postgres,
+        async (client) => (await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ?? '0',
+      ),
       pgDumpVersion(),
     ]);
     const serverMajor = Math.floor(Number(serverVersion) / 10000);
     const dumpMajor = Number(/(\d+)\.\d+/.exec(dumpVersion)?.[1] ?? 0);
-    checks.push({ name: 'database', ok: true, detail: `${config.postgres.host}:${config.postgres.port}/${config.postgres.database} answers (PostgreSQL ${serverMajor})` });
+    checks.push({
+      name: 'database',
+      ok: true,
+      detail: `${config.postgres.host}:${config.postgres.port}/${config.postgres.database} answers (PostgreSQL ${serverMajor})`,
+    });
     checks.push(
       dumpMajor >= serverMajor
         ? { name: 'pg_dump version', ok: true, detail: `${dumpVersion} can dump a PostgreSQL ${serverMajor} server` }
-        : { name: 'pg_dump version', ok: false, detail: `${dumpVersion} is older than the server (PostgreSQL ${serverMajor})`, fix: `install postgresql-client-${serverMajor} or newer` },
+        : {
+            name: 'pg_dump version',
+            ok: false,
+            detail: `${dumpVersion} is older than the server (PostgreSQL ${serverMajor})`,
+            fix: `install postgresql-client-${serverMajor} or newer`,
+          },
     );
     checks.push(
-      await checkPointInTimeRecovery(config.postgres).catch((error: unknown) => ({ name: 'point-in-time recovery', ok: false, detail: (error as Error).message, fix: 'check the role can read pg_stat_archiver and pg_roles' })),
+      await checkPointInTimeRecovery(config.postgres).catch((error: unknown) => ({
+        name: 'point-in-time recovery',
+        ok: false,
+        detail: (error as Error).message,
+        fix: 'check the role can read pg_stat_archiver and pg_roles',
+      })),
     );
   } catch (error) {
-    checks.push({ name: 'database', ok: false, detail: (error as Error).message, fix: 'check POSTGRES_HOST/PORT/USER/PASSWORD, pg_hba.conf and NetworkPolicies; try pg_isready -h $POSTGRES_HOST -p $POSTGRES_PORT' });
+    checks.push({
+      name: 'database',
+      ok: false,
+      detail: (error as Error).message,
+      fix: 'check POSTGRES_HOST/PORT/USER/PASSWORD, pg_hba.conf and NetworkPolicies; try pg_isready -h $POSTGRES_HOST -p $POSTGRES_PORT',
+    });
   }
 
   const storage = openStorage(config.repository!);
@@ -80,7 +116,12 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
     await storage.probe();
     checks.push({ name: 'repository', ok: true, detail: `${storage.location} is reachable and writable` });
   } catch (error) {
-    checks.push({ name: 'repository', ok: false, detail: (error as Error).message, fix: 'check BACKUP_REPOSITORY, the credentials, the bucket policy and egress to the object store' });
+    checks.push({
+      name: 'repository',
+      ok: false,
+      detail: (error as Error).message,
+      fix: 'check BACKUP_REPOSITORY, the credentials, the bucket policy and egress to the object store',
+    });
   } finally {
     await storage.close();
   }
@@ -91,18 +132,45 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
     const matches = keys.some((k) => keyMatches(k, config.keys.keyId!));
     const soon = now.getTime() + config.operations.keyExpiryWarnDays * 86400_000;
     const expiring = keys.filter((k) => k.expiresAt !== null && Date.parse(k.expiresAt) <= soon);
-    if (!matches) checks.push({ name: 'public keys', ok: false, detail: `BACKUP_GPG_KEY_ID matches none of ${keys.map((k) => k.fingerprint).join(', ')}`, fix: 'mount the right public key file or correct BACKUP_GPG_KEY_ID' });
-    else if (expiring.length) checks.push({ name: 'public keys', ok: false, detail: expiring.map((k) => `${k.fingerprint} ${k.expired ? 'expired' : 'expires'} ${k.expiresAt}`).join('; '), fix: 'rotate the key: docs/key-rotation.md' });
-    else checks.push({ name: 'public keys', ok: true, detail: `${keys.length} key(s), BACKUP_GPG_KEY_ID matches, none expires within ${config.operations.keyExpiryWarnDays} days` });
+    if (!matches)
+      checks.push({
+        name: 'public keys',
+        ok: false,
+        detail: `BACKUP_GPG_KEY_ID matches none of ${keys.map((k) => k.fingerprint).join(', ')}`,
+        fix: 'mount the right public key file or correct BACKUP_GPG_KEY_ID',
+      });
+    else if (expiring.length)
+      checks.push({
+        name: 'public keys',
+        ok: false,
+        detail: expiring.map((k) => `${k.fingerprint} ${k.expired ? 'expired' : 'expires'} ${k.expiresAt}`).join('; '),
+        fix: 'rotate the key: docs/key-rotation.md',
+      });
+    else
+      checks.push({
+        name: 'public keys',
+        ok: true,
+        detail: `${keys.length} key(s), BACKUP_GPG_KEY_ID matches, none expires within ${config.operations.keyExpiryWarnDays} days`,
+      });
   } catch (error) {
-    checks.push({ name: 'public keys', ok: false, detail: (error as Error).message, fix: 'export the public key with gpg --armor --export and point BACKUP_GPG_PUBLIC_KEY_FILE at it' });
+    checks.push({
+      name: 'public keys',
+      ok: false,
+      detail: (error as Error).message,
+      fix: 'export the public key with gpg --armor --export and point BACKUP_GPG_PUBLIC_KEY_FILE at it',
+    });
   }
   if (config.keys.privateKeyFile) {
     try {
       const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       checks.push({ name: 'private keys', ok: true, detail: `${keys.keys.length} key(s) load and unlock` });
     } catch (error) {
-      checks.push({ name: 'private keys', ok: false, detail: (error as Error).message, fix: 'check BACKUP_GPG_PRIVATE_KEY_FILE and BACKUP_GPG_PASSPHRASE_FILE' });
+      checks.push({
+        name: 'private keys',
+        ok: false,
+        detail: (error as Error).message,
+        fix: 'check BACKUP_GPG_PRIVATE_KEY_FILE and BACKUP_GPG_PASSPHRASE_FILE',
+      });
     }
   }
 
@@ -110,9 +178,18 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
   if (gateway) {
     try {
       const response = await fetch(`${gateway.url}/-/healthy`, { signal: AbortSignal.timeout(gateway.timeoutMs) });
-      checks.push(response.ok ? { name: 'pushgateway', ok: true, detail: `${gateway.url} is healthy` } : { name: 'pushgateway', ok: false, detail: `${gateway.url} answered HTTP ${response.status}`, fix: 'check PUSHGATEWAY_URL' });
+      checks.push(
+        response.ok
+          ? { name: 'pushgateway', ok: true, detail: `${gateway.url} is healthy` }
+          : { name: 'pushgateway', ok: false, detail: `${gateway.url} answered HTTP ${response.status}`, fix: 'check PUSHGATEWAY_URL' },
+      );
     } catch (error) {
-      checks.push({ name: 'pushgateway', ok: false, detail: `${gateway.url} unreachable (${(error as Error).message})`, fix: 'check PUSHGATEWAY_URL and the NetworkPolicy to the monitoring namespace' });
+      checks.push({
+        name: 'pushgateway',
+        ok: false,
+        detail: `${gateway.url} unreachable (${(error as Error).message})`,
+        fix: 'check PUSHGATEWAY_URL and the NetworkPolicy to the monitoring namespace',
+      });
     }
   }
 
@@ -121,7 +198,12 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
     accessSync(config.operations.logDir, constants.W_OK);
     checks.push({ name: 'log directory', ok: true, detail: `${config.operations.logDir} is writable` });
   } catch (error) {
-    checks.push({ name: 'log directory', ok: false, detail: `${config.operations.logDir}: ${isPmsError(error) ? error.message : (error as NodeJS.ErrnoException).code}`, fix: 'mount the backup-logs volume or set BACKUP_LOG_DIR to a writable directory' });
+    checks.push({
+      name: 'log directory',
+      ok: false,
+      detail: `${config.operations.logDir}: ${isPmsError(error) ? error.message : (error as NodeJS.ErrnoException).code}`,
+      fix: 'mount the backup-logs volume or set BACKUP_LOG_DIR to a writable directory',
+    });
   }
   return checks;
 }

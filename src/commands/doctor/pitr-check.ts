@@ -33,19 +33,31 @@ export async function checkPointInTimeRecovery(config: PostgresConfig): Promise<
     ).rows[0];
     if (!state) return { name: NAME, ok: false, detail: 'pg_stat_archiver returned no row', fix: 'check the server' };
     if (state.archive_mode === 'off') {
-      return { name: NAME, ok: true, detail: 'archive_mode is off: not set up (base-backup refuses to run; logical backups are unaffected)' };
+      return {
+        name: NAME,
+        ok: true,
+        detail: 'archive_mode is off: not set up (base-backup refuses to run; logical backups are unaffected)',
+      };
     }
     // archive_command is readable only with pg_read_all_settings (pg_monitor has it).
-    const command = await client
-      .query<{ setting: string | null }>("SELECT current_setting('archive_command') AS setting")
-      .then((r) => r.rows[0]?.setting ?? '', () => undefined);
+    const command = await client.query<{ setting: string | null }>("SELECT current_setting('archive_command') AS setting").then(
+      (r) => r.rows[0]?.setting ?? '',
+      () => undefined,
+    );
     const problems: Array<{ detail: string; fix: string }> = [];
-    if (state.in_recovery) problems.push({ detail: 'the server is a standby', fix: 'point POSTGRES_HOST at the primary: base backups are taken there' });
+    if (state.in_recovery)
+      problems.push({ detail: 'the server is a standby', fix: 'point POSTGRES_HOST at the primary: base backups are taken there' });
     if (command !== undefined && !/\bwal-push\b/.test(command)) {
-      problems.push({ detail: `archive_command is '${command}', not pms-backup wal-push`, fix: "set archive_command = 'pms-backup wal-push %p' with the same BACKUP_* environment (docs/pitr.md)" });
+      problems.push({
+        detail: `archive_command is '${command}', not pms-backup wal-push`,
+        fix: "set archive_command = 'pms-backup wal-push %p' with the same BACKUP_* environment (docs/pitr.md)",
+      });
     }
     if (state.can_replicate === false) {
-      problems.push({ detail: `role ${config.user ?? '(default)'} may not open replication connections`, fix: 'ALTER ROLE ... REPLICATION and add a "replication" line for it to pg_hba.conf' });
+      problems.push({
+        detail: `role ${config.user ?? '(default)'} may not open replication connections`,
+        fix: 'ALTER ROLE ... REPLICATION and add a "replication" line for it to pg_hba.conf',
+      });
     }
     const failedAt = state.last_failed_time?.getTime() ?? 0;
     if (failedAt > (state.last_archived_time?.getTime() ?? 0)) {
@@ -54,9 +66,13 @@ export async function checkPointInTimeRecovery(config: PostgresConfig): Promise<
         fix: "read the server log for wal-push's PMS_ERR_* line; WAL piles up in pg_wal until it succeeds",
       });
     }
-    if (problems.length > 0) return { name: NAME, ok: false, detail: problems.map((p) => p.detail).join('; '), fix: problems.map((p) => p.fix).join('; ') };
-    const last = state.last_archived_wal ? `last archived ${state.last_archived_wal} at ${state.last_archived_time?.toISOString()}` : 'nothing archived yet';
-    const commandNote = command === undefined ? ' (archive_command not readable: grant pg_read_all_settings to check it)' : ', archive_command runs wal-push';
+    if (problems.length > 0)
+      return { name: NAME, ok: false, detail: problems.map((p) => p.detail).join('; '), fix: problems.map((p) => p.fix).join('; ') };
+    const last = state.last_archived_wal
+      ? `last archived ${state.last_archived_wal} at ${state.last_archived_time?.toISOString()}`
+      : 'nothing archived yet';
+    const commandNote =
+      command === undefined ? ' (archive_command not readable: grant pg_read_all_settings to check it)' : ', archive_command runs wal-push';
     return { name: NAME, ok: true, detail: `archive_mode ${state.archive_mode}${commandNote}, ${last}; the role may take base backups` };
   });
 }

@@ -28,7 +28,9 @@ export async function runKeys(options: { json?: boolean }): Promise<number> {
           ...publicKeys.map(line),
           `private keys (${config.keys.privateKeyFile ?? 'BACKUP_GPG_PRIVATE_KEY_FILE not set'}): restore and verify pick the one each backup needs`,
           ...privateKeys.map(line),
-          keyId === undefined ? 'BACKUP_GPG_KEY_ID is not set' : `BACKUP_GPG_KEY_ID ${keyId}: ${result.keyIdMatches ? 'matches a public key' : 'MATCHES NO PUBLIC KEY'}`,
+          keyId === undefined
+            ? 'BACKUP_GPG_KEY_ID is not set'
+            : `BACKUP_GPG_KEY_ID ${keyId}: ${result.keyIdMatches ? 'matches a public key' : 'MATCHES NO PUBLIC KEY'}`,
           '',
         ].join('\n'),
       );

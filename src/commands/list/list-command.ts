@@ -31,9 +31,13 @@ export async function runList(options: { json?: boolean }): Promise<number> {
       process.stdout.write(`no backups in ${repository.location}\n`);
     } else {
       const lines = entries.map((e) =>
-        [e.id.padEnd(22), e.kind.padEnd(8), e.status.padEnd(10), e.createdAt.padEnd(25), formatBytes(e.bytes).padStart(10), e.problem ?? ''].join(' ').trimEnd(),
+        [e.id.padEnd(22), e.kind.padEnd(8), e.status.padEnd(10), e.createdAt.padEnd(25), formatBytes(e.bytes).padStart(10), e.problem ?? '']
+          .join(' ')
+          .trimEnd(),
       );
-      process.stdout.write(`${['ID'.padEnd(22), 'KIND'.padEnd(8), 'STATUS'.padEnd(10), 'CREATED'.padEnd(25), 'SIZE'.padStart(10)].join(' ')}\n${lines.join('\n')}\n`);
+      process.stdout.write(
+        `${['ID'.padEnd(22), 'KIND'.padEnd(8), 'STATUS'.padEnd(10), 'CREATED'.padEnd(25), 'SIZE'.padStart(10)].join(' ')}\n${lines.join('\n')}\n`,
+      );
       if (walRow) {
         process.stdout.write(
           `WAL archive: ${walRow.segments} segments (${formatBytes(walRow.bytes)}), newest ${walRow.newestSegment}; point-in-time recovery possible from ${walRow.earliestRestorableTime ?? '(no complete base backup yet)'} to ${walRow.latestRestorableTime ?? '-'}${wal.gaps.length ? `; GAPS: ${wal.gaps.map((g) => `${g.from}..${g.to}`).join(', ')}` : ''}\n`,

@@ -42,7 +42,12 @@ const HOUR = 3600 * 1000;
 const DAY = 24 * HOUR;
 
 /** The seed's alert conditions, evaluated against the repository and the configured keys. */
-export async function runMonitorChecks(config: BackupConfig, storage: Storage, now = new Date(), dr?: { storage: Storage; maxLagHours: number }): Promise<MonitorReport> {
+export async function runMonitorChecks(
+  config: BackupConfig,
+  storage: Storage,
+  now = new Date(),
+  dr?: { storage: Storage; maxLagHours: number },
+): Promise<MonitorReport> {
   const ops = config.operations;
   const checks: MonitorCheck[] = [];
   let repositoryUp = true;
@@ -84,7 +89,13 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
       detail: `${latest.id} is ${latest.bytes} bytes, previous ${previous.id} ${previous.bytes} bytes: ${(sizeDeviationRatio * 100).toFixed(1)} %; limit ±${(ops.sizeDeviation * 100).toFixed(0)} % (BACKUP_SIZE_DEVIATION)`,
     });
   } else {
-    checks.push({ name: 'size-deviation', ok: repositoryUp, detail: repositoryUp ? `${logical.length} complete logical backup(s): nothing to compare yet` : 'unknown: the repository is unreachable' });
+    checks.push({
+      name: 'size-deviation',
+      ok: repositoryUp,
+      detail: repositoryUp
+        ? `${logical.length} complete logical backup(s): nothing to compare yet`
+        : 'unknown: the repository is unreachable',
+    });
   }
 
   const keys: KeyDescription[] = [];
@@ -101,7 +112,8 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
         detail:
           expiring.length === 0
             ? `${keys.length} recipient key(s); none expires within ${ops.keyExpiryWarnDays} days`
-            : expiring.map((k) => `${k.fingerprint} ${k.expired ? 'EXPIRED on' : 'expires on'} ${k.expiresAt}`).join('; ') + ' — rotate the key (docs/key-rotation.md)',
+            : expiring.map((k) => `${k.fingerprint} ${k.expired ? 'EXPIRED on' : 'expires on'} ${k.expiresAt}`).join('; ') +
+              ' — rotate the key (docs/key-rotation.md)',
       });
     } catch (error) {
       checks.push({ name: 'key-expiry', ok: false, detail: (error as Error).message });
@@ -115,7 +127,12 @@ export async function runMonitorChecks(config: BackupConfig, storage: Storage, n
     if (!newestVerification) {
       checks.push({ name: 'verification', ok: false, detail: 'no backup has ever been verified: run pms-backup verify latest' });
     } else {
-      verification = { ok: newestVerification.ok, durationSeconds: newestVerification.durationSeconds, verifiedAt: newestVerification.verifiedAt, id: newestVerification.id };
+      verification = {
+        ok: newestVerification.ok,
+        durationSeconds: newestVerification.durationSeconds,
+        verifiedAt: newestVerification.verifiedAt,
+        id: newestVerification.id,
+      };
       const ageDays = (now.getTime() - Date.parse(newestVerification.verifiedAt)) / DAY;
       const failed = newestVerification.checks.filter((c) => !c.ok).map((c) => c.name);
       checks.push({

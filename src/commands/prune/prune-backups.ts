@@ -80,7 +80,11 @@ export async function deleteBackup(storage: Storage, id: string): Promise<number
   return bytes;
 }
 
-export async function pruneBackups(storage: Storage, retentionDays: number, options: { dryRun: boolean; now?: Date }): Promise<PruneResult> {
+export async function pruneBackups(
+  storage: Storage,
+  retentionDays: number,
+  options: { dryRun: boolean; now?: Date },
+): Promise<PruneResult> {
   const now = options.now ?? new Date();
   const decisions = await planPrune(storage, retentionDays, now);
   let bytesFreed = 0;
@@ -92,7 +96,10 @@ export async function pruneBackups(storage: Storage, retentionDays: number, opti
   // WAL: every segment a retained base backup needs stays (from the oldest one's start
   // segment on); without any base backup the archive is left alone rather than guessed at.
   const retainedBases = (await listBackups(storage)).filter(
-    (e) => e.manifest?.kind === 'base' && e.status === 'complete' && !(options.dryRun && decisions.some((d) => d.id === e.id && d.action === 'delete')),
+    (e) =>
+      e.manifest?.kind === 'base' &&
+      e.status === 'complete' &&
+      !(options.dryRun && decisions.some((d) => d.id === e.id && d.action === 'delete')),
   );
   const oldestBase = retainedBases
     .map((e) => (e.manifest?.kind === 'base' ? e.manifest.startWalSegment : undefined))

@@ -14,7 +14,8 @@ let key: GpgKeyPair;
 let env: Record<string, string>;
 let backupId: string;
 
-const readingsOf = (db: string, patient: string) => cluster.psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number = '${patient}'`, db);
+const readingsOf = (db: string, patient: string) =>
+  cluster.psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number = '${patient}'`, db);
 
 before(async () => {
   [cluster, key] = await Promise.all([startThrowawayCluster(), generateGpgKeyPair({ name: 'PMS Partial Test' })]);
@@ -31,7 +32,11 @@ before(async () => {
   };
   const migrated = await runCli('pms-telemetry', ['migrate'], env);
   assert.equal(migrated.code, 0, migrated.stderr);
-  for (const [device, patient] of [['watch-a1', PATIENT_A], ['ring-a2', PATIENT_A], ['watch-b1', PATIENT_B]] as const) {
+  for (const [device, patient] of [
+    ['watch-a1', PATIENT_A],
+    ['ring-a2', PATIENT_A],
+    ['watch-b1', PATIENT_B],
+  ] as const) {
     const registered = await runCli('pms-telemetry', ['device', 'register', '--device-id', device, '--patient-id', patient, '--json'], env);
     assert.equal(registered.code, 0, registered.stderr);
   }
@@ -55,22 +60,41 @@ after(async () => {
 
 describe('partial restore', () => {
   test('--table restores only that table (with its partitions and indexes), with the manifest row count', async () => {
-    const result = await runCli('pms-backup', ['restore', backupId, '--target-db', 'only_readings', '--table', 'telemetry.reading', '--json'], env);
+    const result = await runCli(
+      'pms-backup',
+      ['restore', backupId, '--target-db', 'only_readings', '--table', 'telemetry.reading', '--json'],
+      env,
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await cluster.psql('SELECT count(*) FROM telemetry.reading', 'only_readings'), '3000');
-    const tables = (await cluster.psql("SELECT string_agg(DISTINCT c.relname, ',') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'telemetry' AND c.relkind IN ('r','p') AND c.relname NOT LIKE 'reading%'", 'only_readings'));
+    const tables = await cluster.psql(
+      "SELECT string_agg(DISTINCT c.relname, ',') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'telemetry' AND c.relkind IN ('r','p') AND c.relname NOT LIKE 'reading%'",
+      'only_readings',
+    );
     assert.equal(tables, '', 'no other telemetry tables were restored');
-    assert.match(await cluster.psql("SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'reading'", 'only_readings'), /reading_patient_code_time/);
+    assert.match(
+      await cluster.psql("SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'reading'", 'only_readings'),
+      /reading_patient_code_time/,
+    );
   });
 
-  test('--patient restores only that patient\'s readings and devices into a separate database', async () => {
+  test("--patient restores only that patient's readings and devices into a separate database", async () => {
     const result = await runCli('pms-backup', ['restore', backupId, '--target-db', 'patient_a', '--patient', PATIENT_A, '--json'], env);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await readingsOf('patient_a', PATIENT_A), await readingsOf('patient_telemetry', PATIENT_A));
     assert.equal(await readingsOf('patient_a', PATIENT_B), '0');
-    assert.equal(await cluster.psql('SELECT string_agg(device_id, \',\' ORDER BY device_id) FROM telemetry.device', 'patient_a'), 'ring-a2,watch-a1');
-    assert.equal(await cluster.psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry'), '3000', 'the live database is untouched');
-    const logs = readdirSync(join(key.dir, 'logs')).map((f) => readFileSync(join(key.dir, 'logs', f), 'utf8')).join('');
+    assert.equal(
+      await cluster.psql("SELECT string_agg(device_id, ',' ORDER BY device_id) FROM telemetry.device", 'patient_a'),
+      'ring-a2,watch-a1',
+    );
+    assert.equal(
+      await cluster.psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry'),
+      '3000',
+      'the live database is untouched',
+    );
+    const logs = readdirSync(join(key.dir, 'logs'))
+      .map((f) => readFileSync(join(key.dir, 'logs', f), 'utf8'))
+      .join('');
     assert.doesNotMatch(logs + result.stderr, new RegExp(PATIENT_A), 'the NHS number stays out of logs');
     const audit = await runCli('pms-backup', ['audit', '--json'], env);
     assert.doesNotMatch(audit.stdout, new RegExp(PATIENT_A), 'and out of the audit log');
@@ -86,7 +110,11 @@ describe('partial restore', () => {
     assert.match(badTable.stderr, /must be SCHEMA\.TABLE/);
     const unknown = await runCli('pms-backup', ['restore', backupId, '--target-db', 'x3', '--table', 'telemetry.nope'], env);
     assert.equal(unknown.code, 3);
-    const both = await runCli('pms-backup', ['restore', backupId, '--target-db', 'x4', '--table', 'telemetry.reading', '--patient', PATIENT_A], env);
+    const both = await runCli(
+      'pms-backup',
+      ['restore', backupId, '--target-db', 'x4', '--table', 'telemetry.reading', '--patient', PATIENT_A],
+      env,
+    );
     assert.equal(both.code, 64);
     assert.equal(await cluster.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'x_%'"), '0');
   });

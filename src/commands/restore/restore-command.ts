@@ -37,31 +37,42 @@ function scopeOf(options: RestoreCommandOptions): RestoreScope {
 
 export async function runRestore(reference: string, options: RestoreCommandOptions): Promise<number> {
   const scope = scopeOf(options);
-  return runBackupCommand({ name: 'restore', logStream: 'backup', needs: { repository: true, decryption: true }, interruptible: true }, async ({ config, storage, signal }) => {
-    const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
-    const repository = storage();
-    const progress = new ProgressLine();
-    const manifest = await resolveBackup(repository, reference, 'logical');
-    const result = await restoreLogicalBackup({
-      manifest,
-      storage: repository,
-      postgres: config.postgres,
-      keys,
-      targetDb: options.targetDb,
-      scope,
-      noOwner: options.noOwner ?? false,
-      signal,
-      onProgress: (done, total) => progress.update(`restoring ${manifest.id}: ${formatBytes(done)} of ${formatBytes(total)}`),
-    }).finally(() => progress.done());
-    if (options.json) {
-      process.stdout.write(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
-    } else {
-      const rows = result.tables.reduce((sum, t) => sum + t.rows, 0);
-      const what = scope.kind === 'full' ? 'every table' : scope.kind === 'tables' ? `table(s) ${result.tables.map((t) => `${t.schema}.${t.name}`).join(', ')}` : "one patient's telemetry";
-      const checked = scope.kind === 'patient' ? 'sha256 and OpenPGP integrity verified' : 'sha256, OpenPGP integrity and row counts verified';
-      process.stdout.write(`restored ${what} from backup ${result.id} into database ${result.targetDb}: ${result.tables.length} tables, ${rows} rows, ${formatBytes(result.bytes)} fetched in ${result.durationSeconds.toFixed(1)} s; ${checked}\n`);
-    }
-    // The patient's identifier stays out of logs and audit records: the scope kind is enough.
-    return { exitCode: 0, backupId: result.id, details: { targetDb: result.targetDb, scope: scope.kind, tables: result.tables.length } };
-  });
+  return runBackupCommand(
+    { name: 'restore', logStream: 'backup', needs: { repository: true, decryption: true }, interruptible: true },
+    async ({ config, storage, signal }) => {
+      const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+      const repository = storage();
+      const progress = new ProgressLine();
+      const manifest = await resolveBackup(repository, reference, 'logical');
+      const result = await restoreLogicalBackup({
+        manifest,
+        storage: repository,
+        postgres: config.postgres,
+        keys,
+        targetDb: options.targetDb,
+        scope,
+        noOwner: options.noOwner ?? false,
+        signal,
+        onProgress: (done, total) => progress.update(`restoring ${manifest.id}: ${formatBytes(done)} of ${formatBytes(total)}`),
+      }).finally(() => progress.done());
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
+      } else {
+        const rows = result.tables.reduce((sum, t) => sum + t.rows, 0);
+        const what =
+          scope.kind === 'full'
+            ? 'every table'
+            : scope.kind === 'tables'
+              ? `table(s) ${result.tables.map((t) => `${t.schema}.${t.name}`).join(', ')}`
+              : "one patient's telemetry";
+        const checked =
+          scope.kind === 'patient' ? 'sha256 and OpenPGP integrity verified' : 'sha256, OpenPGP integrity and row counts verified';
+        process.stdout.write(
+          `restored ${what} from backup ${result.id} into database ${result.targetDb}: ${result.tables.length} tables, ${rows} rows, ${formatBytes(result.bytes)} fetched in ${result.durationSeconds.toFixed(1)} s; ${checked}\n`,
+        );
+      }
+      // The patient's identifier stays out of logs and audit records: the scope kind is enough.
+      return { exitCode: 0, backupId: result.id, details: { targetDb: result.targetDb, scope: scope.kind, tables: result.tables.length } };
+    },
+  );
 }

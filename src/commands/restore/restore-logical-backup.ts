@@ -59,13 +59,21 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
   const object = manifest.objects[0];
   if (!object) throw new PmsError('PMS_ERR_MANIFEST', `manifest of ${manifest.id} lists no objects`);
   if (scope.kind === 'tables') {
-    const missing = scope.tables.filter((t) => !manifest.tables.some((m) => (m.schema === t.schema && m.name === t.name) || m.partitionOf === `${t.schema}.${t.name}`));
+    const missing = scope.tables.filter(
+      (t) => !manifest.tables.some((m) => (m.schema === t.schema && m.name === t.name) || m.partitionOf === `${t.schema}.${t.name}`),
+    );
     if (missing.length) {
-      throw new PmsError('PMS_ERR_NOT_FOUND', `backup ${manifest.id} has no table ${missing.map((t) => `${t.schema}.${t.name}`).join(', ')} (it holds ${manifest.tables.length} tables; see its manifest)`);
+      throw new PmsError(
+        'PMS_ERR_NOT_FOUND',
+        `backup ${manifest.id} has no table ${missing.map((t) => `${t.schema}.${t.name}`).join(', ')} (it holds ${manifest.tables.length} tables; see its manifest)`,
+      );
     }
   }
   if (scope.kind === 'patient' && !manifest.tables.some((t) => t.schema === TELEMETRY_SCHEMA)) {
-    throw new PmsError('PMS_ERR_NOT_FOUND', `backup ${manifest.id} holds no ${TELEMETRY_SCHEMA} schema: a per-patient restore needs the telemetry tables`);
+    throw new PmsError(
+      'PMS_ERR_NOT_FOUND',
+      `backup ${manifest.id} holds no ${TELEMETRY_SCHEMA} schema: a per-patient restore needs the telemetry tables`,
+    );
   }
 
   const pass = async (consume: Parameters<typeof runArchivePass>[1]) => {
@@ -80,7 +88,12 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
   };
   const restoreInto = (database: string, extra: Omit<Parameters<typeof startPgRestore>[1], 'database' | 'noOwner'>) =>
     pass(async (archive) => {
-      const restore = startPgRestore(postgres, { database, noOwner: options.noOwner ?? false, ...extra, ...(options.signal ? { signal: options.signal } : {}) });
+      const restore = startPgRestore(postgres, {
+        database,
+        noOwner: options.noOwner ?? false,
+        ...extra,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       await Promise.all([feedStdin(archive, restore.child.stdin!), restore.done]);
     });
 
@@ -97,16 +110,25 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
         const wanted = (m: { schema: string; name: string; partitionOf?: string | undefined }) =>
           scope.tables.some((t) => (t.schema === m.schema && t.name === m.name) || m.partitionOf === `${t.schema}.${t.name}`);
         const leaves = manifest.tables.filter(wanted);
-        const keep = new Set([...scope.tables.map((t) => `${t.schema}.${t.name}`), ...leaves.map((t) => `${t.schema}.${t.name}`), ...leaves.flatMap((t) => (t.partitionOf ? [t.partitionOf] : []))]);
+        const keep = new Set([
+          ...scope.tables.map((t) => `${t.schema}.${t.name}`),
+          ...leaves.map((t) => `${t.schema}.${t.name}`),
+          ...leaves.flatMap((t) => (t.partitionOf ? [t.partitionOf] : [])),
+        ]);
         await restoreInto(staging, { section: 'schema-only' });
-        await usingClient(postgres, async (client) => {
-          const tables = await client.query<{ qualified: string; schema: string; name: string }>(`
+        await usingClient(
+          postgres,
+          async (client) => {
+            const tables = await client.query<{ qualified: string; schema: string; name: string }>(`
             SELECT n.nspname || '.' || c.relname AS qualified, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`);
-          for (const table of tables.rows) {
-            if (!keep.has(table.qualified)) await client.query(`DROP TABLE IF EXISTS ${quoteIdent(table.schema)}.${quoteIdent(table.name)} CASCADE`);
-          }
-        }, { database: staging });
+            for (const table of tables.rows) {
+              if (!keep.has(table.qualified))
+                await client.query(`DROP TABLE IF EXISTS ${quoteIdent(table.schema)}.${quoteIdent(table.name)} CASCADE`);
+            }
+          },
+          { database: staging },
+        );
         // pg_restore's -n and -t combine as a cross product, so load one schema per pass.
         const bySchema = new Map<string, string[]>();
         for (const t of leaves) bySchema.set(t.schema, [...(bySchema.get(t.schema) ?? []), t.name]);
@@ -117,21 +139,35 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
         // only the patient's rows of the telemetry schema: every other table stays empty.
         await restoreInto(staging, { section: 'schema-only' });
         await pass(async (archive) => {
-          const script = startPgRestore(postgres, { schemas: [TELEMETRY_SCHEMA], section: 'data-only', noOwner: options.noOwner ?? false, ...(options.signal ? { signal: options.signal } : {}) });
+          const script = startPgRestore(postgres, {
+            schemas: [TELEMETRY_SCHEMA],
+            section: 'data-only',
+            noOwner: options.noOwner ?? false,
+            ...(options.signal ? { signal: options.signal } : {}),
+          });
           const psql = startPsqlScript(postgres, staging, options.signal);
           const filter = new CopyRowFilter(PATIENT_COLUMN, scope.nhsNumber);
-          await Promise.all([feedStdin(archive, script.child.stdin!), script.done, pipeline(script.child.stdout!, filter, psql.child.stdin!), psql.done]);
+          await Promise.all([
+            feedStdin(archive, script.child.stdin!),
+            script.done,
+            pipeline(script.child.stdout!, filter, psql.child.stdin!),
+            psql.done,
+          ]);
         });
         expected = undefined;
       }
       const counted = await usingClient(postgres, (client) => countTableRows(client), { database: staging });
-      const wanted = expected === undefined ? counted : counted.filter((t) => expected!.some((m) => m.schema === t.schema && m.name === t.name));
+      const wanted =
+        expected === undefined ? counted : counted.filter((t) => expected!.some((m) => m.schema === t.schema && m.name === t.name));
       const byName = new Map((expected ?? []).map((t) => [`${t.schema}.${t.name}`, t.rows]));
       const tables = wanted.map((t) => ({ ...t, expected: expected === undefined ? -1 : (byName.get(`${t.schema}.${t.name}`) ?? -1) }));
       if (expected !== undefined && (options.enforceRowCounts ?? true)) {
         const mismatch = tables.find((t) => t.rows !== t.expected);
         if (mismatch || tables.length !== expected.length) {
-          throw new PmsError('PMS_ERR_INTEGRITY', `restored data does not match the manifest (${tables.length} tables restored, ${expected.length} expected${mismatch ? `; ${mismatch.schema}.${mismatch.name} has ${mismatch.rows} rows, manifest says ${mismatch.expected}` : ''})`);
+          throw new PmsError(
+            'PMS_ERR_INTEGRITY',
+            `restored data does not match the manifest (${tables.length} tables restored, ${expected.length} expected${mismatch ? `; ${mismatch.schema}.${mismatch.name} has ${mismatch.rows} rows, manifest says ${mismatch.expected}` : ''})`,
+          );
         }
       }
       return { id: manifest.id, targetDb, scope: scope.kind, bytes: object.bytes, durationSeconds: (Date.now() - started) / 1000, tables };

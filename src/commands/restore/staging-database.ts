@@ -10,15 +10,26 @@ const VALID_DB_NAME = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
  * which becomes the target only if it succeeds, and is dropped otherwise. An existing target is
  * refused up front and again at the rename, so live data is never overwritten.
  */
-export async function withStagingDatabase<T>(postgres: PostgresConfig, targetDb: string, fill: (staging: string) => Promise<T>): Promise<T> {
+export async function withStagingDatabase<T>(
+  postgres: PostgresConfig,
+  targetDb: string,
+  fill: (staging: string) => Promise<T>,
+): Promise<T> {
   if (!VALID_DB_NAME.test(targetDb)) {
-    throw new PmsError('PMS_ERR_USAGE', `--target-db ${JSON.stringify(targetDb)} is not a valid database name (letters, digits, _ $ -; at most 63 characters)`);
+    throw new PmsError(
+      'PMS_ERR_USAGE',
+      `--target-db ${JSON.stringify(targetDb)} is not a valid database name (letters, digits, _ $ -; at most 63 characters)`,
+    );
   }
   const admin = { ...postgres, database: 'postgres' };
   const staging = `${targetDb.slice(0, 40)}__restoring_${randomBytes(3).toString('hex')}`;
   await usingClient(admin, async (client) => {
     const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [targetDb]);
-    if (exists.rowCount) throw new PmsError('PMS_ERR_TARGET_EXISTS', `database ${targetDb} already exists on ${postgres.host}:${postgres.port}: restore never overwrites; choose another --target-db`);
+    if (exists.rowCount)
+      throw new PmsError(
+        'PMS_ERR_TARGET_EXISTS',
+        `database ${targetDb} already exists on ${postgres.host}:${postgres.port}: restore never overwrites; choose another --target-db`,
+      );
     await client.query(`CREATE DATABASE ${quoteIdent(staging)} TEMPLATE template0`);
   });
   let renamed = false;
@@ -27,7 +38,10 @@ export async function withStagingDatabase<T>(postgres: PostgresConfig, targetDb:
     await usingClient(admin, async (client) => {
       await client.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(targetDb)}`).catch((error: unknown) => {
         if ((error as { code?: string }).code === '42P04') {
-          throw new PmsError('PMS_ERR_TARGET_EXISTS', `database ${targetDb} was created by someone else while restoring; the restore was discarded`);
+          throw new PmsError(
+            'PMS_ERR_TARGET_EXISTS',
+            `database ${targetDb} was created by someone else while restoring; the restore was discarded`,
+          );
         }
         throw error;
       });
@@ -36,7 +50,9 @@ export async function withStagingDatabase<T>(postgres: PostgresConfig, targetDb:
     return result;
   } finally {
     if (!renamed) {
-      await usingClient(admin, (client) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`)).catch(() => undefined);
+      await usingClient(admin, (client) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`)).catch(
+        () => undefined,
+      );
     }
   }
 }

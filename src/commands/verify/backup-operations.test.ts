@@ -19,7 +19,10 @@ let repoRoot: string;
 let logDir: string;
 let env: Record<string, string>;
 
-const throwawayDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-pg-')).sort();
+const throwawayDirs = () =>
+  readdirSync(tmpdir())
+    .filter((d) => d.startsWith('pms-pg-'))
+    .sort();
 /** Throwaway directories created since `before` that still exist (other processes may remove theirs meanwhile). */
 const leftSince = (before: string[]) => throwawayDirs().filter((d) => !before.includes(d));
 
@@ -73,20 +76,33 @@ describe('backup operations', () => {
   test('verify latest restores into a throwaway server, passes every check, stores the record and leaves nothing behind', async () => {
     const id = await createdId();
     const dirsBefore = throwawayDirs();
-    const databasesBefore = await cluster.psql('SELECT string_agg(datname, \',\' ORDER BY datname) FROM pg_database');
+    const databasesBefore = await cluster.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database");
     const result = await cli(['verify', 'latest', '--json']);
     assert.equal(result.code, 0, result.stderr);
-    const report = JSON.parse(result.stdout) as { id: string; ok: boolean; checks: Array<{ name: string; ok: boolean; detail: string }>; durationSeconds: number };
+    const report = JSON.parse(result.stdout) as {
+      id: string;
+      ok: boolean;
+      checks: Array<{ name: string; ok: boolean; detail: string }>;
+      durationSeconds: number;
+    };
     assert.deepEqual(Object.keys(report).sort(), ['checks', 'durationSeconds', 'id', 'ok']);
     assert.equal(report.id, id);
     assert.equal(report.ok, true);
     const names = report.checks.map((c) => c.name);
-    for (const name of ['sha256', 'openpgp-integrity', 'restore', 'row-counts', 'amcheck']) assert.ok(names.includes(name), `check ${name} ran`);
+    for (const name of ['sha256', 'openpgp-integrity', 'restore', 'row-counts', 'amcheck'])
+      assert.ok(names.includes(name), `check ${name} ran`);
     assert.ok(report.checks.every((c) => c.ok));
     assert.match(report.checks.find((c) => c.name === 'amcheck')!.detail, /bt_index_check passed on [1-9]\d* B-tree indexes/);
-    assert.ok(readdirSync(join(repoRoot, 'backups', id)).some((f) => /^verification-\d{8}T\d{6}Z\.json$/.test(f)), 'verification record stored beside the backup');
+    assert.ok(
+      readdirSync(join(repoRoot, 'backups', id)).some((f) => /^verification-\d{8}T\d{6}Z\.json$/.test(f)),
+      'verification record stored beside the backup',
+    );
     assert.deepEqual(leftSince(dirsBefore), [], 'the throwaway server removed its files');
-    assert.equal(await cluster.psql('SELECT string_agg(datname, \',\' ORDER BY datname) FROM pg_database'), databasesBefore, 'production server untouched');
+    assert.equal(
+      await cluster.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"),
+      databasesBefore,
+      'production server untouched',
+    );
     assert.ok(readdirSync(logDir).some((f) => /^verification_\d{8}\.log$/.test(f)));
   });
 
@@ -125,7 +141,11 @@ describe('backup operations', () => {
   test('keys --json lists fingerprint, algorithm, size and expiry of public and private keys', async () => {
     const result = await cli(['keys', '--json']);
     assert.equal(result.code, 0, result.stderr);
-    const keys = JSON.parse(result.stdout) as { keyIdMatches: boolean; public: Array<{ fingerprint: string; algorithm: string; expiresAt: string | null }>; private: Array<{ fingerprint: string; secret: boolean }> };
+    const keys = JSON.parse(result.stdout) as {
+      keyIdMatches: boolean;
+      public: Array<{ fingerprint: string; algorithm: string; expiresAt: string | null }>;
+      private: Array<{ fingerprint: string; secret: boolean }>;
+    };
     assert.equal(keys.keyIdMatches, true);
     assert.equal(keys.public[0]?.fingerprint, key.fingerprint);
     assert.equal(keys.public[0]?.algorithm, 'eddsaLegacy');
@@ -154,12 +174,20 @@ describe('backup operations', () => {
     assert.ok(existsSync(join(logDir, `backup_monitoring_${day}.json`)));
     const stale = await cli(['monitor', '--json'], { BACKUP_MAX_AGE_HOURS: '0.00001' });
     assert.equal(stale.code, 1);
-    assert.equal((JSON.parse(stale.stdout) as { checks: Array<{ name: string; ok: boolean }> }).checks.find((c) => c.name === 'backup-age')?.ok, false);
-    await cluster.psql('CREATE TABLE public.growth AS SELECT g, repeat(md5(g::text), 20) AS pad FROM generate_series(1, 40000) g', 'patient_telemetry');
+    assert.equal(
+      (JSON.parse(stale.stdout) as { checks: Array<{ name: string; ok: boolean }> }).checks.find((c) => c.name === 'backup-age')?.ok,
+      false,
+    );
+    await cluster.psql(
+      'CREATE TABLE public.growth AS SELECT g, repeat(md5(g::text), 20) AS pad FROM generate_series(1, 40000) g',
+      'patient_telemetry',
+    );
     try {
       await createdId();
       const deviated = await cli(['monitor', '--json']);
-      const check = (JSON.parse(deviated.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find((c) => c.name === 'size-deviation')!;
+      const check = (JSON.parse(deviated.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find(
+        (c) => c.name === 'size-deviation',
+      )!;
       assert.equal(check.ok, false, check.detail);
       assert.equal(deviated.code, 1);
     } finally {
@@ -193,7 +221,11 @@ describe('backup operations', () => {
     const allPrivate = join(work, 'all-private.asc');
     writeFileSync(rotatedPublic, readFileSync(rotatedKey.publicKeyFile));
     writeFileSync(allPrivate, readFileSync(rotatedKey.privateKeyFile, 'utf8') + readFileSync(key.privateKeyFile, 'utf8'));
-    const rotated = { BACKUP_GPG_PUBLIC_KEY_FILE: rotatedPublic, BACKUP_GPG_KEY_ID: rotatedKey.fingerprint, BACKUP_GPG_PRIVATE_KEY_FILE: allPrivate };
+    const rotated = {
+      BACKUP_GPG_PUBLIC_KEY_FILE: rotatedPublic,
+      BACKUP_GPG_KEY_ID: rotatedKey.fingerprint,
+      BACKUP_GPG_PRIVATE_KEY_FILE: allPrivate,
+    };
     const after = await cli(['create', '--json'], rotated);
     assert.equal(after.code, 0, after.stderr);
     assert.deepEqual((JSON.parse(after.stdout) as { keyFingerprints: string[] }).keyFingerprints, [rotatedKey.fingerprint]);
@@ -202,13 +234,24 @@ describe('backup operations', () => {
     const newRestore = await cli(['restore', 'latest', '--target-db', 'after_rotation'], rotated);
     assert.equal(newRestore.code, 0, newRestore.stderr);
     const audit = JSON.parse((await cli(['audit', '--json'])).stdout) as Array<{ operation: string; details: { added?: string[] } }>;
-    assert.ok(audit.some((r) => r.operation === 'keys.changed' && r.details.added?.includes(rotatedKey.fingerprint)), 'the key change was audited');
+    assert.ok(
+      audit.some((r) => r.operation === 'keys.changed' && r.details.added?.includes(rotatedKey.fingerprint)),
+      'the key change was audited',
+    );
   });
 
   test('a live lock makes create fail with PMS_ERR_LOCKED; a stale lock from a killed process is recovered', async () => {
     const lock = join(repoRoot, 'locks', 'repository.lock');
     (await import('node:fs')).mkdirSync(join(repoRoot, 'locks'), { recursive: true });
-    const body = (pid: number) => JSON.stringify({ token: 't', operation: 'prune', host: hostname(), pid, acquiredAt: new Date().toISOString(), heartbeatAt: new Date().toISOString() });
+    const body = (pid: number) =>
+      JSON.stringify({
+        token: 't',
+        operation: 'prune',
+        host: hostname(),
+        pid,
+        acquiredAt: new Date().toISOString(),
+        heartbeatAt: new Date().toISOString(),
+      });
     writeFileSync(lock, body(process.pid));
     try {
       const locked = await cli(['create']);
@@ -237,12 +280,21 @@ describe('backup operations', () => {
     const real = await cli(['prune', '--json'], { BACKUP_RETENTION_DAYS: '0' });
     assert.equal(real.code, 0, real.stderr);
     const list = JSON.parse((await cli(['list', '--json'])).stdout) as Array<{ id: string; status: string }>;
-    assert.deepEqual(list.filter((r) => r.status === 'complete').map((r) => r.id), [newest]);
+    assert.deepEqual(
+      list.filter((r) => r.status === 'complete').map((r) => r.id),
+      [newest],
+    );
   });
 
   test('every operation is audited with who, what, when and outcome; an edited or deleted record is detected', async () => {
     const listed = await cli(['audit', '--json']);
-    const records = JSON.parse(listed.stdout) as Array<{ seq: number; operation: string; outcome: string; actor: { user: string; host: string; pod: string | null }; backupId: string | null }>;
+    const records = JSON.parse(listed.stdout) as Array<{
+      seq: number;
+      operation: string;
+      outcome: string;
+      actor: { user: string; host: string; pod: string | null };
+      backupId: string | null;
+    }>;
     const operations = new Set(records.map((r) => r.operation));
     for (const op of ['create', 'restore', 'verify', 'prune', 'monitor', 'keys.changed']) assert.ok(operations.has(op), `${op} audited`);
     assert.ok(records.some((r) => r.outcome === 'failure'));
@@ -250,7 +302,10 @@ describe('backup operations', () => {
     assert.equal((await cli(['audit', 'verify'])).code, 0);
     const victim = join(repoRoot, 'audit', `${String(3).padStart(12, '0')}.json`);
     const original = readFileSync(victim, 'utf8');
-    writeFileSync(victim, original.replace(/"outcome":"(success|failure)"/, (_m, o: string) => `"outcome":"${o === 'success' ? 'failure' : 'success'}"`));
+    writeFileSync(
+      victim,
+      original.replace(/"outcome":"(success|failure)"/, (_m, o: string) => `"outcome":"${o === 'success' ? 'failure' : 'success'}"`),
+    );
     const edited = await cli(['audit', 'verify', '--json']);
     assert.notEqual(edited.code, 0);
     assert.equal((JSON.parse(edited.stdout) as { firstBroken: { seq: number } }).firstBroken.seq, 3);
@@ -263,8 +318,15 @@ describe('backup operations', () => {
 
   test('logs are JSON lines in BACKUP_LOG_DIR with the seed names and hold no secrets', () => {
     const files = readdirSync(logDir);
-    for (const stream of ['backup', 'monitoring', 'verification']) assert.ok(files.some((f) => new RegExp(`^${stream}_\\d{8}\\.log$`).test(f)), `${stream} log written`);
-    const all = files.filter((f) => f.endsWith('.log')).map((f) => readFileSync(join(logDir, f), 'utf8')).join('');
+    for (const stream of ['backup', 'monitoring', 'verification'])
+      assert.ok(
+        files.some((f) => new RegExp(`^${stream}_\\d{8}\\.log$`).test(f)),
+        `${stream} log written`,
+      );
+    const all = files
+      .filter((f) => f.endsWith('.log'))
+      .map((f) => readFileSync(join(logDir, f), 'utf8'))
+      .join('');
     for (const line of all.trim().split('\n')) JSON.parse(line);
     assert.doesNotMatch(all, /ops passphrase|PRIVATE KEY/);
   });

@@ -6,41 +6,53 @@ import { verifyLogicalBackup } from './verify-logical-backup.js';
 import { runBackupCommand } from '../../cli/backup-command.js';
 
 export async function runVerify(reference: string, options: { json?: boolean; kind?: 'logical' | 'base' }): Promise<number> {
-  return runBackupCommand({ name: 'verify', logStream: 'verification', needs: { repository: true, decryption: true }, interruptible: true }, async ({ config, storage, logger, startedAt, signal }) => {
-    const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
-    const repository = storage();
-    const kind = reference === 'latest' ? (options.kind ?? 'logical') : ((await listBackups(repository)).find((e) => e.id === reference)?.kind === 'base' ? 'base' : 'logical');
-    const manifest = await resolveBackup(repository, reference, kind);
-    logger.info('verifying backup', { backupId: manifest.id, kind: manifest.kind });
-    const checks: Check[] =
-      manifest.kind === 'base'
-        ? await verifyBaseBackup({ manifest, storage: repository, keys, serverEnv: process.env, signal })
-        : await verifyLogicalBackup({ manifest, storage: repository, keys, signal });
-    // An interrupted verification says nothing about the backup: record no result for it.
-    if (signal.aborted) throw signal.reason;
-    const finishedAt = new Date();
-    const verification: Verification = {
-      id: manifest.id,
-      ok: checks.every((c) => c.ok),
-      checks,
-      durationSeconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
-      verifiedAt: finishedAt.toISOString(),
-    };
-    await repository.putBytes(verificationKey(manifest.id, finishedAt), `${JSON.stringify(verification, null, 2)}\n`, { ifAbsent: true });
-    for (const check of checks) (check.ok ? logger.info : logger.error)(`check ${check.name}: ${check.ok ? 'ok' : 'FAILED'}`, { backupId: manifest.id, detail: check.detail });
-    if (options.json) {
-      const { verifiedAt: _at, ...contract } = verification;
-      process.stdout.write(`${JSON.stringify(contract, null, 2)}\n`);
-    } else {
-      process.stdout.write(
-        `${checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(18)} ${c.detail}`).join('\n')}\nbackup ${manifest.id}: ${verification.ok ? 'VERIFIED' : 'VERIFICATION FAILED'} in ${verification.durationSeconds.toFixed(1)} s\n`,
-      );
-    }
-    return {
-      exitCode: verification.ok ? 0 : 1,
-      backupId: manifest.id,
-      details: { ok: verification.ok, failed: checks.filter((c) => !c.ok).map((c) => c.name) },
-      metrics: { verification: { ok: verification.ok, durationSeconds: verification.durationSeconds, finishedAt } },
-    };
-  });
+  return runBackupCommand(
+    { name: 'verify', logStream: 'verification', needs: { repository: true, decryption: true }, interruptible: true },
+    async ({ config, storage, logger, startedAt, signal }) => {
+      const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+      const repository = storage();
+      const kind =
+        reference === 'latest'
+          ? (options.kind ?? 'logical')
+          : (await listBackups(repository)).find((e) => e.id === reference)?.kind === 'base'
+            ? 'base'
+            : 'logical';
+      const manifest = await resolveBackup(repository, reference, kind);
+      logger.info('verifying backup', { backupId: manifest.id, kind: manifest.kind });
+      const checks: Check[] =
+        manifest.kind === 'base'
+          ? await verifyBaseBackup({ manifest, storage: repository, keys, serverEnv: process.env, signal })
+          : await verifyLogicalBackup({ manifest, storage: repository, keys, signal });
+      // An interrupted verification says nothing about the backup: record no result for it.
+      if (signal.aborted) throw signal.reason;
+      const finishedAt = new Date();
+      const verification: Verification = {
+        id: manifest.id,
+        ok: checks.every((c) => c.ok),
+        checks,
+        durationSeconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+        verifiedAt: finishedAt.toISOString(),
+      };
+      await repository.putBytes(verificationKey(manifest.id, finishedAt), `${JSON.stringify(verification, null, 2)}\n`, { ifAbsent: true });
+      for (const check of checks)
+        (check.ok ? logger.info : logger.error)(`check ${check.name}: ${check.ok ? 'ok' : 'FAILED'}`, {
+          backupId: manifest.id,
+          detail: check.detail,
+        });
+      if (options.json) {
+        const { verifiedAt: _at, ...contract } = verification;
+        process.stdout.write(`${JSON.stringify(contract, null, 2)}\n`);
+      } else {
+        process.stdout.write(
+          `${checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(18)} ${c.detail}`).join('\n')}\nbackup ${manifest.id}: ${verification.ok ? 'VERIFIED' : 'VERIFICATION FAILED'} in ${verification.durationSeconds.toFixed(1)} s\n`,
+        );
+      }
+      return {
+        exitCode: verification.ok ? 0 : 1,
+        backupId: manifest.id,
+        details: { ok: verification.ok, failed: checks.filter((c) => !c.ok).map((c) => c.name) },
+        metrics: { verification: { ok: verification.ok, durationSeconds: verification.durationSeconds, finishedAt } },
+      };
+    },
+  );
 }

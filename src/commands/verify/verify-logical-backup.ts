@@ -21,7 +21,15 @@ export interface VerifyLogicalOptions {
 }
 
 function throwawayPostgres(cluster: ThrowawayCluster): PostgresConfig {
-  return { host: cluster.host, port: cluster.port, database: TARGET_DB, user: cluster.superuser, password: undefined, sslmode: 'disable', sslrootcert: undefined };
+  return {
+    host: cluster.host,
+    port: cluster.port,
+    database: TARGET_DB,
+    user: cluster.superuser,
+    password: undefined,
+    sslmode: 'disable',
+    sslrootcert: undefined,
+  };
 }
 
 /**
@@ -30,7 +38,13 @@ function throwawayPostgres(cluster: ThrowawayCluster): PostgresConfig {
  */
 export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promise<Check[]> {
   const { manifest } = options;
-  const checks: Check[] = [{ name: 'manifest', ok: true, detail: `manifest parsed: ${manifest.tables.length} tables, ${manifest.objects.length} object(s), encrypted to ${manifest.keyFingerprints.join(', ')}` }];
+  const checks: Check[] = [
+    {
+      name: 'manifest',
+      ok: true,
+      detail: `manifest parsed: ${manifest.tables.length} tables, ${manifest.objects.length} object(s), encrypted to ${manifest.keyFingerprints.join(', ')}`,
+    },
+  ];
   const major = Math.floor(manifest.serverVersionNum / 10000);
   await usingThrowawayCluster({ major }, async (cluster) => {
     options.onCluster?.(cluster);
@@ -48,7 +62,11 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
         ...(options.signal ? { signal: options.signal } : {}),
       });
       restored = true;
-      checks.push({ name: 'sha256', ok: true, detail: `${manifest.objects.map((o) => o.key).join(', ')}: sha256 and size match the manifest` });
+      checks.push({
+        name: 'sha256',
+        ok: true,
+        detail: `${manifest.objects.map((o) => o.key).join(', ')}: sha256 and size match the manifest`,
+      });
       checks.push({ name: 'openpgp-integrity', ok: true, detail: 'decrypted; OpenPGP modification detection code verified' });
       checks.push({ name: 'restore', ok: true, detail: `pg_restore into a throwaway PostgreSQL ${major} completed without errors` });
     } catch (error) {
@@ -75,7 +93,9 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
             name: 'row-counts',
             ok: false,
             detail: [
-              ...wrong.map((t) => `${t.schema}.${t.name}: manifest ${t.rows}, restored ${actual.get(`${t.schema}.${t.name}`) ?? 'missing'}`),
+              ...wrong.map(
+                (t) => `${t.schema}.${t.name}: manifest ${t.rows}, restored ${actual.get(`${t.schema}.${t.name}`) ?? 'missing'}`,
+              ),
               ...extra.map((t) => `${t.schema}.${t.name}: not in the manifest`),
             ].join('; '),
           },

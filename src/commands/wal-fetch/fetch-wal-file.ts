@@ -27,7 +27,9 @@ export interface FetchWalOptions {
   readonly signal?: AbortSignal;
 }
 
-export type FetchWalResult = { readonly outcome: 'fetched'; readonly key: string; readonly bytes: number } | { readonly outcome: 'not-found'; readonly key?: string };
+export type FetchWalResult =
+  | { readonly outcome: 'fetched'; readonly key: string; readonly bytes: number }
+  | { readonly outcome: 'not-found'; readonly key?: string };
 
 /**
  * restore_command: repository → OpenPGP → zstd → %p. The file appears under %p only after
@@ -40,7 +42,10 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
   const { storage, name } = options;
   const file = parseWalFileName(name);
   if (file === undefined) {
-    throw new PmsError('PMS_ERR_USAGE', `${JSON.stringify(name)} is not a WAL file name: wal-fetch is meant to be restore_command = 'pms-backup wal-fetch %f %p'`);
+    throw new PmsError(
+      'PMS_ERR_USAGE',
+      `${JSON.stringify(name)} is not a WAL file name: wal-fetch is meant to be restore_command = 'pms-backup wal-fetch %f %p'`,
+    );
   }
   // PostgreSQL never asks for a .partial: it must not be mistaken for a complete segment.
   if (file.kind === 'partial') return { outcome: 'not-found' };
@@ -52,7 +57,8 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
     throw new PmsError('PMS_ERR_INTEGRITY', `${key} has no recorded checksum, so it cannot be verified: refusing to hand it to recovery`);
   }
   const storedSystem = info.metadata[WAL_METADATA.systemIdentifier];
-  if (storedSystem !== undefined && storedSystem !== options.systemIdentifier) throw systemMismatch(storage, storedSystem, options.systemIdentifier);
+  if (storedSystem !== undefined && storedSystem !== options.systemIdentifier)
+    throw systemMismatch(storage, storedSystem, options.systemIdentifier);
 
   const temp = join(dirname(options.destination), `.pms-fetch-${randomBytes(4).toString('hex')}-${name}`);
   const link = linkAbort(options.signal);
@@ -69,11 +75,20 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
         throw classifyCipherError(error) ?? error;
       }),
       zstd.done.catch((error: unknown) => {
-        throw new PmsError('PMS_ERR_INTEGRITY', `${key} failed to decompress (${(error as Error).message}): the archived WAL is corrupt`, { cause: error });
+        throw new PmsError('PMS_ERR_INTEGRITY', `${key} failed to decompress (${(error as Error).message}): the archived WAL is corrupt`, {
+          cause: error,
+        });
       }),
       pipeline(zstd.child.stdout!, meter, syncedFileSink(handle)),
     ];
-    const settled = await Promise.allSettled(stages.map((p) => p.catch((error: unknown) => { abort.abort(error); throw error; })));
+    const settled = await Promise.allSettled(
+      stages.map((p) =>
+        p.catch((error: unknown) => {
+          abort.abort(error);
+          throw error;
+        }),
+      ),
+    );
     const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
     if (failures.length > 0) {
       throw failures.find((e) => isPmsError(e, 'PMS_ERR_INTEGRITY')) ?? failures.find((e) => isPmsError(e)) ?? failures[0];
@@ -81,14 +96,20 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
     await handle.close();
     closed = true;
     if (meter.sha256 !== expectedSha) {
-      throw new PmsError('PMS_ERR_INTEGRITY', `${key} decrypted to content whose sha256 differs from the one recorded when it was archived: refusing it`, {
-        details: { key, expectedSha256: expectedSha, actualSha256: meter.sha256 },
-      });
+      throw new PmsError(
+        'PMS_ERR_INTEGRITY',
+        `${key} decrypted to content whose sha256 differs from the one recorded when it was archived: refusing it`,
+        {
+          details: { key, expectedSha256: expectedSha, actualSha256: meter.sha256 },
+        },
+      );
     }
     if (file.kind === 'segment') {
-      if (meter.bytes !== WAL_SEGMENT_BYTES) throw new PmsError('PMS_ERR_INTEGRITY', `${key} holds ${meter.bytes} bytes, not a whole ${WAL_SEGMENT_BYTES}-byte segment`);
+      if (meter.bytes !== WAL_SEGMENT_BYTES)
+        throw new PmsError('PMS_ERR_INTEGRITY', `${key} holds ${meter.bytes} bytes, not a whole ${WAL_SEGMENT_BYTES}-byte segment`);
       const header = await readSegmentHeader(temp, name);
-      if (header.systemIdentifier !== options.systemIdentifier) throw systemMismatch(storage, header.systemIdentifier, options.systemIdentifier);
+      if (header.systemIdentifier !== options.systemIdentifier)
+        throw systemMismatch(storage, header.systemIdentifier, options.systemIdentifier);
     }
     await rename(temp, options.destination);
     return { outcome: 'fetched', key, bytes: meter.bytes };
@@ -97,7 +118,10 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
     if (!closed) await handle.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
     if (isPmsError(error)) throw error;
-    throw classifyCipherError(error) ?? new PmsError('PMS_ERR_INTERNAL', `fetching ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
+    throw (
+      classifyCipherError(error) ??
+      new PmsError('PMS_ERR_INTERNAL', `fetching ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error })
+    );
   } finally {
     link.unlink();
   }

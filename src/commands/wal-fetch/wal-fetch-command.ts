@@ -18,7 +18,13 @@ export async function runWalFetch(name: string, path: string): Promise<number> {
     if (!settled) process.exitCode = WAL_FETCH_EXIT.fatal;
   });
   try {
-    const [{ loadBackupConfig, requireRepository }, { loadDecryptionKeys }, { openStorage }, { fetchWalFile }, { readControlSystemIdentifier }] = await Promise.all([
+    const [
+      { loadBackupConfig, requireRepository },
+      { loadDecryptionKeys },
+      { openStorage },
+      { fetchWalFile },
+      { readControlSystemIdentifier },
+    ] = await Promise.all([
       import('../../config/config.js'),
       import('../../crypto/keys.js'),
       import('../../storage/open-storage.js'),

@@ -54,7 +54,11 @@ export async function consumePushMarker(walPath: string): Promise<boolean> {
     return false;
   }
   const instance = await postmasterInstance(walPath);
-  const valid = marker.v === 1 && instance !== undefined && marker.postmaster === instance && marker.sha256 === (await sha256Of(walPath).catch(() => undefined));
+  const valid =
+    marker.v === 1 &&
+    instance !== undefined &&
+    marker.postmaster === instance &&
+    marker.sha256 === (await sha256Of(walPath).catch(() => undefined));
   await unlink(markerPath).catch(() => undefined);
   return valid;
 }
@@ -81,7 +85,12 @@ export async function removeStaleMarkers(walDir: string): Promise<void> {
     return;
   }
   for (const name of names) {
-    const stale = name.startsWith('.tmp-') || (await stat(join(walDir, name)).then(() => false, () => true));
+    const stale =
+      name.startsWith('.tmp-') ||
+      (await stat(join(walDir, name)).then(
+        () => false,
+        () => true,
+      ));
     if (stale) await unlink(join(dir, name)).catch(() => undefined);
   }
 }

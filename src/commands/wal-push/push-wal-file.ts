@@ -55,10 +55,17 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
   const name = basename(path);
   const file = parseWalFileName(name);
   if (file === undefined) {
-    throw new PmsError('PMS_ERR_USAGE', `${name} is not a WAL segment, .partial, .backup or .history file name: wal-push is meant to be archive_command = 'pms-backup wal-push %p'`);
+    throw new PmsError(
+      'PMS_ERR_USAGE',
+      `${name} is not a WAL segment, .partial, .backup or .history file name: wal-push is meant to be archive_command = 'pms-backup wal-push %p'`,
+    );
   }
   const plain = await sha256OfFile(path).catch((error: unknown) => {
-    throw new PmsError('PMS_ERR_NOT_FOUND', `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_NOT_FOUND',
+      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
+      { cause: error },
+    );
   });
   const metadata: Record<string, string> = {
     [WAL_METADATA.sha256]: plain.sha256,
@@ -108,7 +115,12 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
       body.destroy(error instanceof Error ? error : new Error(String(error)));
       throw error;
     };
-    const [result] = await Promise.all([put.catch(failFast), toStorage.catch(failFast), toCompressor.catch(failFast), zstd.done.catch(failFast)]);
+    const [result] = await Promise.all([
+      put.catch(failFast),
+      toStorage.catch(failFast),
+      toCompressor.catch(failFast),
+      zstd.done.catch(failFast),
+    ]);
     return { name, key, outcome: 'stored', bytes: result.bytes, sha256: plain.sha256 };
   } catch (error) {
     abort.abort(error);

@@ -16,9 +16,15 @@ export async function runWalPush(path: string, options: { readAhead?: number } =
   const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
   const storage = openStorage(requireRepository(config));
   try {
-    const result = await archiveWal({ storage, recipients, path, ...(options.readAhead === undefined ? {} : { readAhead: options.readAhead }) });
+    const result = await archiveWal({
+      storage,
+      recipients,
+      path,
+      ...(options.readAhead === undefined ? {} : { readAhead: options.readAhead }),
+    });
     // archive_command's stderr lands in the server log: one line, and only when it matters.
-    if (result.aheadProblem) process.stderr.write(`pms-backup wal-push: archived ${result.requested.name}; archiving ahead stopped: ${result.aheadProblem}\n`);
+    if (result.aheadProblem)
+      process.stderr.write(`pms-backup wal-push: archived ${result.requested.name}; archiving ahead stopped: ${result.aheadProblem}\n`);
     return 0;
   } finally {
     await storage.close();

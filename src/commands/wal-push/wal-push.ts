@@ -65,7 +65,10 @@ async function readyFiles(walDir: string): Promise<string[]> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw new PmsError('PMS_ERR_INTERNAL', `cannot list ${join(walDir, 'archive_status')}: ${(error as Error).message}`, { cause: error });
   }
-  const names = entries.filter((e) => e.endsWith('.ready')).map((e) => basename(e, '.ready')).filter((n) => parseWalFileName(n) !== undefined);
+  const names = entries
+    .filter((e) => e.endsWith('.ready'))
+    .map((e) => basename(e, '.ready'))
+    .filter((n) => parseWalFileName(n) !== undefined);
   const rank = (name: string): number => (name.endsWith('.history') ? 0 : 1);
   return names.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
 }

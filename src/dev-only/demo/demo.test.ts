@@ -8,7 +8,10 @@ import { REPO_ROOT } from '../../testing/run-cli.js';
 
 function runDemo(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'demo', 'run-demo.js'), ...args], { env: { PATH: process.env['PATH'], HOME: process.env['HOME'] }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'demo', 'run-demo.js'), ...args], {
+      env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -26,11 +29,18 @@ describe('npm run demo', () => {
     const result = await runDemo([]);
     assert.equal(result.code, 0, result.stdout + result.stderr);
     const lines = result.stdout.trim().split('\n');
-    assert.match(lines[lines.length - 1] ?? '', /^PMS demo OK in \d+ s: (\d+) readings acknowledged = \1 stored = \1 restored by PITR after deleting [1-9]\d*; patient partial restore (\d+)\/\2; backups verified$/);
+    assert.match(
+      lines[lines.length - 1] ?? '',
+      /^PMS demo OK in \d+ s: (\d+) readings acknowledged = \1 stored = \1 restored by PITR after deleting [1-9]\d*; patient partial restore (\d+)\/\2; backups verified$/,
+    );
     assert.match(result.stdout, /\[11\/11\] Comparing/);
     assert.doesNotMatch(result.stdout, /FAIL/);
     assert.match(result.stdout, /DEMO-ONLY/);
-    assert.deepEqual(demoDirs().filter((d) => !before.includes(d)), [], 'no demo directory left behind');
+    assert.deepEqual(
+      demoDirs().filter((d) => !before.includes(d)),
+      [],
+      'no demo directory left behind',
+    );
   });
 
   test('--keep leaves the stack running and prints how to connect and how to stop it', async () => {
@@ -40,7 +50,11 @@ describe('npm run demo', () => {
     assert.ok(psql, 'prints a psql command');
     const stop = /Stop everything: +(.*)$/m.exec(result.stdout)?.[1];
     assert.ok(stop, 'prints how to stop it');
-    const check = spawn('psql', ['-h', psql[1]!, '-p', psql[2]!, '-U', 'postgres', '-d', 'patient_telemetry', '-Atc', 'SELECT count(*) > 0 FROM telemetry.reading'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const check = spawn(
+      'psql',
+      ['-h', psql[1]!, '-p', psql[2]!, '-U', 'postgres', '-d', 'patient_telemetry', '-Atc', 'SELECT count(*) > 0 FROM telemetry.reading'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     check.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
     await new Promise((resolve) => check.once('close', resolve));

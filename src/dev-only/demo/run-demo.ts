@@ -37,7 +37,13 @@ function info(text: string): void {
 
 async function cli(name: 'pms-backup' | 'pms-telemetry', args: string[], env: Record<string, string>): Promise<string> {
   const result = await runCli(name, args, env);
-  if (result.code !== 0) throw new Error(`${name} ${args.join(' ')} failed (exit ${result.code}):\n${result.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n')}`);
+  if (result.code !== 0)
+    throw new Error(
+      `${name} ${args.join(' ')} failed (exit ${result.code}):\n${result.stderr
+        .split('\n')
+        .filter((l) => !l.startsWith('{'))
+        .join('\n')}`,
+    );
   return result.stdout;
 }
 
@@ -49,8 +55,17 @@ async function waitFor(what: string, probe: () => Promise<boolean>, seconds = 12
   throw new Error(`timed out after ${seconds} s waiting for ${what}`);
 }
 
-async function postReadings(url: string, device: DemoDevice, patientIndex: number, from: number, count: number, now: Date): Promise<number> {
-  const readings = Array.from({ length: count }, (_, i) => simulatedReading(patientIndex, from + i, new Date(now.getTime() - (count - i) * 1000)));
+async function postReadings(
+  url: string,
+  device: DemoDevice,
+  patientIndex: number,
+  from: number,
+  count: number,
+  now: Date,
+): Promise<number> {
+  const readings = Array.from({ length: count }, (_, i) =>
+    simulatedReading(patientIndex, from + i, new Date(now.getTime() - (count - i) * 1000)),
+  );
   const response = await fetch(`${url}/v1/readings`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${device.token}` },
@@ -63,7 +78,13 @@ async function postReadings(url: string, device: DemoDevice, patientIndex: numbe
 }
 
 /** Streams `batches` batches from every device concurrently; returns acknowledged readings per patient. */
-async function streamReadings(url: string, devices: DemoDevice[], batches: number, perBatch: number, sequenceStart: number): Promise<Map<string, number>> {
+async function streamReadings(
+  url: string,
+  devices: DemoDevice[],
+  batches: number,
+  perBatch: number,
+  sequenceStart: number,
+): Promise<Map<string, number>> {
   const acknowledged = new Map<string, number>();
   await Promise.all(
     devices.map(async (device) => {
@@ -126,15 +147,27 @@ async function main(): Promise<number> {
     const devices: DemoDevice[] = [];
     for (const [index, patient] of DEMO_PATIENTS.entries()) {
       for (const kind of ['watch', 'ring']) {
-        const out = JSON.parse(await cli('pms-telemetry', ['device', 'register', '--device-id', `${kind}-${index + 1}`, '--patient-id', patient, '--json'], env)) as { token: string };
+        const out = JSON.parse(
+          await cli('pms-telemetry', ['device', 'register', '--device-id', `${kind}-${index + 1}`, '--patient-id', patient, '--json'], env),
+        ) as { token: string };
         devices.push({ deviceId: `${kind}-${index + 1}`, patient, token: out.token });
       }
     }
 
     step('Starting the ingest API and streaming readings from every device');
     const port = await freePort();
-    const apiEnv = { ...env, TELEMETRY_HOST: '127.0.0.1', TELEMETRY_PORT: String(port), TELEMETRY_RATE_LIMIT_PER_MINUTE: '100000', TELEMETRY_RATE_LIMIT_BURST: '1000' };
-    const api = spawn(process.execPath, [binPath('pms-telemetry'), 'serve'], { env: { PATH: process.env['PATH'], ...apiEnv }, stdio: 'ignore', detached: keep });
+    const apiEnv = {
+      ...env,
+      TELEMETRY_HOST: '127.0.0.1',
+      TELEMETRY_PORT: String(port),
+      TELEMETRY_RATE_LIMIT_PER_MINUTE: '100000',
+      TELEMETRY_RATE_LIMIT_BURST: '1000',
+    };
+    const api = spawn(process.execPath, [binPath('pms-telemetry'), 'serve'], {
+      env: { PATH: process.env['PATH'], ...apiEnv },
+      stdio: 'ignore',
+      detached: keep,
+    });
     resources.api = api;
     const url = `http://127.0.0.1:${port}`;
     await waitFor('the ingest API', async () => (await fetch(`${url}/readyz`)).status === 200);
@@ -143,8 +176,14 @@ async function main(): Promise<number> {
 
     step('Taking an encrypted base backup and an encrypted logical backup');
     const base = JSON.parse(await cli('pms-backup', ['base-backup', '--json'], env)) as { id: string; bytes: { stored: number } };
-    const logical = JSON.parse(await cli('pms-backup', ['create', '--json'], env)) as { id: string; bytes: { stored: number }; tables: Array<{ rows: number }> };
-    info(`base backup ${base.id} (${(base.bytes.stored / 1e6).toFixed(1)} MB), logical backup ${logical.id} (${(logical.bytes.stored / 1e6).toFixed(1)} MB)`);
+    const logical = JSON.parse(await cli('pms-backup', ['create', '--json'], env)) as {
+      id: string;
+      bytes: { stored: number };
+      tables: Array<{ rows: number }>;
+    };
+    info(
+      `base backup ${base.id} (${(base.bytes.stored / 1e6).toFixed(1)} MB), logical backup ${logical.id} (${(logical.bytes.stored / 1e6).toFixed(1)} MB)`,
+    );
 
     step('Streaming more readings after the backups (only the WAL archive holds these)');
     const after = await streamReadings(url, devices, 10, 50, 1000);
@@ -154,18 +193,34 @@ async function main(): Promise<number> {
     info(`${totalAcknowledged} readings acknowledged in total; ${stored} stored in PostgreSQL`);
 
     step('Verifying the backups in throwaway servers (restore, row counts, amcheck; base backup + WAL replay)');
-    const verifiedLogical = JSON.parse(await cli('pms-backup', ['verify', logical.id, '--json'], env)) as { ok: boolean; durationSeconds: number };
-    const verifiedBase = JSON.parse(await cli('pms-backup', ['verify', base.id, '--json'], env)) as { ok: boolean; durationSeconds: number };
-    info(`logical: ${verifiedLogical.ok ? 'verified' : 'FAILED'} in ${verifiedLogical.durationSeconds.toFixed(1)} s; base: ${verifiedBase.ok ? 'verified' : 'FAILED'} in ${verifiedBase.durationSeconds.toFixed(1)} s`);
+    const verifiedLogical = JSON.parse(await cli('pms-backup', ['verify', logical.id, '--json'], env)) as {
+      ok: boolean;
+      durationSeconds: number;
+    };
+    const verifiedBase = JSON.parse(await cli('pms-backup', ['verify', base.id, '--json'], env)) as {
+      ok: boolean;
+      durationSeconds: number;
+    };
+    info(
+      `logical: ${verifiedLogical.ok ? 'verified' : 'FAILED'} in ${verifiedLogical.durationSeconds.toFixed(1)} s; base: ${verifiedBase.ok ? 'verified' : 'FAILED'} in ${verifiedBase.durationSeconds.toFixed(1)} s`,
+    );
 
     step('Disaster: a bad deployment deletes every heart-rate reading');
     await sleep(1100);
     const targetTime = new Date().toISOString();
     await sleep(1100);
-    const deleted = Number(await cluster.psql("WITH d AS (DELETE FROM telemetry.reading WHERE code = '8867-4' RETURNING 1) SELECT count(*) FROM d", 'patient_telemetry'));
+    const deleted = Number(
+      await cluster.psql(
+        "WITH d AS (DELETE FROM telemetry.reading WHERE code = '8867-4' RETURNING 1) SELECT count(*) FROM d",
+        'patient_telemetry',
+      ),
+    );
     const afterDisaster = Number(await cluster.psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry'));
     const walName = await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM pg_switch_wal()');
-    await waitFor('the WAL with the delete to be archived', async () => (await cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= walName);
+    await waitFor(
+      'the WAL with the delete to be archived',
+      async () => (await cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= walName,
+    );
     info(`${deleted} readings deleted at ${new Date().toISOString()}; ${afterDisaster} left. Recovery target: ${targetTime}`);
 
     step('Point-in-time recovery to just before the delete (restore --pitr, then start the server)');
@@ -189,15 +244,22 @@ async function main(): Promise<number> {
     const targetDb = `patient_${patient}_restored`;
     await cli('pms-backup', ['restore', logical.id, '--target-db', targetDb, '--patient', patient], env);
     const partial = Number(await cluster.psql(`SELECT count(*) FROM telemetry.reading`, targetDb));
-    const otherPatients = Number(await cluster.psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number <> '${patient}'`, targetDb));
+    const otherPatients = Number(
+      await cluster.psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number <> '${patient}'`, targetDb),
+    );
     const expectedPartial = before.get(patient) ?? 0;
-    info(`${targetDb}: ${partial} readings of that patient (expected ${expectedPartial}, as acknowledged before the logical backup), ${otherPatients} of anyone else`);
+    info(
+      `${targetDb}: ${partial} readings of that patient (expected ${expectedPartial}, as acknowledged before the logical backup), ${otherPatients} of anyone else`,
+    );
 
     step('Comparing what the devices were told with what was stored and restored');
     const checks: Array<[string, boolean]> = [
       [`acknowledged ${totalAcknowledged} = stored ${stored}`, totalAcknowledged === stored],
       [`stored ${stored} = restored by PITR ${restoredByPitr}`, stored === restoredByPitr],
-      [`patient ${patient}: ${partial} restored = ${expectedPartial} acknowledged before the logical backup, 0 of others`, partial === expectedPartial && otherPatients === 0],
+      [
+        `patient ${patient}: ${partial} restored = ${expectedPartial} acknowledged before the logical backup, 0 of others`,
+        partial === expectedPartial && otherPatients === 0,
+      ],
       ['logical and base backups verified', verifiedLogical.ok && verifiedBase.ok],
       [`the disaster really deleted readings (${deleted})`, deleted > 0 && afterDisaster === stored - deleted],
     ];
@@ -207,7 +269,13 @@ async function main(): Promise<number> {
 
     if (keep) {
       const envFile = join(work, 'demo.env');
-      writeFileSync(envFile, `${Object.entries(env).map(([k, v]) => `export ${k}=${JSON.stringify(v)}`).join('\n')}\n`, { mode: 0o600 });
+      writeFileSync(
+        envFile,
+        `${Object.entries(env)
+          .map(([k, v]) => `export ${k}=${JSON.stringify(v)}`)
+          .join('\n')}\n`,
+        { mode: 0o600 },
+      );
       process.stdout.write(
         [
           '',

@@ -47,7 +47,10 @@ async function ids(user: string): Promise<{ uid: number; gid: number }> {
  * made here with openssl in place of cert-manager's, and optionally its init scripts. Container
  * paths inside the configuration are mapped to a temporary directory; nothing else changes.
  */
-export async function startConfiguredPostgres(rendered: readonly Manifest[], options: ConfiguredPostgresOptions = {}): Promise<ConfiguredPostgres> {
+export async function startConfiguredPostgres(
+  rendered: readonly Manifest[],
+  options: ConfiguredPostgresOptions = {},
+): Promise<ConfiguredPostgres> {
   const root = mkdtempSync(join(tmpdir(), 'pms-pgconf-'));
   // The server runs as the postgres OS user: it must be able to reach the mapped files.
   chmodSync(root, 0o755);
@@ -75,7 +78,9 @@ export async function startConfiguredPostgres(rendered: readonly Manifest[], opt
       // The image links pms-backup onto PATH; here a wrapper does, for the server's OS user.
       const binDir = join(root, 'bin');
       mkdirSync(binDir, { mode: 0o755 });
-      writeFileSync(join(binDir, 'pms-backup'), `#!/bin/sh\nexec '${process.execPath}' '${options.archiving.pmsBackupBin}' "$@"\n`, { mode: 0o755 });
+      writeFileSync(join(binDir, 'pms-backup'), `#!/bin/sh\nexec '${process.execPath}' '${options.archiving.pmsBackupBin}' "$@"\n`, {
+        mode: 0o755,
+      });
       serverEnv = { ...container.env, PATH: `${binDir}:${process.env['PATH'] ?? ''}` };
     }
     cluster = await startThrowawayCluster(serverEnv ? { serverEnv } : {});
@@ -100,14 +105,22 @@ export async function startConfiguredPostgres(rendered: readonly Manifest[], opt
 
     if (options.runInitScripts) {
       const initDir = container.mapPath('/docker-entrypoint-initdb.d');
-      for (const script of readdirSync(initDir).filter((f) => f.endsWith('.sh')).sort()) {
+      for (const script of readdirSync(initDir)
+        .filter((f) => f.endsWith('.sh'))
+        .sort()) {
         const text = readFileSync(join(initDir, script), 'utf8').replace(/\/run\/secrets\/[\w./-]+/g, (path) => container.mapPath(path));
         const mapped = join(initDir, `mapped-${script}`);
         writeFileSync(mapped, text, { mode: 0o755 });
         // As the image's entrypoint does: over the Unix socket, as the postgres OS user (peer).
         await runTool('sh', [mapped], {
           runAs: started.osUser,
-          env: { PATH: `${started.binDir}:${process.env['PATH'] ?? ''}`, PGHOST: started.socketDir, PGPORT: String(started.port), POSTGRES_USER: container.env['POSTGRES_USER'] ?? 'postgres', POSTGRES_DB: container.env['POSTGRES_DB'] ?? 'patient_telemetry' },
+          env: {
+            PATH: `${started.binDir}:${process.env['PATH'] ?? ''}`,
+            PGHOST: started.socketDir,
+            PGPORT: String(started.port),
+            POSTGRES_USER: container.env['POSTGRES_USER'] ?? 'postgres',
+            POSTGRES_DB: container.env['POSTGRES_DB'] ?? 'patient_telemetry',
+          },
         });
       }
     }

@@ -2,7 +2,9 @@
 export interface Manifest {
   readonly apiVersion: string;
   readonly kind: string;
-  readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Readonly<Record<string, string>> } & Readonly<Record<string, unknown>>;
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Readonly<Record<string, string>> } & Readonly<
+    Record<string, unknown>
+  >;
   readonly [field: string]: unknown;
 }
 

@@ -43,7 +43,8 @@ describe('rendering', () => {
   test('both overlays render with kubectl kustomize into the patient-monitoring namespace', () => {
     for (const objects of [dev, prod]) {
       assert.ok(objects.length > 30);
-      for (const o of objects) if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'patient-monitoring', `${o.kind}/${o.metadata.name}`);
+      for (const o of objects)
+        if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'patient-monitoring', `${o.kind}/${o.metadata.name}`);
     }
   });
 
@@ -68,7 +69,8 @@ describe('rendering', () => {
         assert.equal(spec['concurrencyPolicy'], 'Forbid');
         assert.equal(typeof spec['startingDeadlineSeconds'], 'number');
         const job = spec['jobTemplate'].spec;
-        for (const key of ['backoffLimit', 'activeDeadlineSeconds', 'ttlSecondsAfterFinished']) assert.equal(typeof job[key], 'number', `${cronJob.metadata.name} ${key}`);
+        for (const key of ['backoffLimit', 'activeDeadlineSeconds', 'ttlSecondsAfterFinished'])
+          assert.equal(typeof job[key], 'number', `${cronJob.metadata.name} ${key}`);
         assert.deepEqual(job.template.spec.containers[0].command, command);
       }
     }
@@ -80,7 +82,8 @@ describe('rendering', () => {
       return Number(hour) * 60 + Number(minute);
     };
     for (const objects of [dev, prod]) {
-      const schedule = (name: string): number => minutes(String((find(objects, 'CronJob', name)['spec'] as Record<string, unknown>)['schedule']));
+      const schedule = (name: string): number =>
+        minutes(String((find(objects, 'CronJob', name)['spec'] as Record<string, unknown>)['schedule']));
       const copy = schedule('pms-backup-copy');
       assert.ok(copy > schedule('pms-backup-base') && copy > schedule('pms-backup'), 'copy after the base and logical backups');
       assert.ok(copy < schedule('pms-backup-prune'), 'copy before prune');
@@ -88,26 +91,54 @@ describe('rendering', () => {
       const pod = findPod(objects, 'CronJob/pms-backup-copy');
       const container = (pod.spec['containers'] as Array<Record<string, any>>)[0] ?? {};
       const env = new Map<string, Record<string, any>>((container['env'] as Array<Record<string, any>>).map((e) => [String(e['name']), e]));
-      for (const [name, key] of [['BACKUP_DR_REPOSITORY', 'dr-repository'], ['BACKUP_DR_AWS_REGION', 'dr-aws-region'], ['BACKUP_DR_S3_ENDPOINT', 'dr-s3-endpoint'], ['BACKUP_DR_S3_FORCE_PATH_STYLE', 'dr-s3-force-path-style']]) {
+      for (const [name, key] of [
+        ['BACKUP_DR_REPOSITORY', 'dr-repository'],
+        ['BACKUP_DR_AWS_REGION', 'dr-aws-region'],
+        ['BACKUP_DR_S3_ENDPOINT', 'dr-s3-endpoint'],
+        ['BACKUP_DR_S3_FORCE_PATH_STYLE', 'dr-s3-force-path-style'],
+      ]) {
         assert.deepEqual(env.get(name ?? '')?.['valueFrom']?.configMapKeyRef, { name: 'pms-backup-config', key }, name);
       }
       assert.equal(env.get('BACKUP_DR_AWS_ACCESS_KEY_ID_FILE')?.['value'], '/run/secrets/pms-backup-dr/aws-access-key-id');
       assert.equal(env.get('BACKUP_DR_AWS_SECRET_ACCESS_KEY_FILE')?.['value'], '/run/secrets/pms-backup-dr/aws-secret-access-key');
       // Secrets only as files: no value of the DR (or any) Secret reaches the environment.
       assert.ok([...env.values()].every((e) => e['valueFrom']?.secretKeyRef === undefined));
-      const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) => (v['secret'] ? (v['secret'].items as Array<{ key: string }>).map((i) => `${String(v['secret'].secretName).replace(/-[a-z0-9]{10}$/, '')}/${i.key}`) : []));
-      assert.deepEqual(mountedKeys.sort(), ['pms-backup-dr-secrets/aws-access-key-id', 'pms-backup-dr-secrets/aws-secret-access-key', 'pms-backup-secrets/aws-access-key-id', 'pms-backup-secrets/aws-secret-access-key']);
+      const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) =>
+        v['secret']
+          ? (v['secret'].items as Array<{ key: string }>).map(
+              (i) => `${String(v['secret'].secretName).replace(/-[a-z0-9]{10}$/, '')}/${i.key}`,
+            )
+          : [],
+      );
+      assert.deepEqual(mountedKeys.sort(), [
+        'pms-backup-dr-secrets/aws-access-key-id',
+        'pms-backup-dr-secrets/aws-secret-access-key',
+        'pms-backup-secrets/aws-access-key-id',
+        'pms-backup-secrets/aws-secret-access-key',
+      ]);
 
       // The monitor job gets the same DR settings, so its dr-copy check runs.
       const monitor = (findPod(objects, 'CronJob/pms-backup-monitor').spec['containers'] as Array<Record<string, any>>)[0] ?? {};
       const monitorEnv = (monitor['env'] as Array<Record<string, any>>).map((e) => String(e['name']));
-      for (const name of ['BACKUP_DR_REPOSITORY', 'BACKUP_DR_AWS_REGION', 'BACKUP_DR_S3_ENDPOINT', 'BACKUP_DR_S3_FORCE_PATH_STYLE', 'BACKUP_DR_MAX_LAG_HOURS', 'BACKUP_DR_AWS_ACCESS_KEY_ID_FILE', 'BACKUP_DR_AWS_SECRET_ACCESS_KEY_FILE']) assert.ok(monitorEnv.includes(name), `monitor has ${name}`);
+      for (const name of [
+        'BACKUP_DR_REPOSITORY',
+        'BACKUP_DR_AWS_REGION',
+        'BACKUP_DR_S3_ENDPOINT',
+        'BACKUP_DR_S3_FORCE_PATH_STYLE',
+        'BACKUP_DR_MAX_LAG_HOURS',
+        'BACKUP_DR_AWS_ACCESS_KEY_ID_FILE',
+        'BACKUP_DR_AWS_SECRET_ACCESS_KEY_FILE',
+      ])
+        assert.ok(monitorEnv.includes(name), `monitor has ${name}`);
     }
-    const drRepository = (objects: readonly Manifest[]): string => String((find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['dr-repository']);
-    const primary = (objects: readonly Manifest[]): string => String((find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['backup-repository']);
+    const drRepository = (objects: readonly Manifest[]): string =>
+      String((find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['dr-repository']);
+    const primary = (objects: readonly Manifest[]): string =>
+      String((find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['backup-repository']);
     assert.equal(drRepository(prod), 's3://pms-prod-backups-dr/patient-telemetry');
     assert.equal(drRepository(dev), 's3://pms-dev-backups-dr/patient-telemetry');
-    for (const objects of [dev, prod]) assert.notEqual(drRepository(objects).split('/')[2], primary(objects).split('/')[2], 'the DR copy goes to another bucket');
+    for (const objects of [dev, prod])
+      assert.notEqual(drRepository(objects).split('/')[2], primary(objects).split('/')[2], 'the DR copy goes to another bucket');
     const prodData = find(prod, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>;
     assert.notEqual(prodData['dr-aws-region'], prodData['aws-region'], 'prod copies to another region');
   });
@@ -134,7 +165,9 @@ describe('rendering', () => {
 
       const pod = findPod(objects, 'CronJob/pms-backup-dr-prune');
       const container = (pod.spec['containers'] as Array<Record<string, any>>)[0] ?? {};
-      const env = Object.fromEntries((container['env'] as Array<Record<string, any>>).map((e) => [String(e['name']), e['value'] ?? e['valueFrom']]));
+      const env = Object.fromEntries(
+        (container['env'] as Array<Record<string, any>>).map((e) => [String(e['name']), e['value'] ?? e['valueFrom']]),
+      );
       const key = (k: string): Record<string, unknown> => ({ configMapKeyRef: { name: 'pms-backup-config', key: k } });
       // Exactly these: the primary's repository, endpoint, credentials, GPG keys and database never appear.
       assert.deepEqual(env, {
@@ -149,16 +182,26 @@ describe('rendering', () => {
         AWS_ACCESS_KEY_ID_FILE: '/run/secrets/pms-backup-dr/aws-access-key-id',
         AWS_SECRET_ACCESS_KEY_FILE: '/run/secrets/pms-backup-dr/aws-secret-access-key',
       });
-      const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) => (v['secret'] ? (v['secret'].items as Array<{ key: string }>).map((i) => `${String(v['secret'].secretName).replace(/-[a-z0-9]{10}$/, '')}/${i.key}`) : []));
+      const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) =>
+        v['secret']
+          ? (v['secret'].items as Array<{ key: string }>).map(
+              (i) => `${String(v['secret'].secretName).replace(/-[a-z0-9]{10}$/, '')}/${i.key}`,
+            )
+          : [],
+      );
       assert.deepEqual(mountedKeys.sort(), ['pms-backup-dr-secrets/aws-access-key-id', 'pms-backup-dr-secrets/aws-secret-access-key']);
 
       const data = find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>;
       // Shorter would fight the copy: it re-copies every complete primary backup DR lacks.
-      assert.ok(Number(data['dr-retention-days']) >= Number(data['retention-days']), `dr-retention-days ${data['dr-retention-days']} >= retention-days ${data['retention-days']}`);
+      assert.ok(
+        Number(data['dr-retention-days']) >= Number(data['retention-days']),
+        `dr-retention-days ${data['dr-retention-days']} >= retention-days ${data['retention-days']}`,
+      );
       assert.match(data['dr-pushgateway-instance'] ?? '', /^[A-Za-z0-9_.:-]{1,128}$/);
       assert.notEqual(data['dr-pushgateway-instance'], data['postgres-db'], "the DR prune's metrics group is not the primary prune's");
     }
-    const retention = (objects: readonly Manifest[]): string | undefined => (find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['dr-retention-days'];
+    const retention = (objects: readonly Manifest[]): string | undefined =>
+      (find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>)['dr-retention-days'];
     assert.equal(retention(dev), '10');
     assert.equal(retention(prod), '42');
   });
@@ -167,7 +210,10 @@ describe('rendering', () => {
     for (const objects of [dev, prod]) {
       const policies = (owner: string): string[] => {
         const pod = findPod(objects, owner);
-        return objects.filter((o) => o.kind === 'NetworkPolicy' && selectorMatches((o['spec'] as Record<string, unknown>)['podSelector'], pod.labels)).map((o) => o.metadata.name).sort();
+        return objects
+          .filter((o) => o.kind === 'NetworkPolicy' && selectorMatches((o['spec'] as Record<string, unknown>)['podSelector'], pod.labels))
+          .map((o) => o.metadata.name)
+          .sort();
       };
       assert.deepEqual(policies('CronJob/pms-backup-dr-prune'), policies('CronJob/pms-backup-copy'));
     }
@@ -181,9 +227,14 @@ describe('rendering', () => {
         .flatMap((o) => ((o['spec'] as Record<string, any>)['egress'] ?? []) as Array<Record<string, any>>);
     };
     const allows = (rules: Array<Record<string, any>>, port: number, to: (peer: Record<string, any>) => boolean): boolean =>
-      rules.some((r) => ((r['ports'] ?? []) as Array<Record<string, unknown>>).some((p) => p['port'] === port && p['protocol'] === 'TCP') && ((r['to'] ?? []) as Array<Record<string, any>>).some(to));
+      rules.some(
+        (r) =>
+          ((r['ports'] ?? []) as Array<Record<string, unknown>>).some((p) => p['port'] === port && p['protocol'] === 'TCP') &&
+          ((r['to'] ?? []) as Array<Record<string, any>>).some(to),
+      );
     const internet = (peer: Record<string, any>): boolean => peer['ipBlock']?.cidr === '0.0.0.0/0';
-    const minio = (peer: Record<string, any>): boolean => peer['namespaceSelector']?.matchLabels?.['kubernetes.io/metadata.name'] === 'minio';
+    const minio = (peer: Record<string, any>): boolean =>
+      peer['namespaceSelector']?.matchLabels?.['kubernetes.io/metadata.name'] === 'minio';
     assert.ok(allows(egressOf(prod), 443, internet));
     assert.ok(allows(egressOf(dev), 443, internet));
     assert.ok(allows(egressOf(dev), 9000, minio));
@@ -211,7 +262,10 @@ describe('schema validation', () => {
     const misspelt = mutate(cronJob, (c) => {
       c.spec.jobTemplate.spec.template.spec.containers[0].imagePullPolicey = 'Always';
     });
-    assert.deepEqual(validateManifest(misspelt).map((p) => p.message), ['/spec/jobTemplate/spec/template/spec/containers/0/imagePullPolicey is not a field of batch/v1/CronJob']);
+    assert.deepEqual(
+      validateManifest(misspelt).map((p) => p.message),
+      ['/spec/jobTemplate/spec/template/spec/containers/0/imagePullPolicey is not a field of batch/v1/CronJob'],
+    );
 
     const statefulSet = mutate(find(dev, 'StatefulSet', 'postgres'), (s) => {
       s.spec.volumeClaimTemplate = s.spec.volumeClaimTemplates;
@@ -264,10 +318,14 @@ describe('policy checks', () => {
     ['SELinux user', (s) => (s.containers[0].securityContext.seLinuxOptions = { user: 'root' }), /selinux/],
     ['procMount', (s) => (s.containers[0].securityContext.procMount = 'Unmasked'), /proc-mount/],
     ['seccomp Unconfined', (s) => (s.containers[0].securityContext.seccompProfile = { type: 'Unconfined' }), /\[seccomp\]/],
-    ['no seccomp anywhere', (s) => {
-      delete s.securityContext.seccompProfile;
-      for (const c of s.containers) delete c.securityContext.seccompProfile;
-    }, /\[seccomp\]/],
+    [
+      'no seccomp anywhere',
+      (s) => {
+        delete s.securityContext.seccompProfile;
+        for (const c of s.containers) delete c.securityContext.seccompProfile;
+      },
+      /\[seccomp\]/,
+    ],
     ['unsafe sysctl', (s) => (s.securityContext.sysctls = [{ name: 'kernel.msgmax', value: '1' }]), /sysctls/],
     ['privilege escalation', (s) => delete s.containers[0].securityContext.allowPrivilegeEscalation, /privilege-escalation/],
     ['runAsNonRoot false', (s) => (s.containers[0].securityContext.runAsNonRoot = false), /run-as-non-root/],
@@ -285,7 +343,10 @@ describe('policy checks', () => {
       const original = find(dev, 'Deployment', 'pms-telemetry');
       const broken = mutate(original, (d) => change(d.spec.template.spec));
       const found = policyViolations(replaced(dev, original, broken), { environment: 'dev' });
-      assert.ok(found.some((f) => expected.test(f)), `expected ${expected} in ${JSON.stringify(found)}`);
+      assert.ok(
+        found.some((f) => expected.test(f)),
+        `expected ${expected} in ${JSON.stringify(found)}`,
+      );
     });
   }
 
@@ -302,7 +363,9 @@ describe('policy checks', () => {
     assert.ok(policyViolations(withoutDeny, { environment: 'dev' }).some((f) => /no default-deny/.test(f)));
     const original = find(dev, 'CronJob', 'pms-backup-prune');
     const relabelled = mutate(original, (c) => (c.spec.jobTemplate.spec.template.metadata.labels['app.kubernetes.io/name'] = 'stray'));
-    assert.ok(policyViolations(replaced(dev, original, relabelled), { environment: 'dev' }).some((f) => /no NetworkPolicy selects/.test(f)));
+    assert.ok(
+      policyViolations(replaced(dev, original, relabelled), { environment: 'dev' }).some((f) => /no NetworkPolicy selects/.test(f)),
+    );
   });
 
   test('a plaintext Secret in prod output is rejected, and prod seals every Secret dev generates', () => {
@@ -324,7 +387,16 @@ describe('RBAC', () => {
     const as = (verb: string, resource: string): boolean => canI(dev, { serviceAccount: 'pms-backup', namespace: ns, verb, resource });
     assert.equal(as('get', 'pods'), true);
     assert.equal(as('get', 'jobs.batch'), true);
-    for (const [verb, resource] of [['list', 'pods'], ['create', 'pods'], ['delete', 'pods'], ['get', 'secrets'], ['list', 'secrets'], ['create', 'pods/exec'], ['get', 'configmaps'], ['delete', 'persistentvolumeclaims']] as const) {
+    for (const [verb, resource] of [
+      ['list', 'pods'],
+      ['create', 'pods'],
+      ['delete', 'pods'],
+      ['get', 'secrets'],
+      ['list', 'secrets'],
+      ['create', 'pods/exec'],
+      ['get', 'configmaps'],
+      ['delete', 'persistentvolumeclaims'],
+    ] as const) {
       assert.equal(as(verb, resource), false, `${verb} ${resource}`);
     }
   });

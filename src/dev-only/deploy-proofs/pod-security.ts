@@ -18,7 +18,16 @@ const SAFE_SYSCTLS = new Set([
   'net.ipv4.tcp_keepalive_intvl',
   'net.ipv4.tcp_keepalive_probes',
 ]);
-const RESTRICTED_VOLUME_TYPES = new Set(['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret']);
+const RESTRICTED_VOLUME_TYPES = new Set([
+  'configMap',
+  'csi',
+  'downwardAPI',
+  'emptyDir',
+  'ephemeral',
+  'persistentVolumeClaim',
+  'projected',
+  'secret',
+]);
 const SELINUX_TYPES = new Set(['', 'container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t']);
 const SECCOMP_ALLOWED = new Set(['RuntimeDefault', 'Localhost']);
 
@@ -57,16 +66,22 @@ export function podSecurityViolations(pod: PodTemplate): string[] {
 
   // Baseline: AppArmor (annotations and field) and SELinux, pod level.
   for (const [key, value] of Object.entries(pod.annotations)) {
-    if (key.startsWith('container.apparmor.security.beta.kubernetes.io/') && value !== 'runtime/default' && !value.startsWith('localhost/')) {
+    if (
+      key.startsWith('container.apparmor.security.beta.kubernetes.io/') &&
+      value !== 'runtime/default' &&
+      !value.startsWith('localhost/')
+    ) {
       v('apparmor', 'pod', `${key}=${value} is not allowed`);
     }
   }
   const checkAppArmorAndSelinux = (sc: Record<string, unknown>, where: string): void => {
     const apparmor = field(sc, 'appArmorProfile', 'type');
-    if (apparmor !== undefined && apparmor !== 'RuntimeDefault' && apparmor !== 'Localhost') v('apparmor', where, `appArmorProfile.type ${String(apparmor)} is not allowed`);
+    if (apparmor !== undefined && apparmor !== 'RuntimeDefault' && apparmor !== 'Localhost')
+      v('apparmor', where, `appArmorProfile.type ${String(apparmor)} is not allowed`);
     const selinux = sc['seLinuxOptions'];
     if (isRecord(selinux)) {
-      if (selinux['type'] !== undefined && !SELINUX_TYPES.has(String(selinux['type']))) v('selinux', where, `seLinuxOptions.type ${String(selinux['type'])} is not allowed`);
+      if (selinux['type'] !== undefined && !SELINUX_TYPES.has(String(selinux['type'])))
+        v('selinux', where, `seLinuxOptions.type ${String(selinux['type'])} is not allowed`);
       if (selinux['user'] !== undefined) v('selinux', where, 'seLinuxOptions.user must not be set');
       if (selinux['role'] !== undefined) v('selinux', where, 'seLinuxOptions.role must not be set');
     }
@@ -75,7 +90,8 @@ export function podSecurityViolations(pod: PodTemplate): string[] {
 
   // Restricted: seccomp (pod-level default or every container), never Unconfined.
   const podSeccomp = field(podSc, 'seccompProfile', 'type');
-  if (podSeccomp !== undefined && !SECCOMP_ALLOWED.has(String(podSeccomp))) v('seccomp', 'pod', `seccompProfile.type ${String(podSeccomp)} is not allowed`);
+  if (podSeccomp !== undefined && !SECCOMP_ALLOWED.has(String(podSeccomp)))
+    v('seccomp', 'pod', `seccompProfile.type ${String(podSeccomp)} is not allowed`);
   // Restricted: non-root.
   const podNonRoot = podSc['runAsNonRoot'];
   if (podSc['runAsUser'] === 0) v('run-as-user', 'pod', 'runAsUser must not be 0');
@@ -86,7 +102,8 @@ export function podSecurityViolations(pod: PodTemplate): string[] {
     const sc = isRecord(container['securityContext']) ? container['securityContext'] : {};
     if (sc['privileged'] === true) v('privileged', where, 'privileged must not be true');
     if (field(sc, 'windowsOptions', 'hostProcess') === true) v('host-process', where, 'windowsOptions.hostProcess must not be true');
-    if (sc['procMount'] !== undefined && sc['procMount'] !== 'Default') v('proc-mount', where, `procMount ${String(sc['procMount'])} is not allowed`);
+    if (sc['procMount'] !== undefined && sc['procMount'] !== 'Default')
+      v('proc-mount', where, `procMount ${String(sc['procMount'])} is not allowed`);
     const ports = Array.isArray(container['ports']) ? container['ports'] : [];
     for (const port of ports) {
       const hostPort = field(port, 'hostPort');
@@ -95,11 +112,14 @@ export function podSecurityViolations(pod: PodTemplate): string[] {
     checkAppArmorAndSelinux(sc, where);
     if (sc['allowPrivilegeEscalation'] !== false) v('privilege-escalation', where, 'allowPrivilegeEscalation must be false');
     const nonRoot = sc['runAsNonRoot'];
-    if (nonRoot === false || (nonRoot === undefined && podNonRoot !== true)) v('run-as-non-root', where, 'runAsNonRoot must be true (on the pod or the container)');
+    if (nonRoot === false || (nonRoot === undefined && podNonRoot !== true))
+      v('run-as-non-root', where, 'runAsNonRoot must be true (on the pod or the container)');
     if (sc['runAsUser'] === 0) v('run-as-user', where, 'runAsUser must not be 0');
     const seccomp = field(sc, 'seccompProfile', 'type');
-    if (seccomp !== undefined && !SECCOMP_ALLOWED.has(String(seccomp))) v('seccomp', where, `seccompProfile.type ${String(seccomp)} is not allowed`);
-    if (seccomp === undefined && podSeccomp === undefined) v('seccomp', where, 'seccompProfile.type must be RuntimeDefault or Localhost (on the pod or the container)');
+    if (seccomp !== undefined && !SECCOMP_ALLOWED.has(String(seccomp)))
+      v('seccomp', where, `seccompProfile.type ${String(seccomp)} is not allowed`);
+    if (seccomp === undefined && podSeccomp === undefined)
+      v('seccomp', where, 'seccompProfile.type must be RuntimeDefault or Localhost (on the pod or the container)');
     const drop = field(sc, 'capabilities', 'drop');
     if (!Array.isArray(drop) || !drop.includes('ALL')) v('capabilities', where, 'capabilities.drop must include ALL');
     const add = field(sc, 'capabilities', 'add');

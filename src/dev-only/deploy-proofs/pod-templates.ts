@@ -54,7 +54,10 @@ export function podTemplates(objects: readonly Manifest[]): PodTemplate[] {
       labels: (isRecord(metadata['labels']) ? metadata['labels'] : {}) as Record<string, string>,
       annotations: (isRecord(metadata['annotations']) ? metadata['annotations'] : {}) as Record<string, string>,
       spec: isRecord(template['spec']) ? template['spec'] : {},
-      claimTemplates: (Array.isArray(field(object, 'spec', 'volumeClaimTemplates')) ? (field(object, 'spec', 'volumeClaimTemplates') as unknown[]) : []).map((c) => String(field(c, 'metadata', 'name'))),
+      claimTemplates: (Array.isArray(field(object, 'spec', 'volumeClaimTemplates'))
+        ? (field(object, 'spec', 'volumeClaimTemplates') as unknown[])
+        : []
+      ).map((c) => String(field(c, 'metadata', 'name'))),
     });
   }
   return pods;

@@ -6,7 +6,15 @@ import { containersOf, field, podTemplates } from './pod-templates.js';
 export const NAMESPACE = 'patient-monitoring';
 
 /** Kinds that are not namespaced (everything else must live in NAMESPACE). */
-const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'ClusterIssuer', 'CustomResourceDefinition', 'StorageClass', 'PriorityClass']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'ClusterIssuer',
+  'CustomResourceDefinition',
+  'StorageClass',
+  'PriorityClass',
+]);
 
 /** Every check a rendered overlay must pass; returns human-readable findings (empty = pass). */
 export function policyViolations(objects: readonly Manifest[], options: { readonly environment: 'dev' | 'prod' }): string[] {
@@ -25,14 +33,17 @@ export function namespaceViolations(objects: readonly Manifest[]): string[] {
   const found: string[] = [];
   for (const object of objects) {
     if (CLUSTER_SCOPED.has(object.kind)) {
-      if (object.kind === 'ClusterRole' || object.kind === 'ClusterRoleBinding') found.push(`${describe(object)}: cluster-wide RBAC is not allowed`);
+      if (object.kind === 'ClusterRole' || object.kind === 'ClusterRoleBinding')
+        found.push(`${describe(object)}: cluster-wide RBAC is not allowed`);
       continue;
     }
-    if (object.metadata.namespace !== NAMESPACE) found.push(`${describe(object)}: must be in namespace ${NAMESPACE}, not ${String(object.metadata.namespace)}`);
+    if (object.metadata.namespace !== NAMESPACE)
+      found.push(`${describe(object)}: must be in namespace ${NAMESPACE}, not ${String(object.metadata.namespace)}`);
   }
   const ns = objects.find((o) => o.kind === 'Namespace' && o.metadata.name === NAMESPACE);
   if (!ns) found.push(`Namespace/${NAMESPACE} is missing`);
-  else if (ns.metadata.labels?.['pod-security.kubernetes.io/enforce'] !== 'restricted') found.push(`Namespace/${NAMESPACE}: label pod-security.kubernetes.io/enforce must be restricted`);
+  else if (ns.metadata.labels?.['pod-security.kubernetes.io/enforce'] !== 'restricted')
+    found.push(`Namespace/${NAMESPACE}: label pod-security.kubernetes.io/enforce must be restricted`);
   return found;
 }
 
@@ -40,18 +51,22 @@ export function namespaceViolations(objects: readonly Manifest[]): string[] {
 export function hardeningViolations(objects: readonly Manifest[]): string[] {
   const found: string[] = [];
   for (const pod of podTemplates(objects)) {
-    if (pod.spec['automountServiceAccountToken'] !== false) found.push(`${pod.owner}: automountServiceAccountToken must be false (nothing here calls the API)`);
+    if (pod.spec['automountServiceAccountToken'] !== false)
+      found.push(`${pod.owner}: automountServiceAccountToken must be false (nothing here calls the API)`);
     for (const { name, container } of containersOf(pod)) {
-      if (field(container, 'securityContext', 'readOnlyRootFilesystem') !== true) found.push(`${pod.owner} container ${name}: readOnlyRootFilesystem must be true`);
+      if (field(container, 'securityContext', 'readOnlyRootFilesystem') !== true)
+        found.push(`${pod.owner} container ${name}: readOnlyRootFilesystem must be true`);
       for (const kind of ['requests', 'limits'] as const) {
         for (const resource of ['cpu', 'memory'] as const) {
-          if (field(container, 'resources', kind, resource) === undefined) found.push(`${pod.owner} container ${name}: resources.${kind}.${resource} must be set`);
+          if (field(container, 'resources', kind, resource) === undefined)
+            found.push(`${pod.owner} container ${name}: resources.${kind}.${resource} must be set`);
         }
       }
     }
   }
   for (const object of objects) {
-    if (object.kind === 'ServiceAccount' && object['automountServiceAccountToken'] !== false) found.push(`${describe(object)}: automountServiceAccountToken must be false`);
+    if (object.kind === 'ServiceAccount' && object['automountServiceAccountToken'] !== false)
+      found.push(`${describe(object)}: automountServiceAccountToken must be false`);
   }
   return found;
 }
@@ -71,7 +86,8 @@ export function imageViolations(objects: readonly Manifest[]): string[] {
   for (const pod of podTemplates(objects)) {
     for (const { name, container } of containersOf(pod)) {
       const image = container['image'];
-      if (typeof image !== 'string' || !isPinnedImage(image)) found.push(`${pod.owner} container ${name}: image ${String(image)} is not pinned to a version or digest`);
+      if (typeof image !== 'string' || !isPinnedImage(image))
+        found.push(`${pod.owner} container ${name}: image ${String(image)} is not pinned to a version or digest`);
     }
   }
   return found;
@@ -86,11 +102,13 @@ export function rbacViolations(objects: readonly Manifest[]): string[] {
       if (!isRecord(rule)) continue;
       for (const key of ['apiGroups', 'resources', 'verbs', 'resourceNames', 'nonResourceURLs'] as const) {
         const values = Array.isArray(rule[key]) ? (rule[key] as unknown[]) : [];
-        if (values.some((v) => typeof v === 'string' && v.includes('*'))) found.push(`${describe(object)} rule ${index}: wildcard in ${key}`);
+        if (values.some((v) => typeof v === 'string' && v.includes('*')))
+          found.push(`${describe(object)} rule ${index}: wildcard in ${key}`);
       }
       const resources = Array.isArray(rule['resources']) ? (rule['resources'] as unknown[]) : [];
       const verbs = Array.isArray(rule['verbs']) ? (rule['verbs'] as unknown[]) : [];
-      if (resources.includes('secrets') && verbs.some((v) => v === 'list' || v === 'watch')) found.push(`${describe(object)} rule ${index}: may list or watch Secrets`);
+      if (resources.includes('secrets') && verbs.some((v) => v === 'list' || v === 'watch'))
+        found.push(`${describe(object)} rule ${index}: may list or watch Secrets`);
     }
   }
   return found;
@@ -108,7 +126,8 @@ function isDefaultDenyAll(object: Manifest): boolean {
 export function networkPolicyViolations(objects: readonly Manifest[]): string[] {
   const found: string[] = [];
   const policies = objects.filter((o) => o.kind === 'NetworkPolicy');
-  if (!policies.some(isDefaultDenyAll)) found.push(`no default-deny NetworkPolicy (podSelector {}, policyTypes Ingress and Egress, no rules) in ${NAMESPACE}`);
+  if (!policies.some(isDefaultDenyAll))
+    found.push(`no default-deny NetworkPolicy (podSelector {}, policyTypes Ingress and Egress, no rules) in ${NAMESPACE}`);
   const specific = policies.filter((p) => !isDefaultDenyAll(p) && Object.keys(field(p, 'spec', 'podSelector') ?? {}).length > 0);
   for (const pod of podTemplates(objects)) {
     if (!specific.some((p) => selectorMatches(field(p, 'spec', 'podSelector'), pod.labels))) {

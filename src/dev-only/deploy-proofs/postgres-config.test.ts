@@ -32,14 +32,27 @@ after(async () => {
 async function psqlTcp(sql: string, libpq: Record<string, string>, password = PASSWORD, conninfo = 'dbname=postgres'): Promise<string> {
   const c = postgres?.cluster;
   assert.ok(c);
-  const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], PGHOST: 'localhost', PGHOSTADDR: '127.0.0.1', PGPORT: String(c.port), PGUSER: 'app', PGDATABASE: 'postgres', PGPASSWORD: password, PGCONNECT_TIMEOUT: '10', ...libpq };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env['PATH'],
+    PGHOST: 'localhost',
+    PGHOSTADDR: '127.0.0.1',
+    PGPORT: String(c.port),
+    PGUSER: 'app',
+    PGDATABASE: 'postgres',
+    PGPASSWORD: password,
+    PGCONNECT_TIMEOUT: '10',
+    ...libpq,
+  };
   const { stdout } = await runTool(findPgProgram('psql'), ['-X', '-qAt', '-v', 'ON_ERROR_STOP=1', '-d', conninfo, '-c', sql], { env });
   return stdout.trim();
 }
 
 describe('PostgreSQL configuration from the ConfigMap', () => {
   test('a verify-full TLS connection with a SCRAM password succeeds and is encrypted', async () => {
-    const ssl = await psqlTcp('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()', { PGSSLMODE: 'verify-full', PGSSLROOTCERT: caFile });
+    const ssl = await psqlTcp('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()', {
+      PGSSLMODE: 'verify-full',
+      PGSSLROOTCERT: caFile,
+    });
     assert.equal(ssl, 't');
   });
 

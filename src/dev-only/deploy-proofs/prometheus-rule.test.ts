@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { BACKUP_PROMETHEUS_RULE_FILE, BACKUP_RULES_FILE, buildBackupPrometheusRule, generatedBackupPrometheusRule } from './prometheus-rule.js';
+import {
+  BACKUP_PROMETHEUS_RULE_FILE,
+  BACKUP_RULES_FILE,
+  buildBackupPrometheusRule,
+  generatedBackupPrometheusRule,
+} from './prometheus-rule.js';
 import { parseManifests } from './render.js';
 import { validateManifest } from './schema-validation.js';
 
@@ -16,7 +21,10 @@ test('the generated PrometheusRule carries every alert of the rules file and val
   assert.ok(object);
   assert.deepEqual(validateManifest(object), []);
   const generatedAlerts = (object['spec'] as typeof rules).groups.flatMap((g) => g.rules.map((r) => r.alert));
-  assert.deepEqual(generatedAlerts, rules.groups.flatMap((g) => g.rules.map((r) => r.alert)));
+  assert.deepEqual(
+    generatedAlerts,
+    rules.groups.flatMap((g) => g.rules.map((r) => r.alert)),
+  );
   assert.ok(generatedAlerts.includes('PmsBackupFailed'));
 });
 
@@ -28,7 +36,10 @@ test('a change to the rules file changes the generated PrometheusRule (drift is 
 });
 
 test('a rules file field the CRD does not know fails schema validation', () => {
-  const [object] = parseManifests(buildBackupPrometheusRule('groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        fore: 5m\n'), 'edited');
+  const [object] = parseManifests(
+    buildBackupPrometheusRule('groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        fore: 5m\n'),
+    'edited',
+  );
   assert.ok(object);
   assert.match(validateManifest(object)[0]?.message ?? '', /rules\/0\/fore is not a field/);
 });

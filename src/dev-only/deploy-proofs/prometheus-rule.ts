@@ -22,7 +22,10 @@ const HEADER = `# GENERATED from monitoring/prometheus/pms-backup-rules.yaml: do
 export function buildBackupPrometheusRule(rulesYaml: string): string {
   const rules: unknown = parse(rulesYaml);
   if (!isRecord(rules) || !Array.isArray(rules['groups']) || rules['groups'].length === 0) {
-    throw new PmsError('PMS_ERR_CONFIG', 'the backup rules file has no groups: expected the Prometheus rule-file format (groups: [{name, rules}])');
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      'the backup rules file has no groups: expected the Prometheus rule-file format (groups: [{name, rules}])',
+    );
   }
   const object = {
     apiVersion: 'monitoring.coreos.com/v1',

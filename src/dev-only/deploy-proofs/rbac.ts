@@ -17,12 +17,18 @@ export interface AccessRequest {
  */
 export function canI(objects: readonly Manifest[], request: AccessRequest): boolean {
   const [resource, group = ''] = splitResource(request.resource);
-  const roles = new Map(objects.filter((o) => o.kind === 'Role' && o.metadata.namespace === request.namespace).map((o) => [o.metadata.name, o]));
+  const roles = new Map(
+    objects.filter((o) => o.kind === 'Role' && o.metadata.namespace === request.namespace).map((o) => [o.metadata.name, o]),
+  );
   for (const binding of objects) {
     if (binding.kind !== 'RoleBinding' || binding.metadata.namespace !== request.namespace) continue;
     const subjects = Array.isArray(binding['subjects']) ? binding['subjects'] : [];
     const bound = subjects.some(
-      (s) => isRecord(s) && s['kind'] === 'ServiceAccount' && s['name'] === request.serviceAccount && (s['namespace'] ?? binding.metadata.namespace) === request.namespace,
+      (s) =>
+        isRecord(s) &&
+        s['kind'] === 'ServiceAccount' &&
+        s['name'] === request.serviceAccount &&
+        (s['namespace'] ?? binding.metadata.namespace) === request.namespace,
     );
     const roleRef = binding['roleRef'];
     if (!bound || !isRecord(roleRef) || roleRef['kind'] !== 'Role') continue;
@@ -30,7 +36,8 @@ export function canI(objects: readonly Manifest[], request: AccessRequest): bool
     const rules = role && Array.isArray(role['rules']) ? role['rules'] : [];
     for (const rule of rules) {
       if (!isRecord(rule)) continue;
-      const has = (key: string, value: string): boolean => Array.isArray(rule[key]) && (rule[key] as unknown[]).some((v) => v === value || v === '*');
+      const has = (key: string, value: string): boolean =>
+        Array.isArray(rule[key]) && (rule[key] as unknown[]).some((v) => v === value || v === '*');
       const names = Array.isArray(rule['resourceNames']) ? (rule['resourceNames'] as unknown[]) : [];
       const nameOk = names.length === 0 || (request.name !== undefined && names.includes(request.name));
       if (has('apiGroups', group) && has('resources', resource) && has('verbs', request.verb) && nameOk) return true;

@@ -65,7 +65,10 @@ describe('pms-backup alert rules', () => {
   test('rules use only metrics that src/metrics pushes (or the Pushgateway adds)', () => {
     const pushed = new Set<string>([...Object.values(METRIC), 'push_time_seconds']);
     const used = new Set(alerts.flatMap((a) => [...a.expr.matchAll(/\b(pms_backup_[a-z_]+|push_time_seconds)\b/g)].map((m) => m[1] ?? '')));
-    assert.deepEqual([...used].filter((name) => !pushed.has(name)), []);
+    assert.deepEqual(
+      [...used].filter((name) => !pushed.has(name)),
+      [],
+    );
     for (const rule of alerts) {
       for (const selector of rule.expr.match(/\b(?:pms_backup_[a-z_]+|push_time_seconds)\{[^}]*\}/g) ?? []) {
         assert.match(selector, /job="pms-backup"/, `${rule.alert}: ${selector} must select job="pms-backup"`);

@@ -25,7 +25,9 @@ const lifecycleSchema = z.strictObject({
       ID: z.string().min(1).max(255),
       Filter: z.strictObject({ Prefix: z.string() }),
       Status: z.enum(['Enabled', 'Disabled']),
-      Expiration: z.union([z.strictObject({ Days: z.number().int().positive() }), z.strictObject({ ExpiredObjectDeleteMarker: z.literal(true) })]).optional(),
+      Expiration: z
+        .union([z.strictObject({ Days: z.number().int().positive() }), z.strictObject({ ExpiredObjectDeleteMarker: z.literal(true) })])
+        .optional(),
       NoncurrentVersionExpiration: z.strictObject({ NoncurrentDays: z.number().int().positive() }).optional(),
       AbortIncompleteMultipartUpload: z.strictObject({ DaysAfterInitiation: z.number().int().positive() }).optional(),
     }),
@@ -94,9 +96,18 @@ test('the bucket policy denies non-TLS access to the bucket and every object', (
 test('the bucket policy denies uploads without the SSE header and uploads asking for anything but AES256', () => {
   const uploads = policy.Statement.filter((s) => s.Effect === 'Deny' && s.Action === 's3:PutObject');
   assert.ok(uploads.every((s) => s.Resource === `arn:aws:s3:::${BUCKET}/*`));
-  assert.ok(uploads.some((s) => s.Condition['Null']?.['s3:x-amz-server-side-encryption'] === 'true'), 'missing header is denied');
-  assert.ok(uploads.some((s) => s.Condition['StringNotEquals']?.['s3:x-amz-server-side-encryption'] === 'AES256'), 'other algorithms are denied');
-  assert.ok(policy.Statement.every((s) => s.Effect === 'Deny'), 'the policy only restricts; access is granted by IAM');
+  assert.ok(
+    uploads.some((s) => s.Condition['Null']?.['s3:x-amz-server-side-encryption'] === 'true'),
+    'missing header is denied',
+  );
+  assert.ok(
+    uploads.some((s) => s.Condition['StringNotEquals']?.['s3:x-amz-server-side-encryption'] === 'AES256'),
+    'other algorithms are denied',
+  );
+  assert.ok(
+    policy.Statement.every((s) => s.Effect === 'Deny'),
+    'the policy only restricts; access is granted by IAM',
+  );
 });
 
 test('default encryption, the policy and the docs agree on AES256 and the bucket name', () => {
@@ -107,9 +118,12 @@ test('default encryption, the policy and the docs agree on AES256 and the bucket
     encryption.Rules.map((r) => r.ApplyServerSideEncryptionByDefault.SSEAlgorithm),
     ['AES256'],
   );
-  z.strictObject({ BlockPublicAcls: z.literal(true), IgnorePublicAcls: z.literal(true), BlockPublicPolicy: z.literal(true), RestrictPublicBuckets: z.literal(true) }).parse(
-    readJson('public-access-block.json'),
-  );
+  z.strictObject({
+    BlockPublicAcls: z.literal(true),
+    IgnorePublicAcls: z.literal(true),
+    BlockPublicPolicy: z.literal(true),
+    RestrictPublicBuckets: z.literal(true),
+  }).parse(readJson('public-access-block.json'));
   const doc = readFileSync(join(REPO_ROOT, 'docs', 's3-bucket.md'), 'utf8');
   assert.match(doc, new RegExp(`BUCKET=${BUCKET}\\b`));
   for (const file of ['backup-lifecycle.json', 'bucket-policy.json', 'bucket-encryption.json', 'public-access-block.json']) {

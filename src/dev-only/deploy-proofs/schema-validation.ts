@@ -82,14 +82,22 @@ function sealedSecretProblems(object: Manifest): string[] {
   const problems: string[] = [];
   const encrypted = spec['encryptedData'];
   if (!isRecord(encrypted) || Object.keys(encrypted).length === 0) problems.push('/spec/encryptedData must list the sealed keys');
-  else for (const [key, value] of Object.entries(encrypted)) if (typeof value !== 'string') problems.push(`/spec/encryptedData/${key} must be a string`);
+  else
+    for (const [key, value] of Object.entries(encrypted))
+      if (typeof value !== 'string') problems.push(`/spec/encryptedData/${key} must be a string`);
   const template = spec['template'];
   if (template !== undefined) {
     const secretModel = SCHEMAS.get('v1/Secret');
     if (!isRecord(template)) problems.push('/spec/template must be an object');
     else if (secretModel) {
-      const asSecret = { apiVersion: 'v1', kind: 'Secret', metadata: template['metadata'] ?? {}, ...(template['type'] === undefined ? {} : { type: template['type'] }) };
-      for (const key of Object.keys(template)) if (!['metadata', 'type', 'immutable'].includes(key)) problems.push(`/spec/template/${key} is not a field of a Secret template`);
+      const asSecret = {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: template['metadata'] ?? {},
+        ...(template['type'] === undefined ? {} : { type: template['type'] }),
+      };
+      for (const key of Object.keys(template))
+        if (!['metadata', 'type', 'immutable'].includes(key)) problems.push(`/spec/template/${key} is not a field of a Secret template`);
       for (const e of schemaErrors(secretModel, asSecret)) problems.push(`/spec/template${e.instancePath} ${e.message ?? 'is invalid'}`);
       for (const path of unknownFields(secretModel, asSecret, [])) problems.push(`/spec/template${path} is not a field of v1/Secret`);
     }
@@ -120,9 +128,14 @@ export function validateManifest(rendered: Manifest): SchemaProblem[] {
   const model = SCHEMAS.get(key);
   const name = describe(object);
   if (!model) return [{ object: name, message: `no schema registered for ${key}` }];
-  const problems: SchemaProblem[] = schemaErrors(model, object).map((e) => ({ object: name, message: `${e.instancePath || '/'} ${e.message ?? 'is invalid'}` }));
-  for (const path of unknownFields(model, object, OPEN_SUBTREES.get(key) ?? [])) problems.push({ object: name, message: `${path} is not a field of ${key}` });
-  if (key === 'bitnami.com/v1alpha1/SealedSecret') for (const message of sealedSecretProblems(object)) problems.push({ object: name, message });
+  const problems: SchemaProblem[] = schemaErrors(model, object).map((e) => ({
+    object: name,
+    message: `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`,
+  }));
+  for (const path of unknownFields(model, object, OPEN_SUBTREES.get(key) ?? []))
+    problems.push({ object: name, message: `${path} is not a field of ${key}` });
+  if (key === 'bitnami.com/v1alpha1/SealedSecret')
+    for (const message of sealedSecretProblems(object)) problems.push({ object: name, message });
   return problems;
 }
 

@@ -50,7 +50,12 @@ export function findPod(objects: readonly Manifest[], owner: string): PodTemplat
  * directories for emptyDir and PVCs), and its environment is resolved (configMapKeyRef,
  * secretKeyRef, literal values) with mount paths rewritten to those directories.
  */
-export function materialiseContainer(objects: readonly Manifest[], pod: PodTemplate, containerName: string, options: MaterialiseOptions): MaterialisedContainer {
+export function materialiseContainer(
+  objects: readonly Manifest[],
+  pod: PodTemplate,
+  containerName: string,
+  options: MaterialiseOptions,
+): MaterialisedContainer {
   const ref = containersOf(pod).find((c) => c.name === containerName);
   if (!ref) throw new Error(`${pod.owner} has no container ${containerName}`);
   const { container } = ref;
@@ -70,12 +75,16 @@ export function materialiseContainer(objects: readonly Manifest[], pod: PodTempl
     const local = join(options.root, `mount-${index}`);
     mkdirSync(local, { recursive: true, mode: dirMode });
     chmodSync(local, dirMode);
-    const source = isRecord(volume['secret']) ? { kind: 'Secret' as const, spec: volume['secret'], name: String(volume['secret']['secretName']) }
-      : isRecord(volume['configMap']) ? { kind: 'ConfigMap' as const, spec: volume['configMap'], name: String(volume['configMap']['name']) }
-      : undefined;
+    const source = isRecord(volume['secret'])
+      ? { kind: 'Secret' as const, spec: volume['secret'], name: String(volume['secret']['secretName']) }
+      : isRecord(volume['configMap'])
+        ? { kind: 'ConfigMap' as const, spec: volume['configMap'], name: String(volume['configMap']['name']) }
+        : undefined;
     if (source) {
       const data = dataOf(objects, source.kind, source.name);
-      const items = Array.isArray(source.spec['items']) ? source.spec['items'].filter(isRecord) : Object.keys(data).map((key) => ({ key, path: key }));
+      const items = Array.isArray(source.spec['items'])
+        ? source.spec['items'].filter(isRecord)
+        : Object.keys(data).map((key) => ({ key, path: key }));
       const baseName = source.name.replace(/-[a-z0-9]{10}$/, '');
       const files = new Map<string, string>();
       for (const item of items) {
@@ -114,11 +123,16 @@ export function materialiseContainer(objects: readonly Manifest[], pod: PodTempl
     let value: string | undefined;
     if (typeof entry['value'] === 'string') value = mapPath(entry['value']);
     const from = isRecord(entry['valueFrom']) ? entry['valueFrom'] : undefined;
-    if (from && isRecord(from['configMapKeyRef'])) value = dataOf(objects, 'ConfigMap', String(from['configMapKeyRef']['name']))[String(from['configMapKeyRef']['key'])];
-    if (from && isRecord(from['secretKeyRef'])) value = dataOf(objects, 'Secret', String(from['secretKeyRef']['name']))[String(from['secretKeyRef']['key'])];
+    if (from && isRecord(from['configMapKeyRef']))
+      value = dataOf(objects, 'ConfigMap', String(from['configMapKeyRef']['name']))[String(from['configMapKeyRef']['key'])];
+    if (from && isRecord(from['secretKeyRef']))
+      value = dataOf(objects, 'Secret', String(from['secretKeyRef']['name']))[String(from['secretKeyRef']['key'])];
     if (value === undefined) throw new Error(`${pod.owner} container ${containerName}: cannot resolve ${name}`);
     env[name] = options.envOverrides?.[name] ?? value;
   }
-  const command = [...(Array.isArray(container['command']) ? container['command'] : []), ...(Array.isArray(container['args']) ? container['args'] : [])].map(String);
+  const command = [
+    ...(Array.isArray(container['command']) ? container['command'] : []),
+    ...(Array.isArray(container['args']) ? container['args'] : []),
+  ].map(String);
   return { command, env, paths, mapPath };
 }

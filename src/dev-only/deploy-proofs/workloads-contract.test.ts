@@ -108,7 +108,10 @@ describe('dev workloads run as rendered', () => {
   test('the ingest API container (pms-telemetry serve) becomes ready as the ingest login and stops cleanly on SIGTERM', async () => {
     const c = container('Deployment/pms-telemetry', 'api');
     const [program, args] = programOf(c.command);
-    const child = spawn(process.execPath, [binPath(program), ...args], { env: { PATH: process.env['PATH'], ...c.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [binPath(program), ...args], {
+      env: { PATH: process.env['PATH'], ...c.env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -116,7 +119,10 @@ describe('dev workloads run as rendered', () => {
       let status = 0;
       // The readiness probe's own path; poll until the server answers or exits.
       for (let attempt = 0; attempt < 200 && child.exitCode === null; attempt += 1) {
-        status = await fetch(`http://127.0.0.1:${telemetryPort}/readyz`).then((r) => r.status, () => 0);
+        status = await fetch(`http://127.0.0.1:${telemetryPort}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        );
         if (status === 200) break;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -136,10 +142,16 @@ describe('dev workloads run as rendered', () => {
     await runContainer('CronJob/pms-backup', 'pms-backup');
     assert.ok(s3);
     const stored = readdirSync(s3.directory, { recursive: true }).map(String);
-    assert.ok(stored.some((f) => f.includes('manifest')), `no manifest in the bucket: ${stored.join(', ')}`);
+    assert.ok(
+      stored.some((f) => f.includes('manifest')),
+      `no manifest in the bucket: ${stored.join(', ')}`,
+    );
     assert.ok(gateway);
     const pushed = await gateway.find('pms_backup_last_run_success', { job: 'pms-backup', command: 'create' });
-    assert.deepEqual(pushed.map((s) => s.value), [1]);
+    assert.deepEqual(
+      pushed.map((s) => s.value),
+      [1],
+    );
   });
 
   // In dependency order: a base backup completes once archive_command has archived its WAL;
@@ -156,9 +168,14 @@ describe('dev workloads run as rendered', () => {
     });
   }
 
-  test('CronJob pms-backup-copy runs (pms-backup copy): every complete backup lands in the DR bucket, sha256-checked, with the DR credentials and endpoint', { timeout: 600_000 }, async () => {
+  test('CronJob pms-backup-copy runs (pms-backup copy): every complete backup lands in the DR bucket, sha256-checked, with the DR credentials and endpoint', {
+    timeout: 600_000,
+  }, async () => {
     const result = await runContainer('CronJob/pms-backup-copy', 'pms-backup');
-    assert.match(result.stdout, /^copied 2 backup\(s\) and [1-9]\d* WAL file\(s\) .* to s3:\/\/pms-dev-backups-dr\/patient-telemetry; .*every copy's sha256 checked$/m);
+    assert.match(
+      result.stdout,
+      /^copied 2 backup\(s\) and [1-9]\d* WAL file\(s\) .* to s3:\/\/pms-dev-backups-dr\/patient-telemetry; .*every copy's sha256 checked$/m,
+    );
     assert.ok(drS3);
     const stored = readdirSync(join(drS3.directory, 'pms-dev-backups-dr'), { recursive: true }).map(String);
     assert.ok(stored.filter((f) => f.includes('manifest')).length >= 2, `DR bucket: ${stored.join(', ')}`);
@@ -167,7 +184,10 @@ describe('dev workloads run as rendered', () => {
     assert.match(again.stdout, /^copied 0 backup\(s\) and \d+ WAL file\(s\)/m);
     assert.ok(gateway);
     const pushed = await gateway.find('pms_backup_last_run_success', { job: 'pms-backup', command: 'copy' });
-    assert.deepEqual(pushed.map((s) => s.value), [1]);
+    assert.deepEqual(
+      pushed.map((s) => s.value),
+      [1],
+    );
   });
 
   test('CronJob pms-backup-monitor runs (pms-backup monitor) and its dr-copy check passes', { timeout: 600_000 }, async () => {
@@ -175,14 +195,19 @@ describe('dev workloads run as rendered', () => {
     assert.match(result.stdout, /^ok {3}dr-copy +s3:\/\/pms-dev-backups-dr\/patient-telemetry holds every complete backup$/m);
     assert.ok(gateway);
     const lag = await gateway.find('pms_backup_dr_lag_seconds', { job: 'pms-backup', command: 'monitor' });
-    assert.deepEqual(lag.map((s) => s.value), [0]);
+    assert.deepEqual(
+      lag.map((s) => s.value),
+      [0],
+    );
   });
 
   test('CronJob pms-backup-prune runs (pms-backup prune)', { timeout: 600_000 }, async () => {
     await runContainer('CronJob/pms-backup-prune', 'pms-backup');
   });
 
-  test('CronJob pms-backup-dr-prune runs (pms-backup prune) on the DR bucket only: both copied backups kept, the primary untouched, and the next copy has nothing to re-copy', { timeout: 600_000 }, async () => {
+  test('CronJob pms-backup-dr-prune runs (pms-backup prune) on the DR bucket only: both copied backups kept, the primary untouched, and the next copy has nothing to re-copy', {
+    timeout: 600_000,
+  }, async () => {
     assert.ok(s3 && drS3 && gateway);
     const dr = drS3;
     const c = container('CronJob/pms-backup-dr-prune', 'pms-backup');
@@ -191,11 +216,20 @@ describe('dev workloads run as rendered', () => {
     assert.equal(c.env['BACKUP_RETENTION_DAYS'], '10');
     assert.equal(c.env['S3_ENDPOINT'], drS3.endpoint);
     const primaryBefore = readdirSync(s3.directory, { recursive: true }).map(String);
-    const drManifests = (): string[] => readdirSync(join(dr.directory, 'pms-dev-backups-dr'), { recursive: true }).map(String).filter((f) => f.includes('manifest')).sort();
+    const drManifests = (): string[] =>
+      readdirSync(join(dr.directory, 'pms-dev-backups-dr'), { recursive: true })
+        .map(String)
+        .filter((f) => f.includes('manifest'))
+        .sort();
     const manifestsBefore = drManifests();
     // WAL object keys in a bucket (s3rver keeps each object as files named after its key).
     const walKeys = (directory: string, bucket: string): Set<string> =>
-      new Set(readdirSync(join(directory, bucket), { recursive: true }).map(String).filter((f) => f.includes(`wal${sep}`)).map((f) => f.replace(/\._S3rver_.*$/, '')));
+      new Set(
+        readdirSync(join(directory, bucket), { recursive: true })
+          .map(String)
+          .filter((f) => f.includes(`wal${sep}`))
+          .map((f) => f.replace(/\._S3rver_.*$/, '')),
+      );
     const drWalBefore = walKeys(dr.directory, 'pms-dev-backups-dr');
 
     const result = await runContainer('CronJob/pms-backup-dr-prune', 'pms-backup');
@@ -209,17 +243,42 @@ describe('dev workloads run as rendered', () => {
     const drWalAfter = walKeys(dr.directory, 'pms-dev-backups-dr');
     const walDeleted = [...drWalBefore].filter((k) => !drWalAfter.has(k));
     assert.equal(walDeleted.length > 0, Number(summary[1]) > 0, `deleted from the DR bucket: ${walDeleted.join(', ')}`);
-    assert.ok(walDeleted.every((k) => (k.split(sep).pop() ?? '') < (summary[2] ?? '')), `only WAL before ${summary[2]}: ${walDeleted.join(', ')}`);
+    assert.ok(
+      walDeleted.every((k) => (k.split(sep).pop() ?? '') < (summary[2] ?? '')),
+      `only WAL before ${summary[2]}: ${walDeleted.join(', ')}`,
+    );
     // Nothing the copy would bring back: the primary no longer has what DR prune deleted.
     const primaryWal = walKeys(s3.directory, 'pms-dev-backups');
-    assert.deepEqual(walDeleted.filter((k) => primaryWal.has(k)), [], 'DR prune deleted WAL the primary still holds');
+    assert.deepEqual(
+      walDeleted.filter((k) => primaryWal.has(k)),
+      [],
+      'DR prune deleted WAL the primary still holds',
+    );
     const primaryAfter = new Set(readdirSync(s3.directory, { recursive: true }).map(String));
-    assert.deepEqual(primaryBefore.filter((f) => !primaryAfter.has(f)), [], 'nothing deleted from the primary bucket');
+    assert.deepEqual(
+      primaryBefore.filter((f) => !primaryAfter.has(f)),
+      [],
+      'nothing deleted from the primary bucket',
+    );
     // Its outcome is pushed in its own group, apart from the primary prune's.
-    const pushed = await gateway.find('pms_backup_last_run_success', { job: 'pms-backup', command: 'prune', instance: 'patient_telemetry-dr' });
-    assert.deepEqual(pushed.map((s) => s.value), [1]);
-    const primaryPrune = await gateway.find('pms_backup_last_run_success', { job: 'pms-backup', command: 'prune', instance: 'patient_telemetry' });
-    assert.deepEqual(primaryPrune.map((s) => s.value), [1]);
+    const pushed = await gateway.find('pms_backup_last_run_success', {
+      job: 'pms-backup',
+      command: 'prune',
+      instance: 'patient_telemetry-dr',
+    });
+    assert.deepEqual(
+      pushed.map((s) => s.value),
+      [1],
+    );
+    const primaryPrune = await gateway.find('pms_backup_last_run_success', {
+      job: 'pms-backup',
+      command: 'prune',
+      instance: 'patient_telemetry',
+    });
+    assert.deepEqual(
+      primaryPrune.map((s) => s.value),
+      [1],
+    );
 
     const again = await runContainer('CronJob/pms-backup-copy', 'pms-backup');
     assert.match(again.stdout, /^copied 0 backup\(s\)/m);

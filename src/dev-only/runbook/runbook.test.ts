@@ -32,7 +32,14 @@ function bash(script: string, extraEnv: Record<string, string> = {}): Promise<{ 
     const child = spawn(command, args as string[], { env: { ...env, ...extraEnv }, cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c.split('\n').filter((l) => !l.startsWith('{"time"')).join('\n')));
+    child.stderr.setEncoding('utf8').on(
+      'data',
+      (c: string) =>
+        (output += c
+          .split('\n')
+          .filter((l) => !l.startsWith('{"time"'))
+          .join('\n')),
+    );
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, output }));
   });
@@ -110,7 +117,9 @@ before(async () => {
   await psql('SELECT 1', 'postgres');
   await cluster.psql('CREATE DATABASE patient_telemetry');
   await must('pms-telemetry migrate');
-  await must(`pms-telemetry device register --device-id watch-1 --patient-id ${PATIENT} && pms-telemetry device register --device-id watch-2 --patient-id ${OTHER}`);
+  await must(
+    `pms-telemetry device register --device-id watch-1 --patient-id ${PATIENT} && pms-telemetry device register --device-id watch-2 --patient-id ${OTHER}`,
+  );
   const insert = (from: number) =>
     psql(`INSERT INTO telemetry.reading (patient_nhs_number, device_id, reading_id, code, value, unit, measured_at, measured_at_offset_minutes)
           SELECT CASE WHEN g % 2 = 0 THEN '${PATIENT}' ELSE '${OTHER}' END, CASE WHEN g % 2 = 0 THEN 'watch-1' ELSE 'watch-2' END,
@@ -153,16 +162,32 @@ describe('docs/runbook.md, executed as written', () => {
     await sleep(1100);
     await psql('DELETE FROM telemetry.reading WHERE value > 95');
     await psql(`SELECT pg_switch_wal()`);
-    await must('until [ -n "$(psql -h "$POSTGRES_HOST" -p "$POSTGRES_PORT" -U postgres -d postgres -Atc "SELECT 1 FROM pg_stat_archiver WHERE last_archived_time > now() - interval \'1 minute\'")" ]; do sleep 0.2; done');
-    const output = await runSection('Point-in-time recovery', { TARGET_TIME: targetTime, PITR_DATA: join(work, 'pitr-data'), PITR_PORT: String(await freePort()) });
+    await must(
+      'until [ -n "$(psql -h "$POSTGRES_HOST" -p "$POSTGRES_PORT" -U postgres -d postgres -Atc "SELECT 1 FROM pg_stat_archiver WHERE last_archived_time > now() - interval \'1 minute\'")" ]; do sleep 0.2; done',
+    );
+    const output = await runSection('Point-in-time recovery', {
+      TARGET_TIME: targetTime,
+      PITR_DATA: join(work, 'pitr-data'),
+      PITR_PORT: String(await freePort()),
+    });
     assert.match(output, /recovery stopping before commit/);
-    assert.match(output.trim().split('\n').filter((l) => /^\d+$/.test(l)).pop() ?? '', /^15000$/);
+    assert.match(
+      output
+        .trim()
+        .split('\n')
+        .filter((l) => /^\d+$/.test(l))
+        .pop() ?? '',
+      /^15000$/,
+    );
   });
 
   test('"Partial recovery: one table" restores only that table', async () => {
     await runSection('Partial recovery: one table');
     assert.equal(await psql('SELECT count(*) FROM telemetry.reading', 'reading_restore'), '15000');
-    assert.equal(await psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'telemetry' AND tablename = 'device'", 'reading_restore'), '0');
+    assert.equal(
+      await psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'telemetry' AND tablename = 'device'", 'reading_restore'),
+      '0',
+    );
   });
 
   test('"Partial recovery: one patient" restores one patient and copies the lost rows back without overwriting', async () => {
@@ -172,7 +197,10 @@ describe('docs/runbook.md, executed as written', () => {
     const output = await runSection('Partial recovery: one patient, and copying the rows back safely', { PATIENT });
     assert.match(output, /INSERT 0 [1-9]\d*/);
     assert.equal(await psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number = '${PATIENT}'`), expected);
-    assert.equal(await psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number <> '${PATIENT}'`, `patient_${PATIENT}_restored`), '0');
+    assert.equal(
+      await psql(`SELECT count(*) FROM telemetry.reading WHERE patient_nhs_number <> '${PATIENT}'`, `patient_${PATIENT}_restored`),
+      '0',
+    );
   });
 
   test('"Cross-region disaster recovery": copy, then list, verify and restore from the DR repository', async () => {

@@ -46,11 +46,9 @@ describe('FsStorage on disk', () => {
   });
 
   it('a writer killed with SIGKILL mid-put leaves only a hidden temporary file, which removeIncomplete deletes', async () => {
-    const child = fork(
-      fileURLToPath(new URL('../../testing/endless-writer-fixture.js', import.meta.url)),
-      [root],
-      { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
-    );
+    const child = fork(fileURLToPath(new URL('../../testing/endless-writer-fixture.js', import.meta.url)), [root], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
     await new Promise<void>((resolve, reject) => {
       child.once('message', () => resolve());
       child.once('exit', (code) => reject(new Error(`writer exited early (${code})`)));
@@ -64,7 +62,10 @@ describe('FsStorage on disk', () => {
     for await (const info of storage.list('')) assert.ok(!info.key.includes('.pms-'), `list showed ${info.key}`);
     assert.equal(await storage.removeIncomplete(new Date(Date.now() - 3_600_000)), 0, 'recent temp files are left alone');
     assert.equal(await storage.removeIncomplete(new Date(Date.now() + 1000)), 1);
-    assert.deepEqual(temporaryFiles(root).filter((name) => name.startsWith('killed/')), []);
+    assert.deepEqual(
+      temporaryFiles(root).filter((name) => name.startsWith('killed/')),
+      [],
+    );
   });
 
   it('removeIncomplete never touches complete objects', async () => {

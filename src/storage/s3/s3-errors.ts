@@ -9,12 +9,31 @@ export interface S3ErrorContext {
 }
 
 const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH',
-  'EPIPE', 'ECONNABORTED', 'ENETDOWN', 'EHOSTDOWN', 'UND_ERR_SOCKET', 'ERR_SOCKET_CONNECTION_TIMEOUT',
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ECONNABORTED',
+  'ENETDOWN',
+  'EHOSTDOWN',
+  'UND_ERR_SOCKET',
+  'ERR_SOCKET_CONNECTION_TIMEOUT',
 ]);
 const ACCESS_NAMES = new Set([
-  'AccessDenied', 'Forbidden', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken',
-  'TokenRefreshRequired', 'AllAccessDisabled', 'AccountProblem', 'InvalidObjectState',
+  'AccessDenied',
+  'Forbidden',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'InvalidToken',
+  'TokenRefreshRequired',
+  'AllAccessDisabled',
+  'AccountProblem',
+  'InvalidObjectState',
 ]);
 
 interface SdkLikeError {
@@ -73,25 +92,53 @@ export function s3Error(error: unknown, context: S3ErrorContext): PmsError {
     );
   }
   if (name === 'NoSuchBucket') {
-    return new PmsError('PMS_ERR_REPO_UNAVAILABLE', `${subject}: bucket ${context.bucket} does not exist at ${context.endpoint}; create it or fix BACKUP_REPOSITORY`, options);
+    return new PmsError(
+      'PMS_ERR_REPO_UNAVAILABLE',
+      `${subject}: bucket ${context.bucket} does not exist at ${context.endpoint}; create it or fix BACKUP_REPOSITORY`,
+      options,
+    );
   }
   if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
     return new PmsError('PMS_ERR_NOT_FOUND', `${subject}: ${context.key ?? 'the object'} does not exist in ${where}`, options);
   }
   if (name === 'PreconditionFailed' || name === 'ConditionalRequestConflict' || status === 412) {
-    return new PmsError('PMS_ERR_TARGET_EXISTS', `${subject}: ${context.key ?? 'the object'} already exists in ${where} (or another writer is creating it); it is write-once and was left unchanged`, options);
+    return new PmsError(
+      'PMS_ERR_TARGET_EXISTS',
+      `${subject}: ${context.key ?? 'the object'} already exists in ${where} (or another writer is creating it); it is write-once and was left unchanged`,
+      options,
+    );
   }
   if (name === 'CredentialsProviderError') {
-    return new PmsError('PMS_ERR_REPO_ACCESS', `${subject}: no AWS credentials were found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or their _FILE variants) or give the pod an IAM role`, options);
+    return new PmsError(
+      'PMS_ERR_REPO_ACCESS',
+      `${subject}: no AWS credentials were found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or their _FILE variants) or give the pod an IAM role`,
+      options,
+    );
   }
   if (ACCESS_NAMES.has(name) || status === 403 || status === 401) {
-    return new PmsError('PMS_ERR_REPO_ACCESS', `${subject}: ${where} refused the request (${name}); check the access key, secret key, clock skew and the bucket policy`, options);
+    return new PmsError(
+      'PMS_ERR_REPO_ACCESS',
+      `${subject}: ${where} refused the request (${name}); check the access key, secret key, clock skew and the bucket policy`,
+      options,
+    );
   }
   if (name === 'NotImplemented' || status === 501 || status === 405) {
-    return new PmsError('PMS_ERR_REPO_ACCESS', `${subject}: the S3 service at ${context.endpoint} does not support this operation (${name}); use an S3-compatible service that implements it`, options);
+    return new PmsError(
+      'PMS_ERR_REPO_ACCESS',
+      `${subject}: the S3 service at ${context.endpoint} does not support this operation (${name}); use an S3-compatible service that implements it`,
+      options,
+    );
   }
   if (status !== undefined && status >= 500) {
-    return new PmsError('PMS_ERR_REPO_UNAVAILABLE', `${subject}: ${where} answered ${status} (${name}); the service is failing, retry later`, options);
+    return new PmsError(
+      'PMS_ERR_REPO_UNAVAILABLE',
+      `${subject}: ${where} answered ${status} (${name}); the service is failing, retry later`,
+      options,
+    );
   }
-  return new PmsError('PMS_ERR_REPO_ACCESS', `${subject}: ${where} rejected the request (${name}${status === undefined ? '' : `, HTTP ${status}`})`, options);
+  return new PmsError(
+    'PMS_ERR_REPO_ACCESS',
+    `${subject}: ${where} rejected the request (${name}${status === undefined ? '' : `, HTTP ${status}`})`,
+    options,
+  );
 }

@@ -68,7 +68,12 @@ describe('S3Storage against a real s3rver', () => {
       await storage.putBytes('before', 'x');
       await s3.down();
       const started = Date.now();
-      for (const attempt of [() => storage.head('before'), () => storage.putBytes('during', 'x'), () => storage.probe(), () => storage.get('before')]) {
+      for (const attempt of [
+        () => storage.head('before'),
+        () => storage.putBytes('during', 'x'),
+        () => storage.probe(),
+        () => storage.get('before'),
+      ]) {
         await assert.rejects(attempt(), (error) => {
           assert.ok(isPmsError(error, 'PMS_ERR_REPO_UNAVAILABLE'), String(error));
           assert.ok(error.message.includes(s3.endpoint) && error.message.includes('pms-faults'), error.message);
@@ -120,13 +125,19 @@ describe('S3Storage against a real s3rver', () => {
   it('removeIncomplete reports that s3rver cannot list multipart uploads instead of claiming success', async () => {
     const storage = new S3Storage(settingsOf(s3), TEST_TUNING);
     try {
-      await assert.rejects(storage.removeIncomplete(new Date()), (error) => isPmsError(error, 'PMS_ERR_REPO_ACCESS') && /does not support/.test(error.message));
+      await assert.rejects(
+        storage.removeIncomplete(new Date()),
+        (error) => isPmsError(error, 'PMS_ERR_REPO_ACCESS') && /does not support/.test(error.message),
+      );
     } finally {
       await storage.close();
     }
   });
 
   it('a part size below the S3 minimum is refused at construction', () => {
-    assert.throws(() => new S3Storage(settingsOf(s3), { partSize: MiB }), (error) => isPmsError(error, 'PMS_ERR_CONFIG'));
+    assert.throws(
+      () => new S3Storage(settingsOf(s3), { partSize: MiB }),
+      (error) => isPmsError(error, 'PMS_ERR_CONFIG'),
+    );
   });
 });

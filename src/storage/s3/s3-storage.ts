@@ -202,10 +202,14 @@ export class S3Storage implements Storage {
     } catch (bucketError) {
       const bucketMapped = this.#error(bucketError, action, key);
       if (bucketMapped.code === 'PMS_ERR_NOT_FOUND') {
-        return new PmsError('PMS_ERR_REPO_UNAVAILABLE', `cannot ${action}: bucket ${this.#settings.bucket} does not exist at ${this.#endpoint}; create it or fix BACKUP_REPOSITORY`, {
-          cause: bucketError,
-          details: { endpoint: this.#endpoint, bucket: this.#settings.bucket },
-        });
+        return new PmsError(
+          'PMS_ERR_REPO_UNAVAILABLE',
+          `cannot ${action}: bucket ${this.#settings.bucket} does not exist at ${this.#endpoint}; create it or fix BACKUP_REPOSITORY`,
+          {
+            cause: bucketError,
+            details: { endpoint: this.#endpoint, bucket: this.#settings.bucket },
+          },
+        );
       }
       return bucketMapped;
     }
@@ -241,7 +245,9 @@ export class S3Storage implements Storage {
   async probe(): Promise<void> {
     const probeKey = `${this.#settings.prefix ? `${this.#settings.prefix}/` : ''}.pms-probe-${randomUUID()}`;
     try {
-      await this.#client.send(new PutObjectCommand({ Bucket: this.#settings.bucket, Key: probeKey, Body: 'probe', ServerSideEncryption: 'AES256' }));
+      await this.#client.send(
+        new PutObjectCommand({ Bucket: this.#settings.bucket, Key: probeKey, Body: 'probe', ServerSideEncryption: 'AES256' }),
+      );
       await this.#client.send(new DeleteObjectCommand({ Bucket: this.#settings.bucket, Key: probeKey }));
       this.#bucketSeen = true;
     } catch (error) {
@@ -257,12 +263,19 @@ export class S3Storage implements Storage {
       let uploadIdMarker: string | undefined;
       do {
         const page = await this.#client.send(
-          new ListMultipartUploadsCommand({ Bucket: this.#settings.bucket, Prefix: base, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+          new ListMultipartUploadsCommand({
+            Bucket: this.#settings.bucket,
+            Prefix: base,
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
         );
         for (const upload of page.Uploads ?? []) {
           if (upload.Key === undefined || upload.UploadId === undefined) continue;
           if (upload.Initiated === undefined || upload.Initiated >= olderThan) continue;
-          await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#settings.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+          await this.#client.send(
+            new AbortMultipartUploadCommand({ Bucket: this.#settings.bucket, Key: upload.Key, UploadId: upload.UploadId }),
+          );
           removed += 1;
         }
         [keyMarker, uploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];

@@ -21,8 +21,6 @@ export interface ServerDeps {
   readonly now?: () => number;
 }
 
-
-
 /**
  * The ingest API as a Fastify instance (not listening: serve.ts or a test does that). Logs are
  * JSON with the route pattern, never the URL (it contains NHS numbers), and never headers.
@@ -53,17 +51,28 @@ export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInsta
     },
   });
   // FHIR clients send application/fhir+json; parse it exactly like JSON (same size limit).
-  app.addContentTypeParser('application/fhir+json', { parseAs: 'string', bodyLimit: config.bodyLimitBytes }, app.getDefaultJsonParser('error', 'error'));
+  app.addContentTypeParser(
+    'application/fhir+json',
+    { parseAs: 'string', bodyLimit: config.bodyLimitBytes },
+    app.getDefaultJsonParser('error', 'error'),
+  );
 
   app.addHook('onResponse', async (request, reply) => {
-    context.metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(reply.statusCode) });
+    context.metrics.requests.inc({
+      route: request.routeOptions.url ?? 'unmatched',
+      method: request.method,
+      status: String(reply.statusCode),
+    });
   });
 
   app.setErrorHandler((error, request, reply) => {
     const http = toHttpError(error);
     if (http.status >= 500 && http.code !== 'database-unavailable') request.log.error({ err: error }, 'request failed');
     else if (http.code === 'database-unavailable') request.log.warn({ err: error }, 'database unavailable');
-    void reply.code(http.status).headers(http.headers).send({ error: { code: http.code, message: http.message } });
+    void reply
+      .code(http.status)
+      .headers(http.headers)
+      .send({ error: { code: http.code, message: http.message } });
   });
   app.setNotFoundHandler((_request, reply) => {
     void reply.code(404).send({ error: { code: 'not-found', message: 'no such route' } });
@@ -79,13 +88,22 @@ export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInsta
 
 function toHttpError(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
-  if (isPmsError(error, 'PMS_ERR_DB_UNAVAILABLE')) return new HttpError('database-unavailable', 'the database is unavailable: nothing from this request was stored, retry later', { 'retry-after': '5' });
+  if (isPmsError(error, 'PMS_ERR_DB_UNAVAILABLE'))
+    return new HttpError('database-unavailable', 'the database is unavailable: nothing from this request was stored, retry later', {
+      'retry-after': '5',
+    });
   const fst = error as { code?: unknown; statusCode?: unknown };
   if (fst.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new HttpError('body-too-large', 'the body is larger than the limit');
-  if (fst.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new HttpError('unsupported-media-type', 'send Content-Type: application/json (or application/fhir+json)');
+  if (fst.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return new HttpError('unsupported-media-type', 'send Content-Type: application/json (or application/fhir+json)');
   if (typeof fst.statusCode === 'number' && fst.statusCode >= 400 && fst.statusCode < 500) {
     if (fst.statusCode === 413) return new HttpError('body-too-large', 'the body is larger than the limit');
-    return new HttpError(fst.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (error instanceof SyntaxError) || fst.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 'malformed-json' : 'invalid-body', 'the body is not valid JSON of the expected shape');
+    return new HttpError(
+      fst.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error instanceof SyntaxError || fst.code === 'FST_ERR_CTP_INVALID_JSON_BODY'
+        ? 'malformed-json'
+        : 'invalid-body',
+      'the body is not valid JSON of the expected shape',
+    );
   }
   return new HttpError('internal', 'an internal error occurred; nothing from this request was acknowledged');
 }
@@ -94,5 +112,11 @@ function toHttpError(error: unknown): HttpError {
 function safeError(error: Error & { code?: unknown }): { type: string; message: string; stack: string; code: unknown } {
   const ours = error instanceof HttpError || isPmsError(error);
   const sqlstate = isPmsError(error) ? error.details?.['sqlstate'] : undefined;
-  return { type: error.name, code: error.code, message: ours ? error.message : '(not logged: may contain data)', stack: '', ...(sqlstate ? { sqlstate } : {}) };
+  return {
+    type: error.name,
+    code: error.code,
+    message: ours ? error.message : '(not logged: may contain data)',
+    stack: '',
+    ...(sqlstate ? { sqlstate } : {}),
+  };
 }

@@ -12,7 +12,11 @@ let app: FastifyInstance;
 
 before(async () => {
   db = await startTelemetryTestDb();
-  const config = db.ingestConfig({ TELEMETRY_RATE_LIMIT_BURST: '100000', TELEMETRY_RATE_LIMIT_PER_MINUTE: '100000', TELEMETRY_STATEMENT_TIMEOUT_MS: '3000' });
+  const config = db.ingestConfig({
+    TELEMETRY_RATE_LIMIT_BURST: '100000',
+    TELEMETRY_RATE_LIMIT_PER_MINUTE: '100000',
+    TELEMETRY_STATEMENT_TIMEOUT_MS: '3000',
+  });
   pool = await openTelemetryPool(config);
   ({ app } = await buildServer({ config, pool, logStream: new LogCapture() }));
 });
@@ -38,7 +42,12 @@ test('the database stopping mid-load gives 503, never 200 for an unstored readin
     for (let n = 0; ; n += 1) {
       const batch = { readings: Array.from({ length: 25 }, (_, k) => heartRate(`${devices[i]}-${n}-${k}`, 70, 60_000 + k)) };
       for (;;) {
-        const res = await app.inject({ method: 'POST', url: '/v1/readings', headers: { authorization: `Bearer ${tokens[i]}` }, payload: batch });
+        const res = await app.inject({
+          method: 'POST',
+          url: '/v1/readings',
+          headers: { authorization: `Bearer ${tokens[i]}` },
+          payload: batch,
+        });
         statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
         if (res.statusCode === 200) {
           const body = res.json() as { accepted: number; duplicates: number; rejected: unknown[] };

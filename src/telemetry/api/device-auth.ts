@@ -12,10 +12,15 @@ export function deviceAuth(context: ServerContext) {
   return async (request: FastifyRequest): Promise<void> => {
     const token = bearerToken(request.headers.authorization, 'device');
     const device = token === undefined ? undefined : await authenticateDevice(context.pool, token);
-    if (!device) throw new HttpError('unauthorized', 'a valid device token is required (Authorization: Bearer pmsd_…)', { 'www-authenticate': 'Bearer' });
+    if (!device)
+      throw new HttpError('unauthorized', 'a valid device token is required (Authorization: Bearer pmsd_…)', {
+        'www-authenticate': 'Bearer',
+      });
     const wait = context.limiter.take(device.deviceId);
-    if (wait > 0) throw new HttpError('rate-limited', 'this device is sending too fast: retry after the Retry-After delay', { 'retry-after': String(wait) });
+    if (wait > 0)
+      throw new HttpError('rate-limited', 'this device is sending too fast: retry after the Retry-After delay', {
+        'retry-after': String(wait),
+      });
     request.device = device;
   };
 }
-

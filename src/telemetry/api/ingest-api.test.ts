@@ -17,7 +17,12 @@ let base: string;
 const logs = new LogCapture();
 const tokens: Record<string, string> = {};
 
-async function post(path: string, token: string | undefined, body: unknown, contentType = 'application/json'): Promise<{ status: number; json: any; headers: Headers }> {
+async function post(
+  path: string,
+  token: string | undefined,
+  body: unknown,
+  contentType = 'application/json',
+): Promise<{ status: number; json: any; headers: Headers }> {
   const headers: Record<string, string> = { 'content-type': contentType };
   if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
   const res = await fetch(`${base}${path}`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
@@ -47,7 +52,14 @@ const iso = (agoMs: number) => new Date(Date.now() - agoMs).toISOString();
 describe('pms-telemetry ingest API against real PostgreSQL', () => {
   before(async () => {
     db = await startTelemetryTestDb();
-    for (const [device, patient] of [['dev-a', PATIENT_A], ['dev-b', PATIENT_B], ['dev-c', PATIENT_A], ['dev-d', PATIENT_A], ['dev-e', PATIENT_B], ['dev-f', PATIENT_A]] as const) {
+    for (const [device, patient] of [
+      ['dev-a', PATIENT_A],
+      ['dev-b', PATIENT_B],
+      ['dev-c', PATIENT_A],
+      ['dev-d', PATIENT_A],
+      ['dev-e', PATIENT_B],
+      ['dev-f', PATIENT_A],
+    ] as const) {
       tokens[device] = await db.registerDevice(device, patient);
     }
     tokens['reader'] = (await registerReader(db.admin, 'ward-dashboard')).token;
@@ -86,13 +98,35 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     const res = await post('/v1/readings', tokens['dev-a'], { readings });
     assert.equal(res.status, 200);
     assert.equal(res.json.accepted, 1);
-    const expected = ['invalid-reading', 'invalid-reading-id', 'unknown-field', 'unknown-code', 'wrong-unit', 'invalid-value', 'implausible-value', 'invalid-components', 'invalid-measured-at', 'measured-in-future', 'measured-too-old', 'patient-mismatch'];
-    assert.deepEqual(res.json.rejected.map((r: { reason: string }) => r.reason), expected);
-    assert.deepEqual(res.json.rejected.map((r: { index: number }) => r.index), expected.map((_, i) => i + 1));
+    const expected = [
+      'invalid-reading',
+      'invalid-reading-id',
+      'unknown-field',
+      'unknown-code',
+      'wrong-unit',
+      'invalid-value',
+      'implausible-value',
+      'invalid-components',
+      'invalid-measured-at',
+      'measured-in-future',
+      'measured-too-old',
+      'patient-mismatch',
+    ];
+    assert.deepEqual(
+      res.json.rejected.map((r: { reason: string }) => r.reason),
+      expected,
+    );
+    assert.deepEqual(
+      res.json.rejected.map((r: { index: number }) => r.index),
+      expected.map((_, i) => i + 1),
+    );
     const { rows } = await db.admin.query<{ reason: string; payload: unknown; patient_nhs_number: string }>(
       "SELECT reason, payload, patient_nhs_number FROM telemetry.quarantined_reading WHERE device_id = 'dev-a' ORDER BY quarantine_id",
     );
-    assert.deepEqual(rows.map((r) => r.reason), expected);
+    assert.deepEqual(
+      rows.map((r) => r.reason),
+      expected,
+    );
     assert.deepEqual(rows[0]?.payload, 42, 'the rejected reading is kept exactly as sent');
     assert.ok(rows.every((r) => r.patient_nhs_number === PATIENT_A));
     // invalid-status is FHIR-only and is covered by the FHIR test; together they cover the catalogue.
@@ -118,20 +152,31 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
 
   test('concurrent devices resending the same batches never create a second row', async () => {
     const devices = ['dev-c', 'dev-d', 'dev-e', 'dev-f'];
-    const batches = devices.map((d) => ({ readings: Array.from({ length: 50 }, (_, i) => heartRate(`conc-${d}-${i}`, 70, 300_000 + i * 1000)) }));
+    const batches = devices.map((d) => ({
+      readings: Array.from({ length: 50 }, (_, i) => heartRate(`conc-${d}-${i}`, 70, 300_000 + i * 1000)),
+    }));
     // Each device sends its batch four times at once (a retrying device on a flaky link).
-    const replies = await Promise.all(devices.flatMap((d, i) => Array.from({ length: 4 }, () => post('/v1/readings', tokens[d], batches[i]))));
+    const replies = await Promise.all(
+      devices.flatMap((d, i) => Array.from({ length: 4 }, () => post('/v1/readings', tokens[d], batches[i]))),
+    );
     assert.ok(replies.every((r) => r.status === 200));
     const accepted = replies.reduce((n, r) => n + r.json.accepted, 0);
     const duplicates = replies.reduce((n, r) => n + r.json.duplicates, 0);
     assert.equal(accepted, 200, 'each reading is acknowledged as stored exactly once');
     assert.equal(duplicates, 600);
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id LIKE 'conc-%'"), 200);
-    assert.equal(await count("SELECT count(*) AS n FROM (SELECT device_id, reading_id FROM telemetry.reading WHERE reading_id LIKE 'conc-%' GROUP BY 1, 2 HAVING count(*) > 1) d"), 0);
+    assert.equal(
+      await count(
+        "SELECT count(*) AS n FROM (SELECT device_id, reading_id FROM telemetry.reading WHERE reading_id LIKE 'conc-%' GROUP BY 1, 2 HAVING count(*) > 1) d",
+      ),
+      0,
+    );
   });
 
   test('a device can only write its own patient’s readings, whatever the payload says', async () => {
-    const res = await post('/v1/readings', tokens['dev-b'], { readings: [heartRate('b-own'), { ...heartRate('b-other'), patientId: PATIENT_A }] });
+    const res = await post('/v1/readings', tokens['dev-b'], {
+      readings: [heartRate('b-own'), { ...heartRate('b-other'), patientId: PATIENT_A }],
+    });
     assert.equal(res.json.accepted, 1);
     assert.equal(res.json.rejected[0].reason, 'patient-mismatch');
     const { rows } = await db.admin.query("SELECT reading_id, patient_nhs_number FROM telemetry.reading WHERE device_id = 'dev-b'");
@@ -147,7 +192,12 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     assert.equal(await count('SELECT count(*) AS n FROM pg_class WHERE relname = $1', [part]), 0);
     const shifted = await buildServer({ config: db.ingestConfig(), pool, logStream: new LogCapture(), now: () => Date.now() + shift });
     try {
-      const res = await shifted.app.inject({ method: 'POST', url: '/v1/readings', headers: { authorization: `Bearer ${tokens['dev-a']}` }, payload: { readings: [{ ...heartRate('ahead-1'), measuredAt: measured.toISOString() }] } });
+      const res = await shifted.app.inject({
+        method: 'POST',
+        url: '/v1/readings',
+        headers: { authorization: `Bearer ${tokens['dev-a']}` },
+        payload: { readings: [{ ...heartRate('ahead-1'), measuredAt: measured.toISOString() }] },
+      });
       assert.deepEqual(res.json(), { accepted: 1, duplicates: 0, rejected: [] });
     } finally {
       await shifted.app.close();
@@ -184,11 +234,22 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     const url = new URL(base);
     const send = (headers: Record<string, string>, chunks: number) =>
       new Promise<number>((resolve, reject) => {
-        const req = httpRequest({ host: url.hostname, port: url.port, path: '/v1/readings', method: 'POST', headers: { authorization: `Bearer ${tokens['dev-a']}`, 'content-type': 'application/json', ...headers } }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error)));
+        const req = httpRequest(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: '/v1/readings',
+            method: 'POST',
+            headers: { authorization: `Bearer ${tokens['dev-a']}`, 'content-type': 'application/json', ...headers },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', (error: NodeJS.ErrnoException) =>
+          error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error),
+        );
         const chunk = Buffer.alloc(64 * 1024, 0x20);
         req.write('{"readings":[');
         let sent = 0;
@@ -213,10 +274,19 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
 
   test('429 past the per-device rate limit, with Retry-After, without affecting other devices', async () => {
     const strictPool = await openTelemetryPool(db.ingestConfig());
-    const strict = await buildServer({ config: db.ingestConfig({ TELEMETRY_RATE_LIMIT_BURST: '2', TELEMETRY_RATE_LIMIT_PER_MINUTE: '1' }), pool: strictPool, logStream: new LogCapture() });
+    const strict = await buildServer({
+      config: db.ingestConfig({ TELEMETRY_RATE_LIMIT_BURST: '2', TELEMETRY_RATE_LIMIT_PER_MINUTE: '1' }),
+      pool: strictPool,
+      logStream: new LogCapture(),
+    });
     try {
       const send = (device: string, id: string) =>
-        strict.app.inject({ method: 'POST', url: '/v1/readings', headers: { authorization: `Bearer ${tokens[device]}` }, payload: { readings: [heartRate(id)] } });
+        strict.app.inject({
+          method: 'POST',
+          url: '/v1/readings',
+          headers: { authorization: `Bearer ${tokens[device]}` },
+          payload: { readings: [heartRate(id)] },
+        });
       assert.equal((await send('dev-c', 'rl-1')).statusCode, 200);
       assert.equal((await send('dev-c', 'rl-2')).statusCode, 200);
       const limited = await send('dev-c', 'rl-3');
@@ -233,8 +303,23 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
   test('the reader API returns one patient’s readings by code and time range, and refuses device tokens', async () => {
     await post('/v1/readings', tokens['dev-f'], {
       readings: [
-        { readingId: 'q-hr', code: '8867-4', value: 80, unit: '/min', measuredAt: '2000-01-01T00:00:00Z'.replace('2000-01-01T00:00:00Z', iso(3600_000)) },
-        { readingId: 'q-bp', code: '85354-9', unit: 'mm[Hg]', measuredAt: new Date(Date.now() - 1800_000).toISOString().replace('Z', '+00:00'), components: [{ code: '8480-6', value: 131, unit: 'mm[Hg]' }, { code: '8462-4', value: 85 }] },
+        {
+          readingId: 'q-hr',
+          code: '8867-4',
+          value: 80,
+          unit: '/min',
+          measuredAt: '2000-01-01T00:00:00Z'.replace('2000-01-01T00:00:00Z', iso(3600_000)),
+        },
+        {
+          readingId: 'q-bp',
+          code: '85354-9',
+          unit: 'mm[Hg]',
+          measuredAt: new Date(Date.now() - 1800_000).toISOString().replace('Z', '+00:00'),
+          components: [
+            { code: '8480-6', value: 131, unit: 'mm[Hg]' },
+            { code: '8462-4', value: 85 },
+          ],
+        },
         { readingId: 'q-temp', code: '8310-5', value: 37.2, unit: 'Cel', measuredAt: formatOffset(Date.now() - 900_000, 60) },
       ],
     });
@@ -244,7 +329,10 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     assert.equal(bp.status, 200);
     const mine = bp.json.readings.filter((r: { deviceId: string }) => r.deviceId === 'dev-f');
     assert.equal(mine.length, 1);
-    assert.deepEqual(mine[0].components, [{ code: '8480-6', value: 131, unit: 'mm[Hg]' }, { code: '8462-4', value: 85, unit: 'mm[Hg]' }]);
+    assert.deepEqual(mine[0].components, [
+      { code: '8480-6', value: 131, unit: 'mm[Hg]' },
+      { code: '8462-4', value: 85, unit: 'mm[Hg]' },
+    ]);
     const temp = await get(`/v1/patients/${PATIENT_A}/readings?code=8310-5`, tokens['reader']);
     assert.equal(temp.json.readings.length, 1);
     assert.match(temp.json.readings[0].measuredAt, /\+01:00$/, 'the device’s own offset is returned');
@@ -257,7 +345,13 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
 
   test('FHIR batch Bundles map Observations to the same rows and reply per entry', async () => {
     const obs = (id: string, extra: Record<string, unknown>) => ({
-      resource: { resourceType: 'Observation', status: 'final', identifier: [{ system: 'urn:dev', value: id }], effectiveDateTime: iso(60_000), ...extra },
+      resource: {
+        resourceType: 'Observation',
+        status: 'final',
+        identifier: [{ system: 'urn:dev', value: id }],
+        effectiveDateTime: iso(60_000),
+        ...extra,
+      },
       request: { method: 'POST', url: 'Observation' },
     });
     const loinc = (code: string) => ({ coding: [{ system: 'http://loinc.org', code }] });
@@ -274,36 +368,70 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
           ],
         }),
         obs('f-bad-unit', { code: loinc('8310-5'), valueQuantity: { value: 98.6, system: 'http://unitsofmeasure.org', code: '[degF]' } }),
-        { resource: { ...obs('f-status', { code: loinc('8867-4'), valueQuantity: { value: 70, code: '/min' } }).resource, status: 'entered-in-error' } },
-        obs('f-other-patient', { code: loinc('8867-4'), valueQuantity: { value: 70, code: '/min' }, subject: { identifier: { system: 'https://fhir.nhs.uk/Id/nhs-number', value: PATIENT_B } } }),
+        {
+          resource: {
+            ...obs('f-status', { code: loinc('8867-4'), valueQuantity: { value: 70, code: '/min' } }).resource,
+            status: 'entered-in-error',
+          },
+        },
+        obs('f-other-patient', {
+          code: loinc('8867-4'),
+          valueQuantity: { value: 70, code: '/min' },
+          subject: { identifier: { system: 'https://fhir.nhs.uk/Id/nhs-number', value: PATIENT_B } },
+        }),
       ],
     };
     const res = await post('/fhir/Bundle', tokens['dev-a'], bundle, 'application/fhir+json');
     assert.equal(res.status, 200);
     assert.equal(res.json.type, 'batch-response');
-    assert.deepEqual(res.json.entry.map((e: { response: { status: string } }) => e.response.status), ['201 Created', '201 Created', '422 Unprocessable Entity', '422 Unprocessable Entity', '422 Unprocessable Entity']);
+    assert.deepEqual(
+      res.json.entry.map((e: { response: { status: string } }) => e.response.status),
+      ['201 Created', '201 Created', '422 Unprocessable Entity', '422 Unprocessable Entity', '422 Unprocessable Entity'],
+    );
     assert.match(res.json.entry[3].response.outcome.issue[0].diagnostics, /^invalid-status/);
     const again = await post('/fhir/Bundle', tokens['dev-a'], bundle, 'application/fhir+json');
     assert.equal(again.json.entry[0].response.status, '200 OK', 'a resent entry is a duplicate');
-    const { rows } = await db.admin.query("SELECT reading_id, value, systolic, diastolic, unit FROM telemetry.reading WHERE reading_id LIKE 'f-%' ORDER BY reading_id");
+    const { rows } = await db.admin.query(
+      "SELECT reading_id, value, systolic, diastolic, unit FROM telemetry.reading WHERE reading_id LIKE 'f-%' ORDER BY reading_id",
+    );
     assert.deepEqual(rows, [
       { reading_id: 'f-bp', value: null, systolic: 118, diastolic: 76, unit: 'mm[Hg]' },
       { reading_id: 'f-spo2', value: 97, systolic: null, diastolic: null, unit: '%' },
     ]);
-    assert.equal(await count("SELECT count(*) AS n FROM telemetry.quarantined_reading WHERE source = 'fhir' AND reason = 'invalid-status'"), 2);
+    assert.equal(
+      await count("SELECT count(*) AS n FROM telemetry.quarantined_reading WHERE source = 'fhir' AND reason = 'invalid-status'"),
+      2,
+    );
     assert.equal((await post('/fhir/Bundle', tokens['dev-a'], { resourceType: 'Patient' }, 'application/fhir+json')).status, 400);
   });
 
   test('a FHIR transaction with a rejected entry stores none of its entries and quarantines the rejected one', async () => {
     const entry = (id: string, value: number) => ({
-      resource: { resourceType: 'Observation', status: 'final', identifier: [{ value: id }], effectiveDateTime: iso(60_000), code: { coding: [{ system: 'http://loinc.org', code: '9279-1' }] }, valueQuantity: { value, code: '/min' } },
+      resource: {
+        resourceType: 'Observation',
+        status: 'final',
+        identifier: [{ value: id }],
+        effectiveDateTime: iso(60_000),
+        code: { coding: [{ system: 'http://loinc.org', code: '9279-1' }] },
+        valueQuantity: { value, code: '/min' },
+      },
     });
-    const res = await post('/fhir/Bundle', tokens['dev-a'], { resourceType: 'Bundle', type: 'transaction', entry: [entry('t-ok', 16), entry('t-bad', 500)] }, 'application/fhir+json');
+    const res = await post(
+      '/fhir/Bundle',
+      tokens['dev-a'],
+      { resourceType: 'Bundle', type: 'transaction', entry: [entry('t-ok', 16), entry('t-bad', 500)] },
+      'application/fhir+json',
+    );
     assert.equal(res.status, 400);
     assert.equal(res.json.resourceType, 'OperationOutcome');
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id LIKE 't-%'"), 0);
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.quarantined_reading WHERE reading_id = 't-bad'"), 1);
-    const ok = await post('/fhir/Bundle', tokens['dev-a'], { resourceType: 'Bundle', type: 'transaction', entry: [entry('t-ok', 16)] }, 'application/fhir+json');
+    const ok = await post(
+      '/fhir/Bundle',
+      tokens['dev-a'],
+      { resourceType: 'Bundle', type: 'transaction', entry: [entry('t-ok', 16)] },
+      'application/fhir+json',
+    );
     assert.equal(ok.status, 200);
     assert.equal(ok.json.type, 'transaction-response');
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id = 't-ok'"), 1);

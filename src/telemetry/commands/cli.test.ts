@@ -21,7 +21,10 @@ interface Run {
 
 function cli(args: string[], env: Record<string, string>): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -76,7 +79,10 @@ describe('pms-telemetry CLI against real PostgreSQL', () => {
     assert.equal(third.code, 0);
     assert.deepEqual(JSON.parse(third.stdout).applied, []);
     const { rows } = await admin.query('SELECT version FROM telemetry.schema_migration ORDER BY version');
-    assert.deepEqual(rows, MIGRATIONS.map((m) => ({ version: m.version })));
+    assert.deepEqual(
+      rows,
+      MIGRATIONS.map((m) => ({ version: m.version })),
+    );
   });
 
   test('migrate creates the ingest, reporting and backup roles with only their privileges', async () => {
@@ -89,7 +95,10 @@ describe('pms-telemetry CLI against real PostgreSQL', () => {
     assert.equal(await q("has_table_privilege('pms_telemetry_reporting', 'telemetry.reading', 'SELECT')"), true);
     assert.equal(await q("has_table_privilege('pms_telemetry_reporting', 'telemetry.reading', 'INSERT')"), false);
     assert.equal(await q("has_column_privilege('pms_telemetry_reporting', 'telemetry.device', 'token_hash', 'SELECT')"), false);
-    assert.equal(await q("has_function_privilege('pms_telemetry_reporting', 'telemetry.ensure_reading_partition(date)', 'EXECUTE')"), false);
+    assert.equal(
+      await q("has_function_privilege('pms_telemetry_reporting', 'telemetry.ensure_reading_partition(date)', 'EXECUTE')"),
+      false,
+    );
   });
 
   test('device register prints the token once as JSON and stores only its hash; bad input exits with usage or conflict codes', async () => {
@@ -110,19 +119,33 @@ describe('pms-telemetry CLI against real PostgreSQL', () => {
   });
 
   test('serve drains an in-flight request on SIGTERM, stores it, then exits 0', async () => {
-    const token = JSON.parse((await cli(['device', 'register', '--device-id', 'watch-drain', '--patient-id', PATIENT_A, '--json'], env)).stdout).token as string;
+    const token = JSON.parse(
+      (await cli(['device', 'register', '--device-id', 'watch-drain', '--patient-id', PATIENT_A, '--json'], env)).stdout,
+    ).token as string;
     const port = await freePort();
-    const child = spawn(process.execPath, [BIN, 'serve'], { env: { PATH: process.env['PATH'] ?? '', ...env, TELEMETRY_PORT: String(port), TELEMETRY_HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'serve'], {
+      env: { PATH: process.env['PATH'] ?? '', ...env, TELEMETRY_PORT: String(port), TELEMETRY_HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       await waitForLine(child, /pms-telemetry listening/);
       const body = JSON.stringify({ readings: [heartRate('drain-1')] });
       let reply = '';
       const responded = new Promise<number>((resolve, reject) => {
-        const req = httpRequest({ host: '127.0.0.1', port, path: '/v1/readings', method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': String(body.length) } }, (res) => {
-          res.on('data', (c: Buffer) => (reply += c.toString()));
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        });
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/v1/readings',
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': String(body.length) },
+          },
+          (res) => {
+            res.on('data', (c: Buffer) => (reply += c.toString()));
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
         req.on('error', reject);
         // Half the body now: the request is in flight when SIGTERM arrives.
         req.write(body.slice(0, 10));
@@ -151,12 +174,18 @@ describe('pms-telemetry CLI against real PostgreSQL', () => {
     assert.equal(JSON.parse(keep.stdout).dropped.length, 0);
     const dry = await cli(['retention', '--dry-run', '--json'], { ...env, TELEMETRY_RETENTION_DAYS: '400' });
     assert.equal(dry.code, 0, dry.stderr);
-    assert.deepEqual(JSON.parse(dry.stdout).dropped.map((d: { partition: string; rows: number }) => [d.partition, d.rows]), [['reading_p2020_01', 2]]);
+    assert.deepEqual(
+      JSON.parse(dry.stdout).dropped.map((d: { partition: string; rows: number }) => [d.partition, d.rows]),
+      [['reading_p2020_01', 2]],
+    );
     assert.match(dry.stderr, /"event":"partition-would-drop"/);
     assert.equal((await admin.query("SELECT to_regclass('telemetry.reading_p2020_01') IS NOT NULL AS present")).rows[0]?.present, true);
     const real = await cli(['retention', '--json'], { ...env, TELEMETRY_RETENTION_DAYS: '400' });
     assert.equal(real.code, 0, real.stderr);
-    assert.deepEqual(JSON.parse(real.stdout).dropped.map((d: { partition: string }) => d.partition), ['reading_p2020_01']);
+    assert.deepEqual(
+      JSON.parse(real.stdout).dropped.map((d: { partition: string }) => d.partition),
+      ['reading_p2020_01'],
+    );
     const logLine = real.stderr.split('\n').find((l) => l.includes('"event":"partition-dropped"'));
     assert.ok(logLine, real.stderr);
     assert.equal(JSON.parse(logLine).partition, 'reading_p2020_01');

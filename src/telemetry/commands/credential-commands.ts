@@ -9,8 +9,16 @@ const connectOptions = { applicationName: 'pms-telemetry admin' };
 /** The token is printed once, on stdout only (never logged); the database keeps its hash. */
 export async function runDeviceRegister(options: { deviceId: string; patientId: string; json?: boolean }): Promise<void> {
   const config = loadTelemetryConfig(process.env);
-  const device = await usingClient(config.postgres, (client) => registerDevice(client, options.deviceId, options.patientId), connectOptions);
-  printResult(options.json, { deviceId: device.deviceId, patientId: device.patientId, token: device.token }, `device ${device.deviceId} registered; its token (shown only now, store it on the device):\n${device.token}`);
+  const device = await usingClient(
+    config.postgres,
+    (client) => registerDevice(client, options.deviceId, options.patientId),
+    connectOptions,
+  );
+  printResult(
+    options.json,
+    { deviceId: device.deviceId, patientId: device.patientId, token: device.token },
+    `device ${device.deviceId} registered; its token (shown only now, store it on the device):\n${device.token}`,
+  );
 }
 
 export async function runDeviceRevoke(deviceId: string, options: { json?: boolean }): Promise<void> {
@@ -22,7 +30,11 @@ export async function runDeviceRevoke(deviceId: string, options: { json?: boolea
 export async function runReaderRegister(options: { name: string; json?: boolean }): Promise<void> {
   const config = loadTelemetryConfig(process.env);
   const reader = await usingClient(config.postgres, (client) => registerReader(client, options.name), connectOptions);
-  printResult(options.json, { name: reader.name, token: reader.token }, `reader ${reader.name} registered; its token (shown only now):\n${reader.token}`);
+  printResult(
+    options.json,
+    { name: reader.name, token: reader.token },
+    `reader ${reader.name} registered; its token (shown only now):\n${reader.token}`,
+  );
 }
 
 export async function runReaderRevoke(name: string, options: { json?: boolean }): Promise<void> {

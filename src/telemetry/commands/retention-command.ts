@@ -16,7 +16,11 @@ export async function runRetention(options: { dryRun?: boolean; json?: boolean }
         retentionDays: config.retentionDays,
         partitionsAheadMonths: config.partitionsAheadMonths,
         dryRun: options.dryRun === true,
-        onDrop: (drop) => log.warn({ event: drop.dryRun ? 'partition-would-drop' : 'partition-dropped', ...drop, retentionDays: config.retentionDays }, drop.dryRun ? 'would drop partition (dry run)' : 'dropped partition'),
+        onDrop: (drop) =>
+          log.warn(
+            { event: drop.dryRun ? 'partition-would-drop' : 'partition-dropped', ...drop, retentionDays: config.retentionDays },
+            drop.dryRun ? 'would drop partition (dry run)' : 'dropped partition',
+          ),
       }),
     { applicationName: 'pms-telemetry retention' },
   );

@@ -24,7 +24,14 @@ export function toDbError(error: unknown, doing: string): PmsError {
   const sqlstate = (error as { code?: unknown } | null)?.code;
   const code = typeof sqlstate === 'string' ? sqlstate : undefined;
   if (isUnavailable(error)) {
-    return new PmsError('PMS_ERR_DB_UNAVAILABLE', `the database is unavailable while ${doing}${code ? ` (${code})` : ''}: it will be retried by the caller`, { cause: error, details: { sqlstate: code } });
+    return new PmsError(
+      'PMS_ERR_DB_UNAVAILABLE',
+      `the database is unavailable while ${doing}${code ? ` (${code})` : ''}: it will be retried by the caller`,
+      { cause: error, details: { sqlstate: code } },
+    );
   }
-  return new PmsError('PMS_ERR_DB_QUERY', `a database statement failed while ${doing} (SQLSTATE ${code})`, { cause: error, details: { sqlstate: code } });
+  return new PmsError('PMS_ERR_DB_QUERY', `a database statement failed while ${doing} (SQLSTATE ${code})`, {
+    cause: error,
+    details: { sqlstate: code },
+  });
 }

@@ -30,10 +30,17 @@ export async function registerDevice(db: pg.Pool | pg.ClientBase, deviceId: stri
   }
   const token = newToken('device');
   try {
-    await db.query('INSERT INTO telemetry.device (device_id, patient_nhs_number, token_hash) VALUES ($1, $2, $3)', [deviceId, nhs, hashToken(token)]);
+    await db.query('INSERT INTO telemetry.device (device_id, patient_nhs_number, token_hash) VALUES ($1, $2, $3)', [
+      deviceId,
+      nhs,
+      hashToken(token),
+    ]);
   } catch (error) {
     if ((error as { code?: unknown }).code === '23505') {
-      throw new PmsError('PMS_ERR_ALREADY_EXISTS', `device ${deviceId} is already registered: revoke it and register the replacement under a new device id`);
+      throw new PmsError(
+        'PMS_ERR_ALREADY_EXISTS',
+        `device ${deviceId} is already registered: revoke it and register the replacement under a new device id`,
+      );
     }
     throw toDbError(error, 'registering a device');
   }

@@ -38,9 +38,11 @@ function mapEntry(entry: unknown): Json | PreRejected {
     preRejected: { readingId, reason, detail },
     payload: entry,
   });
-  if (!isObject(resource) || resource['resourceType'] !== 'Observation') return early('invalid-reading', 'each entry must hold an Observation resource');
+  if (!isObject(resource) || resource['resourceType'] !== 'Observation')
+    return early('invalid-reading', 'each entry must hold an Observation resource');
   const request = isObject(entry) ? entry['request'] : undefined;
-  if (request !== undefined && (!isObject(request) || request['method'] !== 'POST')) return early('invalid-reading', 'entry.request.method must be POST');
+  if (request !== undefined && (!isObject(request) || request['method'] !== 'POST'))
+    return early('invalid-reading', 'entry.request.method must be POST');
   const identifiers = resource['identifier'];
   const first = Array.isArray(identifiers) ? identifiers[0] : undefined;
   const readingId = isObject(first) && typeof first['value'] === 'string' ? first['value'] : undefined;
@@ -53,7 +55,8 @@ function mapEntry(entry: unknown): Json | PreRejected {
   const subject = resource['subject'];
   const subjectId = isObject(subject) && isObject(subject['identifier']) ? subject['identifier'] : undefined;
   if (subjectId !== undefined) {
-    if (subjectId['system'] !== NHS_NUMBER_SYSTEM) return early('patient-mismatch', `Observation.subject.identifier.system must be ${NHS_NUMBER_SYSTEM}`, readingId);
+    if (subjectId['system'] !== NHS_NUMBER_SYSTEM)
+      return early('patient-mismatch', `Observation.subject.identifier.system must be ${NHS_NUMBER_SYSTEM}`, readingId);
     reading['patientId'] = subjectId['value'];
   }
   const components = resource['component'];
@@ -62,7 +65,8 @@ function mapEntry(entry: unknown): Json | PreRejected {
     const mapped: Json[] = [];
     for (const c of components) {
       const q = isObject(c) ? quantity(c['valueQuantity']) : undefined;
-      if (!isObject(c) || q === undefined) return early('invalid-components', 'each component needs a code and a UCUM valueQuantity', readingId);
+      if (!isObject(c) || q === undefined)
+        return early('invalid-components', 'each component needs a code and a UCUM valueQuantity', readingId);
       mapped.push({ code: loincCode(c['code']), value: q.value, unit: q.unit });
     }
     reading['components'] = mapped;
@@ -107,7 +111,10 @@ function entryResponse(e: EntryOutcome): Json {
     case 'duplicate':
       return { status: '200 OK', outcome: outcome('information', 'duplicate', 'already stored: a resent reading is not stored twice') };
     case 'not-stored':
-      return { status: '409 Conflict', outcome: outcome('error', 'processing', 'not stored because another entry of this transaction was rejected') };
+      return {
+        status: '409 Conflict',
+        outcome: outcome('error', 'processing', 'not stored because another entry of this transaction was rejected'),
+      };
     case 'rejected':
       return { status: '422 Unprocessable Entity', outcome: outcome('error', 'invalid', `${e.rejection.reason}: ${e.rejection.detail}`) };
   }

@@ -53,7 +53,12 @@ export class ReadingStore {
 
   constructor(private readonly pool: pg.Pool) {}
 
-  async store(device: AuthenticatedDevice, source: 'v1' | 'fhir', valid: readonly ValidReading[], quarantine: readonly QuarantineItem[]): Promise<StoreResult> {
+  async store(
+    device: AuthenticatedDevice,
+    source: 'v1' | 'fhir',
+    valid: readonly ValidReading[],
+    quarantine: readonly QuarantineItem[],
+  ): Promise<StoreResult> {
     if (valid.length === 0 && quarantine.length === 0) return { inserted: [], accepted: 0, duplicates: 0 };
     const params = [
       device.deviceId,

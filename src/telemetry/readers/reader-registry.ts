@@ -29,7 +29,10 @@ export async function registerReader(db: pg.Pool | pg.ClientBase, name: string):
 export async function revokeReader(db: pg.Pool | pg.ClientBase, name: string): Promise<{ name: string; revokedAt: string }> {
   let rows: { revoked_at: Date }[];
   try {
-    ({ rows } = await db.query<{ revoked_at: Date }>('UPDATE telemetry.reader SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1 RETURNING revoked_at', [name]));
+    ({ rows } = await db.query<{ revoked_at: Date }>(
+      'UPDATE telemetry.reader SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1 RETURNING revoked_at',
+      [name],
+    ));
   } catch (error) {
     throw toDbError(error, 'revoking a reader');
   }
@@ -41,7 +44,9 @@ export async function revokeReader(db: pg.Pool | pg.ClientBase, name: string): P
 /** The active reader holding this token, or undefined. */
 export async function authenticateReader(db: pg.Pool, token: string): Promise<{ name: string } | undefined> {
   try {
-    const { rows } = await db.query<{ name: string }>('SELECT name FROM telemetry.reader WHERE token_hash = $1 AND revoked_at IS NULL', [hashToken(token)]);
+    const { rows } = await db.query<{ name: string }>('SELECT name FROM telemetry.reader WHERE token_hash = $1 AND revoked_at IS NULL', [
+      hashToken(token),
+    ]);
     return rows[0];
   } catch (error) {
     throw toDbError(error, 'authenticating a reader');

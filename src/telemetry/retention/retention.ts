@@ -61,7 +61,14 @@ export async function applyRetention(client: pg.ClientBase, options: RetentionOp
         throw error;
       }
     }
-    return { retentionDays: options.retentionDays, cutoff: cutoff.toISOString(), created, dropped, kept: partitions.length - dropped.length, dryRun: options.dryRun };
+    return {
+      retentionDays: options.retentionDays,
+      cutoff: cutoff.toISOString(),
+      created,
+      dropped,
+      kept: partitions.length - dropped.length,
+      dryRun: options.dryRun,
+    };
   } catch (error) {
     throw toDbError(error, 'applying retention');
   }

@@ -43,7 +43,10 @@ export async function migrate(client: pg.ClientBase, options: { partitionsAheadM
       const recorded = done.get(migration.version);
       if (recorded !== undefined) {
         if (recorded !== checksum(migration)) {
-          throw new PmsError('PMS_ERR_SCHEMA', `migration ${migration.version} was changed after it was applied: restore its original SQL and add a new migration instead`);
+          throw new PmsError(
+            'PMS_ERR_SCHEMA',
+            `migration ${migration.version} was changed after it was applied: restore its original SQL and add a new migration instead`,
+          );
         }
         alreadyApplied.push(migration.version);
         continue;
@@ -51,7 +54,11 @@ export async function migrate(client: pg.ClientBase, options: { partitionsAheadM
       await client.query('BEGIN');
       try {
         await client.query(migration.sql);
-        await client.query('INSERT INTO telemetry.schema_migration (version, name, checksum) VALUES ($1, $2, $3)', [migration.version, migration.name, checksum(migration)]);
+        await client.query('INSERT INTO telemetry.schema_migration (version, name, checksum) VALUES ($1, $2, $3)', [
+          migration.version,
+          migration.name,
+          checksum(migration),
+        ]);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
@@ -61,7 +68,10 @@ export async function migrate(client: pg.ClientBase, options: { partitionsAheadM
     }
     const newer = rows.filter((r) => r.version > LATEST_VERSION).map((r) => r.version);
     if (newer.length > 0) {
-      throw new PmsError('PMS_ERR_SCHEMA', `the database has migration(s) ${newer.join(', ')} that this pms-telemetry does not know: upgrade pms-telemetry`);
+      throw new PmsError(
+        'PMS_ERR_SCHEMA',
+        `the database has migration(s) ${newer.join(', ')} that this pms-telemetry does not know: upgrade pms-telemetry`,
+      );
     }
     const partitions = await ensurePartitionsAround(client, options.now ?? new Date(), options.partitionsAheadMonths);
     return { applied, alreadyApplied, version: LATEST_VERSION, partitions };
@@ -87,6 +97,9 @@ export async function assertSchemaCurrent(db: pg.Pool | pg.ClientBase): Promise<
     throw toDbError(error, 'checking the schema version');
   }
   if (version !== LATEST_VERSION) {
-    throw new PmsError('PMS_ERR_SCHEMA', `the telemetry schema is at version ${version ?? 'none'} but this program needs ${LATEST_VERSION}: run pms-telemetry migrate`);
+    throw new PmsError(
+      'PMS_ERR_SCHEMA',
+      `the telemetry schema is at version ${version ?? 'none'} but this program needs ${LATEST_VERSION}: run pms-telemetry migrate`,
+    );
   }
 }

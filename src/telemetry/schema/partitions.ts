@@ -15,7 +15,9 @@ export function addMonths(month: string, n: number): string {
 /** Creates (if missing) the partition for each month; idempotent and safe between replicas. */
 export async function ensurePartitions(db: pg.Pool | pg.ClientBase, months: readonly string[]): Promise<string[]> {
   if (months.length === 0) return [];
-  const { rows } = await db.query<{ part: string }>('SELECT telemetry.ensure_reading_partition(m) AS part FROM unnest($1::date[]) AS m', [months]);
+  const { rows } = await db.query<{ part: string }>('SELECT telemetry.ensure_reading_partition(m) AS part FROM unnest($1::date[]) AS m', [
+    months,
+  ]);
   return rows.map((r) => r.part);
 }
 
@@ -53,6 +55,9 @@ export async function listPartitions(db: pg.Pool | pg.ClientBase): Promise<Parti
 
 /** PostgreSQL prints bounds in the session time zone as "2025-01-01 01:00:00+01"; make it ISO. */
 function pgTimestamp(text: string): Date {
-  const iso = text.replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2}:\d{2}):\d{2}$/, '$1');
+  const iso = text
+    .replace(' ', 'T')
+    .replace(/([+-]\d{2})$/, '$1:00')
+    .replace(/([+-]\d{2}:\d{2}):\d{2}$/, '$1');
   return new Date(iso);
 }

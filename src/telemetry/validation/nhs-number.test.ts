@@ -8,7 +8,8 @@ test('NHS numbers with a correct Modulus 11 check digit are valid', () => {
 
 test('a wrong check digit, a check value of 10, or a wrong length or character is invalid', () => {
   // 999000001x: only 8 is right. 000000006x has remainder 1 (6 × 2 = 12), i.e. check value 10, never issued.
-  for (const n of ['9990000019', '9990000010', '0000000060', '0000000069', '999000001', '99900000188', '999000001a', '']) assert.equal(isValidNhsNumber(n), false, n);
+  for (const n of ['9990000019', '9990000010', '0000000060', '0000000069', '999000001', '99900000188', '999000001a', ''])
+    assert.equal(isValidNhsNumber(n), false, n);
 });
 
 test('spaces and hyphens written in the usual 3-3-4 grouping are removed', () => {

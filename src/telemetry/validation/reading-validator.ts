@@ -60,7 +60,8 @@ export function validateReading(input: unknown, context: ValidationContext): Val
   let systolic: number | null = null;
   let diastolic: number | null = null;
   if (sign.components) {
-    if (r['value'] !== undefined && r['value'] !== null) return reject(readingId, 'invalid-value', `code ${sign.code} carries its values in components, not value`);
+    if (r['value'] !== undefined && r['value'] !== null)
+      return reject(readingId, 'invalid-value', `code ${sign.code} carries its values in components, not value`);
     const parsed = parseComponents(r['components'], sign.unit);
     if (typeof parsed === 'string') return reject(readingId, 'invalid-components', parsed);
     systolic = parsed.get(SYSTOLIC) ?? null;
@@ -68,7 +69,8 @@ export function validateReading(input: unknown, context: ValidationContext): Val
     for (const [code, range] of Object.entries(sign.components)) {
       const v = parsed.get(code);
       if (v === undefined) return reject(readingId, 'invalid-components', `component ${code} is required for ${sign.code}`);
-      if (!inRange(v, range)) return reject(readingId, 'implausible-value', `component ${code} must be between ${range.min} and ${range.max}`);
+      if (!inRange(v, range))
+        return reject(readingId, 'implausible-value', `component ${code} must be between ${range.min} and ${range.max}`);
     }
     if (sign.code === BLOOD_PRESSURE && systolic !== null && diastolic !== null && systolic <= diastolic) {
       return reject(readingId, 'implausible-value', 'systolic must be greater than diastolic');
@@ -79,13 +81,23 @@ export function validateReading(input: unknown, context: ValidationContext): Val
     value = r['value'];
     const range = sign.range ?? { min: -Infinity, max: Infinity };
     if (!inRange(value, range)) {
-      return reject(readingId, 'implausible-value', `value must be ${range.integer ? 'a whole number ' : ''}between ${range.min} and ${range.max} ${sign.unit}`);
+      return reject(
+        readingId,
+        'implausible-value',
+        `value must be ${range.integer ? 'a whole number ' : ''}between ${range.min} and ${range.max} ${sign.unit}`,
+      );
     }
   }
 
   const measuredAt = typeof r['measuredAt'] === 'string' ? parseRfc3339(r['measuredAt']) : undefined;
-  if (!measuredAt) return reject(readingId, 'invalid-measured-at', 'measuredAt must be an RFC 3339 date-time with an offset, e.g. 2025-03-01T09:30:00+01:00');
-  if (measuredAt.epochMs > context.nowMs + MAX_FUTURE_MS) return reject(readingId, 'measured-in-future', 'measuredAt is more than 5 minutes in the future: check the device clock');
+  if (!measuredAt)
+    return reject(
+      readingId,
+      'invalid-measured-at',
+      'measuredAt must be an RFC 3339 date-time with an offset, e.g. 2025-03-01T09:30:00+01:00',
+    );
+  if (measuredAt.epochMs > context.nowMs + MAX_FUTURE_MS)
+    return reject(readingId, 'measured-in-future', 'measuredAt is more than 5 minutes in the future: check the device clock');
   if (measuredAt.epochMs < context.nowMs - MAX_AGE_MS) return reject(readingId, 'measured-too-old', 'measuredAt is more than 30 days old');
 
   return { ok: true, reading: { readingId, code: sign.code, value, unit: sign.unit, systolic, diastolic, measuredAt } };

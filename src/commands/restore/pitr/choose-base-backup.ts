@@ -11,7 +11,10 @@ export function parseTargetTime(value: string): TargetTime {
   const hasZone = /(Z|[+-]\d{2}(:?\d{2})?)$/i.test(value.trim());
   const time = new Date(value);
   if (!hasZone || Number.isNaN(time.getTime())) {
-    throw new PmsError('PMS_ERR_USAGE', `--target-time ${JSON.stringify(value)} is not a timestamp with a time zone: use e.g. 2026-11-23T14:06:00Z or 2026-11-23T14:06:00+00:00, or "latest"`);
+    throw new PmsError(
+      'PMS_ERR_USAGE',
+      `--target-time ${JSON.stringify(value)} is not a timestamp with a time zone: use e.g. 2026-11-23T14:06:00Z or 2026-11-23T14:06:00+00:00, or "latest"`,
+    );
   }
   return time;
 }
@@ -25,7 +28,10 @@ export async function chooseBaseBackup(storage: Storage, target: TargetTime, bas
   if (base !== undefined) {
     const manifest = await resolveBackup(storage, base, 'base');
     if (!before(manifest)) {
-      throw new PmsError('PMS_ERR_USAGE', `base backup ${manifest.id} finished at ${manifest.finishedAt}, after the target time ${(target as Date).toISOString()}: choose an earlier base backup or a later target`);
+      throw new PmsError(
+        'PMS_ERR_USAGE',
+        `base backup ${manifest.id} finished at ${manifest.finishedAt}, after the target time ${(target as Date).toISOString()}: choose an earlier base backup or a later target`,
+      );
     }
     return manifest;
   }

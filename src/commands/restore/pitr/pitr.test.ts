@@ -41,7 +41,9 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, sec
 /** Forces the current segment out and waits until the server reports it archived. */
 async function archiveCurrentWal(cluster: ThrowawayCluster): Promise<void> {
   const name = await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM pg_switch_wal()');
-  await waitFor(`${name} archived`, async () => ((await cluster.psql('SELECT coalesce(last_archived_wal, \'\') FROM pg_stat_archiver')) >= name ? true : undefined));
+  await waitFor(`${name} archived`, async () =>
+    (await cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= name ? true : undefined,
+  );
 }
 
 /** `restore --pitr` into a fresh data directory, then start PostgreSQL on it as an operator would. */
@@ -55,7 +57,9 @@ async function restoreAndStart(target: Date | 'latest'): Promise<ThrowawayCluste
     },
   });
   restored.push(cluster);
-  await waitFor('recovery to finish and promote', async () => ((await cluster.psql('SELECT pg_is_in_recovery()')) === 'f' ? true : undefined));
+  await waitFor('recovery to finish and promote', async () =>
+    (await cluster.psql('SELECT pg_is_in_recovery()')) === 'f' ? true : undefined,
+  );
   return cluster;
 }
 
@@ -103,7 +107,10 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
     assert.match(base.startLsn, /^[0-9A-F]+\/[0-9A-F]+$/);
     assert.ok(base.stopWalSegment >= base.startWalSegment);
     assert.ok(base.bytes.compressed < base.bytes.plain);
-    assert.ok(existsSync(join(repoRoot, 'wal', '00000001', `${base.stopWalSegment}.zst.gpg`)), 'stop segment archived before the manifest was written');
+    assert.ok(
+      existsSync(join(repoRoot, 'wal', '00000001', `${base.stopWalSegment}.zst.gpg`)),
+      'stop segment archived before the manifest was written',
+    );
     assert.ok(existsSync(join(repoRoot, base.objects[0]!.key)));
   });
 
@@ -125,7 +132,9 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
 
   test('a second PITR after the first follows the new timeline (its .history file is archived) and lands on timeline 3', async () => {
     const first = restored[0]!;
-    await waitFor('00000002.history archived', async () => (existsSync(join(repoRoot, 'wal', 'history', '00000002.history.zst.gpg')) ? true : undefined));
+    await waitFor('00000002.history archived', async () =>
+      existsSync(join(repoRoot, 'wal', 'history', '00000002.history.zst.gpg')) ? true : undefined,
+    );
     await insertBatch(first, 'd-timeline2-before-t2');
     const t2 = await pointBetweenCommits();
     await insertBatch(first, 'e-timeline2-after-t2');
@@ -150,7 +159,12 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
 
   test('a target before the end of every base backup is refused with the reason', async () => {
     await assert.rejects(
-      restorePitr({ storage: new FsStorage(repoRoot), keys, target: new Date(Date.parse(base.finishedAt) - 60_000), dataDir: join(work, 'too-early') }),
+      restorePitr({
+        storage: new FsStorage(repoRoot),
+        keys,
+        target: new Date(Date.parse(base.finishedAt) - 60_000),
+        dataDir: join(work, 'too-early'),
+      }),
       (error: unknown) => isPmsError(error, 'PMS_ERR_NOT_FOUND') && /no complete base backup .* finished before/.test(error.message),
     );
     assert.ok(!existsSync(join(work, 'too-early')));
@@ -164,12 +178,20 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
     assert.ok(summary.latestRestorableTime !== undefined && summary.latestRestorableTime >= summary.earliestRestorableTime!);
     assert.ok(summary.segments >= 3 && summary.newestSegment !== undefined);
     const doomed = await pruneWal(storage, { keepFromSegment: base.startWalSegment, dryRun: true });
-    assert.ok(doomed.every((k) => k.slice(k.lastIndexOf('/') + 1).slice(8, 24) < base.startWalSegment.slice(8)), doomed.join(', '));
+    assert.ok(
+      doomed.every((k) => k.slice(k.lastIndexOf('/') + 1).slice(8, 24) < base.startWalSegment.slice(8)),
+      doomed.join(', '),
+    );
     assert.ok(!doomed.some((k) => k.includes('/history/')), 'timeline history files are never pruned');
   });
 
   test('recoverBaseBackupInThrowawayCluster recovers the base backup to the end of the archive and leaves a promoted server', async () => {
-    const { cluster, filesVerified } = await recoverBaseBackupInThrowawayCluster({ storage: new FsStorage(repoRoot), keys, manifest: base, serverEnv: env });
+    const { cluster, filesVerified } = await recoverBaseBackupInThrowawayCluster({
+      storage: new FsStorage(repoRoot),
+      keys,
+      manifest: base,
+      serverEnv: env,
+    });
     assert.ok(filesVerified, 'pg_verifybackup checked the unpacked files');
     try {
       assert.equal(await cluster.psql('SELECT pg_is_in_recovery()'), 'f');

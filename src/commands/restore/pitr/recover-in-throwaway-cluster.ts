@@ -42,7 +42,14 @@ export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThro
     serverEnv: options.serverEnv,
     settings: { archive_mode: 'off', hot_standby: 'on' },
     populate: async (dataDir, osUser) => {
-      await unpackBaseBackup({ storage: options.storage, manifest: options.manifest, keys: options.keys, dataDir, runAs: osUser, ...(options.signal ? { signal: options.signal } : {}) });
+      await unpackBaseBackup({
+        storage: options.storage,
+        manifest: options.manifest,
+        keys: options.keys,
+        dataDir,
+        runAs: osUser,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       if (existsSync(join(dataDir, 'backup_manifest'))) {
         await verifyFiles(dataDir, options.manifest.id, options.signal);
         filesVerified = true;
@@ -60,7 +67,11 @@ export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThro
   try {
     const deadline = Date.now() + (options.timeoutSeconds ?? 600) * 1000;
     while ((await cluster.psql('SELECT pg_is_in_recovery()')) !== 'f') {
-      if (Date.now() > deadline) throw new PmsError('PMS_ERR_WAL_TIMEOUT', `recovery of base backup ${options.manifest.id} did not finish within ${options.timeoutSeconds ?? 600} s`);
+      if (Date.now() > deadline)
+        throw new PmsError(
+          'PMS_ERR_WAL_TIMEOUT',
+          `recovery of base backup ${options.manifest.id} did not finish within ${options.timeoutSeconds ?? 600} s`,
+        );
       await sleep(200, undefined, options.signal ? { signal: options.signal } : {});
     }
     return { cluster, filesVerified };
@@ -72,11 +83,18 @@ export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThro
 
 /** pg_verifybackup without WAL parsing (recovery proves the WAL): sizes and checksums of every file. */
 async function verifyFiles(dataDir: string, id: string, signal: AbortSignal | undefined): Promise<void> {
-  const tool = startTool(findPgProgram('pg_verifybackup'), ['--no-parse-wal', '--quiet', dataDir], { stdout: 'ignore', ...(signal ? { signal } : {}) });
+  const tool = startTool(findPgProgram('pg_verifybackup'), ['--no-parse-wal', '--quiet', dataDir], {
+    stdout: 'ignore',
+    ...(signal ? { signal } : {}),
+  });
   try {
     await tool.done;
   } catch (error) {
     const detail = tool.stderr().trim().split('\n').slice(0, 5).join('; ');
-    throw new PmsError('PMS_ERR_INTEGRITY', `the files of base backup ${id} do not match the server's backup_manifest: ${detail || (error as Error).message}`, { cause: error });
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `the files of base backup ${id} do not match the server's backup_manifest: ${detail || (error as Error).message}`,
+      { cause: error },
+    );
   }
 }

@@ -15,38 +15,43 @@ export interface PitrRestoreCommandOptions {
 /** `pms-backup restore --pitr --target-time T --pgdata DIR [--base ID]`. */
 export async function runPitrRestore(options: PitrRestoreCommandOptions): Promise<number> {
   const target = parseTargetTime(options.targetTime);
-  return runBackupCommand({ name: 'restore-pitr', logStream: 'backup', needs: { repository: true, decryption: true } }, async ({ config, storage }) => {
-    const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
-    const progress = new ProgressLine();
-    const result = await restorePitr({
-      storage: storage(),
-      keys,
-      target,
-      dataDir: options.pgdata,
-      ...(options.base === undefined ? {} : { base: options.base }),
-      onProgress: (done, total) => progress.update(`unpacking: ${formatBytes(done)} of ${formatBytes(total)}`),
-    }).finally(() => progress.done());
-    const asUser = result.osUser ? `runuser -u ${result.osUser} -- ` : '';
-    const start = `${asUser}${findPgProgram('pg_ctl')} -D ${result.dataDir} -l ${result.dataDir}/recovery.log start`;
-    if (options.json) {
-      process.stdout.write(`${JSON.stringify({ ok: true, baseBackup: result.base.id, dataDir: result.dataDir, target: result.target, restoreCommand: result.restoreCommand, startCommand: start, bytes: result.bytes, durationSeconds: result.durationSeconds }, null, 2)}\n`);
-    } else {
-      process.stdout.write(
-        [
-          `base backup ${result.base.id} (finished ${result.base.finishedAt}, timeline ${result.base.timeline}) unpacked into ${result.dataDir}; sha256 and OpenPGP integrity verified`,
-          `recovery target: ${result.target === 'latest' ? 'end of the WAL archive' : result.target} (then promote, new timeline)`,
-          `restore_command: ${result.restoreCommand}`,
-          '',
-          'To recover, start PostgreSQL 15 on this directory with the same BACKUP_* environment (it needs',
-          'BACKUP_REPOSITORY, BACKUP_GPG_PRIVATE_KEY_FILE and, if the key has one, BACKUP_GPG_PASSPHRASE_FILE):',
-          `  ${start}`,
-          '(add -o "-p 5433" if the damaged server still runs on this host and port)',
-          'It replays archived WAL up to the target, promotes, and keeps archiving on a new timeline with its',
-          'archive_command. Check the outcome in the log ("recovery stopping before commit ..." / "archive recovery complete").',
-          '',
-        ].join('\n'),
-      );
-    }
-    return { exitCode: 0, backupId: result.base.id, details: { pitr: true, target: result.target, dataDir: result.dataDir } };
-  });
+  return runBackupCommand(
+    { name: 'restore-pitr', logStream: 'backup', needs: { repository: true, decryption: true } },
+    async ({ config, storage }) => {
+      const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+      const progress = new ProgressLine();
+      const result = await restorePitr({
+        storage: storage(),
+        keys,
+        target,
+        dataDir: options.pgdata,
+        ...(options.base === undefined ? {} : { base: options.base }),
+        onProgress: (done, total) => progress.update(`unpacking: ${formatBytes(done)} of ${formatBytes(total)}`),
+      }).finally(() => progress.done());
+      const asUser = result.osUser ? `runuser -u ${result.osUser} -- ` : '';
+      const start = `${asUser}${findPgProgram('pg_ctl')} -D ${result.dataDir} -l ${result.dataDir}/recovery.log start`;
+      if (options.json) {
+        process.stdout.write(
+          `${JSON.stringify({ ok: true, baseBackup: result.base.id, dataDir: result.dataDir, target: result.target, restoreCommand: result.restoreCommand, startCommand: start, bytes: result.bytes, durationSeconds: result.durationSeconds }, null, 2)}\n`,
+        );
+      } else {
+        process.stdout.write(
+          [
+            `base backup ${result.base.id} (finished ${result.base.finishedAt}, timeline ${result.base.timeline}) unpacked into ${result.dataDir}; sha256 and OpenPGP integrity verified`,
+            `recovery target: ${result.target === 'latest' ? 'end of the WAL archive' : result.target} (then promote, new timeline)`,
+            `restore_command: ${result.restoreCommand}`,
+            '',
+            'To recover, start PostgreSQL 15 on this directory with the same BACKUP_* environment (it needs',
+            'BACKUP_REPOSITORY, BACKUP_GPG_PRIVATE_KEY_FILE and, if the key has one, BACKUP_GPG_PASSPHRASE_FILE):',
+            `  ${start}`,
+            '(add -o "-p 5433" if the damaged server still runs on this host and port)',
+            'It replays archived WAL up to the target, promotes, and keeps archiving on a new timeline with its',
+            'archive_command. Check the outcome in the log ("recovery stopping before commit ..." / "archive recovery complete").',
+            '',
+          ].join('\n'),
+        );
+      }
+      return { exitCode: 0, backupId: result.base.id, details: { pitr: true, target: result.target, dataDir: result.dataDir } };
+    },
+  );
 }

@@ -48,8 +48,20 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
     });
     const command = restoreCommand();
     const target = options.target === 'latest' ? 'latest' : options.target.toISOString();
-    await writeRecoverySettings(directory.path, { restoreCommand: command, target: options.target }, `pms-backup restore --pitr: base backup ${base.id}, target ${target}`);
-    return { base, dataDir: directory.path, osUser: directory.osUser, target, restoreCommand: command, bytes, durationSeconds: (Date.now() - started) / 1000 };
+    await writeRecoverySettings(
+      directory.path,
+      { restoreCommand: command, target: options.target },
+      `pms-backup restore --pitr: base backup ${base.id}, target ${target}`,
+    );
+    return {
+      base,
+      dataDir: directory.path,
+      osUser: directory.osUser,
+      target,
+      restoreCommand: command,
+      bytes,
+      durationSeconds: (Date.now() - started) / 1000,
+    };
   } catch (error) {
     await directory.discard().catch(() => undefined);
     throw error;

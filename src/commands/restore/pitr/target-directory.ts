@@ -29,19 +29,34 @@ export async function prepareTargetDirectory(path: string, defaultOsUser = 'post
     await mkdir(path, { recursive: true, mode: 0o700 });
     created = true;
   } else {
-    if (!existing.isDirectory()) throw new PmsError('PMS_ERR_TARGET_EXISTS', `--pgdata ${path} exists and is not a directory: restore never overwrites; choose an empty or new directory`);
+    if (!existing.isDirectory())
+      throw new PmsError(
+        'PMS_ERR_TARGET_EXISTS',
+        `--pgdata ${path} exists and is not a directory: restore never overwrites; choose an empty or new directory`,
+      );
     const entries = await readdir(path);
     if (entries.length > 0) {
-      throw new PmsError('PMS_ERR_TARGET_EXISTS', `--pgdata ${path} is not empty (${entries.length} entries, e.g. ${entries.slice(0, 3).join(', ')}): restore never overwrites a data directory; choose an empty or new directory`);
+      throw new PmsError(
+        'PMS_ERR_TARGET_EXISTS',
+        `--pgdata ${path} is not empty (${entries.length} entries, e.g. ${entries.slice(0, 3).join(', ')}): restore never overwrites a data directory; choose an empty or new directory`,
+      );
     }
   }
   let osUser: string | undefined;
   if (process.getuid?.() === 0) {
     const owner = (await stat(path)).uid;
     osUser = owner !== 0 ? (await runTool('id', ['-nu', String(owner)])).stdout.trim() : defaultOsUser;
-    const uid = Number((await runTool('id', ['-u', osUser]).catch((error: unknown) => {
-      throw new PmsError('PMS_ERR_CONFIG', `OS user ${osUser} does not exist: create it, or create --pgdata owned by the user that will run PostgreSQL`, { cause: error });
-    })).stdout.trim());
+    const uid = Number(
+      (
+        await runTool('id', ['-u', osUser]).catch((error: unknown) => {
+          throw new PmsError(
+            'PMS_ERR_CONFIG',
+            `OS user ${osUser} does not exist: create it, or create --pgdata owned by the user that will run PostgreSQL`,
+            { cause: error },
+          );
+        })
+      ).stdout.trim(),
+    );
     const gid = Number((await runTool('id', ['-g', osUser])).stdout.trim());
     await chown(path, uid, gid);
   }

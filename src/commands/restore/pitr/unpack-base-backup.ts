@@ -43,7 +43,12 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
     source.on('error', (error) => fetched.destroy(error));
     const plain = await decryptStream(source.pipe(fetched), options.keys);
     const zstd = startDecompressor({ signal: abort.signal });
-    const tar = startTool('tar', ['-x', '-f', '-', '-C', options.dataDir], { stdin: 'pipe', stdout: 'ignore', runAs: options.runAs, signal: abort.signal });
+    const tar = startTool('tar', ['-x', '-f', '-', '-C', options.dataDir], {
+      stdin: 'pipe',
+      stdout: 'ignore',
+      runAs: options.runAs,
+      signal: abort.signal,
+    });
     const stages = [
       pipeline(plain, zstd.child.stdin!).catch((error: unknown) => {
         throw classifyCipherError(error) ?? error;
@@ -51,15 +56,25 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
       zstd.done.catch((error: unknown) => {
         // zstd dies of a broken pipe when tar stops first (a full disk): that is tar's story.
         if (/Broken pipe|Write error/i.test(zstd.stderr())) throw error;
-        throw new PmsError('PMS_ERR_INTEGRITY', `decompression failed (${(error as Error).message}): the base backup is corrupt`, { cause: error });
+        throw new PmsError('PMS_ERR_INTEGRITY', `decompression failed (${(error as Error).message}): the base backup is corrupt`, {
+          cause: error,
+        });
       }),
       pipeline(zstd.child.stdout!, tar.child.stdin!),
       tar.done,
     ];
-    const settled = await Promise.allSettled(stages.map((p) => p.catch((error: unknown) => { abort.abort(error); throw error; })));
+    const settled = await Promise.allSettled(
+      stages.map((p) =>
+        p.catch((error: unknown) => {
+          abort.abort(error);
+          throw error;
+        }),
+      ),
+    );
     const errors = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
     if (errors.length > 0) {
-      const tarFailure = settled[3]?.status === 'rejected' && !isPmsError(settled[3].reason, 'PMS_ERR_ABORTED') ? settled[3].reason : undefined;
+      const tarFailure =
+        settled[3]?.status === 'rejected' && !isPmsError(settled[3].reason, 'PMS_ERR_ABORTED') ? settled[3].reason : undefined;
       throw (
         errors.find((e) => isPmsError(e, 'PMS_ERR_INTEGRITY')) ??
         errors.find((e) => isPmsError(e, 'PMS_ERR_KEY')) ??
@@ -69,9 +84,13 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
       );
     }
     if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
-      throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`, {
-        details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
-      });
+      throw new PmsError(
+        'PMS_ERR_INTEGRITY',
+        `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`,
+        {
+          details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
+        },
+      );
     }
     const serverManifest = options.manifest.objects[1];
     if (serverManifest) {
@@ -91,7 +110,10 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
   } catch (error) {
     abort.abort(error);
     if (isPmsError(error)) throw error;
-    throw classifyCipherError(error) ?? new PmsError('PMS_ERR_INTERNAL', `unpacking base backup ${options.manifest.id} failed: ${(error as Error).message}`, { cause: error });
+    throw (
+      classifyCipherError(error) ??
+      new PmsError('PMS_ERR_INTERNAL', `unpacking base backup ${options.manifest.id} failed: ${(error as Error).message}`, { cause: error })
+    );
   } finally {
     link.unlink();
   }
@@ -107,9 +129,13 @@ async function fetchVerified(storage: Storage, object: StoredObject, keys: Decry
   source.on('error', (error) => fetched.destroy(error));
   const ciphertext = await buffer(source.pipe(fetched));
   if (fetched.bytes !== object.bytes || fetched.sha256 !== object.sha256) {
-    throw new PmsError('PMS_ERR_INTEGRITY', `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`, {
-      details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
-    });
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `${object.key} does not match its manifest (sha256 or size differs): the stored base backup was modified; refusing it`,
+      {
+        details: { expectedSha256: object.sha256, actualSha256: fetched.sha256 },
+      },
+    );
   }
   try {
     return await buffer(await decryptStream(Readable.from([ciphertext]), keys));

@@ -18,15 +18,27 @@ export function registerFhirBundleRoute(app: FastifyInstance, context: ServerCon
     if (!device) throw new HttpError('unauthorized', 'a valid device token is required');
     const bundle = parseBundle(request.body, context.config.maxBatchReadings);
     const stop = context.metrics.batchSeconds.startTimer({ source: 'fhir' });
-    const result = await ingestBatch(context.store, device, 'fhir', bundle.readings, { nowMs: context.now(), atomic: bundle.type === 'transaction' });
+    const result = await ingestBatch(context.store, device, 'fhir', bundle.readings, {
+      nowMs: context.now(),
+      atomic: bundle.type === 'transaction',
+    });
     stop();
     recordReadings(context.metrics, result);
     void reply.type('application/fhir+json');
     if (bundle.type === 'transaction' && result.rejected.length > 0) {
       void reply.code(400);
       return {
-        ...outcome('error', 'invalid', `transaction not stored: ${result.rejected.length} entr${result.rejected.length === 1 ? 'y was' : 'ies were'} rejected`),
-        issue: result.rejected.map((r) => ({ severity: 'error', code: 'invalid', diagnostics: `${r.reason}: ${r.detail}`, expression: [`Bundle.entry[${r.index}]`] })),
+        ...outcome(
+          'error',
+          'invalid',
+          `transaction not stored: ${result.rejected.length} entr${result.rejected.length === 1 ? 'y was' : 'ies were'} rejected`,
+        ),
+        issue: result.rejected.map((r) => ({
+          severity: 'error',
+          code: 'invalid',
+          diagnostics: `${r.reason}: ${r.detail}`,
+          expression: [`Bundle.entry[${r.index}]`],
+        })),
       };
     }
     return bundleResponse(bundle.type, result.entries);

@@ -31,7 +31,8 @@ export function registerPatientReadingsRoute(app: FastifyInstance, context: Serv
     if (!isValidNhsNumber(nhsNumber)) throw new HttpError('invalid-query', 'the path must hold a valid 10-digit NHS number');
     const q = request.query as Record<string, unknown>;
     const code = optional(q['code']);
-    if (code !== undefined && !VITAL_SIGNS.has(code)) throw new HttpError('invalid-query', 'code must be a supported vital-sign LOINC code');
+    if (code !== undefined && !VITAL_SIGNS.has(code))
+      throw new HttpError('invalid-query', 'code must be a supported vital-sign LOINC code');
     const from = time(q['from'], 'from');
     const to = time(q['to'], 'to');
     const limitText = optional(q['limit']) ?? '100';
@@ -92,7 +93,10 @@ function readerAuth(context: ServerContext) {
   return async (request: FastifyRequest): Promise<void> => {
     const token = bearerToken(request.headers.authorization, 'reader');
     const reader = token === undefined ? undefined : await authenticateReader(context.pool, token);
-    if (!reader) throw new HttpError('unauthorized', 'a valid reader token is required (Authorization: Bearer pmsr_…)', { 'www-authenticate': 'Bearer' });
+    if (!reader)
+      throw new HttpError('unauthorized', 'a valid reader token is required (Authorization: Bearer pmsr_…)', {
+        'www-authenticate': 'Bearer',
+      });
     request.log.info({ reader: reader.name }, 'patient readings requested');
   };
 }

@@ -28,7 +28,8 @@ export function registerReadingsRoute(app: FastifyInstance, context: ServerConte
 }
 
 function shapeOf(body: unknown, max: number): unknown[] {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError('invalid-body', 'the body must be {"readings":[...]}');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new HttpError('invalid-body', 'the body must be {"readings":[...]}');
   const extra = Object.keys(body).filter((k) => k !== 'readings');
   if (extra.length > 0) throw new HttpError('invalid-body', `unknown top-level field(s): ${extra.slice(0, 5).join(', ')}`);
   const readings = (body as { readings?: unknown }).readings;

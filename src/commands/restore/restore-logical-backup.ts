@@ -7,7 +7,9 @@ import { quoteIdent, usingClient } from '../../postgres/connect.js';
 import { countTableRows } from '../../postgres/dump-snapshot.js';
 import { startPgRestore, startPsqlScript } from '../../postgres/logical-restore.js';
 import type { Storage } from '../../storage/storage.js';
-import { feedStdin, openArchiveStream, runArchivePass } from '../../pipeline/archive-stream.js';
+import type { Readable } from 'node:stream';
+import { consumeVerified, openEncrypted } from '../../pipeline/open-encrypted.js';
+import { feedStdin } from '../../streams/feed-stdin.js';
 import { CopyRowFilter } from './copy-row-filter.js';
 import { withStagingDatabase } from './staging-database.js';
 
@@ -76,86 +78,30 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
     );
   }
 
-  const pass = async (consume: Parameters<typeof runArchivePass>[1]) => {
-    const stream = await openArchiveStream({
-      manifest,
-      storage: options.storage,
-      keys: options.keys,
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    await runArchivePass(stream, consume);
-  };
-  const restoreInto = (database: string, extra: Omit<Parameters<typeof startPgRestore>[1], 'database' | 'noOwner'>) =>
-    pass(async (archive) => {
-      const restore = startPgRestore(postgres, {
-        database,
-        noOwner: options.noOwner ?? false,
-        ...extra,
+  const context: ScopeContext = {
+    options,
+    pass: async (consume) => {
+      const opened = await openEncrypted({
+        storage: options.storage,
+        key: object.key,
+        keys: options.keys,
+        stored: object,
+        decompress: true,
+        ...(options.onProgress ? { onProgress: (n: number) => options.onProgress?.(n, object.bytes) } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      await Promise.all([feedStdin(archive, restore.child.stdin!), restore.done]);
-    });
+      await consumeVerified(opened, consume);
+    },
+  };
 
   try {
     return await withStagingDatabase(postgres, targetDb, async (staging) => {
-      let expected: TableCount[] | undefined = manifest.tables;
-      if (scope.kind === 'full') {
-        await restoreInto(staging, {});
-      } else if (scope.kind === 'tables') {
-        // pg_restore -t alone restores neither indexes nor partition attachments, so: every
-        // definition first, then drop what was not asked for (CASCADE removes foreign keys to
-        // dropped tables), then load the data of what remains. A partitioned table comes with
-        // its partitions, where its rows live; a partition comes with its parent.
-        const wanted = (m: { schema: string; name: string; partitionOf?: string | undefined }) =>
-          scope.tables.some((t) => (t.schema === m.schema && t.name === m.name) || m.partitionOf === `${t.schema}.${t.name}`);
-        const leaves = manifest.tables.filter(wanted);
-        const keep = new Set([
-          ...scope.tables.map((t) => `${t.schema}.${t.name}`),
-          ...leaves.map((t) => `${t.schema}.${t.name}`),
-          ...leaves.flatMap((t) => (t.partitionOf ? [t.partitionOf] : [])),
-        ]);
-        await restoreInto(staging, { section: 'schema-only' });
-        await usingClient(
-          postgres,
-          async (client) => {
-            const tables = await client.query<{ qualified: string; schema: string; name: string }>(`
-            SELECT n.nspname || '.' || c.relname AS qualified, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`);
-            for (const table of tables.rows) {
-              if (!keep.has(table.qualified))
-                await client.query(`DROP TABLE IF EXISTS ${quoteIdent(table.schema)}.${quoteIdent(table.name)} CASCADE`);
-            }
-          },
-          { database: staging },
-        );
-        // pg_restore's -n and -t combine as a cross product, so load one schema per pass.
-        const bySchema = new Map<string, string[]>();
-        for (const t of leaves) bySchema.set(t.schema, [...(bySchema.get(t.schema) ?? []), t.name]);
-        for (const [schema, names] of bySchema) await restoreInto(staging, { section: 'data-only', schemas: [schema], tables: names });
-        expected = leaves;
-      } else {
-        // Every definition (pg_restore -n would skip CREATE SCHEMA and cross-schema objects), then
-        // only the patient's rows of the telemetry schema: every other table stays empty.
-        await restoreInto(staging, { section: 'schema-only' });
-        await pass(async (archive) => {
-          const script = startPgRestore(postgres, {
-            schemas: [TELEMETRY_SCHEMA],
-            section: 'data-only',
-            noOwner: options.noOwner ?? false,
-            ...(options.signal ? { signal: options.signal } : {}),
-          });
-          const psql = startPsqlScript(postgres, staging, options.signal);
-          const filter = new CopyRowFilter(PATIENT_COLUMN, scope.nhsNumber);
-          await Promise.all([
-            feedStdin(archive, script.child.stdin!),
-            script.done,
-            pipeline(script.child.stdout!, filter, psql.child.stdin!),
-            psql.done,
-          ]);
-        });
-        expected = undefined;
-      }
+      const expected =
+        scope.kind === 'full'
+          ? await restoreFull(context, staging)
+          : scope.kind === 'tables'
+            ? await restoreTables(context, staging, scope.tables)
+            : await restorePatient(context, staging, scope.nhsNumber);
       const counted = await usingClient(postgres, (client) => countTableRows(client), { database: staging });
       const wanted =
         expected === undefined ? counted : counted.filter((t) => expected!.some((m) => m.schema === t.schema && m.name === t.name));
@@ -175,4 +121,99 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
   } catch (error) {
     throw isPmsError(error) ? error : new PmsError('PMS_ERR_INTERNAL', `restore failed: ${(error as Error).message}`, { cause: error });
   }
+}
+
+interface ScopeContext {
+  readonly options: RestoreOptions;
+  /** One verified pass over the backup's plaintext archive into `consume`. */
+  readonly pass: (consume: (archive: Readable) => Promise<void>) => Promise<void>;
+}
+
+type PgRestoreExtra = Omit<Parameters<typeof startPgRestore>[1], 'database' | 'noOwner'>;
+
+function restoreInto(context: ScopeContext, database: string, extra: PgRestoreExtra): Promise<void> {
+  const { options } = context;
+  return context.pass(async (archive) => {
+    const restore = startPgRestore(options.postgres, {
+      database,
+      noOwner: options.noOwner ?? false,
+      ...extra,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    await Promise.all([feedStdin(archive, restore.child.stdin!), restore.done]);
+  });
+}
+
+/** Everything; every table's count is compared with the manifest. */
+async function restoreFull(context: ScopeContext, staging: string): Promise<TableCount[]> {
+  await restoreInto(context, staging, {});
+  return context.options.manifest.tables;
+}
+
+/**
+ * pg_restore -t alone restores neither indexes nor partition attachments, so: every definition
+ * first, then drop what was not asked for (CASCADE removes foreign keys to dropped tables), then
+ * load the data of what remains. A partitioned table comes with its partitions, where its rows
+ * live; a partition comes with its parent. Returns the tables whose counts are compared.
+ */
+async function restoreTables(
+  context: ScopeContext,
+  staging: string,
+  tables: ReadonlyArray<{ schema: string; name: string }>,
+): Promise<TableCount[]> {
+  const { manifest, postgres } = context.options;
+  const wanted = (m: { schema: string; name: string; partitionOf?: string | undefined }) =>
+    tables.some((t) => (t.schema === m.schema && t.name === m.name) || m.partitionOf === `${t.schema}.${t.name}`);
+  const leaves = manifest.tables.filter(wanted);
+  const keep = new Set([
+    ...tables.map((t) => `${t.schema}.${t.name}`),
+    ...leaves.map((t) => `${t.schema}.${t.name}`),
+    ...leaves.flatMap((t) => (t.partitionOf ? [t.partitionOf] : [])),
+  ]);
+  await restoreInto(context, staging, { section: 'schema-only' });
+  await usingClient(
+    postgres,
+    async (client) => {
+      const present = await client.query<{ qualified: string; schema: string; name: string }>(`
+      SELECT n.nspname || '.' || c.relname AS qualified, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`);
+      for (const table of present.rows) {
+        if (!keep.has(table.qualified))
+          await client.query(`DROP TABLE IF EXISTS ${quoteIdent(table.schema)}.${quoteIdent(table.name)} CASCADE`);
+      }
+    },
+    { database: staging },
+  );
+  // pg_restore's -n and -t combine as a cross product, so load one schema per pass.
+  const bySchema = new Map<string, string[]>();
+  for (const t of leaves) bySchema.set(t.schema, [...(bySchema.get(t.schema) ?? []), t.name]);
+  for (const [schema, names] of bySchema) await restoreInto(context, staging, { section: 'data-only', schemas: [schema], tables: names });
+  return leaves;
+}
+
+/**
+ * Every definition (pg_restore -n would skip CREATE SCHEMA and cross-schema objects), then only
+ * the patient's rows of the telemetry schema: every other table stays empty. Counts are not
+ * comparable with the manifest's (undefined).
+ */
+async function restorePatient(context: ScopeContext, staging: string, nhsNumber: string): Promise<undefined> {
+  const { options } = context;
+  await restoreInto(context, staging, { section: 'schema-only' });
+  await context.pass(async (archive) => {
+    const script = startPgRestore(options.postgres, {
+      schemas: [TELEMETRY_SCHEMA],
+      section: 'data-only',
+      noOwner: options.noOwner ?? false,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const psql = startPsqlScript(options.postgres, staging, options.signal);
+    const filter = new CopyRowFilter(PATIENT_COLUMN, nhsNumber);
+    await Promise.all([
+      feedStdin(archive, script.child.stdin!),
+      script.done,
+      pipeline(script.child.stdout!, filter, psql.child.stdin!),
+      psql.done,
+    ]);
+  });
+  return undefined;
 }

@@ -2,18 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { startDecompressor } from '../../compression/zstd.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
-import { classifyCipherError, decryptStream } from '../../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
+import { integrityMismatch } from '../../pipeline/integrity-error.js';
+import { readEncrypted } from '../../pipeline/open-encrypted.js';
 import { syncedFileSink } from '../../storage/fs/durable-fs.js';
 import type { Storage } from '../../storage/storage.js';
-import { ByteMeter } from '../../streams/byte-meter.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName } from '../../wal/wal-file-name.js';
 import { systemMismatch } from '../../repository/wal-identity.js';
 import { WAL_METADATA, walObjectKey } from '../../repository/wal-layout.js';
 import { readSegmentHeader } from '../../wal/wal-page-header.js';
-import { linkAbort } from '../../process/linked-abort.js';
 
 export interface FetchWalOptions {
   readonly storage: Storage;
@@ -61,68 +59,36 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
     throw systemMismatch(storage, storedSystem, options.systemIdentifier);
 
   const temp = join(dirname(options.destination), `.pms-fetch-${randomBytes(4).toString('hex')}-${name}`);
-  const link = linkAbort(options.signal);
-  const abort = link.controller;
   const handle = await open(temp, 'wx', 0o600);
   let closed = false;
   try {
-    const source = await storage.get(key, { signal: abort.signal });
-    const plain = await decryptStream(source, options.keys);
-    const zstd = startDecompressor({ signal: abort.signal });
-    const meter = new ByteMeter({ sha256: true });
-    const stages = [
-      pipeline(plain, zstd.child.stdin!).catch((error: unknown) => {
-        throw classifyCipherError(error) ?? error;
-      }),
-      zstd.done.catch((error: unknown) => {
-        throw new PmsError('PMS_ERR_INTEGRITY', `${key} failed to decompress (${(error as Error).message}): the archived WAL is corrupt`, {
-          cause: error,
-        });
-      }),
-      pipeline(zstd.child.stdout!, meter, syncedFileSink(handle)),
-    ];
-    const settled = await Promise.allSettled(
-      stages.map((p) =>
-        p.catch((error: unknown) => {
-          abort.abort(error);
-          throw error;
-        }),
-      ),
+    const [, facts] = await readEncrypted(
+      {
+        storage,
+        key,
+        keys: options.keys,
+        plainSha256: expectedSha,
+        decompress: true,
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+      (plaintext) => pipeline(plaintext, syncedFileSink(handle)),
     );
-    const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
-    if (failures.length > 0) {
-      throw failures.find((e) => isPmsError(e, 'PMS_ERR_INTEGRITY')) ?? failures.find((e) => isPmsError(e)) ?? failures[0];
-    }
     await handle.close();
     closed = true;
-    if (meter.sha256 !== expectedSha) {
-      throw new PmsError(
-        'PMS_ERR_INTEGRITY',
-        `${key} decrypted to content whose sha256 differs from the one recorded when it was archived: refusing it`,
-        {
-          details: { key, expectedSha256: expectedSha, actualSha256: meter.sha256 },
-        },
-      );
-    }
     if (file.kind === 'segment') {
-      if (meter.bytes !== WAL_SEGMENT_BYTES)
-        throw new PmsError('PMS_ERR_INTEGRITY', `${key} holds ${meter.bytes} bytes, not a whole ${WAL_SEGMENT_BYTES}-byte segment`);
+      if (facts.plainBytes !== WAL_SEGMENT_BYTES) {
+        throw integrityMismatch(key, 'segment size', `${WAL_SEGMENT_BYTES} bytes`, `${facts.plainBytes} bytes`);
+      }
       const header = await readSegmentHeader(temp, name);
       if (header.systemIdentifier !== options.systemIdentifier)
         throw systemMismatch(storage, header.systemIdentifier, options.systemIdentifier);
     }
     await rename(temp, options.destination);
-    return { outcome: 'fetched', key, bytes: meter.bytes };
+    return { outcome: 'fetched', key, bytes: facts.plainBytes };
   } catch (error) {
-    abort.abort(error);
     if (!closed) await handle.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
     if (isPmsError(error)) throw error;
-    throw (
-      classifyCipherError(error) ??
-      new PmsError('PMS_ERR_INTERNAL', `fetching ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error })
-    );
-  } finally {
-    link.unlink();
+    throw new PmsError('PMS_ERR_INTERNAL', `fetching ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
   }
 }

@@ -1,11 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { startCompressor } from '../../compression/zstd.js';
 import type { RecipientSet } from '../../crypto/keys.js';
-import { encryptStream } from '../../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import type { Storage } from '../../storage/storage.js';
 import { ByteMeter, EndGate } from '../../streams/byte-meter.js';
@@ -13,6 +11,7 @@ import { parseWalFileName } from '../../wal/wal-file-name.js';
 import { claimArchive } from '../../repository/wal-identity.js';
 import { WAL_METADATA, walObjectKey } from '../../repository/wal-layout.js';
 import { readSegmentHeader } from '../../wal/wal-page-header.js';
+import { storeEncrypted } from '../../pipeline/store-encrypted.js';
 import { linkAbort } from '../../process/linked-abort.js';
 
 export interface WalPushContext {
@@ -97,6 +96,7 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
   try {
     const zstd = startCompressor({ level: context.zstdLevel ?? 3, threads: 1, signal: abort.signal });
     const reread = new ByteMeter({ sha256: true });
+    const toCompressor = pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), reread, zstd.child.stdin!);
     // Nothing may be committed unless zstd exited 0 and the file still hashes the same.
     const gate = new EndGate(async () => {
       await zstd.done;
@@ -105,23 +105,16 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
         throw new PmsError('PMS_ERR_INTEGRITY', `${name} changed while it was being archived; PostgreSQL will retry it`);
       }
     });
-    const toCompressor = pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), reread, zstd.child.stdin!);
-    const encrypted = await encryptStream(zstd.child.stdout!, context.recipients);
-    const body = new PassThrough({ highWaterMark: 1 << 20 });
-    const toStorage = pipeline(encrypted, gate, body);
-    const put = storage.put(key, body, { signal: abort.signal, metadata });
-    const failFast = (error: unknown): never => {
-      if (!abort.signal.aborted) abort.abort(error);
-      body.destroy(error instanceof Error ? error : new Error(String(error)));
-      throw error;
-    };
-    const [result] = await Promise.all([
-      put.catch(failFast),
-      toStorage.catch(failFast),
-      toCompressor.catch(failFast),
-      zstd.done.catch(failFast),
-    ]);
-    return { name, key, outcome: 'stored', bytes: result.bytes, sha256: plain.sha256 };
+    const stored = await storeEncrypted({
+      storage,
+      key,
+      recipients: context.recipients,
+      abort,
+      metadata,
+      source: zstd.child.stdout!.pipe(gate),
+      alongside: [toCompressor, zstd.done],
+    });
+    return { name, key, outcome: 'stored', bytes: stored.storedBytes, sha256: plain.sha256 };
   } catch (error) {
     abort.abort(error);
     if (isPmsError(error)) throw error;

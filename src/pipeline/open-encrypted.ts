@@ -1,0 +1,202 @@
+import { type Readable, Readable as NodeReadable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { pipeline } from 'node:stream/promises';
+import { startDecompressor } from '../compression/zstd.js';
+import type { DecryptionKeys } from '../crypto/keys.js';
+import { classifyCipherError, decryptStream } from '../crypto/stream-cipher.js';
+import { PmsError, isPmsError } from '../errors/catalogue.js';
+import { type LinkedAbort, linkAbort } from '../process/linked-abort.js';
+import type { Storage } from '../storage/storage.js';
+import { ByteMeter } from '../streams/byte-meter.js';
+import { integrityMismatch } from './integrity-error.js';
+import { pickRootCause } from './root-cause.js';
+
+/** The stored (encrypted) object as a manifest records it. */
+export interface ExpectedStored {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface OpenEncryptedOptions {
+  readonly storage: Storage;
+  readonly key: string;
+  readonly keys: DecryptionKeys;
+  /** The object as the manifest recorded it; checked once every byte went through. */
+  readonly stored?: ExpectedStored;
+  /** The plaintext's sha256 recorded when it was written (WAL keeps it in the object's metadata). */
+  readonly plainSha256?: string;
+  /** Whether the plaintext is a zstd frame to undo (false: the object holds it as is). */
+  readonly decompress: boolean;
+  readonly onProgress?: (fetchedBytes: number) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface ReadFacts {
+  readonly storedBytes: number;
+  readonly storedSha256: string;
+  readonly plainBytes: number;
+  readonly plainSha256: string | undefined;
+}
+
+export interface OpenedObject {
+  /** The plaintext. Provisional: nothing derived from it may become visible before `verified`. */
+  readonly plaintext: Readable;
+  /**
+   * Settles once the whole object was read: resolves only when every check passed (stored size
+   * and sha256, OpenPGP MDC, zstd's checksum, the plaintext's sha256), rejects with the check
+   * that failed otherwise.
+   */
+  readonly verified: Promise<ReadFacts>;
+  /** Stops fetching (the consumer failed). */
+  abort(reason?: unknown): void;
+}
+
+/**
+ * The one reader of encrypted objects: storage → sha256 → OpenPGP → zstd -d → plaintext, streamed
+ * with backpressure. Every command that reads an encrypted object goes through here (or through
+ * readEncryptedBytes), so each check exists once and its failure is worded once.
+ */
+export async function openEncrypted(options: OpenEncryptedOptions): Promise<OpenedObject> {
+  const link = linkAbort(options.signal);
+  try {
+    const source = await options.storage.get(options.key, { signal: link.controller.signal });
+    return await decryptFrom(source, options, link);
+  } catch (error) {
+    link.unlink();
+    throw error;
+  }
+}
+
+async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link: LinkedAbort): Promise<OpenedObject> {
+  const abort = link.controller;
+  const fetched = new ByteMeter({ sha256: true, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+  const plainMeter = new ByteMeter({ sha256: options.plainSha256 !== undefined });
+  source.on('error', (error) => fetched.destroy(error));
+  let decrypted: Readable;
+  try {
+    decrypted = await decryptStream(source.pipe(fetched), options.keys);
+  } catch (error) {
+    source.destroy();
+    throw error;
+  }
+  const stages: Promise<unknown>[] = [];
+  if (options.decompress) {
+    const zstd = startDecompressor({ signal: abort.signal });
+    stages.push(
+      pipeline(decrypted, zstd.child.stdin!).catch((error: unknown) => {
+        throw classifyCipherError(error) ?? error;
+      }),
+      zstd.done.catch((error: unknown) => {
+        // zstd dies of a broken pipe, or is stopped, when the consumer or another stage failed
+        // first (a full disk): that is their story, not a corrupt object.
+        if (abort.signal.aborted || isPmsError(error, 'PMS_ERR_ABORTED') || /Broken pipe|Write error/i.test(zstd.stderr())) throw error;
+        throw new PmsError(
+          'PMS_ERR_INTEGRITY',
+          `${options.key} failed its zstd check (${firstLine((error as Error).message)}): the data is corrupt`,
+          {
+            cause: error,
+            details: { key: options.key, check: 'zstd' },
+          },
+        );
+      }),
+      pipeline(zstd.child.stdout!, plainMeter),
+    );
+  } else {
+    stages.push(
+      pipeline(decrypted, plainMeter).catch((error: unknown) => {
+        throw classifyCipherError(error) ?? error;
+      }),
+    );
+  }
+  const verified = settleAll(stages, abort)
+    .then((): ReadFacts => {
+      if (options.stored) checkStored(options.key, options.stored, fetched);
+      if (options.plainSha256 !== undefined && plainMeter.sha256 !== options.plainSha256) {
+        throw integrityMismatch(options.key, 'plaintext sha256', options.plainSha256, plainMeter.sha256);
+      }
+      return {
+        storedBytes: fetched.bytes,
+        storedSha256: fetched.sha256,
+        plainBytes: plainMeter.bytes,
+        plainSha256: options.plainSha256 === undefined ? undefined : plainMeter.sha256,
+      };
+    })
+    .finally(() => link.unlink());
+  verified.catch(() => undefined);
+  return {
+    plaintext: plainMeter,
+    verified,
+    abort: (reason) => {
+      abort.abort(reason);
+      source.destroy();
+    },
+  };
+}
+
+/**
+ * One pass over an opened object: plaintext → consumer. Settles when the consumer is done AND
+ * the object verified; the most explanatory failure wins (pickRootCause).
+ */
+export async function consumeVerified<T>(opened: OpenedObject, consume: (plaintext: Readable) => Promise<T>): Promise<[T, ReadFacts]> {
+  const settled = await Promise.allSettled([
+    opened.verified,
+    consume(opened.plaintext).catch((error: unknown) => {
+      opened.abort(error);
+      throw error;
+    }),
+  ]);
+  const errors = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
+  const failure = pickRootCause(errors);
+  if (failure !== undefined) throw failure;
+  const [facts, result] = settled as [PromiseFulfilledResult<ReadFacts>, PromiseFulfilledResult<T>];
+  return [result.value, facts.value];
+}
+
+/** Open + consume in one call, for callers with a single consumer. */
+export async function readEncrypted<T>(
+  options: OpenEncryptedOptions,
+  consume: (plaintext: Readable) => Promise<T>,
+): Promise<[T, ReadFacts]> {
+  const opened = await openEncrypted(options);
+  return consumeVerified(opened, consume);
+}
+
+/**
+ * A small object (a server's backup_manifest, a history file): fetched whole and checked against
+ * the manifest's size and sha256 before anything is decrypted, so a modified object is named as
+ * such; then decrypted (and decompressed) into memory through the same stages.
+ */
+export async function readEncryptedBytes(options: OpenEncryptedOptions): Promise<Buffer> {
+  const fetched = new ByteMeter({ sha256: true });
+  const source = await options.storage.get(options.key, options.signal ? { signal: options.signal } : {});
+  source.on('error', (error) => fetched.destroy(error));
+  const ciphertext = await buffer(source.pipe(fetched));
+  if (options.stored) checkStored(options.key, options.stored, fetched);
+  const opened = await decryptFrom(NodeReadable.from([ciphertext]), options, linkAbort(options.signal));
+  const [plain] = await consumeVerified(opened, (plaintext) => buffer(plaintext));
+  return plain;
+}
+
+function checkStored(key: string, expected: ExpectedStored, fetched: ByteMeter): void {
+  if (fetched.bytes !== expected.bytes) throw integrityMismatch(key, 'size', `${expected.bytes} bytes`, `${fetched.bytes} bytes`);
+  if (fetched.sha256 !== expected.sha256) throw integrityMismatch(key, 'sha256', expected.sha256, fetched.sha256);
+}
+
+/** Waits for every stage; the first failure aborts the rest, and the most explanatory one is thrown. */
+async function settleAll(stages: Promise<unknown>[], abort: AbortController): Promise<void> {
+  const settled = await Promise.allSettled(
+    stages.map((p) =>
+      p.catch((error: unknown) => {
+        if (!abort.signal.aborted) abort.abort(error);
+        throw error;
+      }),
+    ),
+  );
+  const errors = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
+  const failure = pickRootCause(errors);
+  if (failure !== undefined) throw failure;
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? text;
+}

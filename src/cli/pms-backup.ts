@@ -97,37 +97,14 @@ export function buildProgram(): Command {
             base?: string;
           },
         ) => {
-          const { PmsError } = await import('../errors/catalogue.js');
-          if (options.pitr) {
-            if (id !== undefined || options.targetDb !== undefined || options.table.length > 0 || options.patient !== undefined) {
-              throw new PmsError(
-                'PMS_ERR_USAGE',
-                '--pitr takes --target-time, --pgdata and optionally --base; not a backup id, --target-db, --table or --patient',
-              );
-            }
-            if (options.targetTime === undefined || options.pgdata === undefined)
-              throw new PmsError('PMS_ERR_USAGE', '--pitr needs --target-time <time|latest> and --pgdata <dir>');
+          const { planRestore } = await import('../commands/restore/restore-options.js');
+          const plan = planRestore(id, options);
+          if (plan.kind === 'pitr') {
             const { runPitrRestore } = await import('../commands/restore/pitr/restore-pitr-command.js');
-            return runPitrRestore({
-              json: options.json ?? false,
-              targetTime: options.targetTime,
-              pgdata: options.pgdata,
-              ...(options.base ? { base: options.base } : {}),
-            });
+            return runPitrRestore(plan);
           }
-          if (options.targetTime !== undefined || options.pgdata !== undefined || options.base !== undefined) {
-            throw new PmsError('PMS_ERR_USAGE', '--target-time, --pgdata and --base need --pitr');
-          }
-          if (id === undefined || options.targetDb === undefined)
-            throw new PmsError('PMS_ERR_USAGE', 'restore needs a backup id (or "latest") and --target-db <name> (or --pitr)');
           const { runRestore } = await import('../commands/restore/restore-command.js');
-          return runRestore(id, {
-            json: options.json ?? false,
-            targetDb: options.targetDb,
-            noOwner: options.owner === false,
-            tables: options.table,
-            patient: options.patient,
-          });
+          return runRestore(plan.id, plan);
         },
       ),
     );

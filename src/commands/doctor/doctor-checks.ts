@@ -8,15 +8,8 @@ import { findPgProgram } from '../../postgres/binaries.js';
 import { usingClient } from '../../postgres/connect.js';
 import { pgDumpVersion } from '../../postgres/logical-dump.js';
 import { openStorage } from '../../storage/open-storage.js';
+import type { DoctorCheck } from './doctor-check.js';
 import { checkPointInTimeRecovery } from './pitr-check.js';
-
-export interface DoctorCheck {
-  readonly name: string;
-  readonly ok: boolean;
-  readonly detail: string;
-  /** What to do about it (failed checks only). */
-  readonly fix?: string;
-}
 
 function onPath(program: string, env: Env): boolean {
   return (env['PATH'] ?? '').split(delimiter).some((dir) => {

@@ -1,6 +1,6 @@
 import type { PostgresConfig } from '../../config/postgres-config.js';
 import { usingClient } from '../../postgres/connect.js';
-import type { DoctorCheck } from './doctor-checks.js';
+import type { DoctorCheck } from './doctor-check.js';
 
 interface ArchiveState {
   archive_mode: string;

@@ -12,7 +12,7 @@ export const BACKUP_PROMETHEUS_RULE_FILE = join(DEPLOY_DIR, 'components', 'monit
 
 const HEADER = `# GENERATED from monitoring/prometheus/pms-backup-rules.yaml: do not edit by hand.
 # Regenerate with \`npm run build && node dist/deploy/write-prometheus-rule.js\`;
-# src/deploy/prometheus-rule.test.ts fails when this file and the rules file disagree.
+# src/dev-only/deploy-proofs/prometheus-rule.test.ts fails when this file and the rules file disagree.
 `;
 
 /**

@@ -79,10 +79,10 @@ export function isPmsError(value: unknown, code?: ErrorCode): value is PmsError 
   return value instanceof PmsError && (code === undefined || value.code === code);
 }
 
-/** Text for --help: every code with its exit status. */
+/** Text for --help: every code with its exit status, and where each is explained. */
 export function describeExitCodes(): string {
   const lines = Object.entries(ERRORS).map(
     ([code, entry]) => `  ${String(entry.exitCode).padStart(3)}  ${code.padEnd(24)} ${entry.summary}`,
   );
-  return ['Exit codes:', '    0  success', ...lines].join('\n');
+  return ['Exit codes:', '    0  success', ...lines, 'What each code means and what to do: docs/errors.md'].join('\n');
 }

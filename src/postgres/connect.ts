@@ -2,21 +2,31 @@ import pg from 'pg';
 import type { PostgresConfig } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
 import { allowsPlainFallback, type ConnectOverrides, pgClientConfig } from './connection-options.js';
+import { SQLSTATE } from './sqlstate.js';
 
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', '57P03', '53300']);
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  SQLSTATE.cannotConnectNow,
+  SQLSTATE.tooManyConnections,
+]);
 
 /** Maps a connection failure to PMS_ERR_DB_UNAVAILABLE naming the server (never the password). */
 export function connectionError(config: PostgresConfig, error: unknown, database = config.database): PmsError {
   const code = (error as { code?: string }).code;
   const message = (error as Error).message ?? String(error);
-  if (code === '28P01' || code === '28000') {
+  if (code === SQLSTATE.invalidPassword || code === SQLSTATE.invalidAuthorizationSpecification) {
     return new PmsError(
       'PMS_ERR_DB_UNAVAILABLE',
       `PostgreSQL at ${config.host}:${config.port} rejected user ${config.user ?? '(default)'}: check POSTGRES_USER/POSTGRES_PASSWORD and pg_hba.conf (${code})`,
       { cause: error },
     );
   }
-  if (code === '3D000') {
+  if (code === SQLSTATE.invalidCatalogName) {
     return new PmsError(
       'PMS_ERR_DB_UNAVAILABLE',
       `database ${database} does not exist on ${config.host}:${config.port}: check POSTGRES_DB`,

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { PostgresConfig } from '../config/postgres-config.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import { connect } from './connect.js';
+import { SQLSTATE } from './sqlstate.js';
 
 export interface WalPoint {
   /** `X/Y` as PostgreSQL prints it. */
@@ -62,7 +63,7 @@ export async function startBaseBackupStream(config: PostgresConfig, options: Bas
   options.signal?.throwIfAborted();
   const client = await connect(config, { replication: 'database', applicationName: 'pms-backup base-backup' }).catch((error: unknown) => {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    if (cause?.code !== '42501' && cause?.code !== '28000') throw error;
+    if (cause?.code !== SQLSTATE.insufficientPrivilege && cause?.code !== SQLSTATE.invalidAuthorizationSpecification) throw error;
     throw new PmsError(
       'PMS_ERR_DB_UNAVAILABLE',
       `PostgreSQL at ${config.host}:${config.port} refused a replication connection for user ${config.user ?? '(default)'} (${cause.message ?? cause.code}): base-backup needs a role with the REPLICATION attribute (ALTER ROLE ... REPLICATION) and a "replication" line in pg_hba.conf`,
@@ -227,7 +228,7 @@ class BaseBackupCommand implements pg.Submittable {
   #typed(error: Error & { code?: string }): unknown {
     if (isPmsError(error)) return error;
     const code = error.code;
-    if (code === '42501') {
+    if (code === SQLSTATE.insufficientPrivilege) {
       return new PmsError(
         'PMS_ERR_DB_QUERY',
         `the server at ${this.server} refused BASE_BACKUP: ${error.message} (the role needs the REPLICATION attribute)`,

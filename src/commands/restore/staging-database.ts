@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { PostgresConfig } from '../../config/postgres-config.js';
 import { PmsError } from '../../errors/catalogue.js';
 import { quoteIdent, usingClient } from '../../postgres/connect.js';
+import { SQLSTATE } from '../../postgres/sqlstate.js';
 
 const VALID_DB_NAME = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
 
@@ -37,7 +38,7 @@ export async function withStagingDatabase<T>(
     const result = await fill(staging);
     await usingClient(admin, async (client) => {
       await client.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(targetDb)}`).catch((error: unknown) => {
-        if ((error as { code?: string }).code === '42P04') {
+        if ((error as { code?: string }).code === SQLSTATE.duplicateDatabase) {
           throw new PmsError(
             'PMS_ERR_TARGET_EXISTS',
             `database ${targetDb} was created by someone else while restoring; the restore was discarded`,

@@ -1,4 +1,5 @@
 import { PmsError } from '../../errors/catalogue.js';
+import { SQLSTATE, SQLSTATE_PREFIX } from '../../postgres/sqlstate.js';
 
 /**
  * Whether a failure means "the database is not there" (reply 503, retry later) rather than "the
@@ -10,7 +11,12 @@ import { PmsError } from '../../errors/catalogue.js';
 export function isUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-    return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '57014';
+    return (
+      code.startsWith(SQLSTATE_PREFIX.connectionException) ||
+      code.startsWith(SQLSTATE_PREFIX.insufficientResources) ||
+      code.startsWith(SQLSTATE_PREFIX.serverShutdown) ||
+      code === SQLSTATE.queryCanceled
+    );
   }
   return true;
 }

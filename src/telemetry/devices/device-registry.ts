@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { PmsError } from '../../errors/catalogue.js';
+import { SQLSTATE } from '../../postgres/sqlstate.js';
 import { toDbError } from '../db/db-errors.js';
 import { normaliseNhsNumber } from '../validation/nhs-number.js';
 import { hashToken, newToken } from './token.js';
@@ -36,7 +37,7 @@ export async function registerDevice(db: pg.Pool | pg.ClientBase, deviceId: stri
       hashToken(token),
     ]);
   } catch (error) {
-    if ((error as { code?: unknown }).code === '23505') {
+    if ((error as { code?: unknown }).code === SQLSTATE.uniqueViolation) {
       throw new PmsError(
         'PMS_ERR_ALREADY_EXISTS',
         `device ${deviceId} is already registered: revoke it and register the replacement under a new device id`,

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { SQLSTATE } from '../../postgres/sqlstate.js';
 import { toDbError } from '../db/db-errors.js';
 import { ensurePartitions, monthOf } from '../schema/partitions.js';
 import type { AuthenticatedDevice } from '../devices/device-registry.js';
@@ -82,8 +83,8 @@ export class ReadingStore {
       await this.#ensureMonths(valid);
       rows = (await this.pool.query<{ reading_id: string; measured_at: Date }>(INSERT_BATCH, params)).rows;
     } catch (error) {
-      // 23514 with no matching partition: one was dropped under us (retention); recreate, retry once.
-      if ((error as { code?: unknown }).code !== '23514') throw toDbError(error, 'storing readings');
+      // A check violation here means no partition for the row: one was dropped under us (retention); recreate, retry once.
+      if ((error as { code?: unknown }).code !== SQLSTATE.checkViolation) throw toDbError(error, 'storing readings');
       this.#knownMonths.clear();
       try {
         await this.#ensureMonths(valid);

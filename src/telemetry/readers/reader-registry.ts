@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { PmsError } from '../../errors/catalogue.js';
+import { SQLSTATE } from '../../postgres/sqlstate.js';
 import { toDbError } from '../db/db-errors.js';
 import { hashToken, newToken } from '../devices/token.js';
 
@@ -18,7 +19,7 @@ export async function registerReader(db: pg.Pool | pg.ClientBase, name: string):
   try {
     await db.query('INSERT INTO telemetry.reader (name, token_hash) VALUES ($1, $2)', [name, hashToken(token)]);
   } catch (error) {
-    if ((error as { code?: unknown }).code === '23505') {
+    if ((error as { code?: unknown }).code === SQLSTATE.uniqueViolation) {
       throw new PmsError('PMS_ERR_ALREADY_EXISTS', `reader ${name} is already registered: revoke it first or choose another name`);
     }
     throw toDbError(error, 'registering a reader');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -19,8 +19,11 @@ let repoRoot: string;
 let logDir: string;
 let env: Record<string, string>;
 
+// verify's children get a TMPDIR of this test's own, so other processes on the machine (tests
+// running in parallel) cannot make a leftover look like ours or hide one.
+let verifyTmp: string;
 const throwawayDirs = () =>
-  readdirSync(tmpdir())
+  readdirSync(verifyTmp)
     .filter((d) => d.startsWith('pms-pg-'))
     .sort();
 /** Throwaway directories created since `before` that still exist (other processes may remove theirs meanwhile). */
@@ -48,8 +51,12 @@ before(async () => {
   await cluster.psql('CREATE DATABASE patient_telemetry');
   await cluster.psql(SAMPLE_SCHEMA_SQL + SAMPLE_DATA_SQL, 'patient_telemetry');
   work = mkdtempSync(join(tmpdir(), 'pms-ops-'));
+  chmodSync(work, 0o755);
   repoRoot = join(work, 'repo');
   logDir = join(work, 'logs');
+  verifyTmp = join(work, 'tmp');
+  mkdirSync(verifyTmp);
+  chmodSync(verifyTmp, 0o1777);
   rmSync(repoRoot, { force: true, recursive: true });
   (await import('node:fs')).mkdirSync(repoRoot);
   env = {
@@ -61,6 +68,7 @@ before(async () => {
     BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
     BACKUP_GPG_PASSPHRASE_FILE: key.passphraseFile ?? '',
     BACKUP_LOG_DIR: logDir,
+    TMPDIR: verifyTmp,
     PUSHGATEWAY_URL: gateway.url,
     POD_NAME: 'pms-backup-test-pod',
   };

@@ -46,6 +46,10 @@ export const ERRORS = {
   PMS_ERR_ALREADY_EXISTS: { exitCode: EXIT.conflict, summary: 'the device or reader is already registered' },
   PMS_ERR_WAL_CONFLICT: { exitCode: EXIT.conflict, summary: 'a WAL file of that name is already archived with different content' },
   PMS_ERR_SYSTEM_MISMATCH: { exitCode: EXIT.integrity, summary: 'the WAL or repository belongs to a different PostgreSQL system' },
+  PMS_ERR_UNTRUSTED: {
+    exitCode: EXIT.integrity,
+    summary: 'an object in the repository is unsigned, signed by a key not in BACKUP_TRUSTED_SIGNERS_FILE, or its signature is bad',
+  },
   PMS_ERR_WAL_TIMEOUT: { exitCode: EXIT.unavailable, summary: 'WAL a base backup needs was not archived in time' },
 } as const satisfies Record<string, CatalogueEntry>;
 

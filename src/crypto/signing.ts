@@ -1,0 +1,222 @@
+import { readFile } from 'node:fs/promises';
+import * as openpgp from 'openpgp';
+import { PmsError } from '../errors/catalogue.js';
+import { type KeyDescription, describeKey } from './keys.js';
+
+/**
+ * The notation every signature of ours carries: the repository key the signed bytes were
+ * written under. It is in the signature's hashed area, so a genuine object copied under another
+ * name (a segment renamed, another backup's manifest) no longer verifies as that name.
+ */
+export const OBJECT_NOTATION = 'object@pms-data-platform.invalid';
+
+/** The key producers sign with (BACKUP_SIGNING_KEY_FILE), unlocked. */
+export interface SigningKey {
+  readonly key: openpgp.PrivateKey;
+  readonly description: KeyDescription;
+}
+
+/** Public keys whose signatures consumers accept (BACKUP_TRUSTED_SIGNERS_FILE). */
+export interface TrustedSigners {
+  readonly keys: readonly openpgp.PublicKey[];
+  readonly descriptions: readonly KeyDescription[];
+}
+
+/** openpgp's per-signature result (not exported by its types under this name). */
+type VerificationResult = Awaited<ReturnType<typeof openpgp.verify>>['signatures'][number];
+
+/** What a consumer accepts: objects signed by one of `trusted`, and unsigned ones only when allowed explicitly. */
+export interface TrustPolicy {
+  readonly trusted: TrustedSigners;
+  /** Accept an object without any signature (--allow-unsigned, for backups made before signing; audited). */
+  readonly allowUnsigned?: boolean;
+}
+
+/** What a verified signature proved. */
+export interface SignatureFacts {
+  /** Fingerprint of the trusted primary key that signed. */
+  readonly signer: string;
+  /** The repository key the signer bound the bytes to. */
+  readonly object: string;
+  readonly signedAt: string;
+}
+
+function armorBlocks(text: string, kind: 'PUBLIC' | 'PRIVATE'): string[] {
+  const pattern = new RegExp(`-----BEGIN PGP ${kind} KEY BLOCK-----[\\s\\S]*?-----END PGP ${kind} KEY BLOCK-----`, 'g');
+  return text.match(pattern) ?? [text];
+}
+
+async function readText(path: string, variable: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new PmsError('PMS_ERR_KEY', `${variable}: cannot read ${what} file ${path} (${reason})`, { cause: error });
+  }
+}
+
+/**
+ * Loads and unlocks the signing key. It must be able to sign now: an expired or revoked key,
+ * or one without a signing-capable (sub)key, is refused before anything is written.
+ */
+export async function loadSigningKey(file: string, passphraseFile: string | undefined, now = new Date()): Promise<SigningKey> {
+  const armored = await readText(file, 'BACKUP_SIGNING_KEY_FILE', 'signing key');
+  let keys: openpgp.PrivateKey[];
+  try {
+    keys = (await Promise.all(armorBlocks(armored, 'PRIVATE').map((block) => openpgp.readPrivateKeys({ armoredKeys: block })))).flat();
+  } catch (error) {
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_SIGNING_KEY_FILE: ${file} holds no readable armored OpenPGP secret key (${(error as Error).message})`,
+      {
+        cause: error,
+      },
+    );
+  }
+  if (keys.length !== 1) {
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_SIGNING_KEY_FILE: ${file} holds ${keys.length} secret keys; give exactly the one this job signs with`,
+    );
+  }
+  let key = keys[0]!;
+  if (!key.isDecrypted()) {
+    if (passphraseFile === undefined) {
+      throw new PmsError(
+        'PMS_ERR_KEY',
+        `signing key ${key.getFingerprint().toUpperCase()} is passphrase-protected: set BACKUP_SIGNING_PASSPHRASE_FILE`,
+      );
+    }
+    const passphrase = (await readText(passphraseFile, 'BACKUP_SIGNING_PASSPHRASE_FILE', 'passphrase')).replace(/\r?\n$/, '');
+    try {
+      key = await openpgp.decryptKey({ privateKey: key, passphrase });
+    } catch (error) {
+      throw new PmsError(
+        'PMS_ERR_KEY',
+        `the passphrase in BACKUP_SIGNING_PASSPHRASE_FILE does not unlock signing key ${key.getFingerprint().toUpperCase()}`,
+        { cause: error },
+      );
+    }
+  }
+  const description = await describeKey(key, now);
+  try {
+    await key.getSigningKey(undefined, now);
+  } catch (error) {
+    throw new PmsError(
+      description.expired ? 'PMS_ERR_KEY_EXPIRED' : 'PMS_ERR_KEY',
+      description.expired
+        ? `signing key ${description.fingerprint} expired on ${description.expiresAt}: rotate it (docs/key-rotation.md)`
+        : `key ${description.fingerprint} in BACKUP_SIGNING_KEY_FILE cannot sign (${(error as Error).message}): use a key with a signing (sub)key`,
+      { cause: error, details: { fingerprint: description.fingerprint } },
+    );
+  }
+  return { key, description };
+}
+
+/**
+ * Loads the trusted signers. Secret keys are refused: the file is meant for every consumer, and a
+ * signing key there would let any consumer forge.
+ */
+export async function loadTrustedSigners(file: string, now = new Date()): Promise<TrustedSigners> {
+  const armored = await readText(file, 'BACKUP_TRUSTED_SIGNERS_FILE', 'trusted signers');
+  if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(armored)) {
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_TRUSTED_SIGNERS_FILE: ${file} holds a secret key; it must hold public keys only (gpg --armor --export FINGERPRINT)`,
+    );
+  }
+  let keys: openpgp.PublicKey[];
+  try {
+    keys = (
+      await Promise.all(armorBlocks(armored, 'PUBLIC').map((block) => openpgp.readKeys({ armoredKeys: block })))
+    ).flat() as openpgp.PublicKey[];
+  } catch (error) {
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_TRUSTED_SIGNERS_FILE: ${file} holds no readable armored OpenPGP public key (${(error as Error).message})`,
+      { cause: error },
+    );
+  }
+  return { keys, descriptions: await Promise.all(keys.map((k) => describeKey(k, now))) };
+}
+
+export function objectNotation(objectKey: string): openpgp.RawNotation {
+  return { name: OBJECT_NOTATION, value: new TextEncoder().encode(objectKey), humanReadable: true, critical: false };
+}
+
+/** An armored detached signature over `bytes`, bound to `objectKey`. */
+export async function signDetached(bytes: Uint8Array, signer: SigningKey, objectKey: string): Promise<string> {
+  const message = await openpgp.createMessage({ binary: bytes, format: 'binary' });
+  return openpgp.sign({
+    message,
+    signingKeys: [signer.key],
+    detached: true,
+    format: 'armored',
+    signatureNotations: [objectNotation(objectKey)],
+  });
+}
+
+/** Verifies a detached signature made by signDetached; throws PMS_ERR_UNTRUSTED otherwise. */
+export async function verifyDetached(
+  bytes: Uint8Array,
+  armoredSignature: string,
+  trusted: TrustedSigners,
+  objectKey: string,
+): Promise<SignatureFacts> {
+  let signature: openpgp.Signature;
+  try {
+    signature = await openpgp.readSignature({ armoredSignature });
+  } catch (error) {
+    throw untrusted(objectKey, `its signature is not a readable OpenPGP signature (${(error as Error).message})`);
+  }
+  const message = await openpgp.createMessage({ binary: bytes, format: 'binary' });
+  const result = await openpgp.verify({ message, signature, verificationKeys: [...trusted.keys], format: 'binary' });
+  return checkSignatures(result.signatures, trusted, objectKey);
+}
+
+/**
+ * The one rule for a signed object: exactly one signature, made by a trusted key, valid, and
+ * bound to the name the object was read under. Used for detached signatures and for the
+ * signature inside a signed-and-encrypted message (after its data was read to the end).
+ */
+export async function checkSignatures(
+  signatures: ReadonlyArray<VerificationResult>,
+  trusted: TrustedSigners,
+  objectKey: string,
+): Promise<SignatureFacts> {
+  if (signatures.length === 0) throw untrusted(objectKey, 'it is not signed');
+  if (signatures.length > 1) throw untrusted(objectKey, `it carries ${signatures.length} signatures; ours carry exactly one`);
+  const [only] = signatures;
+  const packet = (await only!.signature.catch(() => undefined))?.packets[0];
+  const issuer = packet?.issuerFingerprint
+    ? Buffer.from(packet.issuerFingerprint).toString('hex').toUpperCase()
+    : only!.keyID.toHex().toUpperCase();
+  const signer = trusted.keys.find((k) => k.getKeys().some((sub) => sub.getKeyID().equals(only!.keyID)));
+  if (signer === undefined) {
+    throw untrusted(objectKey, `it is signed by ${issuer}, which is not in BACKUP_TRUSTED_SIGNERS_FILE`, issuer);
+  }
+  const fingerprint = signer.getFingerprint().toUpperCase();
+  try {
+    await only!.verified;
+  } catch (error) {
+    throw untrusted(objectKey, `its signature by ${fingerprint} does not verify (${(error as Error).message})`, fingerprint);
+  }
+  const bound = packet?.rawNotations.find((n: openpgp.RawNotation) => n.name === OBJECT_NOTATION);
+  const object = bound ? new TextDecoder().decode(bound.value) : undefined;
+  if (object !== objectKey) {
+    throw untrusted(
+      objectKey,
+      object === undefined
+        ? `its signature by ${fingerprint} names no object`
+        : `its signature by ${fingerprint} was made for ${object}: a genuine object copied under another name`,
+      fingerprint,
+    );
+  }
+  return { signer: fingerprint, object, signedAt: (packet?.created ?? new Date(0)).toISOString() };
+}
+
+export function untrusted(objectKey: string, reason: string, signer?: string): PmsError {
+  return new PmsError('PMS_ERR_UNTRUSTED', `${objectKey} is not trusted: ${reason}; refusing it`, {
+    details: { key: objectKey, ...(signer ? { signer } : {}) },
+  });
+}

@@ -1,0 +1,71 @@
+import { type SignatureFacts, type SigningKey, type TrustedSigners, signDetached, untrusted, verifyDetached } from '../crypto/signing.js';
+import { isPmsError } from '../errors/catalogue.js';
+import type { PutOptions, Storage } from '../storage/storage.js';
+
+/**
+ * Small records a consumer trusts (manifests, wal/system.json, audit records, verification
+ * records) stay plain JSON, readable by people, with an armored detached OpenPGP signature
+ * beside them under `<key>.sig`, bound to `<key>`. `gpg --verify manifest.json.sig manifest.json`
+ * checks one by hand (docs/break-glass.md).
+ */
+export function signatureKey(key: string): string {
+  return `${key}.sig`;
+}
+
+export function isSignatureKey(key: string): boolean {
+  return key.endsWith('.sig');
+}
+
+/**
+ * The signature goes first and the record second, so a record never appears without its
+ * signature: the record's appearance is the commit, as before.
+ */
+export async function putSignedRecord(
+  storage: Storage,
+  key: string,
+  body: Uint8Array | string,
+  signer: SigningKey,
+  options: PutOptions = {},
+): Promise<void> {
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  const signature = await signDetached(bytes, signer, key);
+  try {
+    await storage.putBytes(signatureKey(key), signature, options);
+  } catch (error) {
+    // A signature left by an earlier attempt that died before its record: replaceable only if
+    // the record itself is still absent (write-once holds for the record, which is what counts).
+    if (!(options.ifAbsent && isPmsError(error, 'PMS_ERR_TARGET_EXISTS') && (await storage.head(key)) === undefined)) throw error;
+    await storage.delete(signatureKey(key));
+    await storage.putBytes(signatureKey(key), signature, options);
+  }
+  await storage.putBytes(key, bytes, options);
+}
+
+export interface SignedRecord {
+  readonly bytes: Buffer;
+  /** Undefined only when the record is unsigned and the caller allowed that. */
+  readonly signature: SignatureFacts | undefined;
+}
+
+/**
+ * Reads a record and proves it: signed by a trusted key, for this very name. Throws
+ * PMS_ERR_NOT_FOUND when the record is absent and PMS_ERR_UNTRUSTED when its signature is
+ * missing, bad or not ours.
+ */
+export async function readSignedRecord(
+  storage: Storage,
+  key: string,
+  trusted: TrustedSigners,
+  options: { allowUnsigned?: boolean } = {},
+): Promise<SignedRecord> {
+  const bytes = await storage.getBytes(key);
+  let armored: string;
+  try {
+    armored = (await storage.getBytes(signatureKey(key))).toString('utf8');
+  } catch (error) {
+    if (!isPmsError(error, 'PMS_ERR_NOT_FOUND')) throw error;
+    if (options.allowUnsigned) return { bytes, signature: undefined };
+    throw untrusted(key, `it is not signed (no ${signatureKey(key)})`);
+  }
+  return { bytes, signature: await verifyDetached(bytes, armored, trusted, key) };
+}

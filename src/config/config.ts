@@ -1,11 +1,12 @@
-import { isAbsolute } from 'node:path';
-import { z } from 'zod';
 import { PmsError } from '../errors/catalogue.js';
 import type { Env } from './env-source.js';
 import { type MetricsConfig, parseMetrics } from './metrics-config.js';
 import { type PostgresConfig, parsePostgres } from './postgres-config.js';
-import { Problems, boolSchema, deepFreeze, throwIfProblems } from './problems.js';
+import { Problems, deepFreeze, throwIfProblems } from './problems.js';
 import type { Secret } from './secret.js';
+import { SettingReader } from './setting-reader.js';
+import { type Need, settingSpec } from './settings.js';
+import { refuseUnknownVariables } from './unknown-variables.js';
 
 export type { PostgresConfig } from './postgres-config.js';
 
@@ -55,81 +56,103 @@ export interface BackupConfig {
   readonly metrics: MetricsConfig;
 }
 
-/** What a command needs; only these are required to be present. */
-export interface ConfigNeeds {
-  readonly repository?: boolean;
-  readonly encryption?: boolean;
-  readonly decryption?: boolean;
+/** What a command needs; only these are required to be present (see `requiredFor` in settings.ts). */
+export type ConfigNeeds = { readonly [N in Need]?: boolean };
+
+/** The keys an encrypting command (create, base-backup, wal-push) is guaranteed to have. */
+export interface EncryptionKeys {
+  readonly publicKeyFile: string;
+  readonly keyId: string;
 }
 
-const daysSchema = z.coerce.number().int().min(0).max(36500);
-const positiveSchema = z.coerce.number().positive().max(1e6);
+/** The key a decrypting command (restore, verify, wal-fetch) is guaranteed to have. */
+export interface DecryptionKeys {
+  readonly privateKeyFile: string;
+}
 
-function parseOperations(env: Env, p: Problems): OperationsConfig {
-  const logDir = env['BACKUP_LOG_DIR'] || '/var/log/pms';
-  if (!isAbsolute(logDir)) p.add(`BACKUP_LOG_DIR=${JSON.stringify(logDir)} is invalid: use an absolute directory path`);
+/**
+ * The configuration as a command with `needs` sees it: what the needs require is present in the
+ * type, because loadBackupConfig refused to start without it (the settings' `requiredFor`;
+ * config-needs.test.ts checks each field narrowed here against the table).
+ */
+export type BackupConfigFor<N extends ConfigNeeds> = BackupConfig &
+  (N extends { readonly repository: true } ? { readonly repository: RepositoryConfig } : unknown) &
+  (N extends { readonly encryption: true } ? { readonly keys: EncryptionKeys } : unknown) &
+  (N extends { readonly decryption: true } ? { readonly keys: DecryptionKeys } : unknown);
+
+function parseOperations(settings: SettingReader): OperationsConfig {
   return {
-    logDir,
-    maxAgeHours: p.parse(env, 'BACKUP_MAX_AGE_HOURS', positiveSchema, 25, 'use a positive number of hours'),
-    sizeDeviation: p.parse(env, 'BACKUP_SIZE_DEVIATION', positiveSchema, 0.5, 'use a positive ratio such as 0.5 (50 %)'),
-    keyExpiryWarnDays: p.parse(env, 'BACKUP_KEY_EXPIRY_WARN_DAYS', daysSchema, 30, 'use a whole number of days'),
-    verifyMaxAgeDays: p.parse(env, 'BACKUP_VERIFY_MAX_AGE_DAYS', positiveSchema, 8, 'use a positive number of days'),
-    walMaxAgeMinutes: p.parse(env, 'BACKUP_WAL_MAX_AGE_MINUTES', positiveSchema, 15, 'use a positive number of minutes'),
-    baseBackupZstdWorkers: p.parse(
-      env,
-      'BACKUP_BASE_ZSTD_WORKERS',
-      z.coerce.number().int().min(0).max(64),
-      2,
-      'use a whole number of threads from 0 to 64',
-    ),
-    podName: env['POD_NAME'] || undefined,
+    logDir: settings.get('BACKUP_LOG_DIR'),
+    maxAgeHours: settings.get('BACKUP_MAX_AGE_HOURS'),
+    sizeDeviation: settings.get('BACKUP_SIZE_DEVIATION'),
+    keyExpiryWarnDays: settings.get('BACKUP_KEY_EXPIRY_WARN_DAYS'),
+    verifyMaxAgeDays: settings.get('BACKUP_VERIFY_MAX_AGE_DAYS'),
+    walMaxAgeMinutes: settings.get('BACKUP_WAL_MAX_AGE_MINUTES'),
+    baseBackupZstdWorkers: settings.get('BACKUP_BASE_ZSTD_WORKERS'),
+    podName: settings.get('POD_NAME'),
   };
 }
 
-export function parseRepository(env: Env, p: Problems, required: boolean): RepositoryConfig | undefined {
-  const bucketEnv = env['S3_BUCKET'] || undefined;
-  const url = env['BACKUP_REPOSITORY'] || (bucketEnv ? `s3://${bucketEnv}` : undefined);
-  const accessKeyId = p.secret(env, 'AWS_ACCESS_KEY_ID');
-  const secretAccessKey = p.secret(env, 'AWS_SECRET_ACCESS_KEY');
-  const forcePathStyle = p.parse(env, 'S3_FORCE_PATH_STYLE', boolSchema, false, 'use true or false');
-  const endpoint = env['S3_ENDPOINT'] || undefined;
-  if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) {
-    p.add(`S3_ENDPOINT=${JSON.stringify(endpoint)} is invalid: use a URL such as https://minio.example:9000`);
-  }
-  if (url === undefined) {
-    if (required) p.add('BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)');
-    return undefined;
-  }
-  if (url.startsWith('file://')) {
-    let root: string;
-    try {
-      root = decodeURIComponent(new URL(url).pathname);
-    } catch {
-      root = '';
-    }
-    if (!url.startsWith('file:///') || !isAbsolute(root) || root === '/') {
-      p.add(`BACKUP_REPOSITORY=${JSON.stringify(url)} is invalid: a file repository needs an absolute path, e.g. file:///var/backups/pms`);
-    }
-    return { kind: 'file', url, root: root.replace(/\/+$/, '') };
-  }
-  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
-  if (!match) {
-    p.add(`BACKUP_REPOSITORY=${JSON.stringify(url)} is invalid: use s3://bucket/optional/prefix or file:///absolute/path`);
-    return undefined;
-  }
-  const region = env['AWS_REGION'] || env['AWS_DEFAULT_REGION'] || undefined;
+/** The settings one repository is described by: the primary's, or the disaster-recovery copy's. */
+interface RepositorySettings {
+  readonly url: 'BACKUP_REPOSITORY' | 'BACKUP_DR_REPOSITORY';
+  readonly region: 'AWS_REGION' | 'BACKUP_DR_AWS_REGION';
+  readonly accessKeyId: 'AWS_ACCESS_KEY_ID' | 'BACKUP_DR_AWS_ACCESS_KEY_ID';
+  readonly secretAccessKey: 'AWS_SECRET_ACCESS_KEY' | 'BACKUP_DR_AWS_SECRET_ACCESS_KEY';
+  readonly endpoint: 'S3_ENDPOINT' | 'BACKUP_DR_S3_ENDPOINT';
+  readonly forcePathStyle: 'S3_FORCE_PATH_STYLE' | 'BACKUP_DR_S3_FORCE_PATH_STYLE';
+}
+
+const PRIMARY: RepositorySettings = {
+  url: 'BACKUP_REPOSITORY',
+  region: 'AWS_REGION',
+  accessKeyId: 'AWS_ACCESS_KEY_ID',
+  secretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  endpoint: 'S3_ENDPOINT',
+  forcePathStyle: 'S3_FORCE_PATH_STYLE',
+};
+
+// A second account or region must never borrow the primary's credentials by accident, so the DR
+// copy has a full set of its own (and no S3_BUCKET or AWS_DEFAULT_REGION fallbacks).
+const DR: RepositorySettings = {
+  url: 'BACKUP_DR_REPOSITORY',
+  region: 'BACKUP_DR_AWS_REGION',
+  accessKeyId: 'BACKUP_DR_AWS_ACCESS_KEY_ID',
+  secretAccessKey: 'BACKUP_DR_AWS_SECRET_ACCESS_KEY',
+  endpoint: 'BACKUP_DR_S3_ENDPOINT',
+  forcePathStyle: 'BACKUP_DR_S3_FORCE_PATH_STYLE',
+};
+
+function parseRepository(
+  settings: SettingReader,
+  p: Problems,
+  names: RepositorySettings,
+  options: { readonly derivedUrl?: string | undefined; readonly regionFallback?: string | undefined; readonly to?: string } = {},
+): RepositoryConfig | undefined {
+  const accessKeyId = settings.get(names.accessKeyId);
+  const secretAccessKey = settings.get(names.secretAccessKey);
+  const forcePathStyle = settings.get(names.forcePathStyle);
+  const endpoint = settings.get(names.endpoint);
+  const location = settings.get(
+    names.url,
+    options.to === undefined ? { derivedDefault: options.derivedUrl } : { override: { label: '--to', value: options.to } },
+  );
+  if (location === undefined) return undefined;
+  if (location.kind === 'file') return location;
+  const region = settings.get(names.region) ?? options.regionFallback;
   if (region === undefined && endpoint === undefined) {
-    p.add('AWS_REGION is not set: it is required for an s3:// repository (e.g. eu-west-2)');
+    p.add(`${names.region} is not set: it is required for an s3:// repository (e.g. eu-west-2)`);
   }
   if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
-    p.add('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together (or neither, to use the default credential chain)');
+    p.add(`${names.accessKeyId} and ${names.secretAccessKey} must be set together (or neither, to use the default credential chain)`);
   }
   return {
     kind: 's3',
-    url,
+    url: location.url,
     s3: {
-      bucket: match[1] ?? '',
-      prefix: (match[2] ?? '').replace(/^\/+|\/+$/g, ''),
+      bucket: location.bucket,
+      prefix: location.prefix,
+      // Any value will do for an S3-compatible store at S3_ENDPOINT; the SDK insists on one.
       region: region ?? 'us-east-1',
       endpoint,
       forcePathStyle,
@@ -139,51 +162,49 @@ export function parseRepository(env: Env, p: Problems, required: boolean): Repos
   };
 }
 
-function parseKeys(env: Env, p: Problems, needs: ConfigNeeds): KeyConfig {
-  const keys: KeyConfig = {
-    publicKeyFile: env['BACKUP_GPG_PUBLIC_KEY_FILE'] || undefined,
-    keyId: p.plain(env, 'BACKUP_GPG_KEY_ID'),
-    privateKeyFile: env['BACKUP_GPG_PRIVATE_KEY_FILE'] || undefined,
-    passphraseFile: env['BACKUP_GPG_PASSPHRASE_FILE'] || undefined,
+function parseKeys(settings: SettingReader): KeyConfig {
+  return {
+    publicKeyFile: settings.get('BACKUP_GPG_PUBLIC_KEY_FILE'),
+    keyId: settings.get('BACKUP_GPG_KEY_ID'),
+    privateKeyFile: settings.get('BACKUP_GPG_PRIVATE_KEY_FILE'),
+    passphraseFile: settings.get('BACKUP_GPG_PASSPHRASE_FILE'),
   };
-  if (keys.keyId !== undefined && !/^(0x)?[0-9A-Fa-f]{8,40}$/.test(keys.keyId.replace(/\s+/g, ''))) {
-    p.add('BACKUP_GPG_KEY_ID is invalid: use a hex key ID or fingerprint (16 or 40 hex digits)');
-  }
-  if (needs.encryption) {
-    if (keys.publicKeyFile === undefined)
-      p.add('BACKUP_GPG_PUBLIC_KEY_FILE is not set: point it at the armored public key(s) to encrypt to');
-    if (keys.keyId === undefined) p.add('BACKUP_GPG_KEY_ID is not set: name the key backups must be encrypted to');
-  }
-  if (needs.decryption && keys.privateKeyFile === undefined) {
-    p.add('BACKUP_GPG_PRIVATE_KEY_FILE is not set: restore needs the armored private key(s)');
-  }
-  return keys;
 }
 
 /**
  * Parses and validates the environment once, at the edge. Every problem is reported in one
- * error (PMS_ERR_CONFIG, exit 2); secret values never appear in it. The result is frozen.
+ * error (PMS_ERR_CONFIG, exit 2); secret values never appear in it. A BACKUP_* or POSTGRES_*
+ * variable that is no setting is one of those problems. The result is frozen, and typed by
+ * `needs`: a command needing encryption gets `keys.publicKeyFile: string`.
  */
-export function loadBackupConfig(env: Env, needs: ConfigNeeds = {}): BackupConfig {
+export function loadBackupConfig<const N extends ConfigNeeds = Record<never, never>>(env: Env, needs?: N): BackupConfigFor<N> {
   const problems = new Problems();
+  const settings = new SettingReader(env, problems);
+  refuseUnknownVariables(env, problems, 'pms-backup', ['BACKUP_', 'POSTGRES_']);
   const config: BackupConfig = {
-    postgres: parsePostgres(env, problems),
-    repository: parseRepository(env, problems, needs.repository ?? false),
-    keys: parseKeys(env, problems, needs),
-    retentionDays: problems.parse(env, 'BACKUP_RETENTION_DAYS', daysSchema, 30, 'use a whole number of days (0-36500)'),
-    operations: parseOperations(env, problems),
-    metrics: parseMetrics(env, problems),
+    postgres: parsePostgres(settings, problems),
+    repository: parseRepository(settings, problems, PRIMARY, {
+      derivedUrl: s3BucketUrl(settings.get('S3_BUCKET')),
+      regionFallback: settings.get('AWS_DEFAULT_REGION'),
+    }),
+    keys: parseKeys(settings),
+    retentionDays: settings.get('BACKUP_RETENTION_DAYS'),
+    operations: parseOperations(settings),
+    metrics: parseMetrics(settings, problems),
   };
+  settings.requireFor(needs ?? {});
   throwIfProblems(problems);
-  return deepFreeze(config);
+  // Sound because requireFor refused every missing setting the needs narrow to present.
+  return deepFreeze(config) as BackupConfigFor<N>;
+}
+
+function s3BucketUrl(bucket: string | undefined): string | undefined {
+  return bucket === undefined ? undefined : `s3://${bucket}`;
 }
 
 export function requireRepository(config: BackupConfig): RepositoryConfig {
   if (config.repository === undefined) {
-    throw new PmsError(
-      'PMS_ERR_CONFIG',
-      'BACKUP_REPOSITORY is not set: use s3://bucket/prefix or file:///absolute/path (or set S3_BUCKET)',
-    );
+    throw new PmsError('PMS_ERR_CONFIG', `BACKUP_REPOSITORY is not set: ${settingSpec('BACKUP_REPOSITORY').missing}`);
   }
   return config.repository;
 }
@@ -199,28 +220,12 @@ export interface DrConfig {
 }
 
 export function loadDrConfig(env: Env, url: string | undefined): DrConfig | undefined {
-  const target = url ?? (env['BACKUP_DR_REPOSITORY'] || undefined);
-  if (target === undefined) return undefined;
   const p = new Problems();
-  const mapped: Record<string, string | undefined> = {
-    BACKUP_REPOSITORY: target,
-    AWS_REGION: env['BACKUP_DR_AWS_REGION'],
-    AWS_ACCESS_KEY_ID: env['BACKUP_DR_AWS_ACCESS_KEY_ID'],
-    AWS_ACCESS_KEY_ID_FILE: env['BACKUP_DR_AWS_ACCESS_KEY_ID_FILE'],
-    AWS_SECRET_ACCESS_KEY: env['BACKUP_DR_AWS_SECRET_ACCESS_KEY'],
-    AWS_SECRET_ACCESS_KEY_FILE: env['BACKUP_DR_AWS_SECRET_ACCESS_KEY_FILE'],
-    S3_ENDPOINT: env['BACKUP_DR_S3_ENDPOINT'],
-    S3_FORCE_PATH_STYLE: env['BACKUP_DR_S3_FORCE_PATH_STYLE'],
-  };
-  const before = p.list.length;
-  const repository = parseRepository(mapped, p, true);
-  // Messages name the DR variables, not the primary ones they were mapped onto.
-  for (let i = before; i < p.list.length; i++) {
-    p.list[i] = (p.list[i] ?? '')
-      .replace(/\b(AWS_REGION|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|S3_ENDPOINT|S3_FORCE_PATH_STYLE)\b/g, 'BACKUP_DR_$1')
-      .replace(/\bBACKUP_REPOSITORY\b/g, url ? '--to' : 'BACKUP_DR_REPOSITORY');
-  }
-  const maxLagHours = p.parse(env, 'BACKUP_DR_MAX_LAG_HOURS', z.coerce.number().positive(), 26, 'use a positive number of hours');
+  const settings = new SettingReader(env, p);
+  const repository = parseRepository(settings, p, DR, url === undefined ? {} : { to: url });
+  // Without a DR repository there is nothing to copy to or check, as before the table existed.
+  if (url === undefined && !settings.given('BACKUP_DR_REPOSITORY')) return undefined;
+  const maxLagHours = settings.get('BACKUP_DR_MAX_LAG_HOURS');
   throwIfProblems(p);
   return deepFreeze({ repository: repository!, maxLagHours });
 }

@@ -1,7 +1,8 @@
-import { z } from 'zod';
 import type { Env } from './env-source.js';
 import { Problems, deepFreeze, throwIfProblems } from './problems.js';
 import type { Secret } from './secret.js';
+import { SettingReader } from './setting-reader.js';
+import { instanceSchema } from './setting-schemas.js';
 
 /** The Pushgateway job every pms-backup command pushes under; alert rules match on it. */
 export const METRICS_JOB_NAME = 'pms-backup';
@@ -26,11 +27,6 @@ export interface MetricsConfig {
   /** Undefined when PUSHGATEWAY_URL is not set: metrics are then simply not pushed. */
   readonly pushgateway: PushgatewayConfig | undefined;
 }
-
-// 5 s: long enough for a gateway in another namespace, short enough that a dead one costs
-// a CronJob run almost nothing. At most 60 s so nobody configures a hang by accident.
-const timeoutSchema = z.coerce.number().min(0.05).max(60);
-const instanceSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/);
 
 function parseUrl(raw: string, p: Problems): string | undefined {
   let url: URL;
@@ -57,22 +53,20 @@ function parseUrl(raw: string, p: Problems): string | undefined {
 }
 
 /** The PUSHGATEWAY_* variables; shared so a combined loader can report every problem at once. */
-export function parseMetrics(env: Env, p: Problems): MetricsConfig {
-  const raw = env['PUSHGATEWAY_URL'];
-  const username = p.plain(env, 'PUSHGATEWAY_USERNAME');
-  const password = p.secret(env, 'PUSHGATEWAY_PASSWORD');
-  const timeoutSeconds = p.parse(env, 'PUSHGATEWAY_TIMEOUT_SECONDS', timeoutSchema, 5, 'use a number of seconds between 0.05 and 60');
-  const instance = p.parse(
-    env,
-    'PUSHGATEWAY_INSTANCE',
-    instanceSchema,
-    env['POSTGRES_DB'] || 'patient_telemetry',
-    'use 1-128 letters, digits, _ . : or - (a stable name such as the database name, never a pod name)',
-  );
+export function parseMetrics(settings: SettingReader, p: Problems): MetricsConfig {
+  const raw = settings.get('PUSHGATEWAY_URL');
+  const username = settings.get('PUSHGATEWAY_USERNAME');
+  const password = settings.get('PUSHGATEWAY_PASSWORD');
+  // 5 s by default: long enough for a gateway in another namespace, short enough that a dead
+  // one costs a CronJob run almost nothing; at most 60 s so nobody configures a hang by accident.
+  const timeoutSeconds = settings.get('PUSHGATEWAY_TIMEOUT_SECONDS');
+  // The database name is the natural stable label; it is checked only when metrics are pushed,
+  // so an unusual database name cannot stop a backup that pushes nothing.
+  const instance = settings.get('PUSHGATEWAY_INSTANCE') ?? settings.get('POSTGRES_DB');
   if ((username === undefined) !== (password === undefined)) {
     p.add('PUSHGATEWAY_USERNAME and PUSHGATEWAY_PASSWORD must be set together (or neither)');
   }
-  if (raw === undefined || raw === '') return { pushgateway: undefined };
+  if (raw === undefined) return { pushgateway: undefined };
   const url = parseUrl(raw, p);
   if (url === undefined) return { pushgateway: undefined };
   if (!instanceSchema.safeParse(instance).success) {
@@ -87,7 +81,7 @@ export function parseMetrics(env: Env, p: Problems): MetricsConfig {
 /** Parses PUSHGATEWAY_* once (PMS_ERR_CONFIG listing every problem, exit 2) and freezes the result. */
 export function loadMetricsConfig(env: Env): MetricsConfig {
   const problems = new Problems();
-  const config = parseMetrics(env, problems);
+  const config = parseMetrics(new SettingReader(env, problems), problems);
   throwIfProblems(problems);
   return deepFreeze(config);
 }

@@ -1,9 +1,9 @@
-import { z } from 'zod';
-import type { Env } from './env-source.js';
-import { type Problems, portSchema } from './problems.js';
+import type { Problems } from './problems.js';
 import type { Secret } from './secret.js';
+import type { SettingReader } from './setting-reader.js';
+import type { SslMode } from './setting-schemas.js';
 
-export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+export type { SslMode } from './setting-schemas.js';
 
 export interface PostgresConfig {
   readonly host: string;
@@ -15,21 +15,19 @@ export interface PostgresConfig {
   readonly sslrootcert: string | undefined;
 }
 
-const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
-
 /** The seed's POSTGRES_* variables; shared by pms-backup and pms-telemetry. */
-export function parsePostgres(env: Env, p: Problems): PostgresConfig {
-  const sslmode = p.parse(env, 'POSTGRES_SSLMODE', z.enum(SSL_MODES), 'prefer', `use one of ${SSL_MODES.join(', ')}`);
-  const sslrootcert = env['POSTGRES_SSLROOTCERT'] || undefined;
+export function parsePostgres(settings: SettingReader, p: Problems): PostgresConfig {
+  const sslmode = settings.get('POSTGRES_SSLMODE');
+  const sslrootcert = settings.get('POSTGRES_SSLROOTCERT');
   if ((sslmode === 'verify-full' || sslmode === 'verify-ca') && sslrootcert === undefined) {
     p.add(`POSTGRES_SSLMODE=${sslmode} needs POSTGRES_SSLROOTCERT (the CA certificate file)`);
   }
   return {
-    host: env['POSTGRES_HOST'] || 'localhost',
-    port: p.parse(env, 'POSTGRES_PORT', portSchema, 5432, 'use a TCP port number 1-65535'),
-    database: env['POSTGRES_DB'] || 'patient_telemetry',
-    user: p.plain(env, 'POSTGRES_USER'),
-    password: p.secret(env, 'POSTGRES_PASSWORD'),
+    host: settings.get('POSTGRES_HOST'),
+    port: settings.get('POSTGRES_PORT'),
+    database: settings.get('POSTGRES_DB'),
+    user: settings.get('POSTGRES_USER'),
+    password: settings.get('POSTGRES_PASSWORD'),
     sslmode,
     sslrootcert,
   };

@@ -1,5 +1,5 @@
 import { appendAudit, currentActor } from '../repository/audit-log.js';
-import { type BackupConfig, type ConfigNeeds, loadBackupConfig } from '../config/config.js';
+import { type BackupConfigFor, type ConfigNeeds, loadBackupConfig } from '../config/config.js';
 import { type ErrorCode, PmsError, isPmsError } from '../errors/catalogue.js';
 import { type LogStream, type Logger, createLogger } from '../logging/json-log.js';
 import type { CommandOutcome } from '../metrics/command-outcome.js';
@@ -7,8 +7,9 @@ import { pushCommandMetrics } from '../metrics/push-command-metrics.js';
 import { openStorage } from '../storage/open-storage.js';
 import type { Storage } from '../storage/storage.js';
 
-export interface CommandContext {
-  readonly config: BackupConfig;
+export interface CommandContext<N extends ConfigNeeds = ConfigNeeds> {
+  /** Typed by the command's needs: what they require is present (e.g. keys.publicKeyFile for encryption). */
+  readonly config: BackupConfigFor<N>;
   readonly logger: Logger;
   readonly startedAt: Date;
   /**
@@ -32,10 +33,10 @@ export interface CommandReport {
   readonly audit?: boolean;
 }
 
-export interface CommandSpec {
+export interface CommandSpec<N extends ConfigNeeds = ConfigNeeds> {
   readonly name: string;
   readonly logStream: LogStream;
-  readonly needs: ConfigNeeds;
+  readonly needs: N;
   /** The command stops cleanly on `context.signal`; others keep Node's default (exit at once). */
   readonly interruptible?: boolean;
 }
@@ -46,7 +47,10 @@ export interface CommandSpec {
  * failure), and its metrics pushed to the Pushgateway (a failed command still pushes its
  * failure). Errors are rethrown to the CLI's single error boundary.
  */
-export async function runBackupCommand(spec: CommandSpec, body: (context: CommandContext) => Promise<CommandReport>): Promise<number> {
+export async function runBackupCommand<const N extends ConfigNeeds>(
+  spec: CommandSpec<N>,
+  body: (context: CommandContext<N>) => Promise<CommandReport>,
+): Promise<number> {
   const config = loadBackupConfig(process.env, spec.needs);
   const logger = createLogger({ dir: config.operations.logDir, stream: spec.logStream, command: spec.name });
   const startedAt = new Date();
@@ -61,7 +65,7 @@ export async function runBackupCommand(spec: CommandSpec, body: (context: Comman
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   }
-  const context: CommandContext = {
+  const context: CommandContext<N> = {
     config,
     logger,
     startedAt,

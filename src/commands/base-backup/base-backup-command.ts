@@ -7,7 +7,7 @@ export async function runBaseBackup(options: { json?: boolean; walTimeout?: numb
   return runBackupCommand(
     { name: 'base-backup', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true },
     async ({ config, storage, signal }) => {
-      const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
+      const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
       const progress = new ProgressLine();
       const manifest = await createBaseBackup({
         config,

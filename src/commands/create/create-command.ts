@@ -10,7 +10,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
   return runBackupCommand(
     { name: 'create', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true },
     async ({ config, storage, logger, signal }) => {
-      const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
+      const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
       const repository = storage();
       const progress = new ProgressLine();
       const started = Date.now();

@@ -40,7 +40,7 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
   return runBackupCommand(
     { name: 'restore', logStream: 'backup', needs: { repository: true, decryption: true }, interruptible: true },
     async ({ config, storage, signal }) => {
-      const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+      const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const repository = storage();
       const progress = new ProgressLine();
       const manifest = await resolveBackup(repository, reference, 'logical');

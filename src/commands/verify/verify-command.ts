@@ -9,7 +9,7 @@ export async function runVerify(reference: string, options: { json?: boolean; ki
   return runBackupCommand(
     { name: 'verify', logStream: 'verification', needs: { repository: true, decryption: true }, interruptible: true },
     async ({ config, storage, logger, startedAt, signal }) => {
-      const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+      const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const repository = storage();
       const kind =
         reference === 'latest'

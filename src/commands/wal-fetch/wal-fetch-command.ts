@@ -18,23 +18,18 @@ export async function runWalFetch(name: string, path: string): Promise<number> {
     if (!settled) process.exitCode = WAL_FETCH_EXIT.fatal;
   });
   try {
-    const [
-      { loadBackupConfig, requireRepository },
-      { loadDecryptionKeys },
-      { openStorage },
-      { fetchWalFile },
-      { readControlSystemIdentifier },
-    ] = await Promise.all([
-      import('../../config/config.js'),
-      import('../../crypto/keys.js'),
-      import('../../storage/open-storage.js'),
-      import('./fetch-wal-file.js'),
-      import('../../wal/wal-page-header.js'),
-    ]);
+    const [{ loadBackupConfig }, { loadDecryptionKeys }, { openStorage }, { fetchWalFile }, { readControlSystemIdentifier }] =
+      await Promise.all([
+        import('../../config/config.js'),
+        import('../../crypto/keys.js'),
+        import('../../storage/open-storage.js'),
+        import('./fetch-wal-file.js'),
+        import('../../wal/wal-page-header.js'),
+      ]);
     const config = loadBackupConfig(process.env, { repository: true, decryption: true });
     const systemIdentifier = await readControlSystemIdentifier(process.cwd());
-    const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
-    const storage = openStorage(requireRepository(config));
+    const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
+    const storage = openStorage(config.repository);
     try {
       const result = await fetchWalFile({ storage, keys, name, destination: path, systemIdentifier });
       settled = true;

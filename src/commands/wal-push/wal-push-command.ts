@@ -6,15 +6,15 @@
 export async function runWalPush(path: string, options: { readAhead?: number } = {}): Promise<number> {
   const { consumePushMarker } = await import('./push-marker.js');
   if (await consumePushMarker(path)) return 0;
-  const [{ loadBackupConfig, requireRepository }, { loadRecipients }, { openStorage }, { archiveWal }] = await Promise.all([
+  const [{ loadBackupConfig }, { loadRecipients }, { openStorage }, { archiveWal }] = await Promise.all([
     import('../../config/config.js'),
     import('../../crypto/keys.js'),
     import('../../storage/open-storage.js'),
     import('./wal-push.js'),
   ]);
   const config = loadBackupConfig(process.env, { repository: true, encryption: true });
-  const recipients = await loadRecipients(config.keys.publicKeyFile ?? '', config.keys.keyId ?? '');
-  const storage = openStorage(requireRepository(config));
+  const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
+  const storage = openStorage(config.repository);
   try {
     const result = await archiveWal({
       storage,

@@ -18,7 +18,7 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
   return runBackupCommand(
     { name: 'restore-pitr', logStream: 'backup', needs: { repository: true, decryption: true } },
     async ({ config, storage }) => {
-      const keys = await loadDecryptionKeys(config.keys.privateKeyFile ?? '', config.keys.passphraseFile);
+      const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const progress = new ProgressLine();
       const result = await restorePitr({
         storage: storage(),

@@ -4,38 +4,32 @@ import { action } from './exit-boundary.js';
 import { dryRunOption, jsonOption } from './fragments.js';
 import { registerWalCommands } from './wal-commands.js';
 
-const ENVIRONMENT_HELP = `
-Configuration (environment; every secret may instead be given as NAME_FILE):
-  POSTGRES_HOST (localhost)  POSTGRES_PORT (5432)  POSTGRES_DB (patient_telemetry)
-  POSTGRES_USER  POSTGRES_PASSWORD  POSTGRES_SSLMODE (prefer)  POSTGRES_SSLROOTCERT
-  BACKUP_REPOSITORY          s3://bucket/prefix or file:///absolute/path (default s3://$S3_BUCKET)
-  S3_BUCKET  AWS_REGION  AWS_ACCESS_KEY_ID  AWS_SECRET_ACCESS_KEY  S3_ENDPOINT  S3_FORCE_PATH_STYLE
-  BACKUP_GPG_PUBLIC_KEY_FILE armored public key(s); backups are encrypted to every key in it
-  BACKUP_GPG_KEY_ID          must match one of those keys (guards against a wrong key file)
-  BACKUP_GPG_PRIVATE_KEY_FILE, BACKUP_GPG_PASSPHRASE_FILE   restore only
-  BACKUP_RETENTION_DAYS (30)  BACKUP_LOG_DIR (/var/log/pms)  POD_NAME (for audit records)
-  BACKUP_MAX_AGE_HOURS (25)  BACKUP_SIZE_DEVIATION (0.5)  BACKUP_KEY_EXPIRY_WARN_DAYS (30)
-  BACKUP_VERIFY_MAX_AGE_DAYS (8)  BACKUP_WAL_MAX_AGE_MINUTES (15)
-  BACKUP_BASE_ZSTD_WORKERS (2)   zstd threads the database server spends on a base backup
-  BACKUP_DR_REPOSITORY  BACKUP_DR_AWS_REGION  BACKUP_DR_AWS_ACCESS_KEY_ID  BACKUP_DR_AWS_SECRET_ACCESS_KEY
-  BACKUP_DR_S3_ENDPOINT  BACKUP_DR_S3_FORCE_PATH_STYLE  BACKUP_DR_MAX_LAG_HOURS (26)   copy and monitor
-  PUSHGATEWAY_URL  PUSHGATEWAY_INSTANCE  PUSHGATEWAY_TIMEOUT_SECONDS  PUSHGATEWAY_USERNAME/_PASSWORD
+/**
+ * The help text after the command list. The "Environment:" section comes from the settings
+ * table, which imports zod; it is loaded only when help is asked for, so wal-push (PostgreSQL's
+ * archive_command, once per segment) does not pay for it. Help shown after a usage error points
+ * to `--help` instead.
+ */
+function afterHelp(environment: string | undefined): string {
+  return `\n${environment ?? 'Environment: pms-backup --help lists every variable.'}\n\n${describeExitCodes()}\n`;
+}
 
-${describeExitCodes()}
-`;
+function asksForHelp(args: readonly string[]): boolean {
+  return args.length === 0 || args[0] === 'help' || args.includes('--help') || args.includes('-h');
+}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
 // Command modules are imported lazily so `--help` stays instant (changesets' habit).
-export function buildProgram(): Command {
+export function buildProgram(environmentHelp?: string): Command {
   const program = new Command('pms-backup')
     .description('Encrypted, verified PostgreSQL backups for the PMS telemetry database')
     .version(process.env['npm_package_version'] ?? '0.1.0')
     .showHelpAfterError()
     .exitOverride()
-    .addHelpText('after', ENVIRONMENT_HELP);
+    .addHelpText('after', afterHelp(environmentHelp));
 
   program
     .command('create')
@@ -225,7 +219,10 @@ export function buildProgram(): Command {
 }
 
 try {
-  await buildProgram().parseAsync(process.argv);
+  const environmentHelp = asksForHelp(process.argv.slice(2))
+    ? (await import('../config/environment-help.js')).describeEnvironment('pms-backup')
+    : undefined;
+  await buildProgram(environmentHelp).parseAsync(process.argv);
 } catch (error) {
   const { reportAndExit } = await import('./exit-boundary.js');
   // wal-fetch runs as restore_command: PostgreSQL reads any status below 126 other than 1 as

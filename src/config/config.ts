@@ -73,7 +73,7 @@ export interface DecryptionKeys {
 /**
  * The configuration as a command with `needs` sees it: what the needs require is present in the
  * type, because loadBackupConfig refused to start without it (the settings' `requiredFor`;
- * config-needs.test.ts checks each field narrowed here against the table).
+ * config-needs.unit.test.ts checks each field narrowed here against the table).
  */
 export type BackupConfigFor<N extends ConfigNeeds> = BackupConfig &
   (N extends { readonly repository: true } ? { readonly repository: RepositoryConfig } : unknown) &

@@ -4,6 +4,7 @@ import { type ErrorCode, PmsError, isPmsError } from '../errors/catalogue.js';
 import { type LogStream, type Logger, createLogger } from '../logging/json-log.js';
 import type { CommandOutcome } from '../metrics/command-outcome.js';
 import { pushCommandMetrics } from '../metrics/push-command-metrics.js';
+import { type SigningKey, type TrustPolicy, type TrustedSigners, loadSigningKey, loadTrustedSigners } from '../crypto/signing.js';
 import { openStorage } from '../storage/open-storage.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -19,6 +20,10 @@ export interface CommandContext<N extends ConfigNeeds = ConfigNeeds> {
   readonly signal: AbortSignal;
   /** The repository, opened on first use and closed after the command. */
   storage(): Storage;
+  /** The signing key (BACKUP_SIGNING_KEY_FILE), loaded and unlocked on first use. */
+  signer(): Promise<SigningKey>;
+  /** The trusted signers (BACKUP_TRUSTED_SIGNERS_FILE), loaded on first use; allowUnsigned from the command's flag. */
+  trust(options?: { allowUnsigned?: boolean }): Promise<TrustPolicy>;
 }
 
 /** What a command body reports besides its exit code. */
@@ -55,6 +60,8 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
   const logger = createLogger({ dir: config.operations.logDir, stream: spec.logStream, command: spec.name });
   const startedAt = new Date();
   let storage: Storage | undefined;
+  let signer: Promise<SigningKey> | undefined;
+  let trusted: Promise<TrustedSigners> | undefined;
   const interrupted = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted.signal.aborted) process.exit(130); // a second signal: stop now
@@ -78,6 +85,30 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
         );
       storage ??= openStorage(config.repository);
       return storage;
+    },
+    signer() {
+      const file = config.keys.signingKeyFile;
+      if (file === undefined) {
+        return Promise.reject(new PmsError('PMS_ERR_CONFIG', 'BACKUP_SIGNING_KEY_FILE is not set: this command signs what it writes'));
+      }
+      signer ??= loadSigningKey(file, config.keys.signingPassphraseFile);
+      return signer;
+    },
+    async trust(options = {}) {
+      const file = config.keys.trustedSignersFile;
+      if (file === undefined) {
+        throw new PmsError(
+          'PMS_ERR_CONFIG',
+          'BACKUP_TRUSTED_SIGNERS_FILE is not set: this command accepts only objects signed by a trusted key',
+        );
+      }
+      trusted ??= loadTrustedSigners(file);
+      if (options.allowUnsigned) {
+        logger.warn(
+          '--allow-unsigned: objects without any signature are accepted for this run (it is audited); badly signed ones are still refused',
+        );
+      }
+      return { trusted: await trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) };
     },
   };
   logger.info(`${spec.name} started`, { repository: config.repository?.url });

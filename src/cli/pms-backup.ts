@@ -74,6 +74,7 @@ export function buildProgram(environmentHelp?: string): Command {
     )
     .option('--pgdata <dir>', 'with --pitr: data directory to create (refused if not empty)')
     .option('--base <id>', 'with --pitr: base backup to start from (default: the newest that finished before the target time)')
+    .option('--allow-unsigned', 'accept a backup made before signing (it carries no signature at all); loud warning, audited')
     .addOption(jsonOption())
     .action(
       action(
@@ -89,6 +90,7 @@ export function buildProgram(environmentHelp?: string): Command {
             targetTime?: string;
             pgdata?: string;
             base?: string;
+            allowUnsigned?: boolean;
           },
         ) => {
           const { planRestore } = await import('../commands/restore/restore-options.js');

@@ -31,6 +31,10 @@ export function registerWalCommands(program: Command): void {
     .description('fetch one archived WAL file for recovery (restore_command), verified, written atomically')
     .argument('<name>', '%f: the WAL file name PostgreSQL wants')
     .argument('<path>', '%p: where to write it, relative to the data directory')
+    .option(
+      '--allow-unsigned',
+      'also accept WAL archived before signing (no signature at all); a bad or untrusted signature still exits 200',
+    )
     .addHelpText(
       'after',
       `
@@ -39,9 +43,9 @@ Meant as PostgreSQL's restore_command (pms-backup restore --pitr writes it for y
 ${WAL_FETCH_EXIT_HELP_TEXT}`,
     )
     .action(
-      action(async (name: string, path: string) => {
+      action(async (name: string, path: string, options: { allowUnsigned?: boolean }) => {
         const { runWalFetch } = await import('../commands/wal-fetch/wal-fetch-command.js');
-        return runWalFetch(name, path);
+        return runWalFetch(name, path, options);
       }),
     );
 

@@ -31,6 +31,11 @@ export interface KeyConfig {
   readonly keyId: string | undefined;
   readonly privateKeyFile: string | undefined;
   readonly passphraseFile: string | undefined;
+  /** Armored secret key producers sign with. */
+  readonly signingKeyFile: string | undefined;
+  readonly signingPassphraseFile: string | undefined;
+  /** Armored public keys consumers accept signatures from. */
+  readonly trustedSignersFile: string | undefined;
 }
 
 /** Thresholds of the seed's alert conditions, logging and audit identity (backup operations). */
@@ -70,6 +75,16 @@ export interface DecryptionKeys {
   readonly privateKeyFile: string;
 }
 
+/** The key a signing command (every producer) is guaranteed to have. */
+export interface SigningKeys {
+  readonly signingKeyFile: string;
+}
+
+/** The trusted signers a reading command (every consumer) is guaranteed to have. */
+export interface TrustKeys {
+  readonly trustedSignersFile: string;
+}
+
 /**
  * The configuration as a command with `needs` sees it: what the needs require is present in the
  * type, because loadBackupConfig refused to start without it (the settings' `requiredFor`;
@@ -78,7 +93,9 @@ export interface DecryptionKeys {
 export type BackupConfigFor<N extends ConfigNeeds> = BackupConfig &
   (N extends { readonly repository: true } ? { readonly repository: RepositoryConfig } : unknown) &
   (N extends { readonly encryption: true } ? { readonly keys: EncryptionKeys } : unknown) &
-  (N extends { readonly decryption: true } ? { readonly keys: DecryptionKeys } : unknown);
+  (N extends { readonly decryption: true } ? { readonly keys: DecryptionKeys } : unknown) &
+  (N extends { readonly signing: true } ? { readonly keys: SigningKeys } : unknown) &
+  (N extends { readonly trust: true } ? { readonly keys: TrustKeys } : unknown);
 
 function parseOperations(settings: SettingReader): OperationsConfig {
   return {
@@ -168,6 +185,9 @@ function parseKeys(settings: SettingReader): KeyConfig {
     keyId: settings.get('BACKUP_GPG_KEY_ID'),
     privateKeyFile: settings.get('BACKUP_GPG_PRIVATE_KEY_FILE'),
     passphraseFile: settings.get('BACKUP_GPG_PASSPHRASE_FILE'),
+    signingKeyFile: settings.get('BACKUP_SIGNING_KEY_FILE'),
+    signingPassphraseFile: settings.get('BACKUP_SIGNING_PASSPHRASE_FILE'),
+    trustedSignersFile: settings.get('BACKUP_TRUSTED_SIGNERS_FILE'),
   };
 }
 

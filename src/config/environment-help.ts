@@ -24,6 +24,8 @@ const NEED_TEXT: Record<Need, string> = {
   repository: 'required by every command using the repository',
   encryption: 'required to encrypt (create, base-backup, wal-push)',
   decryption: 'required to decrypt (restore, verify, wal-fetch)',
+  signing: 'required to sign (create, base-backup, wal-push, restore, verify, prune, copy)',
+  trust: 'required to read the repository (every command but keys and doctor)',
 };
 
 function describe(name: SettingName, width: number): string {

@@ -19,7 +19,7 @@ import {
 export type Program = 'pms-backup' | 'pms-telemetry';
 
 /** What a command may need; a setting required for a need is checked only for commands that have it. */
-export type Need = 'repository' | 'encryption' | 'decryption';
+export type Need = 'repository' | 'encryption' | 'decryption' | 'signing' | 'trust';
 
 export type Group = 'postgres' | 'repository' | 'keys' | 'operations' | 'dr' | 'metrics' | 'telemetry' | 'postgres-image';
 
@@ -178,6 +178,28 @@ export const SETTINGS = {
     group: 'keys',
     readBy: BACKUP,
     help: 'file holding the private key passphrase, if any',
+  },
+  BACKUP_SIGNING_KEY_FILE: {
+    schema: textSchema,
+    group: 'keys',
+    readBy: BACKUP,
+    requiredFor: 'signing',
+    missing: 'this command signs what it writes: give the armored OpenPGP secret key it signs with (docs/key-rotation.md)',
+    help: 'armored secret key producers sign with (backups, WAL, audit and verification records)',
+  },
+  BACKUP_SIGNING_PASSPHRASE_FILE: {
+    schema: textSchema,
+    group: 'keys',
+    readBy: BACKUP,
+    help: 'file holding the signing key passphrase, if any',
+  },
+  BACKUP_TRUSTED_SIGNERS_FILE: {
+    schema: textSchema,
+    group: 'keys',
+    readBy: BACKUP,
+    requiredFor: 'trust',
+    missing: 'this command reads the repository and accepts only signed objects: give the armored public keys of the signers it trusts',
+    help: 'armored public keys whose signatures consumers accept (jobs key, WAL key, retired keys)',
   },
 
   // Retention, logs, monitor thresholds.

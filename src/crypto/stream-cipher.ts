@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { PmsError } from '../errors/catalogue.js';
 import type { DecryptionKeys, RecipientSet } from './keys.js';
+import { type SignatureFacts, type SigningKey, type TrustedSigners, checkSignatures, objectNotation, untrusted } from './signing.js';
 import { nodeToWeb, webToNode } from './web-stream-bridge.js';
 
 /**
@@ -25,16 +26,43 @@ const ENCRYPT_CONFIG: openpgp.PartialConfig = {
  */
 const DECRYPT_CONFIG: openpgp.PartialConfig = { allowUnauthenticatedStream: true };
 
-/** Encrypts a byte stream to every recipient, as binary OpenPGP (gpg-compatible). */
-export async function encryptStream(plain: Readable, recipients: RecipientSet): Promise<Readable> {
+/** Who signs a new object, and the repository key the signature binds it to. */
+export interface SignAs {
+  readonly signer: SigningKey;
+  readonly objectKey: string;
+}
+
+/**
+ * Signs and encrypts a byte stream to every recipient in one OpenPGP message (one-pass
+ * signature inside the encryption, as `gpg --sign --encrypt` makes), binary and gpg-compatible:
+ * `gpg --decrypt` prints a good signature from the signer's fingerprint.
+ */
+export async function encryptStream(plain: Readable, recipients: RecipientSet, signAs: SignAs): Promise<Readable> {
   const message = await openpgp.createMessage({ binary: nodeToWeb(plain), format: 'binary' });
   const encrypted = await openpgp.encrypt({
     message,
     encryptionKeys: [...recipients.keys],
+    signingKeys: [signAs.signer.key],
+    signatureNotations: [objectNotation(signAs.objectKey)],
     format: 'binary',
     config: ENCRYPT_CONFIG,
   });
   return webToNode(encrypted as unknown as ReadableStream<Uint8Array>);
+}
+
+/** Whose signatures a reader accepts, for which name. */
+export interface VerifyAs {
+  readonly trusted: TrustedSigners;
+  readonly objectKey: string;
+  /** Accept a message that carries no signature at all (explicit --allow-unsigned for old backups). */
+  readonly allowUnsigned?: boolean;
+}
+
+export interface DecryptedStream {
+  /** Provisional plaintext: the signature and MDC are known only once it was read to the end. */
+  readonly plaintext: Readable;
+  /** Settles after the plaintext was read to its end: the signer, or undefined for an allowed unsigned message. */
+  readonly signature: Promise<SignatureFacts | undefined>;
 }
 
 /**
@@ -42,7 +70,7 @@ export async function encryptStream(plain: Readable, recipients: RecipientSet): 
  * encrypted to and which private keys were given. Integrity failures (MDC, tampering) surface
  * as PMS_ERR_INTEGRITY when the stream ends.
  */
-export async function decryptStream(encrypted: Readable, keys: DecryptionKeys): Promise<Readable> {
+export async function decryptStream(encrypted: Readable, keys: DecryptionKeys, verifyAs: VerifyAs): Promise<DecryptedStream> {
   let message: openpgp.Message<ReadableStream<Uint8Array>>;
   try {
     message = await openpgp.readMessage({ binaryMessage: nodeToWeb(encrypted) });
@@ -61,9 +89,27 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys): 
     );
   }
   try {
-    const result = await openpgp.decrypt({ message, decryptionKeys: [...keys.keys], format: 'binary', config: DECRYPT_CONFIG });
-    const output = webToNode(result.data as unknown as ReadableStream<Uint8Array>);
-    return output;
+    const result = await openpgp.decrypt({
+      message,
+      decryptionKeys: [...keys.keys],
+      verificationKeys: [...verifyAs.trusted.keys],
+      format: 'binary',
+      config: DECRYPT_CONFIG,
+    });
+    const plaintext = webToNode(result.data as unknown as ReadableStream<Uint8Array>);
+    const ended = new Promise<void>((resolve, reject) => {
+      plaintext.once('end', resolve);
+      plaintext.once('error', reject);
+      plaintext.once('close', () => reject(new Error('the decrypted stream was closed before its end')));
+    });
+    const signature = ended.then(async () => {
+      if (result.signatures.length === 0 && verifyAs.allowUnsigned) return undefined;
+      if (result.signatures.length === 0)
+        throw untrusted(verifyAs.objectKey, 'it is not signed (made before signing was introduced? see --allow-unsigned)');
+      return checkSignatures(result.signatures, verifyAs.trusted, verifyAs.objectKey);
+    });
+    signature.catch(() => undefined);
+    return { plaintext, signature };
   } catch (error) {
     throw new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error });
   }

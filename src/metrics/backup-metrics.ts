@@ -23,6 +23,7 @@ export const METRIC = {
   walLastArchived: 'pms_backup_wal_last_archived_timestamp_seconds',
   walGap: 'pms_backup_wal_gap_segments',
   drLag: 'pms_backup_dr_lag_seconds',
+  untrustedBackups: 'pms_backup_untrusted_backups',
 } as const;
 
 /** Counter values already held by the Pushgateway for this command's group. */
@@ -107,6 +108,13 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
 
   if (outcome.walLastArchivedAt !== undefined) {
     gauge(METRIC.walLastArchived, 'Unix time the newest WAL segment reached the repository.', seconds(outcome.walLastArchivedAt));
+  }
+  if (outcome.untrustedBackups !== undefined) {
+    gauge(
+      METRIC.untrustedBackups,
+      'Backups whose manifest is unsigned, badly signed or signed by an untrusted key (planted or tampered with).',
+      outcome.untrustedBackups,
+    );
   }
   if (outcome.walGapSegments !== undefined)
     gauge(METRIC.walGap, 'WAL segments missing from the archive between the oldest backup and the newest segment.', outcome.walGapSegments);

@@ -48,6 +48,8 @@ export interface CommandOutcome {
   readonly walLastArchivedAt?: Date | undefined;
   /** Missing WAL segments between the oldest backup's start and the newest archived segment. */
   readonly walGapSegments?: number | undefined;
+  /** monitor: backups in the repository whose manifest is not proved by a trusted signature. */
+  readonly untrustedBackups?: number | undefined;
   /** Age of the oldest complete backup not yet copied to the DR repository (monitor, when configured). */
   readonly drLagSeconds?: number | undefined;
 }

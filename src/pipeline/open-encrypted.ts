@@ -3,6 +3,7 @@ import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { startDecompressor } from '../compression/zstd.js';
 import type { DecryptionKeys } from '../crypto/keys.js';
+import type { SignatureFacts, TrustPolicy } from '../crypto/signing.js';
 import { classifyCipherError, decryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import { type LinkedAbort, linkAbort } from '../process/linked-abort.js';
@@ -21,6 +22,8 @@ export interface OpenEncryptedOptions {
   readonly storage: Storage;
   readonly key: string;
   readonly keys: DecryptionKeys;
+  /** Whose signature the object must carry; it is bound to `key`. */
+  readonly trust: ReaderTrust;
   /** The object as the manifest recorded it; checked once every byte went through. */
   readonly stored?: ExpectedStored;
   /** The plaintext's sha256 recorded when it was written (WAL keeps it in the object's metadata). */
@@ -31,7 +34,11 @@ export interface OpenEncryptedOptions {
   readonly signal?: AbortSignal;
 }
 
+export type ReaderTrust = TrustPolicy;
+
 export interface ReadFacts {
+  /** The trusted signer's fingerprint; undefined only for an unsigned object read with allowUnsigned. */
+  readonly signer: string | undefined;
   readonly storedBytes: number;
   readonly storedSha256: string;
   readonly plainBytes: number;
@@ -73,8 +80,13 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
   const plainMeter = new ByteMeter({ sha256: options.plainSha256 !== undefined });
   source.on('error', (error) => fetched.destroy(error));
   let decrypted: Readable;
+  let signature: Promise<SignatureFacts | undefined>;
   try {
-    decrypted = await decryptStream(source.pipe(fetched), options.keys);
+    ({ plaintext: decrypted, signature } = await decryptStream(source.pipe(fetched), options.keys, {
+      trusted: options.trust.trusted,
+      objectKey: options.key,
+      ...(options.trust.allowUnsigned ? { allowUnsigned: true } : {}),
+    }));
   } catch (error) {
     source.destroy();
     throw error;
@@ -108,13 +120,16 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
       }),
     );
   }
+  stages.push(signature);
   const verified = settleAll(stages, abort)
-    .then((): ReadFacts => {
+    .then(async (): Promise<ReadFacts> => {
       if (options.stored) checkStored(options.key, options.stored, fetched);
+      const signed = await signature;
       if (options.plainSha256 !== undefined && plainMeter.sha256 !== options.plainSha256) {
         throw integrityMismatch(options.key, 'plaintext sha256', options.plainSha256, plainMeter.sha256);
       }
       return {
+        signer: signed?.signer,
         storedBytes: fetched.bytes,
         storedSha256: fetched.sha256,
         plainBytes: plainMeter.bytes,

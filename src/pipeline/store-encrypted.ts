@@ -2,6 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { startPipedCompressor } from '../compression/zstd.js';
 import type { RecipientSet } from '../crypto/keys.js';
+import type { SigningKey } from '../crypto/signing.js';
 import { encryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { ToolProcess } from '../process/tool-process.js';
@@ -14,6 +15,8 @@ interface StoreTarget {
   readonly storage: Storage;
   readonly key: string;
   readonly recipients: RecipientSet;
+  /** Signs the object inside its encryption, bound to `key`. */
+  readonly signer: SigningKey;
   /** Aborted here on the first failure (it stops the producers); the caller owns it. */
   readonly abort: AbortController;
   readonly metadata?: Readonly<Record<string, string>>;
@@ -53,7 +56,7 @@ export async function storeEncrypted(options: StoreEncryptedStreamOptions): Prom
   const stored = new ByteMeter({ sha256: true, onProgress: options.onProgress });
   const intoMeter = pipeline(options.source, source);
   intoMeter.catch(() => undefined);
-  const encrypted = await encryptStream(source, options.recipients);
+  const encrypted = await encryptStream(source, options.recipients, { signer: options.signer, objectKey: options.key });
   const body = new PassThrough({ highWaterMark: 1 << 20 });
   const toStorage = pipeline(encrypted, stored, body);
   const put = options.storage.put(options.key, body, { signal: abort.signal, ...(options.metadata ? { metadata: options.metadata } : {}) });

@@ -1,9 +1,15 @@
 import { PmsError, isPmsError } from '../errors/catalogue.js';
+import type { TrustPolicy } from '../crypto/signing.js';
 import type { Storage } from '../storage/storage.js';
 import { BACKUPS_PREFIX, backupIdOfKey, manifestKey, timeOfId } from './layout.js';
 import { type Manifest, type ManifestKind, parseManifest } from './manifest.js';
+import { readSignedRecord } from './signed-record.js';
 
-export type BackupStatus = 'complete' | 'incomplete' | 'corrupt';
+/**
+ * complete: a manifest signed by a trusted key; untrusted: a manifest whose signature is
+ * missing, bad or not ours (never restored, never counted as the newest, alerted on).
+ */
+export type BackupStatus = 'complete' | 'incomplete' | 'corrupt' | 'untrusted';
 
 export interface BackupEntry {
   readonly id: string;
@@ -18,11 +24,19 @@ export interface BackupEntry {
   readonly durationSeconds?: number;
   readonly keyFingerprints?: readonly string[];
   readonly problem?: string;
+  /** Set for complete backups, and for untrusted ones only when their manifest is merely unsigned and parses. */
   readonly manifest?: Manifest;
+  /** The trusted key that signed the manifest (complete backups). */
+  readonly signer?: string;
+  /** Untrusted because the manifest carries no signature at all (made before signing): --allow-unsigned may restore it. */
+  readonly unsigned?: boolean;
 }
 
+/** What a reader accepts (allowUnsigned matters only to resolveBackup: a listing shows everything). */
+export type CatalogTrust = TrustPolicy;
+
 /** Every backup in the repository, newest first. A backup without a manifest is incomplete. */
-export async function listBackups(storage: Storage): Promise<BackupEntry[]> {
+export async function listBackups(storage: Storage, trust: CatalogTrust): Promise<BackupEntry[]> {
   const groups = new Map<string, { bytes: number; hasManifest: boolean; newest: Date }>();
   for await (const object of storage.list(BACKUPS_PREFIX)) {
     const id = backupIdOfKey(object.key);
@@ -38,19 +52,25 @@ export async function listBackups(storage: Storage): Promise<BackupEntry[]> {
       const createdAt = timeOfId(id).toISOString();
       if (!group.hasManifest) return { id, kind: 'unknown', createdAt, bytes: group.bytes, status: 'incomplete' };
       try {
-        const manifest = await readManifest(storage, id);
-        return {
+        const { manifest, signer } = await readManifest(storage, id, trust, { allowUnsigned: true });
+        const summary = {
           id,
           kind: manifest.kind,
           createdAt: manifest.startedAt,
           bytes: manifest.bytes.stored,
-          status: 'complete',
           ...(manifest.kind === 'logical' ? { tables: manifest.tables.length, database: manifest.database } : {}),
           durationSeconds: manifest.durationSeconds,
           keyFingerprints: manifest.keyFingerprints,
           manifest,
         };
+        if (signer === undefined) {
+          return { ...summary, status: 'untrusted', unsigned: true, problem: `${manifestKey(id)} is not signed` };
+        }
+        return { ...summary, status: 'complete', signer };
       } catch (error) {
+        if (isPmsError(error, 'PMS_ERR_UNTRUSTED')) {
+          return { id, kind: 'unknown', createdAt, bytes: group.bytes, status: 'untrusted', problem: error.message };
+        }
         if (!isPmsError(error, 'PMS_ERR_MANIFEST')) throw error;
         return { id, kind: 'unknown', createdAt, bytes: group.bytes, status: 'corrupt', problem: error.message };
       }
@@ -59,16 +79,26 @@ export async function listBackups(storage: Storage): Promise<BackupEntry[]> {
   return entries.sort((a, b) => (a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt)));
 }
 
-export async function readManifest(storage: Storage, id: string): Promise<Manifest> {
+/**
+ * The manifest of `id`, proved: signed by a trusted key for this very key, and naming this id.
+ * With allowUnsigned an unsigned manifest is returned with signer undefined (never a badly
+ * signed one).
+ */
+export async function readManifest(
+  storage: Storage,
+  id: string,
+  trust: CatalogTrust,
+  options: { allowUnsigned?: boolean } = {},
+): Promise<{ manifest: Manifest; signer: string | undefined }> {
   const key = manifestKey(id);
-  const raw = await storage.getBytes(key);
-  const manifest = parseManifest(raw, key);
+  const record = await readSignedRecord(storage, key, trust.trusted, options);
+  const manifest = parseManifest(record.bytes, key);
   if (manifest.id !== id)
     throw new PmsError(
       'PMS_ERR_MANIFEST',
       `manifest ${key} names backup ${manifest.id}, not ${id}: the repository was tampered with or mis-copied`,
     );
-  return manifest;
+  return { manifest, signer: record.signature?.signer };
 }
 
 /** `latest` → newest complete backup of the kind; an id → that backup, which must be complete. */
@@ -76,12 +106,13 @@ export async function resolveBackup<K extends ManifestKind>(
   storage: Storage,
   reference: string,
   kind: K,
+  trust: CatalogTrust,
 ): Promise<Extract<Manifest, { kind: K }>> {
-  const entries = await listBackups(storage);
+  const entries = await listBackups(storage, trust);
   if (reference === 'latest') {
     const newest = entries.find((e) => e.status === 'complete' && e.kind === kind);
     if (!newest?.manifest)
-      throw new PmsError('PMS_ERR_NOT_FOUND', `no complete ${kind} backup in ${storage.location}: run pms-backup create first`);
+      throw new PmsError('PMS_ERR_NOT_FOUND', `no complete, trusted ${kind} backup in ${storage.location}: run pms-backup create first`);
     return newest.manifest as Extract<Manifest, { kind: K }>;
   }
   const entry = entries.find((e) => e.id === reference);
@@ -91,6 +122,13 @@ export async function resolveBackup<K extends ManifestKind>(
       'PMS_ERR_INCOMPLETE',
       `backup ${reference} is incomplete (no manifest: it was interrupted or is still running) and cannot be restored`,
     );
+  if (entry.status === 'untrusted' && !(entry.unsigned && trust.allowUnsigned && entry.manifest)) {
+    throw new PmsError(
+      'PMS_ERR_UNTRUSTED',
+      `${entry.problem ?? `backup ${reference} is not trusted`}${entry.unsigned ? ' (a backup made before signing: --allow-unsigned restores it, audited)' : ''}`,
+      { details: { backupId: reference } },
+    );
+  }
   if (entry.status === 'corrupt' || !entry.manifest)
     throw new PmsError('PMS_ERR_MANIFEST', entry.problem ?? `backup ${reference} has an unreadable manifest`);
   if (entry.kind !== kind) throw new PmsError('PMS_ERR_USAGE', `backup ${reference} is a ${entry.kind} backup, not ${kind}`);

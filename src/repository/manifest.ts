@@ -38,6 +38,11 @@ const commonManifestFields = {
     recipients: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
   }),
   keyFingerprints: z.array(z.string().regex(/^[0-9A-F]{40}$/)).min(1),
+  /** The key that signed this backup's objects and manifest (absent in backups made before signing). */
+  signedBy: z
+    .string()
+    .regex(/^[0-9A-F]{40}$/)
+    .optional(),
   objects: z.array(storedObjectSchema).min(1),
   host: z.string(),
   createdBy: z.string(),

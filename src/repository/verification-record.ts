@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { BACKUPS_PREFIX, backupIdOfKey, backupPrefix } from './layout.js';
+import type { SigningKey, TrustPolicy } from '../crypto/signing.js';
 import type { Storage } from '../storage/storage.js';
+import { putSignedRecord, readSignedRecord } from './signed-record.js';
 
 export const checkSchema = z.strictObject({ name: z.string(), ok: z.boolean(), detail: z.string() });
 
@@ -26,7 +28,19 @@ export function verificationKey(id: string, verifiedAt: Date): string {
 const VERIFICATION_FILE = /\/verification-\d{8}T\d{6}Z\.json$/;
 
 /** Every stored verification record, newest first (monitor, prune). */
-export async function listVerifications(storage: Storage): Promise<Verification[]> {
+/** Stores a verify run's record beside its backup, signed by the verifying job. */
+export async function writeVerification(storage: Storage, record: Verification, signer: SigningKey): Promise<string> {
+  const key = verificationKey(record.id, new Date(record.verifiedAt));
+  await putSignedRecord(storage, key, `${JSON.stringify(record, null, 2)}\n`, signer, { ifAbsent: true });
+  return key;
+}
+
+/**
+ * Every stored verification record, newest first (monitor, prune, list). A record whose
+ * signature does not prove it is reported as a failed verification, never as a pass: a planted
+ * "ok" record must not make an unverified backup look verified.
+ */
+export async function listVerifications(storage: Storage, trust: TrustPolicy): Promise<Verification[]> {
   const keys: string[] = [];
   for await (const object of storage.list(BACKUPS_PREFIX)) {
     if (backupIdOfKey(object.key) !== undefined && VERIFICATION_FILE.test(object.key)) keys.push(object.key);
@@ -34,12 +48,13 @@ export async function listVerifications(storage: Storage): Promise<Verification[
   const records: Verification[] = [];
   for (const key of keys) {
     try {
-      records.push(verificationSchema.parse(JSON.parse((await storage.getBytes(key)).toString('utf8'))));
-    } catch {
+      const { bytes } = await readSignedRecord(storage, key, trust.trusted);
+      records.push(verificationSchema.parse(JSON.parse(bytes.toString('utf8'))));
+    } catch (error) {
       records.push({
         id: backupIdOfKey(key) ?? 'unknown',
         ok: false,
-        checks: [{ name: 'record', ok: false, detail: `${key} is unreadable` }],
+        checks: [{ name: 'record', ok: false, detail: `${key} cannot be trusted: ${(error as Error).message}` }],
         durationSeconds: 0,
         verifiedAt: new Date(0).toISOString(),
       });

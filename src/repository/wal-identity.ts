@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
+import type { SigningKey, TrustPolicy } from '../crypto/signing.js';
 import type { Storage } from '../storage/storage.js';
+import { putSignedRecord, readSignedRecord } from './signed-record.js';
 import { WAL_SYSTEM_KEY } from './wal-layout.js';
 
 const identitySchema = z.strictObject({
@@ -15,10 +17,10 @@ const identitySchema = z.strictObject({
  * 000000010000000000000001), so a second server archiving here would interleave foreign WAL;
  * the first push claims the archive and every later push from another system is refused.
  */
-export async function readArchiveIdentity(storage: Storage): Promise<string | undefined> {
+export async function readArchiveIdentity(storage: Storage, trust: TrustPolicy): Promise<string | undefined> {
   let raw: Buffer;
   try {
-    raw = await storage.getBytes(WAL_SYSTEM_KEY);
+    raw = (await readSignedRecord(storage, WAL_SYSTEM_KEY, trust.trusted)).bytes;
   } catch (error) {
     if (isPmsError(error, 'PMS_ERR_NOT_FOUND')) return undefined;
     throw error;
@@ -36,16 +38,23 @@ export async function readArchiveIdentity(storage: Storage): Promise<string | un
   return parsed.systemIdentifier;
 }
 
-export async function claimArchive(storage: Storage, systemIdentifier: string, now = new Date()): Promise<void> {
-  let existing = await readArchiveIdentity(storage);
+/** Claims the archive for `systemIdentifier` (signed by the server's WAL signing key), or checks it is already ours. */
+export async function claimArchive(
+  storage: Storage,
+  systemIdentifier: string,
+  signer: SigningKey,
+  trust: TrustPolicy,
+  now = new Date(),
+): Promise<void> {
+  let existing = await readArchiveIdentity(storage, trust);
   if (existing === undefined) {
     const body = `${JSON.stringify({ formatVersion: 1, systemIdentifier, createdAt: now.toISOString() }, null, 2)}\n`;
     try {
-      await storage.putBytes(WAL_SYSTEM_KEY, body, { ifAbsent: true });
+      await putSignedRecord(storage, WAL_SYSTEM_KEY, body, signer, { ifAbsent: true });
       return;
     } catch (error) {
       if (!isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) throw error;
-      existing = await readArchiveIdentity(storage); // claimed concurrently: check whose it is
+      existing = await readArchiveIdentity(storage, trust); // claimed concurrently: check whose it is
     }
   }
   if (existing !== systemIdentifier) throw systemMismatch(storage, existing ?? '(unknown)', systemIdentifier);

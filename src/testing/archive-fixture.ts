@@ -1,7 +1,7 @@
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type GpgKeyPair, generateGpgKeyPair } from './gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from './gpg-keys.js';
 
 /** OS user id the throwaway PostgreSQL runs as (Debian's postgres). */
 export const PG_UID = Number(process.env['PMS_TEST_PG_UID'] ?? 101);
@@ -34,6 +34,7 @@ export async function createArchiveFixture(name: string, options: { passphrase?:
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
     ...(key.passphraseFile ? { BACKUP_GPG_PASSPHRASE_FILE: key.passphraseFile } : {}),
+    ...signingEnv(key),
     BACKUP_LOG_DIR: join(work, 'logs'),
   };
   return {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runTool } from '../process/tool-process.js';
@@ -47,7 +47,9 @@ export async function generateGpgKeyPair(options: GpgKeyOptions = {}): Promise<G
   const algorithm = options.algorithm ?? 'ed25519';
   const [primary, sub] = algorithm === 'ed25519' ? ['ed25519', 'cv25519'] : [algorithm, algorithm];
   const expire = options.expire ?? '2y';
-  await runTool('gpg', [...base, ...timeArgs, '--quick-gen-key', `${name} <${email}>`, primary, 'cert', expire], {
+  // The primary key signs (and certifies), so one test key pair serves as encryption key,
+  // signing key (BACKUP_SIGNING_KEY_FILE) and trusted signer (BACKUP_TRUSTED_SIGNERS_FILE).
+  await runTool('gpg', [...base, ...timeArgs, '--quick-gen-key', `${name} <${email}>`, primary, 'sign', expire], {
     env,
     input: `${passphrase}\n`,
   });
@@ -79,4 +81,22 @@ export async function generateGpgKeyPair(options: GpgKeyOptions = {}): Promise<G
     dir,
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** The signing variables for a test key pair: it signs what it writes and trusts only itself. */
+export function signingEnv(key: GpgKeyPair, trusted: readonly GpgKeyPair[] = [key]): Record<string, string> {
+  return {
+    BACKUP_SIGNING_KEY_FILE: key.privateKeyFile,
+    ...(key.passphraseFile ? { BACKUP_SIGNING_PASSPHRASE_FILE: key.passphraseFile } : {}),
+    BACKUP_TRUSTED_SIGNERS_FILE: trusted.length === 1 ? trusted[0]!.publicKeyFile : trustedFile(trusted),
+  };
+}
+
+/** One armored file holding the public keys of several test key pairs (a rotation's old and new signer). */
+export function trustedFile(keys: readonly GpgKeyPair[]): string {
+  const first = keys[0];
+  if (!first) throw new Error('trustedFile needs at least one key');
+  const path = join(first.dir, `trusted-${keys.map((k) => k.fingerprint.slice(-8)).join('-')}.asc`);
+  writeFileSync(path, keys.map((k) => readFileSync(k.publicKeyFile, 'utf8')).join('\n'));
+  return path;
 }

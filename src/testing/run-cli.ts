@@ -24,12 +24,13 @@ export function runCli(
   name: 'pms-backup' | 'pms-telemetry',
   args: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-  options: { input?: string } = {},
+  options: { input?: string; cwd?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [binPath(name), ...args], {
       env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.cwd ? { cwd: options.cwd } : {}),
     });
     let stdout = '';
     let stderr = '';

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { openStorage } from '../storage/open-storage.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../testing/gpg-keys.js';
 import { type S3rverHarness, startS3rver } from '../testing/s3rver-harness.js';
 import { parseWalFileName } from './wal-file-name.js';
 import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
@@ -41,6 +41,7 @@ before(async () => {
   if (process.getuid?.() === 0) chownSync(key.privateKeyFile, Number(process.env['PMS_TEST_PG_UID'] ?? 101), -1);
   const env = {
     ...s3.env('archive'),
+    ...signingEnv(key),
     BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_LOG_DIR: `${key.dir}/logs`,

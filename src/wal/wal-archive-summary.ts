@@ -1,3 +1,4 @@
+import type { TrustPolicy } from '../crypto/signing.js';
 import { listBackups } from '../repository/backup-catalog.js';
 import type { BaseManifest } from '../repository/manifest.js';
 import type { Storage } from '../storage/storage.js';
@@ -33,7 +34,7 @@ export interface WalArchiveSummary {
  * storage times, an upper bound of the last commit inside a segment (reading it would mean
  * decrypting every segment).
  */
-export async function summarizeWalArchive(storage: Storage, now = new Date()): Promise<WalArchiveSummary> {
+export async function summarizeWalArchive(storage: Storage, trust: TrustPolicy, now = new Date()): Promise<WalArchiveSummary> {
   const present = new Map<number, { name: string; at: Date; timeline: number }>();
   let segments = 0;
   let bytes = 0;
@@ -50,7 +51,7 @@ export async function summarizeWalArchive(storage: Storage, now = new Date()): P
       newest = { name: file.name, at: object.modifiedAt, segment: file.segment, timeline: file.timeline };
     }
   }
-  const bases = (await listBackups(storage))
+  const bases = (await listBackups(storage, trust))
     .map((e) => (e.status === 'complete' && e.manifest?.kind === 'base' ? e.manifest : undefined))
     .filter((m): m is BaseManifest => m !== undefined)
     .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));

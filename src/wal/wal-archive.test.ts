@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../postgres/throwaway-cluster.js';
 import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../testing/archive-fixture.js';
-import { binPath } from '../testing/run-cli.js';
+import { binPath, runCli } from '../testing/run-cli.js';
+import { generateGpgKeyPair, signingEnv } from '../testing/gpg-keys.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
 import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
@@ -182,6 +183,77 @@ describe('wal-push / wal-fetch', () => {
       assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), [], 'no segment and no temporary file left');
     } finally {
       writeFileSync(object, original);
+    }
+  });
+
+  test('a genuine segment copied under another name is refused (exit 200, PMS_ERR_UNTRUSTED), and nothing reaches pg_wal', async () => {
+    const from = 'wal/00000001/000000010000000000000001.zst.gpg';
+    const to = 'wal/00000001/0000000100000000000000FC.zst.gpg';
+    copyFileSync(join(repoRoot, from), join(repoRoot, to));
+    copyFileSync(join(repoRoot, '.pms-meta', `${from}.json`), join(repoRoot, '.pms-meta', `${to}.json`));
+    try {
+      const result = await runAsPostgres(['wal-fetch', '0000000100000000000000FC', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+      assert.equal(result.code, 200, result.stderr);
+      assert.match(
+        result.stderr,
+        /PMS_ERR_UNTRUSTED: wal\/00000001\/0000000100000000000000FC.zst.gpg is not trusted: its signature by [0-9A-F]{40} was made for wal\/00000001\/000000010000000000000001.zst.gpg/,
+      );
+      assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+    } finally {
+      rmSync(join(repoRoot, to));
+      rmSync(join(repoRoot, '.pms-meta', `${to}.json`));
+    }
+  });
+
+  test('a segment and a timeline history file signed by a key nobody trusts exit 200 (never 0, never 1), naming the signer', async () => {
+    // The attacker holds the backup public key (it is public) and a signing key of their own,
+    // archives into a scratch repository of theirs, and plants the objects in ours.
+    const attacker = await generateGpgKeyPair({ name: 'Not Ours' });
+    const scratch = join(work, 'attacker');
+    const scratchRepo = join(scratch, 'repo');
+    mkdirSync(join(scratch, 'pg_wal'), { recursive: true });
+    mkdirSync(scratchRepo);
+    try {
+      const fetched = await runAsPostgres(['wal-fetch', '000000010000000000000001', join(scratch, 'segment')], fakeDataDir);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      renameSync(join(scratch, 'segment'), join(scratch, 'pg_wal', '0000000100000000000000FB'));
+      writeFileSync(join(scratch, 'pg_wal', '00000002.history'), '1\t0/3000000\tno recovery target specified\n');
+      for (const file of ['pg_wal/0000000100000000000000FB', 'pg_wal/00000002.history']) {
+        const pushed = await runCli(
+          'pms-backup',
+          ['wal-push', file],
+          {
+            ...env,
+            BACKUP_REPOSITORY: `file://${scratchRepo}`,
+            ...signingEnv(attacker),
+          },
+          { cwd: scratch },
+        );
+        assert.equal(pushed.code, 0, pushed.stderr);
+      }
+      for (const key of ['wal/00000001/0000000100000000000000FB.zst.gpg', 'wal/history/00000002.history.zst.gpg']) {
+        mkdirSync(dirname(join(repoRoot, key)), { recursive: true });
+        mkdirSync(dirname(join(repoRoot, '.pms-meta', key)), { recursive: true });
+        copyFileSync(join(scratchRepo, key), join(repoRoot, key));
+        copyFileSync(join(scratchRepo, '.pms-meta', `${key}.json`), join(repoRoot, '.pms-meta', `${key}.json`));
+      }
+      const segment = await runAsPostgres(['wal-fetch', '0000000100000000000000FB', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
+      assert.equal(segment.code, 200, segment.stderr);
+      assert.match(
+        segment.stderr,
+        new RegExp(`PMS_ERR_UNTRUSTED: .* signed by ${attacker.fingerprint}, which is not in BACKUP_TRUSTED_SIGNERS_FILE`),
+      );
+      const history = await runAsPostgres(['wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY'], fakeDataDir);
+      assert.equal(history.code, 200, history.stderr);
+      assert.match(history.stderr, /PMS_ERR_UNTRUSTED/);
+      assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+    } finally {
+      for (const key of ['wal/00000001/0000000100000000000000FB.zst.gpg', 'wal/history/00000002.history.zst.gpg']) {
+        rmSync(join(repoRoot, key), { force: true });
+        rmSync(join(repoRoot, '.pms-meta', `${key}.json`), { force: true });
+      }
+      attacker.remove();
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
 

@@ -5,14 +5,22 @@ import { ProgressLine, formatBytes } from '../../cli/progress.js';
 
 export async function runBaseBackup(options: { json?: boolean; walTimeout?: number }): Promise<number> {
   return runBackupCommand(
-    { name: 'base-backup', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true },
-    async ({ config, storage, signal }) => {
+    {
+      name: 'base-backup',
+      logStream: 'backup',
+      needs: { repository: true, encryption: true, signing: true, trust: true },
+      interruptible: true,
+    },
+    async ({ config, storage, signal, signer, trust }) => {
       const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
+      const [signingKey, trustPolicy] = await Promise.all([signer(), trust()]);
       const progress = new ProgressLine();
       const manifest = await createBaseBackup({
         config,
         storage: storage(),
         recipients,
+        signer: signingKey,
+        trust: trustPolicy,
         signal,
         ...(options.walTimeout === undefined ? {} : { walTimeoutSeconds: options.walTimeout }),
         onProgress: (p) => progress.update(`${p.phase}: ${formatBytes(p.plainBytes)} copied, ${formatBytes(p.storedBytes)} stored`),

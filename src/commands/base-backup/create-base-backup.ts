@@ -5,6 +5,8 @@ import { baseBackupKey, baseBackupManifestKey, manifestKey, newBackupId } from '
 import { type BaseManifest, baseManifestSchema } from '../../repository/manifest.js';
 import type { BackupConfig } from '../../config/config.js';
 import type { RecipientSet } from '../../crypto/keys.js';
+import type { SigningKey, TrustPolicy } from '../../crypto/signing.js';
+import { putSignedRecord } from '../../repository/signed-record.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { storeEncrypted } from '../../pipeline/store-encrypted.js';
 import { usingClient } from '../../postgres/connect.js';
@@ -26,6 +28,10 @@ export interface CreateBaseBackupOptions {
   readonly config: BackupConfig;
   readonly storage: Storage;
   readonly recipients: RecipientSet;
+  /** Signs every object and the manifest (BACKUP_SIGNING_KEY_FILE). */
+  readonly signer: SigningKey;
+  /** Whose signature wal/system.json must carry. */
+  readonly trust: TrustPolicy;
   /** zstd level the server compresses with (default 1). */
   readonly zstdLevel?: number;
   /** zstd worker threads on the database server (default: BACKUP_BASE_ZSTD_WORKERS, 2). */
@@ -44,7 +50,7 @@ export interface CreateBaseBackupOptions {
  * is in the repository: a base backup without its WAL restores nothing.
  */
 export async function createBaseBackup(options: CreateBaseBackupOptions): Promise<BaseManifest> {
-  const { config, storage, recipients } = options;
+  const { config, storage, recipients, signer, trust } = options;
   const now = options.now ?? (() => new Date());
   const startedAt = now();
   const id = newBackupId(startedAt);
@@ -88,7 +94,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       `base-backup needs PostgreSQL 15 or later (server-side compression in BASE_BACKUP); ${config.postgres.host}:${config.postgres.port} runs ${server.server_version}`,
     );
   }
-  const archiveSystem = await readArchiveIdentity(storage);
+  const archiveSystem = await readArchiveIdentity(storage, trust);
   if (archiveSystem !== undefined && archiveSystem !== server.system_identifier)
     throw systemMismatch(storage, archiveSystem, server.system_identifier);
 
@@ -109,6 +115,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       storage,
       key: objectKey,
       recipients,
+      signer,
       abort,
       metadata: { 'pms-backup-id': id },
       onProgress: (storedBytes) => options.onProgress?.({ phase: 'copying', plainBytes: backup.plainBytes(), storedBytes }),
@@ -124,6 +131,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       storage,
       key: manifestObjectKey,
       recipients,
+      signer,
       abort,
       metadata: { 'pms-backup-id': id },
       onStored: () => written.push(manifestObjectKey),
@@ -155,6 +163,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       compression: { algorithm: 'zstd', level },
       encryption: { format: 'openpgp', recipients: recipients.descriptions.map((d) => d.fingerprint) },
       keyFingerprints: recipients.descriptions.map((d) => d.fingerprint),
+      signedBy: signer.description.fingerprint,
       objects: [
         { key: objectKey, bytes: tar.storedBytes, sha256: tar.sha256 },
         { key: manifestObjectKey, bytes: serverManifest.storedBytes, sha256: serverManifest.sha256 },
@@ -162,7 +171,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       host: hostname(),
       createdBy: osUserName(),
     });
-    await storage.putBytes(manifestKey(id), `${JSON.stringify(manifest, null, 2)}\n`, { ifAbsent: true });
+    await putSignedRecord(storage, manifestKey(id), `${JSON.stringify(manifest, null, 2)}\n`, signer, { ifAbsent: true });
     return manifest;
   } catch (error) {
     abort.abort(error);

@@ -9,39 +9,43 @@ import { ProgressLine, formatBytes } from '../../cli/progress.js';
 export async function runCopy(options: { to?: string; json?: boolean }): Promise<number> {
   const dr = loadDrConfig(process.env, options.to);
   if (!dr) throw new PmsError('PMS_ERR_USAGE', 'copy needs --to s3://bucket/prefix (or BACKUP_DR_REPOSITORY)');
-  return runBackupCommand({ name: 'copy', logStream: 'backup', needs: { repository: true } }, async ({ storage, logger }) => {
-    const from = storage();
-    const to = openStorage(dr.repository);
-    if (to.location === from.location) throw new PmsError('PMS_ERR_USAGE', `--to ${to.location} is the primary repository itself`);
-    const progress = new ProgressLine();
-    try {
-      // The DR repository's lock keeps its own prune from deleting a backup this run is still
-      // copying (its manifest comes last, so mid-copy it looks like an incomplete leftover).
-      const result = await usingRepositoryLock(
-        to,
-        'copy',
-        () =>
-          copyToDr(from, to, (p) =>
-            progress.update(`copying to ${to.location}: ${p.copied} backups copied, ${formatBytes(p.bytes)} — ${p.current}`),
-          ),
-        (reason) => logger.warn(reason),
-      );
-      progress.done();
-      logger.info('copy finished', {
-        to: to.location,
-        backupsCopied: result.backupsCopied.length,
-        walCopied: result.walCopied,
-        bytes: result.bytes,
-      });
-      if (options.json) process.stdout.write(`${JSON.stringify({ ok: true, to: to.location, ...result }, null, 2)}\n`);
-      else
-        process.stdout.write(
-          `copied ${result.backupsCopied.length} backup(s) and ${result.walCopied} WAL file(s) (${formatBytes(result.bytes)}) to ${to.location}; ${result.backupsSkipped} backup(s) and ${result.walSkipped} WAL file(s) were already there; every copy's sha256 checked\n`,
+  return runBackupCommand(
+    { name: 'copy', logStream: 'backup', needs: { repository: true, trust: true, signing: true } },
+    async ({ storage, logger, trust }) => {
+      const from = storage();
+      const trustPolicy = await trust();
+      const to = openStorage(dr.repository);
+      if (to.location === from.location) throw new PmsError('PMS_ERR_USAGE', `--to ${to.location} is the primary repository itself`);
+      const progress = new ProgressLine();
+      try {
+        // The DR repository's lock keeps its own prune from deleting a backup this run is still
+        // copying (its manifest comes last, so mid-copy it looks like an incomplete leftover).
+        const result = await usingRepositoryLock(
+          to,
+          'copy',
+          () =>
+            copyToDr(from, to, trustPolicy, (p) =>
+              progress.update(`copying to ${to.location}: ${p.copied} backups copied, ${formatBytes(p.bytes)} — ${p.current}`),
+            ),
+          (reason) => logger.warn(reason),
         );
-      return { exitCode: 0, details: { to: to.location, backupsCopied: result.backupsCopied, walCopied: result.walCopied } };
-    } finally {
-      progress.done();
-      await to.close();
-    }
-  });
+        progress.done();
+        logger.info('copy finished', {
+          to: to.location,
+          backupsCopied: result.backupsCopied.length,
+          walCopied: result.walCopied,
+          bytes: result.bytes,
+        });
+        if (options.json) process.stdout.write(`${JSON.stringify({ ok: true, to: to.location, ...result }, null, 2)}\n`);
+        else
+          process.stdout.write(
+            `copied ${result.backupsCopied.length} backup(s) and ${result.walCopied} WAL file(s) (${formatBytes(result.bytes)}) to ${to.location}; ${result.backupsSkipped} backup(s) and ${result.walSkipped} WAL file(s) were already there; every copy's sha256 checked\n`,
+          );
+        return { exitCode: 0, details: { to: to.location, backupsCopied: result.backupsCopied, walCopied: result.walCopied } };
+      } finally {
+        progress.done();
+        await to.close();
+      }
+    },
+  );
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openStorage } from '../../storage/open-storage.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { runCli } from '../../testing/run-cli.js';
 import { type S3rverHarness, S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../../testing/s3rver-harness.js';
 import { FINGERPRINT_SQL, SAMPLE_DATA_SQL, SAMPLE_SCHEMA_SQL } from '../../testing/sample-data.js';
@@ -39,6 +39,7 @@ before(async () => {
     ...drEnv,
     POSTGRES_DB: 'patient_telemetry',
     BACKUP_REPOSITORY: `file://${key.dir}/primary`,
+    ...signingEnv(key),
     BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { TrustPolicy } from '../../crypto/signing.js';
 import { listBackups } from '../../repository/backup-catalog.js';
 import { backupPrefix, manifestKey } from '../../repository/layout.js';
 import { PmsError } from '../../errors/catalogue.js';
@@ -66,13 +67,18 @@ async function copyObject(from: Storage, to: Storage, key: string, expected?: { 
  * (what is there is skipped) and to interrupt (objects are written atomically and a backup's
  * manifest is copied last, so an interrupted backup is incomplete in DR until the next run).
  */
-export async function copyToDr(from: Storage, to: Storage, onProgress?: (p: CopyProgress) => void): Promise<CopyResult> {
+export async function copyToDr(
+  from: Storage,
+  to: Storage,
+  trust: TrustPolicy,
+  onProgress?: (p: CopyProgress) => void,
+): Promise<CopyResult> {
   let bytes = 0;
   let copied = 0;
   let skipped = 0;
   const backupsCopied: string[] = [];
   let backupsSkipped = 0;
-  const entries = (await listBackups(from)).filter((e) => e.status === 'complete' && e.manifest);
+  const entries = (await listBackups(from, trust)).filter((e) => e.status === 'complete' && e.manifest);
   for (const entry of [...entries].reverse()) {
     if (await to.head(manifestKey(entry.id))) {
       backupsSkipped += 1;
@@ -113,10 +119,11 @@ export async function copyToDr(from: Storage, to: Storage, onProgress?: (p: Copy
 export async function measureDrLag(
   from: Storage,
   to: Storage,
+  trust: TrustPolicy,
   now = new Date(),
 ): Promise<{ lagSeconds: number; missing: string[]; newestInDr: string | undefined }> {
-  const primary = (await listBackups(from)).filter((e) => e.status === 'complete');
-  const dr = new Set((await listBackups(to)).filter((e) => e.status === 'complete').map((e) => e.id));
+  const primary = (await listBackups(from, trust)).filter((e) => e.status === 'complete');
+  const dr = new Set((await listBackups(to, trust)).filter((e) => e.status === 'complete').map((e) => e.id));
   const missing = primary.filter((e) => !dr.has(e.id));
   const oldestMissing = missing[missing.length - 1];
   return {

@@ -8,9 +8,10 @@ import { ProgressLine, formatBytes } from '../../cli/progress.js';
 
 export async function runCreate(options: { json?: boolean }): Promise<number> {
   return runBackupCommand(
-    { name: 'create', logStream: 'backup', needs: { repository: true, encryption: true }, interruptible: true },
-    async ({ config, storage, logger, signal }) => {
+    { name: 'create', logStream: 'backup', needs: { repository: true, encryption: true, signing: true }, interruptible: true },
+    async ({ config, storage, logger, signal, signer: loadSigner }) => {
       const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
+      const signer = await loadSigner();
       const repository = storage();
       const progress = new ProgressLine();
       const started = Date.now();
@@ -29,6 +30,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
               config,
               storage: repository,
               recipients,
+              signer,
               signal,
               onProgress: (p) => {
                 const seconds = Math.max(0.001, (Date.now() - started) / 1000);

@@ -3,6 +3,8 @@ import { type LogicalManifest, logicalManifestSchema } from '../../repository/ma
 import { logicalDumpKey, manifestKey, newBackupId } from '../../repository/layout.js';
 import type { BackupConfig } from '../../config/config.js';
 import type { RecipientSet } from '../../crypto/keys.js';
+import type { SigningKey } from '../../crypto/signing.js';
+import { putSignedRecord } from '../../repository/signed-record.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { exportSnapshot } from '../../postgres/dump-snapshot.js';
 import { pgDumpVersion, startLogicalDump } from '../../postgres/logical-dump.js';
@@ -21,6 +23,8 @@ export interface CreateLogicalBackupOptions {
   readonly config: BackupConfig;
   readonly storage: Storage;
   readonly recipients: RecipientSet;
+  /** Signs every object and the manifest (BACKUP_SIGNING_KEY_FILE). */
+  readonly signer: SigningKey;
   readonly zstdLevel?: number;
   readonly onProgress?: (progress: BackupProgress) => void;
   readonly signal?: AbortSignal;
@@ -33,7 +37,7 @@ export interface CreateLogicalBackupOptions {
  * so an interrupted backup is visibly incomplete and never restorable.
  */
 export async function createLogicalBackup(options: CreateLogicalBackupOptions): Promise<LogicalManifest> {
-  const { config, storage, recipients } = options;
+  const { config, storage, recipients, signer } = options;
   const now = options.now ?? (() => new Date());
   const startedAt = now();
   const id = newBackupId(startedAt);
@@ -64,6 +68,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
       storage,
       key: objectKey,
       recipients,
+      signer,
       level,
       abort,
       metadata: { 'pms-backup-id': id },
@@ -94,12 +99,13 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
       compression: { algorithm: 'zstd', level },
       encryption: { format: 'openpgp', recipients: recipients.descriptions.map((d) => d.fingerprint) },
       keyFingerprints: recipients.descriptions.map((d) => d.fingerprint),
+      signedBy: signer.description.fingerprint,
       objects: [{ key: objectKey, bytes: result.storedBytes, sha256: result.sha256 }],
       tables,
       host: hostname(),
       createdBy: osUserName(),
     });
-    await storage.putBytes(manifestKey(id), `${JSON.stringify(manifest, null, 2)}\n`, { ifAbsent: true });
+    await putSignedRecord(storage, manifestKey(id), `${JSON.stringify(manifest, null, 2)}\n`, signer, { ifAbsent: true });
     return manifest;
   } catch (error) {
     abort.abort(error);

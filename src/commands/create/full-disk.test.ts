@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { runCli } from '../../testing/run-cli.js';
 
 let cluster: ThrowawayCluster;
@@ -36,6 +36,7 @@ before(async () => {
     ...cluster.postgresEnv,
     POSTGRES_DB: 'patient_telemetry',
     BACKUP_REPOSITORY: `file://${join(mountPoint, 'repo')}`,
+    ...signingEnv(key),
     BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_LOG_DIR: join(key.dir, 'logs'),

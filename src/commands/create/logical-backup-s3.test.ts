@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { runCli } from '../../testing/run-cli.js';
 import { FINGERPRINT_SQL, SAMPLE_DATA_SQL, SAMPLE_SCHEMA_SQL } from '../../testing/sample-data.js';
 import { type S3rverHarness, startS3rver } from '../../testing/s3rver-harness.js';
@@ -25,6 +25,7 @@ before(async () => {
     ...cluster.postgresEnv,
     ...s3.env('nightly'),
     POSTGRES_DB: 'patient_telemetry',
+    ...signingEnv(key),
     BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,

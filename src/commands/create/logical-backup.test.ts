@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { waitUntilMidUpload } from '../../testing/mid-upload.js';
 import { binPath, runCli } from '../../testing/run-cli.js';
 import { FINGERPRINT_SQL, SAMPLE_DATA_SQL, SAMPLE_SCHEMA_SQL } from '../../testing/sample-data.js';
@@ -63,6 +63,7 @@ before(async () => {
     ...cluster.postgresEnv,
     POSTGRES_DB: 'patient_telemetry',
     BACKUP_REPOSITORY: `file://${repoRoot}`,
+    ...signingEnv(key),
     BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
@@ -231,7 +232,7 @@ describe('pms-backup create | list | restore (file repository)', () => {
     assert.deepEqual(readdirSync(join(repoRoot, 'backups')).sort(), before);
   });
 
-  test('restore of an unknown id or a corrupt manifest gives a clear error', async () => {
+  test('restore of an unknown id or a damaged manifest gives a clear error', async () => {
     const missing = await runCli('pms-backup', ['restore', '20200101T000000Z-abcd', '--target-db', 'nope'], env);
     assert.equal(missing.code, 3);
     assert.match(missing.stderr, /PMS_ERR_NOT_FOUND: backup 20200101T000000Z-abcd does not exist/);
@@ -241,11 +242,16 @@ describe('pms-backup create | list | restore (file repository)', () => {
     writeFileSync(manifestFile, '{"id": "truncated');
     try {
       const corrupt = await runCli('pms-backup', ['restore', manifest.id, '--target-db', 'nope'], env);
+      // The signature is checked before a byte of the manifest is parsed: a damaged manifest is
+      // one no trusted key signed.
       assert.equal(corrupt.code, 4);
-      assert.match(corrupt.stderr, /PMS_ERR_MANIFEST: manifest .* is not valid JSON/);
+      assert.match(
+        corrupt.stderr,
+        /PMS_ERR_UNTRUSTED: backups\/\S+\/manifest.json is not trusted: its signature by [0-9A-F]{40} does not verify/,
+      );
       const list = await runCli('pms-backup', ['list', '--json'], env);
       const rows = JSON.parse(list.stdout) as Array<{ id: string; status: string }>;
-      assert.equal(rows.find((r) => r.id === manifest.id)?.status, 'corrupt');
+      assert.equal(rows.find((r) => r.id === manifest.id)?.status, 'untrusted');
     } finally {
       writeFileSync(manifestFile, original);
     }

@@ -4,10 +4,11 @@ import { runBackupCommand } from '../../cli/backup-command.js';
 import { formatBytes } from '../../cli/progress.js';
 
 export async function runList(options: { json?: boolean }): Promise<number> {
-  return runBackupCommand({ name: 'list', logStream: 'backup', needs: { repository: true } }, async ({ storage }) => {
+  return runBackupCommand({ name: 'list', logStream: 'backup', needs: { repository: true, trust: true } }, async ({ storage, trust }) => {
     const repository = storage();
-    const entries = await listBackups(repository);
-    const wal = await summarizeWalArchive(repository);
+    const trustPolicy = await trust();
+    const entries = await listBackups(repository, trustPolicy);
+    const wal = await summarizeWalArchive(repository, trustPolicy);
     // The WAL archive is one more row (kind "wal-archive") so --json stays one array.
     const walRow =
       wal.segments > 0

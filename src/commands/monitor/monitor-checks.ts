@@ -1,3 +1,4 @@
+import type { TrustPolicy } from '../../crypto/signing.js';
 import { type BackupEntry, listBackups } from '../../repository/backup-catalog.js';
 import type { BackupConfig } from '../../config/config.js';
 import { type KeyDescription, describeKey, readPublicKeyFile } from '../../crypto/keys.js';
@@ -35,6 +36,7 @@ export interface MonitorReport {
     readonly drLagSeconds?: number;
     readonly walLastArchivedAt?: string;
     readonly walGapSegments?: number;
+    readonly untrustedBackups?: number;
   };
 }
 
@@ -45,6 +47,7 @@ const DAY = 24 * HOUR;
 export async function runMonitorChecks(
   config: BackupConfig,
   storage: Storage,
+  trust: TrustPolicy,
   now = new Date(),
   dr?: { storage: Storage; maxLagHours: number },
 ): Promise<MonitorReport> {
@@ -54,13 +57,30 @@ export async function runMonitorChecks(
   let entries: BackupEntry[] = [];
   try {
     await storage.probe();
-    entries = await listBackups(storage);
+    entries = await listBackups(storage, trust);
     checks.push({ name: 'repository', ok: true, detail: `${storage.location} is reachable and writable` });
   } catch (error) {
     repositoryUp = false;
     checks.push({ name: 'repository', ok: false, detail: `${storage.location} is unreachable: ${(error as Error).message}` });
   }
 
+  // A planted or altered manifest is never the newest backup (it is not complete), and it is an
+  // alarm of its own: someone who can write to the repository tried to forge a backup.
+  const untrusted = entries.filter((e) => e.status === 'untrusted');
+  if (repositoryUp) {
+    checks.push(
+      untrusted.length === 0
+        ? { name: 'trust', ok: true, detail: 'every manifest is signed by a trusted key' }
+        : {
+            name: 'trust',
+            ok: false,
+            detail: `${untrusted.length} backup(s) not signed by a trusted key: ${untrusted
+              .slice(0, 5)
+              .map((e) => `${e.id} (${e.problem ?? 'untrusted'})`)
+              .join('; ')}; treat as a security incident (docs/runbook.md#pmsbackupuntrustedobject)`,
+          },
+    );
+  }
   const complete = entries.filter((e) => e.status === 'complete');
   const newest = complete[0];
   let backupAgeSeconds: number | undefined;
@@ -123,7 +143,7 @@ export async function runMonitorChecks(
   let verification: MonitorReport['facts']['verification'];
   let drLagSeconds: number | undefined;
   if (repositoryUp) {
-    const newestVerification = (await listVerifications(storage))[0];
+    const newestVerification = (await listVerifications(storage, trust))[0];
     if (!newestVerification) {
       checks.push({ name: 'verification', ok: false, detail: 'no backup has ever been verified: run pms-backup verify latest' });
     } else {
@@ -151,7 +171,7 @@ export async function runMonitorChecks(
   let walLastArchivedAt: Date | undefined;
   let walGapSegments: number | undefined;
   if (repositoryUp) {
-    const wal = await summarizeWalArchive(storage, now);
+    const wal = await summarizeWalArchive(storage, trust, now);
     const hasBase = complete.some((e) => e.kind === 'base');
     if (wal.segments > 0 || hasBase) {
       walLastArchivedAt = wal.newestSegmentAt;
@@ -177,7 +197,7 @@ export async function runMonitorChecks(
 
   if (dr) {
     try {
-      const lag = await measureDrLag(storage, dr.storage, now);
+      const lag = await measureDrLag(storage, dr.storage, trust, now);
       const hours = lag.lagSeconds / 3600;
       checks.push({
         name: 'dr-copy',
@@ -208,6 +228,7 @@ export async function runMonitorChecks(
       ...(drLagSeconds !== undefined ? { drLagSeconds } : {}),
       ...(walLastArchivedAt ? { walLastArchivedAt: walLastArchivedAt.toISOString() } : {}),
       ...(walGapSegments !== undefined ? { walGapSegments } : {}),
+      ...(repositoryUp ? { untrustedBackups: untrusted.length } : {}),
     },
   };
 }

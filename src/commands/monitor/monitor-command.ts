@@ -7,13 +7,14 @@ import { runBackupCommand } from '../../cli/backup-command.js';
 
 export async function runMonitor(options: { json?: boolean }): Promise<number> {
   return runBackupCommand(
-    { name: 'monitor', logStream: 'monitoring', needs: { repository: true } },
-    async ({ config, storage, logger }) => {
+    { name: 'monitor', logStream: 'monitoring', needs: { repository: true, trust: true } },
+    async ({ config, storage, logger, trust }) => {
       const drConfig = loadDrConfig(process.env, undefined);
       const drStorage = drConfig ? openStorage(drConfig.repository) : undefined;
       const report = await runMonitorChecks(
         config,
         storage(),
+        await trust(),
         new Date(),
         drStorage && drConfig ? { storage: drStorage, maxLagHours: drConfig.maxLagHours } : undefined,
       ).finally(() => drStorage?.close());
@@ -46,6 +47,7 @@ export async function runMonitor(options: { json?: boolean }): Promise<number> {
           drLagSeconds: facts.drLagSeconds,
           walLastArchivedAt: facts.walLastArchivedAt ? new Date(facts.walLastArchivedAt) : undefined,
           walGapSegments: facts.walGapSegments,
+          untrustedBackups: facts.untrustedBackups,
           keys: facts.keys.map((k) => ({ fingerprint: k.fingerprint, expiresAt: k.expiresAt ? new Date(k.expiresAt) : undefined })),
           verification: facts.verification
             ? {

@@ -1,3 +1,4 @@
+import type { TrustPolicy } from '../../crypto/signing.js';
 import { type BackupEntry, listBackups } from '../../repository/backup-catalog.js';
 import { backupPrefix, manifestKey } from '../../repository/layout.js';
 import type { Storage } from '../../storage/storage.js';
@@ -36,9 +37,9 @@ export interface PruneResult {
  * ones are kept for investigation. Decisions are made first, then applied, so --dry-run shows
  * exactly what a real run does.
  */
-export async function planPrune(storage: Storage, retentionDays: number, now = new Date()): Promise<PruneDecision[]> {
-  const entries = await listBackups(storage);
-  const verifiedIds = new Set((await listVerifications(storage)).filter((v) => v.ok).map((v) => v.id));
+export async function planPrune(storage: Storage, trust: TrustPolicy, retentionDays: number, now = new Date()): Promise<PruneDecision[]> {
+  const entries = await listBackups(storage, trust);
+  const verifiedIds = new Set((await listVerifications(storage, trust)).filter((v) => v.ok).map((v) => v.id));
   const protectedIds = new Map<string, string>();
   for (const kind of new Set(entries.map((e) => e.kind))) {
     const ofKind = entries.filter((e) => e.kind === kind && e.status === 'complete');
@@ -52,6 +53,8 @@ export async function planPrune(storage: Storage, retentionDays: number, now = n
     const base = { id: entry.id, kind: entry.kind, status: entry.status, createdAt: entry.createdAt };
     const created = Date.parse(entry.createdAt);
     if (entry.status === 'corrupt') return { ...base, action: 'keep', reason: 'corrupt manifest: kept for investigation' };
+    // Evidence of tampering is kept, and never counts as the newest backup of its kind.
+    if (entry.status === 'untrusted') return { ...base, action: 'keep', reason: 'untrusted manifest: kept for investigation' };
     if (entry.status === 'incomplete') {
       return now.getTime() - created > INCOMPLETE_GRACE_MS
         ? { ...base, action: 'delete', reason: 'incomplete leftover older than 24 h' }
@@ -82,11 +85,12 @@ export async function deleteBackup(storage: Storage, id: string): Promise<number
 
 export async function pruneBackups(
   storage: Storage,
+  trust: TrustPolicy,
   retentionDays: number,
   options: { dryRun: boolean; now?: Date },
 ): Promise<PruneResult> {
   const now = options.now ?? new Date();
-  const decisions = await planPrune(storage, retentionDays, now);
+  const decisions = await planPrune(storage, trust, retentionDays, now);
   let bytesFreed = 0;
   let abandonedUploadsRemoved = 0;
   if (!options.dryRun) {
@@ -95,7 +99,7 @@ export async function pruneBackups(
   }
   // WAL: every segment a retained base backup needs stays (from the oldest one's start
   // segment on); without any base backup the archive is left alone rather than guessed at.
-  const retainedBases = (await listBackups(storage)).filter(
+  const retainedBases = (await listBackups(storage, trust)).filter(
     (e) =>
       e.manifest?.kind === 'base' &&
       e.status === 'complete' &&

@@ -12,6 +12,8 @@ export interface RestoreCommandOptions {
   readonly noOwner?: boolean;
   readonly tables?: readonly string[];
   readonly patient?: string | undefined;
+  /** Accept a backup made before signing (no signature at all); audited. */
+  readonly allowUnsigned?: boolean;
 }
 
 function scopeOf(options: RestoreCommandOptions): RestoreScope {
@@ -38,17 +40,24 @@ function scopeOf(options: RestoreCommandOptions): RestoreScope {
 export async function runRestore(reference: string, options: RestoreCommandOptions): Promise<number> {
   const scope = scopeOf(options);
   return runBackupCommand(
-    { name: 'restore', logStream: 'backup', needs: { repository: true, decryption: true }, interruptible: true },
-    async ({ config, storage, signal }) => {
+    {
+      name: 'restore',
+      logStream: 'backup',
+      needs: { repository: true, decryption: true, trust: true, signing: true },
+      interruptible: true,
+    },
+    async ({ config, storage, signal, trust }) => {
+      const trustPolicy = await trust({ allowUnsigned: options.allowUnsigned ?? false });
       const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const repository = storage();
       const progress = new ProgressLine();
-      const manifest = await resolveBackup(repository, reference, 'logical');
+      const manifest = await resolveBackup(repository, reference, 'logical', trustPolicy);
       const result = await restoreLogicalBackup({
         manifest,
         storage: repository,
         postgres: config.postgres,
         keys,
+        trust: trustPolicy,
         targetDb: options.targetDb,
         scope,
         noOwner: options.noOwner ?? false,
@@ -72,7 +81,16 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
         );
       }
       // The patient's identifier stays out of logs and audit records: the scope kind is enough.
-      return { exitCode: 0, backupId: result.id, details: { targetDb: result.targetDb, scope: scope.kind, tables: result.tables.length } };
+      return {
+        exitCode: 0,
+        backupId: result.id,
+        details: {
+          targetDb: result.targetDb,
+          scope: scope.kind,
+          tables: result.tables.length,
+          ...(options.allowUnsigned ? { allowUnsigned: true } : {}),
+        },
+      };
     },
   );
 }

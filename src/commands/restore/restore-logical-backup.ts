@@ -8,7 +8,7 @@ import { countTableRows } from '../../postgres/dump-snapshot.js';
 import { startPgRestore, startPsqlScript } from '../../postgres/logical-restore.js';
 import type { Storage } from '../../storage/storage.js';
 import type { Readable } from 'node:stream';
-import { consumeVerified, openEncrypted } from '../../pipeline/open-encrypted.js';
+import { type ReaderTrust, consumeVerified, openEncrypted } from '../../pipeline/open-encrypted.js';
 import { feedStdin } from '../../streams/feed-stdin.js';
 import { CopyRowFilter } from './copy-row-filter.js';
 import { withStagingDatabase } from './staging-database.js';
@@ -24,6 +24,8 @@ export interface RestoreOptions {
   readonly storage: Storage;
   readonly postgres: PostgresConfig;
   readonly keys: DecryptionKeys;
+  /** Whose signatures the backup's object must carry. */
+  readonly trust: ReaderTrust;
   readonly targetDb: string;
   readonly scope?: RestoreScope;
   readonly noOwner?: boolean;
@@ -85,6 +87,7 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
         storage: options.storage,
         key: object.key,
         keys: options.keys,
+        trust: options.trust,
         stored: object,
         decompress: true,
         ...(options.onProgress ? { onProgress: (n: number) => options.onProgress?.(n, object.bytes) } : {}),

@@ -12,6 +12,7 @@ export interface RestoreFlags {
   readonly targetTime?: string;
   readonly pgdata?: string;
   readonly base?: string;
+  readonly allowUnsigned?: boolean;
 }
 
 /** What the flags ask for: a logical restore into a new database, or a point-in-time recovery. */
@@ -24,8 +25,16 @@ export type RestorePlan =
       readonly noOwner: boolean;
       readonly tables: readonly string[];
       readonly patient: string | undefined;
+      readonly allowUnsigned: boolean;
     }
-  | { readonly kind: 'pitr'; readonly json: boolean; readonly targetTime: string; readonly pgdata: string; readonly base?: string };
+  | {
+      readonly kind: 'pitr';
+      readonly json: boolean;
+      readonly targetTime: string;
+      readonly pgdata: string;
+      readonly base?: string;
+      readonly allowUnsigned: boolean;
+    };
 
 /**
  * The rules that tie restore's flags together, apart from the CLI so they can be tested alone:
@@ -34,6 +43,7 @@ export type RestorePlan =
  */
 export function planRestore(id: string | undefined, flags: RestoreFlags): RestorePlan {
   const json = flags.json ?? false;
+  const allowUnsigned = flags.allowUnsigned ?? false;
   if (flags.pitr) {
     if (id !== undefined || flags.targetDb !== undefined || flags.table.length > 0 || flags.patient !== undefined) {
       throw new PmsError(
@@ -44,7 +54,14 @@ export function planRestore(id: string | undefined, flags: RestoreFlags): Restor
     if (flags.targetTime === undefined || flags.pgdata === undefined) {
       throw new PmsError('PMS_ERR_USAGE', '--pitr needs --target-time <time|latest> and --pgdata <dir>');
     }
-    return { kind: 'pitr', json, targetTime: flags.targetTime, pgdata: flags.pgdata, ...(flags.base ? { base: flags.base } : {}) };
+    return {
+      kind: 'pitr',
+      json,
+      targetTime: flags.targetTime,
+      pgdata: flags.pgdata,
+      ...(flags.base ? { base: flags.base } : {}),
+      allowUnsigned,
+    };
   }
   if (flags.targetTime !== undefined || flags.pgdata !== undefined || flags.base !== undefined) {
     throw new PmsError('PMS_ERR_USAGE', '--target-time, --pgdata and --base need --pitr');
@@ -63,5 +80,6 @@ export function planRestore(id: string | undefined, flags: RestoreFlags): Restor
     noOwner: flags.owner === false,
     tables: flags.table,
     patient: flags.patient,
+    allowUnsigned,
   };
 }

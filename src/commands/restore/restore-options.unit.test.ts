@@ -20,6 +20,7 @@ describe('restore flag rules', () => {
       noOwner: true,
       tables: ['telemetry.readings'],
       patient: undefined,
+      allowUnsigned: false,
     });
     assert.equal(planRestore('x', { table: [], targetDb: 'r', patient: '9434765919' }).kind, 'logical');
   });
@@ -37,6 +38,7 @@ describe('restore flag rules', () => {
       targetTime: 'latest',
       pgdata: '/d',
       base: 'b',
+      allowUnsigned: false,
     });
   });
 

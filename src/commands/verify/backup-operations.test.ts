@@ -4,7 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { type PushgatewayHarness, startPushgateway } from '../../testing/pushgateway-harness.js';
 import { runCli } from '../../testing/run-cli.js';
 import { SAMPLE_DATA_SQL, SAMPLE_SCHEMA_SQL } from '../../testing/sample-data.js';
@@ -63,6 +63,7 @@ before(async () => {
     ...cluster.postgresEnv,
     POSTGRES_DB: 'patient_telemetry',
     BACKUP_REPOSITORY: `file://${repoRoot}`,
+    ...signingEnv(key),
     BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,

@@ -1,5 +1,6 @@
 import type { BaseManifest } from '../../repository/manifest.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
+import type { TrustPolicy } from '../../crypto/signing.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import type { PostgresConfig } from '../../config/postgres-config.js';
 import { usingClient } from '../../postgres/connect.js';
@@ -17,6 +18,7 @@ export async function verifyBaseBackup(options: {
   manifest: BaseManifest;
   storage: Storage;
   keys: DecryptionKeys;
+  trust: TrustPolicy;
   serverEnv: NodeJS.ProcessEnv;
   signal?: AbortSignal;
 }): Promise<Check[]> {

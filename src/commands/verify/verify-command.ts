@@ -1,28 +1,38 @@
 import { listBackups, resolveBackup } from '../../repository/backup-catalog.js';
 import { verifyBaseBackup } from './verify-base-backup.js';
 import { loadDecryptionKeys } from '../../crypto/keys.js';
-import { type Check, type Verification, verificationKey } from '../../repository/verification-record.js';
+import { type Check, type Verification, writeVerification } from '../../repository/verification-record.js';
 import { verifyLogicalBackup } from './verify-logical-backup.js';
 import { runBackupCommand } from '../../cli/backup-command.js';
 
-export async function runVerify(reference: string, options: { json?: boolean; kind?: 'logical' | 'base' }): Promise<number> {
+export async function runVerify(
+  reference: string,
+  options: { json?: boolean; kind?: 'logical' | 'base'; allowUnsigned?: boolean },
+): Promise<number> {
   return runBackupCommand(
-    { name: 'verify', logStream: 'verification', needs: { repository: true, decryption: true }, interruptible: true },
-    async ({ config, storage, logger, startedAt, signal }) => {
+    {
+      name: 'verify',
+      logStream: 'verification',
+      needs: { repository: true, decryption: true, trust: true, signing: true },
+      interruptible: true,
+    },
+    async ({ config, storage, logger, startedAt, signal, trust, signer }) => {
       const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
+      const trustPolicy = await trust({ allowUnsigned: options.allowUnsigned ?? false });
+      const signingKey = await signer();
       const repository = storage();
       const kind =
         reference === 'latest'
           ? (options.kind ?? 'logical')
-          : (await listBackups(repository)).find((e) => e.id === reference)?.kind === 'base'
+          : (await listBackups(repository, trustPolicy)).find((e) => e.id === reference)?.kind === 'base'
             ? 'base'
             : 'logical';
-      const manifest = await resolveBackup(repository, reference, kind);
+      const manifest = await resolveBackup(repository, reference, kind, trustPolicy);
       logger.info('verifying backup', { backupId: manifest.id, kind: manifest.kind });
       const checks: Check[] =
         manifest.kind === 'base'
-          ? await verifyBaseBackup({ manifest, storage: repository, keys, serverEnv: process.env, signal })
-          : await verifyLogicalBackup({ manifest, storage: repository, keys, signal });
+          ? await verifyBaseBackup({ manifest, storage: repository, keys, trust: trustPolicy, serverEnv: process.env, signal })
+          : await verifyLogicalBackup({ manifest, storage: repository, keys, trust: trustPolicy, signal });
       // An interrupted verification says nothing about the backup: record no result for it.
       if (signal.aborted) throw signal.reason;
       const finishedAt = new Date();
@@ -33,7 +43,7 @@ export async function runVerify(reference: string, options: { json?: boolean; ki
         durationSeconds: (finishedAt.getTime() - startedAt.getTime()) / 1000,
         verifiedAt: finishedAt.toISOString(),
       };
-      await repository.putBytes(verificationKey(manifest.id, finishedAt), `${JSON.stringify(verification, null, 2)}\n`, { ifAbsent: true });
+      await writeVerification(repository, verification, signingKey);
       for (const check of checks)
         (check.ok ? logger.info : logger.error)(`check ${check.name}: ${check.ok ? 'ok' : 'FAILED'}`, {
           backupId: manifest.id,

@@ -1,6 +1,7 @@
 import type { LogicalManifest } from '../../repository/manifest.js';
 import type { PostgresConfig } from '../../config/postgres-config.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
+import type { TrustPolicy } from '../../crypto/signing.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import { usingClient } from '../../postgres/connect.js';
 import { countTableRows } from '../../postgres/dump-snapshot.js';
@@ -16,6 +17,7 @@ export interface VerifyLogicalOptions {
   readonly manifest: LogicalManifest;
   readonly storage: Storage;
   readonly keys: DecryptionKeys;
+  readonly trust: TrustPolicy;
   readonly onCluster?: (cluster: ThrowawayCluster) => void;
   readonly signal?: AbortSignal;
 }
@@ -56,6 +58,7 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
         storage: options.storage,
         postgres,
         keys: options.keys,
+        trust: options.trust,
         targetDb: TARGET_DB,
         noOwner: true,
         enforceRowCounts: false,

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { DecryptionKeys } from '../../crypto/keys.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { integrityMismatch } from '../../pipeline/integrity-error.js';
-import { readEncrypted } from '../../pipeline/open-encrypted.js';
+import { type ReaderTrust, readEncrypted } from '../../pipeline/open-encrypted.js';
 import { syncedFileSink } from '../../storage/fs/durable-fs.js';
 import type { Storage } from '../../storage/storage.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName } from '../../wal/wal-file-name.js';
@@ -16,6 +16,8 @@ import { readSegmentHeader } from '../../wal/wal-page-header.js';
 export interface FetchWalOptions {
   readonly storage: Storage;
   readonly keys: DecryptionKeys;
+  /** Whose signatures archived WAL must carry: an untrusted segment is an error (exit 200), never "not archived". */
+  readonly trust: ReaderTrust;
   /** %f: the file name PostgreSQL wants. */
   readonly name: string;
   /** %p: where to put it (written to a temporary file beside it, then renamed). */
@@ -67,6 +69,7 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
         storage,
         key,
         keys: options.keys,
+        trust: options.trust,
         plainSha256: expectedSha,
         decompress: true,
         ...(options.signal ? { signal: options.signal } : {}),

@@ -10,7 +10,7 @@ export const WAL_FETCH_EXIT = { fetched: 0, notFound: 1, fatal: 200 } as const;
 
 /** The exit status table lives in cli/wal-commands.ts, shown by `pms-backup wal-fetch --help`. */
 
-export async function runWalFetch(name: string, path: string): Promise<number> {
+export async function runWalFetch(name: string, path: string, options: { allowUnsigned?: boolean } = {}): Promise<number> {
   // If a bug ever left a promise unsettled, Node would exit 13, which PostgreSQL reads as "not
   // archived" and may promote early: any exit without a result is turned into the fatal status.
   let settled = false;
@@ -18,20 +18,31 @@ export async function runWalFetch(name: string, path: string): Promise<number> {
     if (!settled) process.exitCode = WAL_FETCH_EXIT.fatal;
   });
   try {
-    const [{ loadBackupConfig }, { loadDecryptionKeys }, { openStorage }, { fetchWalFile }, { readControlSystemIdentifier }] =
-      await Promise.all([
-        import('../../config/config.js'),
-        import('../../crypto/keys.js'),
-        import('../../storage/open-storage.js'),
-        import('./fetch-wal-file.js'),
-        import('../../wal/wal-page-header.js'),
-      ]);
-    const config = loadBackupConfig(process.env, { repository: true, decryption: true });
+    const [
+      { loadBackupConfig },
+      { loadDecryptionKeys },
+      { loadTrustedSigners },
+      { openStorage },
+      { fetchWalFile },
+      { readControlSystemIdentifier },
+    ] = await Promise.all([
+      import('../../config/config.js'),
+      import('../../crypto/keys.js'),
+      import('../../crypto/signing.js'),
+      import('../../storage/open-storage.js'),
+      import('./fetch-wal-file.js'),
+      import('../../wal/wal-page-header.js'),
+    ]);
+    const config = loadBackupConfig(process.env, { repository: true, decryption: true, trust: true });
     const systemIdentifier = await readControlSystemIdentifier(process.cwd());
-    const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
+    const [keys, trusted] = await Promise.all([
+      loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile),
+      loadTrustedSigners(config.keys.trustedSignersFile),
+    ]);
+    const trust = { trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) };
     const storage = openStorage(config.repository);
     try {
-      const result = await fetchWalFile({ storage, keys, name, destination: path, systemIdentifier });
+      const result = await fetchWalFile({ storage, keys, trust, name, destination: path, systemIdentifier });
       settled = true;
       return result.outcome === 'fetched' ? WAL_FETCH_EXIT.fetched : WAL_FETCH_EXIT.notFound;
     } finally {

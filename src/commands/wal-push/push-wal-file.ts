@@ -4,6 +4,7 @@ import { basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { startCompressor } from '../../compression/zstd.js';
 import type { RecipientSet } from '../../crypto/keys.js';
+import type { SigningKey, TrustPolicy } from '../../crypto/signing.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import type { Storage } from '../../storage/storage.js';
 import { ByteMeter, EndGate } from '../../streams/byte-meter.js';
@@ -17,6 +18,10 @@ import { linkAbort } from '../../process/linked-abort.js';
 export interface WalPushContext {
   readonly storage: Storage;
   readonly recipients: RecipientSet;
+  /** The database server's WAL signing key (BACKUP_SIGNING_KEY_FILE in the PostgreSQL pod). */
+  readonly signer: SigningKey;
+  /** Whose signature wal/system.json must carry. */
+  readonly trust: TrustPolicy;
   readonly zstdLevel?: number;
   readonly signal?: AbortSignal;
   /** Systems already checked against wal/system.json in this run (one lookup per run). */
@@ -74,7 +79,7 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
   if (file.kind === 'segment' || file.kind === 'partial') {
     const header = await readSegmentHeader(path, name);
     if (!context.claimedSystems?.has(header.systemIdentifier)) {
-      await claimArchive(storage, header.systemIdentifier);
+      await claimArchive(storage, header.systemIdentifier, context.signer, context.trust);
       context.claimedSystems?.add(header.systemIdentifier);
     }
     metadata[WAL_METADATA.systemIdentifier] = header.systemIdentifier;
@@ -109,6 +114,7 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
       storage,
       key,
       recipients: context.recipients,
+      signer: context.signer,
       abort,
       metadata,
       source: zstd.child.stdout!.pipe(gate),

@@ -6,19 +6,27 @@
 export async function runWalPush(path: string, options: { readAhead?: number } = {}): Promise<number> {
   const { consumePushMarker } = await import('./push-marker.js');
   if (await consumePushMarker(path)) return 0;
-  const [{ loadBackupConfig }, { loadRecipients }, { openStorage }, { archiveWal }] = await Promise.all([
-    import('../../config/config.js'),
-    import('../../crypto/keys.js'),
-    import('../../storage/open-storage.js'),
-    import('./wal-push.js'),
+  const [{ loadBackupConfig }, { loadRecipients }, { loadSigningKey, loadTrustedSigners }, { openStorage }, { archiveWal }] =
+    await Promise.all([
+      import('../../config/config.js'),
+      import('../../crypto/keys.js'),
+      import('../../crypto/signing.js'),
+      import('../../storage/open-storage.js'),
+      import('./wal-push.js'),
+    ]);
+  const config = loadBackupConfig(process.env, { repository: true, encryption: true, signing: true, trust: true });
+  const [recipients, signer, trusted] = await Promise.all([
+    loadRecipients(config.keys.publicKeyFile, config.keys.keyId),
+    loadSigningKey(config.keys.signingKeyFile, config.keys.signingPassphraseFile),
+    loadTrustedSigners(config.keys.trustedSignersFile),
   ]);
-  const config = loadBackupConfig(process.env, { repository: true, encryption: true });
-  const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
   const storage = openStorage(config.repository);
   try {
     const result = await archiveWal({
       storage,
       recipients,
+      signer,
+      trust: { trusted },
       path,
       ...(options.readAhead === undefined ? {} : { readAhead: options.readAhead }),
     });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { runTool } from '../../process/tool-process.js';
-import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
+import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { binPath, runCli } from '../../testing/run-cli.js';
 import { DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
@@ -105,11 +105,16 @@ async function main(): Promise<number> {
   process.stdout.write('The OpenPGP key generated below is DEMO-ONLY: it protects no real patient data.\n\n');
   const work = mkdtempSync(join(tmpdir(), 'pms-demo-'));
   chmodSync(work, 0o755);
-  const resources: { cluster?: ThrowawayCluster; recovered?: ThrowawayCluster; api?: ChildProcess; key?: GpgKeyPair } = {};
+  const resources: { cluster?: ThrowawayCluster; recovered?: ThrowawayCluster; api?: ChildProcess; key?: GpgKeyPair; walKey?: GpgKeyPair } =
+    {};
   try {
     step('Generating a demo-only OpenPGP key pair with gpg');
     const key = await generateGpgKeyPair({ name: 'PMS DEMO ONLY key - not for patient data', passphrase: 'demo-only-passphrase' });
     resources.key = key;
+    // The database server signs its WAL with a key of its own (it never holds the jobs' key);
+    // consumers trust both.
+    const walKey = await generateGpgKeyPair({ name: 'PMS DEMO ONLY WAL signing key' });
+    resources.walKey = walKey;
     const repo = join(work, 'repository');
     mkdirSync(repo, { mode: 0o700 });
     const pgUid = process.getuid?.() === 0 ? Number((await runTool('id', ['-u', 'postgres'])).stdout.trim()) : undefined;
@@ -119,6 +124,7 @@ async function main(): Promise<number> {
       chownSync(repo, pgUid, -1);
       chownSync(key.privateKeyFile, pgUid, -1);
       if (key.passphraseFile) chownSync(key.passphraseFile, pgUid, -1);
+      chownSync(walKey.privateKeyFile, pgUid, -1);
     }
     info(`key ${key.fingerprint}; repository file://${repo}`);
     const backupEnv: Record<string, string> = {
@@ -129,13 +135,15 @@ async function main(): Promise<number> {
       BACKUP_GPG_PASSPHRASE_FILE: key.passphraseFile ?? '',
       BACKUP_LOG_DIR: join(work, 'logs'),
       POSTGRES_DB: 'patient_telemetry',
+      ...signingEnv(key, [key, walKey]),
     };
+    const serverEnv: Record<string, string> = { ...backupEnv, ...signingEnv(walKey, [key, walKey]) };
 
     step('Starting PostgreSQL 15 with WAL archiving through pms-backup wal-push');
     const cluster = await startThrowawayCluster({
       parentDir: work,
       settings: { archive_mode: 'on', wal_level: 'replica', archive_timeout: 60, archive_command: archiveCommand() },
-      serverEnv: backupEnv,
+      serverEnv,
     });
     resources.cluster = cluster;
     const env = { ...cluster.postgresEnv, ...backupEnv };
@@ -303,6 +311,7 @@ async function main(): Promise<number> {
       await resources.recovered?.destroy().catch(() => undefined);
       await resources.cluster?.destroy().catch(() => undefined);
       resources.key?.remove();
+      resources.walKey?.remove();
       rmSync(work, { recursive: true, force: true });
     }
   }

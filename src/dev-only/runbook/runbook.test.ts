@@ -84,6 +84,7 @@ before(async () => {
   writeFileSync(join(files, 'public-keys.asc'), readFileSync(key.publicKeyFile, 'utf8') + readFileSync(breakGlass.publicKeyFile, 'utf8'));
   writeFileSync(join(files, 'private-key.asc'), readFileSync(key.privateKeyFile), { mode: 0o600 });
   writeFileSync(join(files, 'passphrase'), readFileSync(key.passphraseFile!), { mode: 0o600 });
+  writeFileSync(join(files, 'trusted-signers.asc'), readFileSync(key.publicKeyFile, 'utf8'));
   writeFileSync(join(files, 'break-glass-private.asc'), readFileSync(breakGlass.privateKeyFile), { mode: 0o600 });
   symlinkSync(binPath('pms-backup'), join(work, 'bin', 'pms-backup'));
   symlinkSync(binPath('pms-telemetry'), join(work, 'bin', 'pms-telemetry'));
@@ -95,6 +96,9 @@ before(async () => {
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_GPG_PRIVATE_KEY_FILE: join(files, 'private-key.asc'),
     BACKUP_GPG_PASSPHRASE_FILE: join(files, 'passphrase'),
+    BACKUP_SIGNING_KEY_FILE: join(files, 'private-key.asc'),
+    BACKUP_SIGNING_PASSPHRASE_FILE: join(files, 'passphrase'),
+    BACKUP_TRUSTED_SIGNERS_FILE: join(files, 'trusted-signers.asc'),
     BACKUP_LOG_DIR: join(work, 'logs'),
     POSTGRES_DB: 'patient_telemetry',
   };

@@ -1,3 +1,4 @@
+import type { TrustPolicy } from '../../../crypto/signing.js';
 import { listBackups, resolveBackup } from '../../../repository/backup-catalog.js';
 import type { BaseManifest } from '../../../repository/manifest.js';
 import { PmsError } from '../../../errors/catalogue.js';
@@ -23,10 +24,10 @@ export function parseTargetTime(value: string): TargetTime {
  * The newest complete base backup that finished before the target: recovery can only stop at
  * a moment after the backup's own end, and the newest such backup needs the least WAL replayed.
  */
-export async function chooseBaseBackup(storage: Storage, target: TargetTime, base?: string): Promise<BaseManifest> {
+export async function chooseBaseBackup(storage: Storage, trust: TrustPolicy, target: TargetTime, base?: string): Promise<BaseManifest> {
   const before = (m: BaseManifest): boolean => target === 'latest' || new Date(m.finishedAt).getTime() < target.getTime();
   if (base !== undefined) {
-    const manifest = await resolveBackup(storage, base, 'base');
+    const manifest = await resolveBackup(storage, base, 'base', trust);
     if (!before(manifest)) {
       throw new PmsError(
         'PMS_ERR_USAGE',
@@ -35,7 +36,7 @@ export async function chooseBaseBackup(storage: Storage, target: TargetTime, bas
     }
     return manifest;
   }
-  const candidates = (await listBackups(storage))
+  const candidates = (await listBackups(storage, trust))
     .map((e) => (e.status === 'complete' && e.manifest?.kind === 'base' ? e.manifest : undefined))
     .filter((m): m is BaseManifest => m !== undefined && before(m))
     .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));

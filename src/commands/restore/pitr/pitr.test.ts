@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { BaseManifest } from '../../../repository/manifest.js';
 import { type DecryptionKeys, loadDecryptionKeys } from '../../../crypto/keys.js';
+import { type TrustPolicy, loadTrustedSigners } from '../../../crypto/signing.js';
 import { isPmsError } from '../../../errors/catalogue.js';
 import { startThrowawayCluster, type ThrowawayCluster } from '../../../postgres/throwaway-cluster.js';
 import { FsStorage } from '../../../storage/fs/fs-storage.js';
@@ -22,6 +23,7 @@ let source: ThrowawayCluster;
 const restored: ThrowawayCluster[] = [];
 let key: GpgKeyPair;
 let keys: DecryptionKeys;
+let trust: TrustPolicy;
 let work: string;
 let repoRoot: string;
 let env: Record<string, string>;
@@ -53,7 +55,7 @@ async function restoreAndStart(target: Date | 'latest'): Promise<ThrowawayCluste
     settings: {},
     serverEnv: env,
     populate: async (dataDir) => {
-      await restorePitr({ storage, keys, target, dataDir });
+      await restorePitr({ storage, keys, trust, target, dataDir });
     },
   });
   restored.push(cluster);
@@ -84,6 +86,7 @@ before(async () => {
   ({ work, key, repoRoot } = fixture);
   env = { ...fixture.env };
   keys = await loadDecryptionKeys(key.privateKeyFile, key.passphraseFile);
+  trust = { trusted: await loadTrustedSigners(key.publicKeyFile) };
   source = await startThrowawayCluster({ settings: archiveSettings(), serverEnv: env });
   await source.psql('CREATE DATABASE patient_telemetry');
   await source.psql('CREATE TABLE reading (id bigserial PRIMARY KEY, label text NOT NULL, value int)', 'patient_telemetry');
@@ -150,7 +153,7 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
     mkdirSync(target);
     writeFileSync(join(target, 'PG_VERSION'), '15\n');
     await assert.rejects(
-      restorePitr({ storage: new FsStorage(repoRoot), keys, target: 'latest', dataDir: target }),
+      restorePitr({ storage: new FsStorage(repoRoot), keys, trust, target: 'latest', dataDir: target }),
       (error: unknown) => isPmsError(error, 'PMS_ERR_TARGET_EXISTS') && /not empty/.test(error.message),
     );
     assert.deepEqual(readdirSync(target), ['PG_VERSION']);
@@ -162,6 +165,7 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
       restorePitr({
         storage: new FsStorage(repoRoot),
         keys,
+        trust,
         target: new Date(Date.parse(base.finishedAt) - 60_000),
         dataDir: join(work, 'too-early'),
       }),
@@ -172,7 +176,7 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
 
   test('the archive summary reports the restorable window and no gaps; pruning keeps every segment from the base backup on', async () => {
     const storage = new FsStorage(repoRoot);
-    const summary = await summarizeWalArchive(storage);
+    const summary = await summarizeWalArchive(storage, trust);
     assert.deepEqual(summary.gaps, []);
     assert.equal(summary.earliestRestorableTime?.toISOString(), base.finishedAt);
     assert.ok(summary.latestRestorableTime !== undefined && summary.latestRestorableTime >= summary.earliestRestorableTime!);
@@ -189,6 +193,7 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
     const { cluster, filesVerified } = await recoverBaseBackupInThrowawayCluster({
       storage: new FsStorage(repoRoot),
       keys,
+      trust,
       manifest: base,
       serverEnv: env,
     });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BaseManifest } from '../../../repository/manifest.js';
 import type { DecryptionKeys } from '../../../crypto/keys.js';
+import type { TrustPolicy } from '../../../crypto/signing.js';
 import { PmsError } from '../../../errors/catalogue.js';
 import { findPgProgram } from '../../../postgres/binaries.js';
 import { startTool } from '../../../process/tool-process.js';
@@ -15,6 +16,7 @@ import { unpackBaseBackup } from './unpack-base-backup.js';
 export interface RecoverInThrowawayOptions {
   readonly storage: Storage;
   readonly keys: DecryptionKeys;
+  readonly trust: TrustPolicy;
   readonly manifest: BaseManifest;
   /** BACKUP_* environment for the server's restore_command (repository and private key). */
   readonly serverEnv: NodeJS.ProcessEnv;
@@ -46,6 +48,7 @@ export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThro
         storage: options.storage,
         manifest: options.manifest,
         keys: options.keys,
+        trust: options.trust,
         dataDir,
         runAs: osUser,
         ...(options.signal ? { signal: options.signal } : {}),
@@ -59,7 +62,11 @@ export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThro
       // timeline that forked before this backup, which 'latest' would try (and fail) to follow.
       await writeRecoverySettings(
         dataDir,
-        { restoreCommand: restoreCommand(), target: 'latest', extra: { recovery_target_timeline: 'current' } },
+        {
+          restoreCommand: restoreCommand(undefined, undefined, { allowUnsigned: options.trust.allowUnsigned ?? false }),
+          target: 'latest',
+          extra: { recovery_target_timeline: 'current' },
+        },
         `pms-backup verify: base backup ${options.manifest.id}, to the end of its timeline in the archive`,
       );
     },

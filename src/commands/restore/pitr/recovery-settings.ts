@@ -24,8 +24,9 @@ export function archiveCommand(node = process.execPath, bin = pmsBackupBin()): s
 }
 
 /** restore_command calling wal-fetch by absolute paths: the server's PATH may not hold node. */
-export function restoreCommand(node = process.execPath, bin = pmsBackupBin()): string {
-  return `${shellQuote(node)} ${shellQuote(bin)} wal-fetch %f %p`;
+export function restoreCommand(node = process.execPath, bin = pmsBackupBin(), options: { allowUnsigned?: boolean } = {}): string {
+  // --allow-unsigned only for a recovery through WAL archived before signing (restore --pitr --allow-unsigned).
+  return `${shellQuote(node)} ${shellQuote(bin)} wal-fetch${options.allowUnsigned ? ' --allow-unsigned' : ''} %f %p`;
 }
 
 /**

@@ -10,19 +10,23 @@ export interface PitrRestoreCommandOptions {
   targetTime: string;
   pgdata: string;
   base?: string;
+  /** Accept a base backup made before signing; audited. */
+  allowUnsigned?: boolean;
 }
 
 /** `pms-backup restore --pitr --target-time T --pgdata DIR [--base ID]`. */
 export async function runPitrRestore(options: PitrRestoreCommandOptions): Promise<number> {
   const target = parseTargetTime(options.targetTime);
   return runBackupCommand(
-    { name: 'restore-pitr', logStream: 'backup', needs: { repository: true, decryption: true } },
-    async ({ config, storage }) => {
+    { name: 'restore-pitr', logStream: 'backup', needs: { repository: true, decryption: true, trust: true, signing: true } },
+    async ({ config, storage, trust }) => {
+      const trustPolicy = await trust({ allowUnsigned: options.allowUnsigned ?? false });
       const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const progress = new ProgressLine();
       const result = await restorePitr({
         storage: storage(),
         keys,
+        trust: trustPolicy,
         target,
         dataDir: options.pgdata,
         ...(options.base === undefined ? {} : { base: options.base }),
@@ -51,7 +55,11 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
           ].join('\n'),
         );
       }
-      return { exitCode: 0, backupId: result.base.id, details: { pitr: true, target: result.target, dataDir: result.dataDir } };
+      return {
+        exitCode: 0,
+        backupId: result.base.id,
+        details: { pitr: true, target: result.target, dataDir: result.dataDir, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) },
+      };
     },
   );
 }

@@ -1,5 +1,6 @@
 import type { BaseManifest } from '../../../repository/manifest.js';
 import type { DecryptionKeys } from '../../../crypto/keys.js';
+import type { TrustPolicy } from '../../../crypto/signing.js';
 import type { Storage } from '../../../storage/storage.js';
 import { type TargetTime, chooseBaseBackup } from './choose-base-backup.js';
 import { restoreCommand, writeRecoverySettings } from './recovery-settings.js';
@@ -9,6 +10,8 @@ import { unpackBaseBackup } from './unpack-base-backup.js';
 export interface PitrRestoreOptions {
   readonly storage: Storage;
   readonly keys: DecryptionKeys;
+  /** Whose signatures the base backup (and, through restore_command, the WAL) must carry. */
+  readonly trust: TrustPolicy;
   readonly target: TargetTime;
   readonly dataDir: string;
   /** A base backup id (or `latest`) instead of the automatic choice. */
@@ -34,19 +37,20 @@ export interface PitrRestoreResult {
  */
 export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRestoreResult> {
   const started = Date.now();
-  const base = await chooseBaseBackup(options.storage, options.target, options.base);
+  const base = await chooseBaseBackup(options.storage, options.trust, options.target, options.base);
   const directory = await prepareTargetDirectory(options.dataDir);
   try {
     const { bytes } = await unpackBaseBackup({
       storage: options.storage,
       manifest: base,
       keys: options.keys,
+      trust: options.trust,
       dataDir: directory.path,
       runAs: directory.osUser,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const command = restoreCommand();
+    const command = restoreCommand(undefined, undefined, { allowUnsigned: options.trust.allowUnsigned ?? false });
     const target = options.target === 'latest' ? 'latest' : options.target.toISOString();
     await writeRecoverySettings(
       directory.path,

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { DecryptionKeys } from '../../../crypto/keys.js';
 import { PmsError, isPmsError } from '../../../errors/catalogue.js';
-import { consumeVerified, openEncrypted, readEncryptedBytes } from '../../../pipeline/open-encrypted.js';
+import { type ReaderTrust, consumeVerified, openEncrypted, readEncryptedBytes } from '../../../pipeline/open-encrypted.js';
 import { startTool } from '../../../process/tool-process.js';
 import type { BaseManifest } from '../../../repository/manifest.js';
 import type { Storage } from '../../../storage/storage.js';
@@ -12,6 +12,8 @@ export interface UnpackOptions {
   readonly storage: Storage;
   readonly manifest: BaseManifest;
   readonly keys: DecryptionKeys;
+  /** Whose signatures the base backup's objects must carry. */
+  readonly trust: ReaderTrust;
   /** An existing, empty directory. */
   readonly dataDir: string;
   /** OS user that extracts (and so owns) the files when we are root. */
@@ -35,6 +37,7 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
       storage: options.storage,
       key: object.key,
       keys: options.keys,
+      trust: options.trust,
       stored: object,
       decompress: true,
       ...(options.onProgress ? { onProgress: (n: number) => options.onProgress?.(n, object.bytes) } : {}),
@@ -55,6 +58,7 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
         storage: options.storage,
         key: serverManifest.key,
         keys: options.keys,
+        trust: options.trust,
         stored: serverManifest,
         decompress: false,
         ...(options.signal ? { signal: options.signal } : {}),

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
-import { generateGpgKeyPair } from '../dist/testing/gpg-keys.js';
+import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
 import { binPath } from '../dist/testing/run-cli.js';
 
 const scale = Number(process.argv[2] ?? 100);
@@ -57,6 +57,7 @@ mkdirSync(repo, { mode: 0o700 });
 chownSync(repo, 101, 104);
 const env = {
   BACKUP_REPOSITORY: `file://${repo}`,
+  ...signingEnv(key),
   BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
   BACKUP_GPG_KEY_ID: key.fingerprint,
   BACKUP_LOG_DIR: join(work, 'logs'),

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
-import { generateGpgKeyPair } from '../dist/testing/gpg-keys.js';
+import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
 
 const rows = Number(process.argv[2] ?? 3_000_000);
 const rounds = Number(process.argv[3] ?? 3);
@@ -72,6 +72,7 @@ try {
       ...cluster.postgresEnv,
       POSTGRES_DB: 'patient_telemetry',
       BACKUP_REPOSITORY: `file://${repo}`,
+      ...signingEnv(key),
       BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
       BACKUP_GPG_KEY_ID: key.fingerprint,
     });

@@ -121,9 +121,10 @@ export function buildProgram(environmentHelp?: string): Command {
         .choices(['logical', 'base'])
         .default('logical'),
     )
+    .option('--allow-unsigned', 'accept a backup made before signing (no signature at all); loud warning, audited')
     .addOption(jsonOption())
     .action(
-      action(async (id: string, options: { json?: boolean; kind?: 'logical' | 'base' }) => {
+      action(async (id: string, options: { json?: boolean; kind?: 'logical' | 'base'; allowUnsigned?: boolean }) => {
         const { runVerify } = await import('../commands/verify/verify-command.js');
         return runVerify(id, options);
       }),

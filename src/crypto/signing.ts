@@ -220,3 +220,64 @@ export function untrusted(objectKey: string, reason: string, signer?: string): P
     details: { key: objectKey, ...(signer ? { signer } : {}) },
   });
 }
+
+/** What `keys` and `doctor` report about the signing side. */
+export interface SigningReport {
+  readonly signing: (KeyDescription & { readonly canSign: boolean; readonly trusted: boolean }) | null;
+  readonly trusted: readonly KeyDescription[];
+  /** Each problem in one sentence with what to do; empty when all is well. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * Checks the signing key and the trusted signers together: the key loads, unlocks and makes a
+ * signature that the trusted signers accept (so what this job writes will be readable by the
+ * consumers), and no key expires within `warnDays`.
+ */
+export async function inspectSigning(
+  files: { signingKeyFile?: string | undefined; signingPassphraseFile?: string | undefined; trustedSignersFile?: string | undefined },
+  warnDays: number,
+  now = new Date(),
+): Promise<SigningReport> {
+  const problems: string[] = [];
+  let trusted: TrustedSigners | undefined;
+  if (files.trustedSignersFile) {
+    try {
+      trusted = await loadTrustedSigners(files.trustedSignersFile, now);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  let signing: SigningReport['signing'] = null;
+  if (files.signingKeyFile) {
+    try {
+      const key = await loadSigningKey(files.signingKeyFile, files.signingPassphraseFile, now);
+      const probe = Buffer.from('pms-backup signing probe');
+      const signature = await signDetached(probe, key, 'probe');
+      let accepted = false;
+      if (trusted) {
+        accepted = await verifyDetached(probe, signature, trusted, 'probe').then(
+          () => true,
+          () => false,
+        );
+        if (!accepted) {
+          problems.push(
+            `signing key ${key.description.fingerprint} is not in BACKUP_TRUSTED_SIGNERS_FILE: consumers would refuse everything it signs; add its public key (gpg --armor --export ${key.description.fingerprint})`,
+          );
+        }
+      }
+      signing = { ...key.description, canSign: true, trusted: accepted };
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  const soon = now.getTime() + warnDays * 86_400_000;
+  for (const key of [...(signing ? [signing] : []), ...(trusted?.descriptions ?? [])]) {
+    if (key.expiresAt !== null && Date.parse(key.expiresAt) <= soon) {
+      problems.push(
+        `${key.secret ? 'signing key' : 'trusted signer'} ${key.fingerprint} ${key.expired ? 'expired' : 'expires'} on ${key.expiresAt.slice(0, 10)}: rotate it (docs/key-rotation.md)`,
+      );
+    }
+  }
+  return { signing, trusted: trusted?.descriptions ?? [], problems: [...new Set(problems)] };
+}

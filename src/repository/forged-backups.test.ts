@@ -215,6 +215,8 @@ describe('a repository that cannot be forged', () => {
         '--batch',
         '--status-fd',
         '1',
+        '--verify-options',
+        'show-notations',
         '--verify',
         join(repoRoot, 'backups', genuine, 'manifest.json.sig'),
         join(repoRoot, 'backups', genuine, 'manifest.json'),
@@ -224,5 +226,6 @@ describe('a repository that cannot be forged', () => {
       },
     );
     assert.match(verified.stdout, new RegExp(`VALIDSIG ${key.fingerprint}`));
+    assert.match(verified.stderr, new RegExp(`Signature notation: object@pms-data-platform.invalid=backups/${genuine}/manifest.json`));
   });
 });

@@ -3,6 +3,7 @@ import { delimiter, join } from 'node:path';
 import { type BackupConfig, loadBackupConfig } from '../../config/config.js';
 import type { Env } from '../../config/env-source.js';
 import { describeKey, keyMatches, loadDecryptionKeys, readPublicKeyFile } from '../../crypto/keys.js';
+import { inspectSigning } from '../../crypto/signing.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import { findPgProgram } from '../../postgres/binaries.js';
 import { usingClient } from '../../postgres/connect.js';
@@ -165,6 +166,26 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
         fix: 'check BACKUP_GPG_PRIVATE_KEY_FILE and BACKUP_GPG_PASSPHRASE_FILE',
       });
     }
+  }
+
+  if (config.keys.signingKeyFile || config.keys.trustedSignersFile) {
+    const report = await inspectSigning(config.keys, config.operations.keyExpiryWarnDays);
+    checks.push(
+      report.problems.length === 0
+        ? {
+            name: 'signing keys',
+            ok: true,
+            detail: `${report.signing ? `signs as ${report.signing.fingerprint} (trusted); ` : ''}${report.trusted.length} trusted signer(s), none expiring within ${config.operations.keyExpiryWarnDays} days`,
+          }
+        : { name: 'signing keys', ok: false, detail: report.problems.join('; '), fix: 'docs/key-rotation.md (signing keys)' },
+    );
+  } else {
+    checks.push({
+      name: 'signing keys',
+      ok: false,
+      detail: 'neither BACKUP_SIGNING_KEY_FILE nor BACKUP_TRUSTED_SIGNERS_FILE is set: backups cannot be written or read',
+      fix: 'mount the jobs signing key and the trusted signers file (docs/deploy.md)',
+    });
   }
 
   const gateway = config.metrics.pushgateway;

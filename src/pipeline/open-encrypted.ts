@@ -96,12 +96,17 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
     const zstd = startDecompressor({ signal: abort.signal });
     stages.push(
       pipeline(decrypted, zstd.child.stdin!).catch((error: unknown) => {
+        // zstd stopped reading because it failed (corrupt input) or was stopped: its own result
+        // says why, so the broken pipe must not outrank it.
+        if ((error as NodeJS.ErrnoException).code === 'EPIPE') {
+          throw new PmsError('PMS_ERR_ABORTED', `zstd stopped reading ${options.key}`, { cause: error });
+        }
         throw classifyCipherError(error) ?? error;
       }),
       zstd.done.catch((error: unknown) => {
-        // zstd dies of a broken pipe, or is stopped, when the consumer or another stage failed
-        // first (a full disk): that is their story, not a corrupt object.
-        if (abort.signal.aborted || isPmsError(error, 'PMS_ERR_ABORTED') || /Broken pipe|Write error/i.test(zstd.stderr())) throw error;
+        // zstd dies of a broken pipe, or is stopped by us, when the consumer or another stage
+        // failed first (a full disk): that is their story, not a corrupt object.
+        if (isPmsError(error, 'PMS_ERR_ABORTED') || /Broken pipe|Write error/i.test(zstd.stderr())) throw error;
         throw new PmsError(
           'PMS_ERR_INTEGRITY',
           `${options.key} failed its zstd check (${firstLine((error as Error).message)}): the data is corrupt`,

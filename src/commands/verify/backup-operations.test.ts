@@ -136,15 +136,18 @@ describe('backup operations', () => {
     }
   });
 
-  test('a corrupt manifest gives a clear error', async () => {
+  test('an altered manifest is refused before it is parsed (exit 4, PMS_ERR_UNTRUSTED naming the object and its signer)', async () => {
     const id = await createdId();
     const manifest = join(repoRoot, 'backups', id, 'manifest.json');
     const original = readFileSync(manifest);
     writeFileSync(manifest, original.toString().replace('"kind": "logical"', '"kind": "logical", "surprise": 1'));
-    const result = await cli(['verify', id]);
-    assert.equal(result.code, 4);
-    assert.match(result.stderr, /PMS_ERR_MANIFEST: manifest backups\/.*\/manifest\.json is invalid/);
-    rmSync(join(repoRoot, 'backups', id), { recursive: true });
+    try {
+      const result = await cli(['verify', id]);
+      assert.equal(result.code, 4);
+      assert.match(result.stderr, new RegExp(`PMS_ERR_UNTRUSTED: backups/${id}/manifest.json is not trusted: its signature by ${key.fingerprint} does not verify`));
+    } finally {
+      rmSync(join(repoRoot, 'backups', id), { recursive: true });
+    }
   });
 
   test('keys --json lists fingerprint, algorithm, size and expiry of public and private keys', async () => {

@@ -1,11 +1,54 @@
 /**
  * Manifests as the backup commands write them, for fast tests of the modules that read a
  * repository (catalog, PITR choice, prune, WAL summary) without running PostgreSQL. Every
- * manifest is checked by the real schema, so a fixture cannot drift from the format.
+ * manifest is checked by the real schema and signed through the real signing code, so a
+ * fixture cannot drift from the format. Keys are made by openpgp.js in this process (no gpg).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as openpgp from 'openpgp';
+import { type SigningKey, type TrustPolicy, loadSigningKey, loadTrustedSigners } from '../crypto/signing.js';
 import { type BaseManifest, type LogicalManifest, baseManifestSchema, logicalManifestSchema } from '../repository/manifest.js';
 import { baseBackupKey, logicalDumpKey, manifestKey } from '../repository/layout.js';
+import { putSignedRecord } from '../repository/signed-record.js';
 import type { Storage } from '../storage/storage.js';
+
+export interface TestSigning {
+  /** What the backup jobs sign with. */
+  readonly signer: SigningKey;
+  /** What consumers accept: the signer's public key only. */
+  readonly trust: TrustPolicy;
+  /** A key nobody trusts (someone who can write to the bucket). */
+  readonly stranger: SigningKey;
+}
+
+let signing: Promise<TestSigning> | undefined;
+
+/** One signing key, its trust policy and a stranger's key, made once per test process. */
+export function testSigning(): Promise<TestSigning> {
+  signing ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pms-test-signing-'));
+    try {
+      const make = async (name: string): Promise<{ secret: string; public: string }> => {
+        const key = await openpgp.generateKey({ userIDs: [{ name }], type: 'curve25519', format: 'armored' });
+        writeFileSync(join(dir, `${name}.sec`), key.privateKey, { mode: 0o600 });
+        writeFileSync(join(dir, `${name}.pub`), key.publicKey);
+        return { secret: join(dir, `${name}.sec`), public: join(dir, `${name}.pub`) };
+      };
+      const jobs = await make('pms-backup jobs');
+      const stranger = await make('stranger');
+      return {
+        signer: await loadSigningKey(jobs.secret, undefined),
+        trust: { trusted: await loadTrustedSigners(jobs.public) },
+        stranger: await loadSigningKey(stranger.secret, undefined),
+      };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  })();
+  return signing;
+}
 
 export const FINGERPRINT = 'A1B2C3D4E5F60718293A4B5C6D7E8F9012345678';
 const SHA256 = 'ab'.repeat(32);
@@ -66,8 +109,17 @@ export function baseManifest(
   });
 }
 
-/** Stores a backup's data objects and then its manifest (the commit record), as the commands do. */
-export async function storeBackup(storage: Storage, manifest: LogicalManifest | BaseManifest): Promise<void> {
+/**
+ * Stores a backup's data objects and then its signed manifest (the commit record), as the
+ * commands do. `signer: 'unsigned'` writes the manifest without a signature (made before signing).
+ */
+export async function storeBackup(
+  storage: Storage,
+  manifest: LogicalManifest | BaseManifest,
+  signer: SigningKey | 'unsigned',
+): Promise<void> {
   for (const object of manifest.objects) await storage.putBytes(object.key, Buffer.alloc(object.bytes));
-  await storage.putBytes(manifestKey(manifest.id), `${JSON.stringify(manifest, null, 2)}\n`, { ifAbsent: true });
+  const text = `${JSON.stringify(manifest, null, 2)}\n`;
+  if (signer === 'unsigned') await storage.putBytes(manifestKey(manifest.id), text, { ifAbsent: true });
+  else await putSignedRecord(storage, manifestKey(manifest.id), text, signer, { ifAbsent: true });
 }

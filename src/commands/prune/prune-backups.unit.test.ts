@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { logicalDumpKey, manifestKey } from '../../repository/layout.js';
-import { verificationKey } from '../../repository/verification-record.js';
+import { writeVerification } from '../../repository/verification-record.js';
 import { WAL_HISTORY_PREFIX, WAL_SYSTEM_KEY, walObjectKey } from '../../repository/wal-layout.js';
 import { MemoryStorage } from '../../storage/memory/memory-storage.js';
-import { backupIdAt, baseManifest, logicalManifest, storeBackup } from '../../testing/manifest-fixtures.js';
+import { backupIdAt, baseManifest, logicalManifest, storeBackup, testSigning } from '../../testing/manifest-fixtures.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 import { planPrune, pruneBackups } from './prune-backups.js';
 
+const { signer, trust } = await testSigning();
 const NOW = new Date('2026-03-01T12:00:00.000Z');
 const daysAgo = (days: number, hours = 0): string => new Date(NOW.getTime() - (days * 24 + hours) * 3_600_000).toISOString();
 
@@ -34,13 +35,9 @@ describe('planPrune', () => {
     const recent = logicalManifest(daysAgo(3));
     const newest = logicalManifest(daysAgo(1));
     const oldBase = baseManifest(daysAgo(50), { startWalSegment: '000000010000000000000002', stopWalSegment: '000000010000000000000002' });
-    for (const m of [old, verifiedOld, recent, newest, oldBase]) await storeBackup(storage, m);
-    const verifiedAt = new Date(daysAgo(34));
-    await storage.putBytes(
-      verificationKey(verifiedOld.id, verifiedAt),
-      JSON.stringify({ id: verifiedOld.id, ok: true, checks: [], durationSeconds: 5, verifiedAt: verifiedAt.toISOString() }),
-    );
-    const decisions = new Map((await planPrune(storage, 30, NOW)).map((d) => [d.id, `${d.action}: ${d.reason}`]));
+    for (const m of [old, verifiedOld, recent, newest, oldBase]) await storeBackup(storage, m, signer);
+    await writeVerification(storage, { id: verifiedOld.id, ok: true, checks: [], durationSeconds: 5, verifiedAt: daysAgo(34) }, signer);
+    const decisions = new Map((await planPrune(storage, trust, 30, NOW)).map((d) => [d.id, `${d.action}: ${d.reason}`]));
     assert.equal(decisions.get(old.id), 'delete: older than 30 days');
     assert.equal(decisions.get(verifiedOld.id), 'keep: newest verified logical backup');
     assert.equal(decisions.get(recent.id), 'keep: within 30 days');
@@ -51,14 +48,10 @@ describe('planPrune', () => {
   test('a failed verification does not protect a backup', async () => {
     const storage = new MemoryStorage();
     const failed = logicalManifest(daysAgo(40));
-    await storeBackup(storage, failed);
-    await storeBackup(storage, logicalManifest(daysAgo(1)));
-    const at = new Date(daysAgo(39));
-    await storage.putBytes(
-      verificationKey(failed.id, at),
-      JSON.stringify({ id: failed.id, ok: false, checks: [], durationSeconds: 5, verifiedAt: at.toISOString() }),
-    );
-    const decision = (await planPrune(storage, 30, NOW)).find((d) => d.id === failed.id);
+    await storeBackup(storage, failed, signer);
+    await storeBackup(storage, logicalManifest(daysAgo(1)), signer);
+    await writeVerification(storage, { id: failed.id, ok: false, checks: [], durationSeconds: 5, verifiedAt: daysAgo(39) }, signer);
+    const decision = (await planPrune(storage, trust, 30, NOW)).find((d) => d.id === failed.id);
     assert.equal(decision?.action, 'delete');
   });
 
@@ -70,7 +63,7 @@ describe('planPrune', () => {
     await storage.putBytes(logicalDumpKey(running), 'partial');
     await storage.putBytes(logicalDumpKey(leftover), 'partial');
     await storage.putBytes(manifestKey(corrupt), 'not json');
-    const decisions = new Map((await planPrune(storage, 30, NOW)).map((d) => [d.id, d.action]));
+    const decisions = new Map((await planPrune(storage, trust, 30, NOW)).map((d) => [d.id, d.action]));
     assert.deepEqual(Object.fromEntries(decisions), { [running]: 'keep', [leftover]: 'delete', [corrupt]: 'keep' });
   });
 });
@@ -79,14 +72,16 @@ describe('pruneBackups', () => {
   test('--dry-run deletes nothing and reports exactly what a real run then deletes', async () => {
     const storage = new MemoryStorage();
     const old = logicalManifest(daysAgo(40));
-    for (const m of [old, logicalManifest(daysAgo(1))]) await storeBackup(storage, m);
+    for (const m of [old, logicalManifest(daysAgo(1))]) await storeBackup(storage, m, signer);
     const before = await keys(storage, '');
-    const dry = await pruneBackups(storage, 30, { dryRun: true, now: NOW });
+    let stored = 0;
+    for await (const object of storage.list(`backups/${old.id}/`)) stored += object.bytes;
+    const dry = await pruneBackups(storage, trust, 30, { dryRun: true, now: NOW });
     assert.deepEqual(await keys(storage, ''), before);
-    const real = await pruneBackups(storage, 30, { dryRun: false, now: NOW });
+    const real = await pruneBackups(storage, trust, 30, { dryRun: false, now: NOW });
     assert.deepEqual(real.decisions, dry.decisions);
     assert.equal(real.deleted, 1);
-    assert.equal(real.bytesFreed, old.bytes.stored + `${JSON.stringify(old, null, 2)}\n`.length);
+    assert.equal(real.bytesFreed, stored, 'data, manifest and its signature');
     assert.deepEqual(await keys(storage, `backups/${old.id}/`), []);
   });
 
@@ -94,7 +89,7 @@ describe('pruneBackups', () => {
     const storage = new MemoryStorage();
     const expired = baseManifest(daysAgo(40), { startWalSegment: '000000010000000000000002', stopWalSegment: '000000010000000000000002' });
     const kept = baseManifest(daysAgo(10), { startWalSegment: '000000010000000000000005', stopWalSegment: '000000010000000000000005' });
-    for (const m of [expired, kept]) await storeBackup(storage, m);
+    for (const m of [expired, kept]) await storeBackup(storage, m, signer);
     await archive(storage, [
       '000000010000000000000002',
       '000000010000000000000004',
@@ -104,7 +99,7 @@ describe('pruneBackups', () => {
       '00000002.history',
     ]);
     await storage.putBytes(WAL_SYSTEM_KEY, '{}');
-    const result = await pruneBackups(storage, 30, { dryRun: false, now: NOW });
+    const result = await pruneBackups(storage, trust, 30, { dryRun: false, now: NOW });
     assert.equal(result.walKeptFrom, '000000010000000000000005');
     assert.equal(result.walDeleted, 3);
     assert.deepEqual(await keys(storage, 'wal/'), [
@@ -128,14 +123,14 @@ describe('pruneBackups', () => {
       startWalSegment: '000000020000000000000012',
       stopWalSegment: '000000020000000000000012',
     });
-    for (const m of [beforeRestore, afterRestore]) await storeBackup(storage, m);
+    for (const m of [beforeRestore, afterRestore]) await storeBackup(storage, m, signer);
     await archive(storage, [
       '000000010000000000000011',
       '000000020000000000000011',
       '000000020000000000000012',
       '000000020000000000000013',
     ]);
-    const result = await pruneBackups(storage, 30, { dryRun: false, now: NOW });
+    const result = await pruneBackups(storage, trust, 30, { dryRun: false, now: NOW });
     assert.equal(result.walKeptFrom, '000000020000000000000012');
     assert.deepEqual(await keys(storage, 'wal/00000002/'), [
       'wal/00000002/000000020000000000000012.zst.gpg',
@@ -145,9 +140,9 @@ describe('pruneBackups', () => {
 
   test('without any base backup the WAL archive is left alone', async () => {
     const storage = new MemoryStorage();
-    await storeBackup(storage, logicalManifest(daysAgo(1)));
+    await storeBackup(storage, logicalManifest(daysAgo(1)), signer);
     await archive(storage, ['000000010000000000000002']);
-    const result = await pruneBackups(storage, 30, { dryRun: false, now: NOW });
+    const result = await pruneBackups(storage, trust, 30, { dryRun: false, now: NOW });
     assert.equal(result.walKeptFrom, null);
     assert.equal(result.walDeleted, 0);
     assert.equal((await keys(storage, 'wal/')).length, 1);
@@ -162,7 +157,7 @@ describe('pruneBackups', () => {
     clock = new Date(NOW.getTime() - 3_600_000);
     void storage.put(logicalDumpKey(backupIdAt(daysAgo(0, 1))), stalled()).catch(() => undefined);
     clock = NOW;
-    const result = await pruneBackups(storage, 30, { dryRun: false, now: NOW });
+    const result = await pruneBackups(storage, trust, 30, { dryRun: false, now: NOW });
     assert.equal(result.abandonedUploadsRemoved, 1);
     assert.equal(storage.incompletePuts, 1);
   });

@@ -3,9 +3,10 @@ import { describe, test } from 'node:test';
 import { isPmsError } from '../../../errors/catalogue.js';
 import { logicalDumpKey } from '../../../repository/layout.js';
 import { MemoryStorage } from '../../../storage/memory/memory-storage.js';
-import { backupIdAt, baseManifest, logicalManifest, storeBackup } from '../../../testing/manifest-fixtures.js';
+import { backupIdAt, baseManifest, logicalManifest, storeBackup, testSigning } from '../../../testing/manifest-fixtures.js';
 import { chooseBaseBackup, parseTargetTime } from './choose-base-backup.js';
 
+const { signer, trust, stranger } = await testSigning();
 const WAL = { startWalSegment: '000000010000000000000002', stopWalSegment: '000000010000000000000003' };
 
 describe('parseTargetTime', () => {
@@ -64,50 +65,56 @@ describe('chooseBaseBackup', () => {
   async function repository() {
     const storage = new MemoryStorage();
     const bases = ['2026-01-01T02:00:00.000Z', '2026-01-02T02:00:00.000Z', '2026-01-03T02:00:00.000Z'].map((t) => baseManifest(t, WAL));
-    for (const base of bases) await storeBackup(storage, base);
-    await storeBackup(storage, logicalManifest('2026-01-04T02:00:00.000Z'));
+    for (const base of bases) await storeBackup(storage, base, signer);
+    await storeBackup(storage, logicalManifest('2026-01-04T02:00:00.000Z'), signer);
     await storage.putBytes(logicalDumpKey(backupIdAt('2026-01-05T02:00:00.000Z')), 'interrupted backup data');
     return { storage, bases: bases as [(typeof bases)[0], (typeof bases)[0], (typeof bases)[0]] };
   }
 
   test('the newest complete base backup that finished before the target is chosen (the least WAL to replay)', async () => {
     const { storage, bases } = await repository();
-    assert.equal((await chooseBaseBackup(storage, new Date('2026-01-02T12:00:00Z'))).id, bases[1].id);
+    assert.equal((await chooseBaseBackup(storage, trust, new Date('2026-01-02T12:00:00Z'))).id, bases[1].id);
     assert.equal(
-      (await chooseBaseBackup(storage, new Date('2026-01-09T00:00:00Z'))).id,
+      (await chooseBaseBackup(storage, trust, new Date('2026-01-09T00:00:00Z'))).id,
       bases[2].id,
       'a newer logical backup is not a candidate',
     );
-    assert.equal((await chooseBaseBackup(storage, 'latest')).id, bases[2].id);
+    assert.equal((await chooseBaseBackup(storage, trust, 'latest')).id, bases[2].id);
+  });
+
+  test('a newer base backup signed by a stranger is never chosen', async () => {
+    const { storage, bases } = await repository();
+    await storeBackup(storage, baseManifest('2026-01-06T02:00:00.000Z', WAL), stranger);
+    assert.equal((await chooseBaseBackup(storage, trust, 'latest')).id, bases[2].id);
   });
 
   test('a backup that finished exactly at the target cannot reach it; one millisecond later can', async () => {
     const { storage, bases } = await repository();
     const finished = new Date(bases[1].finishedAt);
-    assert.equal((await chooseBaseBackup(storage, finished)).id, bases[0].id);
-    assert.equal((await chooseBaseBackup(storage, new Date(finished.getTime() + 1))).id, bases[1].id);
+    assert.equal((await chooseBaseBackup(storage, trust, finished)).id, bases[0].id);
+    assert.equal((await chooseBaseBackup(storage, trust, new Date(finished.getTime() + 1))).id, bases[1].id);
   });
 
   test('a target before the end of the oldest base backup is PMS_ERR_NOT_FOUND, naming the earliest restorable time', async () => {
     const { storage, bases } = await repository();
     await assert.rejects(
-      chooseBaseBackup(storage, new Date(bases[0].finishedAt)),
+      chooseBaseBackup(storage, trust, new Date(bases[0].finishedAt)),
       (error) => isPmsError(error, 'PMS_ERR_NOT_FOUND') && error.message.includes('the earliest restorable time'),
     );
     await assert.rejects(
-      chooseBaseBackup(new MemoryStorage(), 'latest'),
+      chooseBaseBackup(new MemoryStorage(), trust, 'latest'),
       (error) => isPmsError(error, 'PMS_ERR_NOT_FOUND') && error.message.includes('run pms-backup base-backup first'),
     );
   });
 
   test('--base picks that backup, refuses one that finished after the target, and refuses a logical backup', async () => {
     const { storage, bases } = await repository();
-    assert.equal((await chooseBaseBackup(storage, new Date('2026-01-09T00:00:00Z'), bases[0].id)).id, bases[0].id);
+    assert.equal((await chooseBaseBackup(storage, trust, new Date('2026-01-09T00:00:00Z'), bases[0].id)).id, bases[0].id);
     await assert.rejects(
-      chooseBaseBackup(storage, new Date('2026-01-02T12:00:00Z'), bases[2].id),
+      chooseBaseBackup(storage, trust, new Date('2026-01-02T12:00:00Z'), bases[2].id),
       (error) => isPmsError(error, 'PMS_ERR_USAGE') && error.message.includes('choose an earlier base backup or a later target'),
     );
     const logical = backupIdAt('2026-01-04T02:00:00.000Z');
-    await assert.rejects(chooseBaseBackup(storage, 'latest', logical), (error) => isPmsError(error, 'PMS_ERR_USAGE'));
+    await assert.rejects(chooseBaseBackup(storage, trust, 'latest', logical), (error) => isPmsError(error, 'PMS_ERR_USAGE'));
   });
 });

@@ -2,12 +2,10 @@ import * as assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { loadMetricsConfig } from '../config/metrics-config.js';
-import { PmsError } from '../errors/catalogue.js';
 import { freePort } from '../postgres/throwaway-cluster.js';
 import { type PushgatewayHarness, startPushgateway } from '../testing/pushgateway-harness.js';
 import type { CommandOutcome } from './command-outcome.js';
 import { pushCommandMetrics } from './push-command-metrics.js';
-import { withCommandMetrics } from './with-command-metrics.js';
 
 const INSTANCE = 'patient_telemetry';
 const group = (command: string) => ({ job: 'pms-backup', command, instance: INSTANCE });
@@ -157,42 +155,6 @@ describe('pushCommandMetrics against a real prometheus-pushgateway', () => {
     assert.equal(await value('pms_backup_wal_gap_segments', group('monitor')), 2);
   });
 
-  test('withCommandMetrics pushes the failure of a command that throws and rethrows the same error', async () => {
-    const thrown = new PmsError('PMS_ERR_DB_UNAVAILABLE', 'database down');
-    await assert.rejects(
-      withCommandMetrics(config, 'create', async () => {
-        throw thrown;
-      }),
-      (error) => error === thrown,
-    );
-    assert.equal(await value('pms_backup_failure_total', group('create')), 1);
-    assert.deepEqual(
-      (await gateway.find('pms_backup_last_run_success', group('create'))).map((s) => s.labels['error_code']),
-      ['PMS_ERR_DB_UNAVAILABLE'],
-    );
-  });
-
-  test('withCommandMetrics reports facts, and a non-zero exit code from monitor as a failed run without error code', async () => {
-    const code = await withCommandMetrics(
-      config,
-      'monitor',
-      async (report) => {
-        report({ repositoryUp: false, backupAgeSeconds: 100 });
-        report({ backupAgeSeconds: 200 });
-        return 1;
-      },
-      { isSuccess: (exitCode) => exitCode === 0 },
-    );
-    assert.equal(code, 1);
-    assert.equal(await value('pms_backup_failure_total', group('monitor')), 1);
-    assert.equal(await value('pms_backup_repository_up', group('monitor')), 0);
-    assert.equal(await value('pms_backup_age_seconds', group('monitor')), 200);
-    assert.deepEqual(
-      (await gateway.find('pms_backup_last_run_success', group('monitor'))).map((s) => s.labels['error_code']),
-      [undefined],
-    );
-  });
-
   test('a push the gateway rejects gives a warning with its HTTP status and changes nothing', async () => {
     // Another client pushed pms_backup_success_total as a gauge: the gateway's consistency check refuses our counter.
     const seeded = await fetch(`${gateway.url}/metrics/job/other`, {
@@ -222,21 +184,6 @@ describe('pushCommandMetrics when the Pushgateway cannot be used', () => {
   test('an unset PUSHGATEWAY_URL disables pushing without a warning', async () => {
     const result = await pushCommandMetrics(loadMetricsConfig({}), outcome('create'));
     assert.deepEqual(result, { status: 'disabled' });
-  });
-
-  test('withCommandMetrics returns the command result when the gateway is unreachable', async () => {
-    const port = await freePort();
-    const warnings: string[] = [];
-    const result = await withCommandMetrics(
-      loadMetricsConfig({ PUSHGATEWAY_URL: `http://127.0.0.1:${port}` }),
-      'create',
-      async () => 'backup-id',
-      {
-        warn: (message) => warnings.push(message),
-      },
-    );
-    assert.equal(result, 'backup-id');
-    assert.equal(warnings.length, 1);
   });
 
   test('a refused connection gives a warning naming the gateway and no exception', async () => {

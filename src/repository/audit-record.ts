@@ -30,16 +30,22 @@ export function seqOfAuditKey(key: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Canonical JSON (sorted keys) so the hash does not depend on property order. */
+/**
+ * Canonical JSON (sorted keys) so the hash does not depend on property order. It follows
+ * JSON.stringify in everything else (toJSON, undefined members dropped, undefined in arrays as
+ * null): the hash is computed on the record in memory and verified on what was stored.
+ */
 function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    return `{${Object.keys(value)
+  const json = typeof (value as { toJSON?: unknown } | null)?.toJSON === 'function' ? (value as { toJSON: () => unknown }).toJSON() : value;
+  if (Array.isArray(json)) return `[${json.map((item) => (item === undefined ? 'null' : canonical(item))).join(',')}]`;
+  if (json !== null && typeof json === 'object') {
+    return `{${Object.keys(json)
+      .filter((k) => (json as Record<string, unknown>)[k] !== undefined)
       .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .map((k) => `${JSON.stringify(k)}:${canonical((json as Record<string, unknown>)[k])}`)
       .join(',')}}`;
   }
-  return JSON.stringify(value);
+  return JSON.stringify(json);
 }
 
 /** sha256 over every field but `hash` itself, chaining in the previous record's hash. */

@@ -1,7 +1,8 @@
 /**
  * The behaviour every Storage driver must show, as one node:test suite that each driver's
  * test file runs against a real backend (a temp directory, a real s3rver). Not a test file
- * itself: `describeStorageContract` is called from fs-storage.test.ts and s3-storage.test.ts.
+ * itself: `describeStorageContract` is called from fs-storage.test.ts, s3-storage.test.ts and
+ * memory-storage.unit.test.ts.
  */
 import { strict as assert } from 'node:assert';
 import { createHash, randomBytes } from 'node:crypto';
@@ -29,6 +30,8 @@ export interface ContractSubject {
 }
 
 const MiB = 1024 * 1024;
+/** The body of the bounded-memory test; a driver that holds whole objects (memory) sizes its bound by it. */
+export const LARGE_PUT_BYTES = 96 * MiB;
 
 /** A deterministic pseudo-random stream of `total` bytes produced on demand, 64 KiB at a time. */
 export function patternStream(total: number, seed = 1, onChunk?: (produced: number) => void): Readable {
@@ -145,7 +148,7 @@ export function describeStorageContract(name: string, setup: () => Promise<Contr
 
     it('a large put holds bounded memory: the body is pulled as the driver writes, not read ahead', async (t) => {
       const key = `${fresh()}/flat.bin`;
-      const size = 96 * MiB;
+      const size = LARGE_PUT_BYTES;
       const gc = gcFunction();
       gc();
       const baseline = process.memoryUsage().arrayBuffers;
@@ -286,7 +289,7 @@ export function describeStorageContract(name: string, setup: () => Promise<Contr
     });
 
     it('location names the repository without credentials', () => {
-      assert.ok(/^(file|s3):\/\//.test(storage.location), storage.location);
+      assert.ok(/^(file|s3|memory):\/\//.test(storage.location), storage.location);
       assert.ok(!/S3RVER:|@/.test(storage.location));
     });
   });

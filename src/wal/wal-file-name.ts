@@ -18,25 +18,28 @@ const PARTIAL = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})\.partial$/;
 const BACKUP_HISTORY = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})\.[0-9A-F]{8}\.backup$/;
 const HISTORY = /^([0-9A-F]{8})\.history$/;
 
-/** Classifies an archived file name, or undefined for anything PostgreSQL would not archive. */
+/**
+ * Classifies an archived file name, or undefined for anything PostgreSQL would not archive:
+ * timeline 0 (timelines start at 1), or a low part above FF, which 16 MiB segments never reach
+ * and which would otherwise alias another segment (...000001FF would count as ...00000001000000FF).
+ */
 export function parseWalFileName(name: string): WalFile | undefined {
-  let m = SEGMENT.exec(name);
-  if (m) return { kind: 'segment', name, timeline: hex(m[1]), segment: segmentOf(m[2], m[3]) };
-  m = PARTIAL.exec(name);
-  if (m) return { kind: 'partial', name, timeline: hex(m[1]), segment: segmentOf(m[2], m[3]) };
-  m = BACKUP_HISTORY.exec(name);
-  if (m) return { kind: 'backup-history', name, timeline: hex(m[1]), segment: segmentOf(m[2], m[3]) };
+  let m = SEGMENT.exec(name) ?? PARTIAL.exec(name) ?? BACKUP_HISTORY.exec(name);
+  if (m) {
+    const timeline = hex(m[1]);
+    const low = hex(m[3]);
+    if (timeline === 0 || low >= SEGMENTS_PER_LOG) return undefined;
+    const segment = hex(m[2]) * SEGMENTS_PER_LOG + low;
+    const kind = name.endsWith('.partial') ? 'partial' : name.endsWith('.backup') ? 'backup-history' : 'segment';
+    return { kind, name, timeline, segment };
+  }
   m = HISTORY.exec(name);
-  if (m) return { kind: 'history', name, timeline: hex(m[1]) };
+  if (m && hex(m[1]) !== 0) return { kind: 'history', name, timeline: hex(m[1]) };
   return undefined;
 }
 
 function hex(value: string | undefined): number {
   return Number.parseInt(value ?? '', 16);
-}
-
-function segmentOf(log: string | undefined, seg: string | undefined): number {
-  return hex(log) * SEGMENTS_PER_LOG + hex(seg);
 }
 
 export function hex8(value: number): string {

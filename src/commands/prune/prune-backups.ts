@@ -3,6 +3,7 @@ import { type BackupEntry, listBackups } from '../../repository/backup-catalog.j
 import { backupPrefix, manifestKey } from '../../repository/layout.js';
 import type { Storage } from '../../storage/storage.js';
 import { listVerifications } from '../../repository/verification-record.js';
+import { parseWalFileName } from '../../wal/wal-file-name.js';
 import { pruneWal } from '../../wal/wal-retention.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -83,6 +84,11 @@ export async function deleteBackup(storage: Storage, id: string): Promise<number
   return bytes;
 }
 
+function segmentNumber(name: string): number {
+  const file = parseWalFileName(name);
+  return file?.kind === 'segment' ? file.segment : Number.POSITIVE_INFINITY;
+}
+
 export async function pruneBackups(
   storage: Storage,
   trust: TrustPolicy,
@@ -108,7 +114,9 @@ export async function pruneBackups(
   const oldestBase = retainedBases
     .map((e) => (e.manifest?.kind === 'base' ? e.manifest.startWalSegment : undefined))
     .filter((s): s is string => s !== undefined)
-    .sort()[0];
+    // By segment number, not by name: the name starts with the timeline, and after a
+    // point-in-time restore a newer timeline's base backup can start at a lower segment.
+    .sort((a, b) => segmentNumber(a) - segmentNumber(b))[0];
   const walDeleted = oldestBase ? (await pruneWal(storage, { keepFromSegment: oldestBase, dryRun: options.dryRun })).length : 0;
   return {
     dryRun: options.dryRun,

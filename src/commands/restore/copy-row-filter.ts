@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 
 /**
  * Filters the SQL script `pg_restore --data-only -f -` writes: inside each `COPY table (cols)
@@ -9,6 +10,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 export class CopyRowFilter extends Transform {
   readonly kept = new Map<string, number>();
   #pending = '';
+  // Chunks end anywhere, also inside a multi-byte character (a patient named Renée).
+  readonly #decoder = new StringDecoder('utf8');
   #table: string | undefined;
   #columnIndex = -1;
   readonly #column: string;
@@ -21,7 +24,7 @@ export class CopyRowFilter extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const text = this.#pending + chunk.toString('utf8');
+    const text = this.#pending + this.#decoder.write(chunk);
     const lines = text.split('\n');
     this.#pending = lines.pop() ?? '';
     const out: string[] = [];
@@ -33,13 +36,16 @@ export class CopyRowFilter extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    const kept = this.#pending ? this.#line(this.#pending) : undefined;
+    const rest = this.#pending + this.#decoder.end();
+    const kept = rest ? this.#line(rest) : undefined;
     callback(null, kept === undefined ? undefined : `${kept}\n`);
   }
 
   #line(line: string): string | undefined {
     if (this.#table === undefined) {
-      const copy = /^COPY (\S+) \((.*)\) FROM stdin;$/.exec(line);
+      // `.+?`, not `\S+`: a quoted name may hold spaces, and a header not recognised here would
+      // let every row of its table through unfiltered.
+      const copy = /^COPY (.+?) \((.*)\) FROM stdin;$/.exec(line);
       if (copy) {
         this.#table = copy[1] ?? '';
         const columns = (copy[2] ?? '').split(', ').map((c) => c.replace(/^"|"$/g, ''));

@@ -6,18 +6,32 @@ import type { Storage } from '../../../storage/storage.js';
 
 export type TargetTime = Date | 'latest';
 
-/** `latest` or a timestamp with an explicit zone (a zone-less time would be read in the server's zone). */
+/**
+ * `latest` or a timestamp with an explicit zone (a zone-less time would be read in the server's
+ * zone). The zone must follow a time of day: in a bare date (2026-11-23) the day looks like an
+ * offset. Dates are checked field by field because Date rolls impossible ones over (Feb 30 →
+ * Mar 2), which would recover to another day without a word.
+ */
 export function parseTargetTime(value: string): TargetTime {
   if (value === 'latest') return 'latest';
-  const hasZone = /(Z|[+-]\d{2}(:?\d{2})?)$/i.test(value.trim());
+  const hasZone = /\d:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)$/i.test(value.trim());
   const time = new Date(value);
-  if (!hasZone || Number.isNaN(time.getTime())) {
+  if (!hasZone || Number.isNaN(time.getTime()) || rollsOver(value.trim())) {
     throw new PmsError(
       'PMS_ERR_USAGE',
       `--target-time ${JSON.stringify(value)} is not a timestamp with a time zone: use e.g. 2026-11-23T14:06:00Z or 2026-11-23T14:06:00+00:00, or "latest"`,
     );
   }
   return time;
+}
+
+/** Whether the written calendar date or time of day does not exist (Date would move it silently). */
+function rollsOver(value: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})/i.exec(value);
+  if (!m) return false;
+  const [year, month, day, hour, minute] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
+  const written = new Date(Date.UTC(year, month - 1, day, hour, minute));
+  return written.getUTCMonth() !== month - 1 || written.getUTCDate() !== day || written.getUTCHours() !== hour;
 }
 
 /**

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TargetTime } from './choose-base-backup.js';
 
-/** bin/pms-backup.js of this installation (dist/restore/pitr/ → ../../../bin). */
+/** bin/pms-backup.js of this installation (dist/commands/restore/pitr/ → ../../../../bin). */
 export function pmsBackupBin(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'bin', 'pms-backup.js');
 }
@@ -13,9 +13,13 @@ function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-/** For postgresql.conf: a single-quoted string with quotes doubled. */
+/**
+ * For postgresql.conf: a single-quoted string with quotes and backslashes doubled, as ALTER
+ * SYSTEM writes them. The file's parser reads backslash escapes (a backslash before a quote makes
+ * it a plain quote), so the '\'' that shellQuote writes for a quote would otherwise break the line.
+ */
 function confString(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 /** archive_command calling wal-push by absolute paths (tests, the demo, a server without pms-backup on PATH). */

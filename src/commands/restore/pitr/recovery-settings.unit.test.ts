@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { test } from 'node:test';
+import { archiveCommand, pmsBackupBin, postgresTimestamp, recoveryConfText, restoreCommand } from './recovery-settings.js';
+
+/**
+ * Reads a postgresql.conf line the way PostgreSQL 15's guc-file.l does: a quoted value ends at
+ * the first quote that is neither doubled nor escaped, '' is a quote, and a backslash escapes
+ * the next character (\n, \t... become control characters). Confirmed against
+ * `postgres -C restore_command` on a value with a quote and a backslash.
+ */
+function readConfLine(line: string): { name: string; value: string } {
+  const m = /^([a-z_]+) = '(.*)$/.exec(line);
+  assert.ok(m, `not a quoted setting: ${line}`);
+  const [, name = '', rest = ''] = m;
+  const escapes: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+  let value = '';
+  for (let i = 0; i < rest.length; i++) {
+    const c = rest[i] ?? '';
+    if (c === '\\') {
+      const next = rest[++i] ?? '';
+      value += escapes[next] ?? next;
+    } else if (c === "'" && rest[i + 1] === "'") {
+      value += "'";
+      i++;
+    } else if (c === "'") {
+      assert.equal(rest.slice(i + 1), '', `text after the closing quote in ${line}`);
+      return { name, value };
+    } else {
+      value += c;
+    }
+  }
+  assert.fail(`unterminated string in ${line}`);
+}
+
+/** The words sh makes of a command line that uses only single quotes, backslashes and spaces. */
+function shellWords(command: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  for (let i = 0; i < command.length; i++) {
+    const c = command[i] ?? '';
+    if (c === ' ') {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else if (c === "'") {
+      const end = command.indexOf("'", i + 1);
+      assert.ok(end > i, `unterminated quote in ${command}`);
+      word = (word ?? '') + command.slice(i + 1, end);
+      i = end;
+    } else if (c === '\\') {
+      word = (word ?? '') + (command[++i] ?? '');
+    } else {
+      word = (word ?? '') + c;
+    }
+  }
+  if (word !== undefined) words.push(word);
+  return words;
+}
+
+function settingsOf(text: string): Map<string, string> {
+  const lines = text.split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+  return new Map(
+    lines.map((line) => {
+      const { name, value } = readConfLine(line);
+      return [name, value];
+    }),
+  );
+}
+
+test('restore_command survives both quotings: PostgreSQL reads back the command, and sh splits it into the paths', () => {
+  const paths: Array<[string, string]> = [
+    ['/usr/bin/node', '/opt/pms/bin/pms-backup.js'],
+    ["/opt/it's here/node", '/srv/a\\b/pms backup.js'],
+    ["/o'''dd/node", "/x/'\\'/bin.js"],
+  ];
+  for (const [node, bin] of paths) {
+    const command = restoreCommand(node, bin);
+    assert.deepEqual(shellWords(command), [node, bin, 'wal-fetch', '%f', '%p']);
+    const settings = settingsOf(recoveryConfText({ restoreCommand: command, target: 'latest' }, 'restored'));
+    assert.equal(settings.get('restore_command'), command, `${node} ${bin}`);
+  }
+  assert.deepEqual(shellWords(archiveCommand("/opt/it's/node", '/b.js')), ["/opt/it's/node", '/b.js', 'wal-push', '%p']);
+});
+
+test('latest follows the newest timeline and sets no target time; a target time promotes at exactly that instant', () => {
+  const latest = settingsOf(recoveryConfText({ restoreCommand: 'x', target: 'latest' }, 'n'));
+  assert.deepEqual([...latest.keys()], ['restore_command', 'recovery_target_timeline']);
+  assert.equal(latest.get('recovery_target_timeline'), 'latest');
+
+  const timed = settingsOf(recoveryConfText({ restoreCommand: 'x', target: new Date('2026-11-23T14:06:00.250Z') }, 'n'));
+  assert.equal(timed.get('recovery_target_time'), '2026-11-23 14:06:00.250+00');
+  assert.equal(timed.get('recovery_target_action'), 'promote');
+  assert.equal(timed.get('recovery_target_timeline'), 'latest');
+});
+
+test('extra settings come after the recovery settings, quoted the same way', () => {
+  const text = recoveryConfText(
+    { restoreCommand: 'x', target: 'latest', extra: { archive_mode: 'off', cluster_name: "it's \\ here" } },
+    'n',
+  );
+  const names = [...settingsOf(text).keys()];
+  assert.deepEqual(names.slice(-2), ['archive_mode', 'cluster_name']);
+  assert.equal(settingsOf(text).get('cluster_name'), "it's \\ here");
+});
+
+test('the text starts on a new line and its note is a comment, so appending to any postgresql.auto.conf is safe', () => {
+  const text = recoveryConfText({ restoreCommand: 'x', target: 'latest' }, 'added by pms-backup restore --pitr');
+  assert.ok(text.startsWith('\n# added by pms-backup restore --pitr\n'));
+  assert.ok(text.endsWith('\n'));
+});
+
+test('recovery_target_time is written as PostgreSQL’s GUC check accepts it: a space, milliseconds and +00', () => {
+  assert.equal(postgresTimestamp(new Date('2026-01-05T00:00:00Z')), '2026-01-05 00:00:00.000+00');
+  assert.equal(postgresTimestamp(new Date(Date.UTC(2026, 11, 31, 23, 59, 59, 999))), '2026-12-31 23:59:59.999+00');
+});
+
+test('the pms-backup this installation runs as restore_command exists at the path given to PostgreSQL', () => {
+  const bin = pmsBackupBin();
+  assert.equal(basename(bin), 'pms-backup.js');
+  assert.ok(existsSync(bin), `${bin} does not exist: the path from dist/ to bin/ is wrong`);
+});

@@ -144,7 +144,10 @@ describe('backup operations', () => {
     try {
       const result = await cli(['verify', id]);
       assert.equal(result.code, 4);
-      assert.match(result.stderr, new RegExp(`PMS_ERR_UNTRUSTED: backups/${id}/manifest.json is not trusted: its signature by ${key.fingerprint} does not verify`));
+      assert.match(
+        result.stderr,
+        new RegExp(`PMS_ERR_UNTRUSTED: backups/${id}/manifest.json is not trusted: its signature by ${key.fingerprint} does not verify`),
+      );
     } finally {
       rmSync(join(repoRoot, 'backups', id), { recursive: true });
     }

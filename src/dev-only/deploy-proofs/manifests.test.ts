@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import type { Manifest } from './manifest.js';
@@ -8,6 +9,7 @@ import { findPod } from './workload-environment.js';
 import { policyViolations } from './policy.js';
 import { canI } from './rbac.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
+import { trustedSignersText } from './signing-key-placement.js';
 import { validateManifest, validateManifests } from './schema-validation.js';
 
 let dev: Manifest[];
@@ -76,7 +78,7 @@ describe('rendering', () => {
     }
   });
 
-  test('the DR copy runs after the nightly backups and before prune, and copies ciphertext with no key or database login', () => {
+  test('the DR copy runs after the nightly backups and before prune, and copies ciphertext with no decryption key or database login', () => {
     const minutes = (schedule: string): number => {
       const [minute, hour] = schedule.split(' ');
       return Number(hour) * 60 + Number(minute);
@@ -110,11 +112,14 @@ describe('rendering', () => {
             )
           : [],
       );
+      // The jobs' signing key: copy signs what it writes (workloads-contract.test.ts checks each key's placement).
       assert.deepEqual(mountedKeys.sort(), [
         'pms-backup-dr-secrets/aws-access-key-id',
         'pms-backup-dr-secrets/aws-secret-access-key',
         'pms-backup-secrets/aws-access-key-id',
         'pms-backup-secrets/aws-secret-access-key',
+        'pms-backup-signing/signing-key',
+        'pms-backup-signing/signing-passphrase',
       ]);
 
       // The monitor job gets the same DR settings, so its dr-copy check runs.
@@ -169,7 +174,7 @@ describe('rendering', () => {
         (container['env'] as Array<Record<string, any>>).map((e) => [String(e['name']), e['value'] ?? e['valueFrom']]),
       );
       const key = (k: string): Record<string, unknown> => ({ configMapKeyRef: { name: 'pms-backup-config', key: k } });
-      // Exactly these: the primary's repository, endpoint, credentials, GPG keys and database never appear.
+      // Exactly these: the primary's repository, endpoint, credentials, encryption keys and database never appear.
       assert.deepEqual(env, {
         BACKUP_REPOSITORY: key('dr-repository'),
         AWS_REGION: key('dr-aws-region'),
@@ -181,6 +186,9 @@ describe('rendering', () => {
         BACKUP_LOG_DIR: key('log-dir'),
         AWS_ACCESS_KEY_ID_FILE: '/run/secrets/pms-backup-dr/aws-access-key-id',
         AWS_SECRET_ACCESS_KEY_FILE: '/run/secrets/pms-backup-dr/aws-secret-access-key',
+        BACKUP_SIGNING_KEY_FILE: '/run/secrets/pms-backup-signing/signing-key',
+        BACKUP_SIGNING_PASSPHRASE_FILE: '/run/secrets/pms-backup-signing/signing-passphrase',
+        BACKUP_TRUSTED_SIGNERS_FILE: '/etc/pms/trusted-signers/trusted-signers.asc',
       });
       const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) =>
         v['secret']
@@ -189,7 +197,12 @@ describe('rendering', () => {
             )
           : [],
       );
-      assert.deepEqual(mountedKeys.sort(), ['pms-backup-dr-secrets/aws-access-key-id', 'pms-backup-dr-secrets/aws-secret-access-key']);
+      assert.deepEqual(mountedKeys.sort(), [
+        'pms-backup-dr-secrets/aws-access-key-id',
+        'pms-backup-dr-secrets/aws-secret-access-key',
+        'pms-backup-signing/signing-key',
+        'pms-backup-signing/signing-passphrase',
+      ]);
 
       const data = find(objects, 'ConfigMap', 'pms-backup-config')['data'] as Record<string, string>;
       // Shorter would fight the copy: it re-copies every complete primary backup DR lacks.
@@ -378,6 +391,28 @@ describe('policy checks', () => {
       const sealedKeys = Object.keys((sealed['spec'] as Record<string, Record<string, string>>)['encryptedData'] ?? {}).sort();
       assert.deepEqual(sealedKeys, Object.keys(isRecord(devSecret['data']) ? devSecret['data'] : {}).sort(), name);
     }
+  });
+});
+
+describe('trusted signers', () => {
+  test('the trusted signers ConfigMap holds public keys only, in dev and prod', () => {
+    for (const objects of [dev, prod]) {
+      const text = trustedSignersText(objects);
+      assert.doesNotMatch(text, /PRIVATE KEY/, 'a secret key among the trusted signers would let every reader forge');
+    }
+    const devSigners = trustedSignersText(dev);
+    assert.equal(devSigners.match(/-----BEGIN PGP PUBLIC KEY BLOCK-----/g)?.length, 2, "dev: the jobs' and the WAL key, one block each");
+  });
+
+  test("prod's trusted signers are armored public keys, or a placeholder the deploy workflow refuses to release", () => {
+    const text = trustedSignersText(prod);
+    const workflow = readFileSync(join(DEPLOY_DIR, '..', '.github', 'workflows', 'deploy.yml'), 'utf8');
+    // The gate as the workflow runs it: grep -rn '<token>' deploy/overlays/prod
+    const token = /grep -rn '([A-Z_]+)' deploy\/overlays\/prod/.exec(workflow)?.[1];
+    assert.ok(token, 'the deploy workflow greps the prod overlay for a placeholder');
+    const blocks = text.match(/-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]*?-----END PGP PUBLIC KEY BLOCK-----/g) ?? [];
+    if (text.includes(token)) assert.equal(blocks.length, 0, 'a placeholder, not a mix');
+    else assert.ok(blocks.length >= 2, "at least the jobs' and the WAL key");
   });
 });
 

@@ -1,16 +1,35 @@
 import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
+import { loadDecryptionKeys } from '../../crypto/keys.js';
+import { type TrustedSigners, loadSigningKey, loadTrustedSigners } from '../../crypto/signing.js';
+import { readEncrypted } from '../../pipeline/open-encrypted.js';
 import { freePort } from '../../postgres/throwaway-cluster.js';
+import { listBackups } from '../../repository/backup-catalog.js';
+import { readSignedRecord } from '../../repository/signed-record.js';
+import { WAL_PREFIX, WAL_SYSTEM_KEY, walFileOfKey } from '../../repository/wal-layout.js';
+import { openStorage } from '../../storage/open-storage.js';
+import type { Storage } from '../../storage/storage.js';
 import { type PushgatewayHarness, startPushgateway } from '../../testing/pushgateway-harness.js';
 import { type CliResult, binPath, runCli } from '../../testing/run-cli.js';
 import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, type S3rverHarness, startS3rver } from '../../testing/s3rver-harness.js';
+import { probeSigningNeeds } from './command-needs.js';
 import { type ConfiguredPostgres, startConfiguredPostgres } from './configured-postgres.js';
 import type { Manifest } from './manifest.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
+import {
+  type Invocation,
+  type SigningNeeds,
+  type SigningRole,
+  keyPlacementViolations,
+  pmsBackupInvocations,
+  signingRoleOf,
+} from './signing-key-placement.js';
 import { type MaterialisedContainer, findPod, materialiseContainer } from './workload-environment.js';
 
 /**
@@ -23,6 +42,7 @@ import { type MaterialisedContainer, findPod, materialiseContainer } from './wor
  * that used the primary's endpoint instead of BACKUP_DR_S3_ENDPOINT would fail.
  */
 let objects: Manifest[];
+let prod: Manifest[];
 let postgres: ConfiguredPostgres | undefined;
 let s3: S3rverHarness | undefined;
 let drS3: S3rverHarness | undefined;
@@ -32,7 +52,11 @@ let telemetryPort: number;
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'pms-workloads-'));
-  const dev = await renderKustomization(join(DEPLOY_DIR, 'overlays', 'dev'));
+  const [dev, rendered] = await Promise.all([
+    renderKustomization(join(DEPLOY_DIR, 'overlays', 'dev')),
+    renderKustomization(join(DEPLOY_DIR, 'overlays', 'prod')),
+  ]);
+  prod = rendered;
   s3 = await startS3rver({ bucket: 'pms-dev-backups', parentDir: root });
   drS3 = await startS3rver({ bucket: 'pms-dev-backups-dr', parentDir: root });
   gateway = await startPushgateway();
@@ -99,6 +123,207 @@ async function runContainer(owner: string, name: string): Promise<CliResult> {
   assert.equal(result.code, 0, `${owner} ${name}: ${c.command.join(' ')} exited ${result.code}\n${result.stdout}\n${result.stderr}`);
   return result;
 }
+
+function invocationKey(invocation: Invocation): string {
+  return `${invocation.owner} ${invocation.container}: pms-backup ${invocation.argv.join(' ')}`;
+}
+
+/** A copy of the objects with one pod template changed, for negative tests. */
+function withPod(from: readonly Manifest[], owner: string, change: (spec: Record<string, any>) => void): Manifest[] {
+  return from.map((o) => {
+    if (`${o.kind}/${o.metadata.name}` !== owner) return o;
+    const copy = structuredClone(o) as Record<string, any>;
+    change(o.kind === 'CronJob' ? copy['spec'].jobTemplate.spec.template.spec : copy['spec'].template.spec);
+    return copy as Manifest;
+  });
+}
+
+function containerSpec(spec: Record<string, any>, name: string): Record<string, any> {
+  const found = (spec['containers'] as Array<Record<string, any>>).find((c) => c['name'] === name);
+  assert.ok(found, `container ${name}`);
+  return found;
+}
+
+describe('each workload gets exactly the signing keys its command needs', () => {
+  /** Keyed by invocationKey: what each command refuses to start without, from pms-backup itself. */
+  const needs = new Map<string, SigningNeeds>();
+  const needsOf = (invocation: Invocation): SigningNeeds => {
+    const found = needs.get(invocationKey(invocation));
+    assert.ok(found, `needs of ${invocationKey(invocation)} were probed`);
+    return found;
+  };
+
+  before(async () => {
+    for (const invocation of pmsBackupInvocations(objects)) {
+      const c = container(invocation.owner, invocation.container);
+      needs.set(invocationKey(invocation), await probeSigningNeeds(invocation, c.env));
+    }
+  });
+
+  test('pms-backup names what each deployed command needs: producers a signing key, readers the trusted signers', () => {
+    assert.deepEqual(Object.fromEntries([...needs].map(([key, n]) => [key, `${n.signing ? 'sign' : '-'} ${n.trust ? 'trust' : '-'}`])), {
+      'CronJob/pms-backup pms-backup: pms-backup create': 'sign -',
+      'CronJob/pms-backup-base pms-backup: pms-backup base-backup': 'sign trust',
+      'CronJob/pms-backup-monitor pms-backup: pms-backup monitor': '- trust',
+      'CronJob/pms-backup-verify pms-backup: pms-backup verify latest': 'sign trust',
+      'CronJob/pms-backup-prune pms-backup: pms-backup prune': 'sign trust',
+      'CronJob/pms-backup-copy pms-backup: pms-backup copy': 'sign trust',
+      'CronJob/pms-backup-dr-prune pms-backup: pms-backup prune': 'sign trust',
+      'StatefulSet/postgres postgres: pms-backup wal-push pg_wal/000000010000000000000001': 'sign trust',
+    });
+  });
+
+  test('dev and prod: the jobs sign with pms-backup-signing, the server with pms-wal-signing, readers trust pms-trusted-signers, and nothing more', () => {
+    assert.deepEqual(pmsBackupInvocations(prod).map(invocationKey), pmsBackupInvocations(objects).map(invocationKey));
+    assert.deepEqual(keyPlacementViolations(objects, needsOf), []);
+    assert.deepEqual(keyPlacementViolations(prod, needsOf), []);
+  });
+
+  test('dev: the jobs and the server hold two different keys, each opens with its mounted passphrase, and both are trusted', async () => {
+    const fingerprints = new Map<SigningRole, Set<string>>([
+      ['jobs', new Set()],
+      ['wal', new Set()],
+    ]);
+    // Unlocking is slow by design (gpg's S2K): the same files, as most jobs mount, are opened once.
+    const opened = new Map<string, Promise<string>>();
+    for (const invocation of pmsBackupInvocations(objects)) {
+      if (!needsOf(invocation).signing) continue;
+      const c = container(invocation.owner, invocation.container);
+      const keyFile = c.env['BACKUP_SIGNING_KEY_FILE'];
+      assert.ok(keyFile);
+      const passphraseFile = c.env['BACKUP_SIGNING_PASSPHRASE_FILE'];
+      const content = `${readFileSync(keyFile, 'utf8')}\0${passphraseFile === undefined ? '' : readFileSync(passphraseFile, 'utf8')}`;
+      // The dev keys are passphrase-protected, so this also proves the passphrase file is the key's.
+      if (!opened.has(content))
+        opened.set(
+          content,
+          loadSigningKey(keyFile, passphraseFile).then((k) => k.description.fingerprint),
+        );
+      fingerprints.get(signingRoleOf(invocation))?.add(await (opened.get(content) ?? ''));
+    }
+    const [jobs, wal] = [[...(fingerprints.get('jobs') ?? [])], [...(fingerprints.get('wal') ?? [])]];
+    assert.equal(jobs.length, 1, `every job signs with the same key: ${jobs.join(', ')}`);
+    assert.equal(wal.length, 1, `the server signs with one key: ${wal.join(', ')}`);
+    assert.notEqual(jobs[0], wal[0], "the WAL key is not the jobs' key");
+    const monitor = container('CronJob/pms-backup-monitor', 'pms-backup');
+    const trusted = await loadTrustedSigners(monitor.env['BACKUP_TRUSTED_SIGNERS_FILE'] ?? '');
+    assert.deepEqual(trusted.descriptions.map((d) => d.fingerprint).sort(), [jobs[0], wal[0]].sort());
+  });
+
+  const brokenCases: Array<[string, (from: readonly Manifest[]) => Manifest[], RegExp]> = [
+    [
+      'a producer without BACKUP_SIGNING_KEY_FILE',
+      (from) =>
+        withPod(from, 'CronJob/pms-backup-base', (spec) => {
+          const c = containerSpec(spec, 'pms-backup');
+          c['env'] = c['env'].filter((e: Record<string, unknown>) => e['name'] !== 'BACKUP_SIGNING_KEY_FILE');
+        }),
+      /CronJob\/pms-backup-base container pms-backup: its command signs but BACKUP_SIGNING_KEY_FILE is not set/,
+    ],
+    [
+      'a consumer without BACKUP_TRUSTED_SIGNERS_FILE',
+      (from) =>
+        withPod(from, 'CronJob/pms-backup-monitor', (spec) => {
+          const c = containerSpec(spec, 'pms-backup');
+          c['env'] = c['env'].filter((e: Record<string, unknown>) => e['name'] !== 'BACKUP_TRUSTED_SIGNERS_FILE');
+        }),
+      /CronJob\/pms-backup-monitor container pms-backup: its command checks signatures but BACKUP_TRUSTED_SIGNERS_FILE is not set/,
+    ],
+    [
+      'wal-push without BACKUP_TRUSTED_SIGNERS_FILE',
+      (from) =>
+        withPod(from, 'StatefulSet/postgres', (spec) => {
+          const c = containerSpec(spec, 'postgres');
+          c['env'] = c['env'].filter((e: Record<string, unknown>) => e['name'] !== 'BACKUP_TRUSTED_SIGNERS_FILE');
+        }),
+      /StatefulSet\/postgres container postgres: its command checks signatures but BACKUP_TRUSTED_SIGNERS_FILE is not set/,
+    ],
+    [
+      "the jobs' signing key mounted in the PostgreSQL pod",
+      (from) =>
+        withPod(from, 'StatefulSet/postgres', (spec) => {
+          const volume = (spec['volumes'] as Array<Record<string, any>>).find((v) => v['name'] === 'wal-signing-key');
+          assert.ok(volume);
+          volume['secret'].secretName = 'pms-backup-signing';
+        }),
+      /StatefulSet\/postgres container postgres: mounts the jobs signing key \(pms-backup-signing\) but does not sign with it/,
+    ],
+    [
+      "the jobs' signing key beside the WAL key in the PostgreSQL pod, even unmounted",
+      (from) =>
+        withPod(from, 'StatefulSet/postgres', (spec) => {
+          spec['volumes'].push({ name: 'spare', secret: { secretName: 'pms-backup-signing', defaultMode: 0o440 } });
+        }),
+      /StatefulSet\/postgres: volume spare holds the jobs signing key, which no container of the pod signs with/,
+    ],
+    [
+      'the WAL signing key in the exporter beside PostgreSQL',
+      (from) =>
+        withPod(from, 'StatefulSet/postgres', (spec) => {
+          containerSpec(spec, 'exporter')['volumeMounts'].push({
+            name: 'wal-signing-key',
+            mountPath: '/run/secrets/pms-wal-signing',
+            readOnly: true,
+          });
+        }),
+      /StatefulSet\/postgres container exporter: mounts the wal signing key \(pms-wal-signing\) but does not sign with it/,
+    ],
+    [
+      'the WAL signing key in a job',
+      (from) =>
+        withPod(from, 'CronJob/pms-backup-prune', (spec) => {
+          const volume = (spec['volumes'] as Array<Record<string, any>>).find((v) => v['name'] === 'signing-key');
+          assert.ok(volume);
+          volume['secret'].secretName = 'pms-wal-signing';
+        }),
+      /CronJob\/pms-backup-prune container pms-backup: BACKUP_SIGNING_KEY_FILE must be key signing-key of Secret pms-backup-signing \(the jobs key\), not Secret pms-wal-signing key signing-key/,
+    ],
+    [
+      'a signing key in monitor',
+      (from) =>
+        withPod(from, 'CronJob/pms-backup-monitor', (spec) => {
+          const c = containerSpec(spec, 'pms-backup');
+          c['env'].push({ name: 'BACKUP_SIGNING_KEY_FILE', value: '/run/secrets/pms-backup-signing/signing-key' });
+          c['volumeMounts'].push({ name: 'signing-key', mountPath: '/run/secrets/pms-backup-signing', readOnly: true });
+          spec['volumes'].push({ name: 'signing-key', secret: { secretName: 'pms-backup-signing', defaultMode: 0o440 } });
+        }),
+      /CronJob\/pms-backup-monitor container pms-backup: BACKUP_SIGNING_KEY_FILE is set, but its command signs nothing/,
+    ],
+    [
+      'a signing key in the environment',
+      (from) =>
+        withPod(from, 'CronJob/pms-backup', (spec) => {
+          containerSpec(spec, 'pms-backup')['env'].push({
+            name: 'SIGNING_KEY',
+            valueFrom: { secretKeyRef: { name: 'pms-backup-signing', key: 'signing-key' } },
+          });
+        }),
+      /CronJob\/pms-backup container pms-backup: SIGNING_KEY puts a signing key into the environment/,
+    ],
+    [
+      'trusted signers read from somewhere else than the ConfigMap',
+      (from) =>
+        withPod(from, 'CronJob/pms-backup-verify', (spec) => {
+          const c = containerSpec(spec, 'pms-backup');
+          const entry = (c['env'] as Array<Record<string, unknown>>).find((e) => e['name'] === 'BACKUP_TRUSTED_SIGNERS_FILE');
+          assert.ok(entry);
+          entry['value'] = '/run/secrets/pms-backup/gpg-public-key';
+        }),
+      /CronJob\/pms-backup-verify container pms-backup: BACKUP_TRUSTED_SIGNERS_FILE must come from ConfigMap pms-trusted-signers, not Secret pms-backup-secrets key gpg-public-key/,
+    ],
+  ];
+  for (const [name, breakIt, expected] of brokenCases) {
+    test(`${name} is rejected, in dev and prod`, () => {
+      for (const rendered of [objects, prod]) {
+        const found = keyPlacementViolations(breakIt(rendered), needsOf);
+        assert.ok(
+          found.some((f) => expected.test(f)),
+          `expected ${expected} in ${JSON.stringify(found)}`,
+        );
+      }
+    });
+  }
+});
 
 describe('dev workloads run as rendered', () => {
   test('the ingest API init container (pms-telemetry migrate) migrates the database over verify-full TLS', async () => {
@@ -282,5 +507,54 @@ describe('dev workloads run as rendered', () => {
 
     const again = await runContainer('CronJob/pms-backup-copy', 'pms-backup');
     assert.match(again.stdout, /^copied 0 backup\(s\)/m);
+  });
+
+  test('what the workloads wrote is signed by the key each holds: WAL and wal/system.json by the server, backups and verifications by the jobs, in both buckets', {
+    timeout: 600_000,
+  }, async () => {
+    assert.ok(s3 && drS3);
+    const signerOf = async (owner: string, name: string): Promise<string> => {
+      const c = container(owner, name);
+      return (await loadSigningKey(c.env['BACKUP_SIGNING_KEY_FILE'] ?? '', c.env['BACKUP_SIGNING_PASSPHRASE_FILE'])).description
+        .fingerprint;
+    };
+    const walKey = await signerOf('StatefulSet/postgres', 'postgres');
+    const jobsKey = await signerOf('CronJob/pms-backup', 'pms-backup');
+    const verify = container('CronJob/pms-backup-verify', 'pms-backup');
+    const trusted: TrustedSigners = await loadTrustedSigners(verify.env['BACKUP_TRUSTED_SIGNERS_FILE'] ?? '');
+    const keys = await loadDecryptionKeys(verify.env['BACKUP_GPG_PRIVATE_KEY_FILE'] ?? '', verify.env['BACKUP_GPG_PASSPHRASE_FILE']);
+    const discard = (): Writable => new Writable({ write: (_chunk, _encoding, done) => done() });
+
+    const check = async (storage: Storage): Promise<void> => {
+      const system = await readSignedRecord(storage, WAL_SYSTEM_KEY, trusted);
+      assert.equal(system.signature?.signer, walKey, `${WAL_SYSTEM_KEY} in ${storage.location}`);
+      const walSigners = new Map<string, string | undefined>();
+      for await (const object of storage.list(WAL_PREFIX)) {
+        if (walFileOfKey(object.key) === undefined) continue;
+        const [, facts] = await readEncrypted({ storage, key: object.key, keys, trust: { trusted }, decompress: true }, (plaintext) =>
+          pipeline(plaintext, discard()),
+        );
+        walSigners.set(object.key, facts.signer);
+      }
+      assert.ok(walSigners.size > 0, `WAL in ${storage.location}`);
+      assert.deepEqual([...new Set(walSigners.values())], [walKey], `signers of ${[...walSigners.keys()].join(', ')}`);
+
+      const backups = await listBackups(storage, { trusted });
+      assert.ok(backups.length >= 2, `backups in ${storage.location}`);
+      for (const backup of backups) assert.deepEqual([backup.status, backup.signer], ['complete', jobsKey], backup.id);
+    };
+    const primary = openStorage(s3.repository('patient-telemetry'));
+    const dr = openStorage(drS3.repository('patient-telemetry'));
+    try {
+      await check(primary);
+      await check(dr);
+      const records: string[] = [];
+      for await (const object of primary.list('backups/'))
+        if (/\/verification-\d{8}T\d{6}Z\.json$/.test(object.key)) records.push(object.key);
+      assert.ok(records.length > 0, 'verify stored a verification record');
+      for (const key of records) assert.equal((await readSignedRecord(primary, key, trusted)).signature?.signer, jobsKey, key);
+    } finally {
+      await Promise.allSettled([primary.close(), dr.close()]);
+    }
   });
 });

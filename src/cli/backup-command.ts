@@ -102,7 +102,7 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
           'BACKUP_TRUSTED_SIGNERS_FILE is not set: this command accepts only objects signed by a trusted key',
         );
       }
-      trusted ??= loadTrustedSigners(file);
+      trusted ??= loadTrustedSigners(file, new Date(), config.keys.walSignerFingerprints);
       if (options.allowUnsigned) {
         logger.warn(
           '--allow-unsigned: objects without any signature are accepted for this run (it is audited); badly signed ones are still refused',

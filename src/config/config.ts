@@ -36,6 +36,8 @@ export interface KeyConfig {
   readonly signingPassphraseFile: string | undefined;
   /** Armored public keys consumers accept signatures from. */
   readonly trustedSignersFile: string | undefined;
+  /** Trusted signers limited to wal/ (the database server's keys). */
+  readonly walSignerFingerprints: readonly string[];
 }
 
 /** Thresholds of the seed's alert conditions, logging and audit identity (backup operations). */
@@ -188,6 +190,7 @@ function parseKeys(settings: SettingReader): KeyConfig {
     signingKeyFile: settings.get('BACKUP_SIGNING_KEY_FILE'),
     signingPassphraseFile: settings.get('BACKUP_SIGNING_PASSPHRASE_FILE'),
     trustedSignersFile: settings.get('BACKUP_TRUSTED_SIGNERS_FILE'),
+    walSignerFingerprints: settings.get('BACKUP_WAL_SIGNER_FINGERPRINTS') ?? [],
   };
 }
 

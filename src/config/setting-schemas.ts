@@ -22,6 +22,17 @@ export const absolutePathSchema = z.string().refine((value) => isAbsolute(value)
 
 export const endpointSchema = z.string().regex(/^https?:\/\/[^\s/]+/);
 
+/** A comma-separated list of full (40 hex digit) key fingerprints, upper-cased. */
+export const fingerprintListSchema = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((f) => f.replace(/\s+/g, '').toUpperCase())
+      .filter((f) => f !== ''),
+  )
+  .refine((list) => list.length > 0 && list.every((f) => /^[0-9A-F]{40}$/.test(f)));
+
 export const keyIdSchema = z.string().refine((value) => /^(0x)?[0-9A-Fa-f]{8,40}$/.test(value.replace(/\s+/g, '')));
 
 /** A Prometheus label value that stays stable between runs (see PushgatewayConfig.instance). */

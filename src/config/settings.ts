@@ -8,6 +8,7 @@ import {
   endpointSchema,
   instanceSchema,
   intSchema,
+  fingerprintListSchema,
   keyIdSchema,
   portSchema,
   positiveSchema,
@@ -200,6 +201,13 @@ export const SETTINGS = {
     requiredFor: 'trust',
     missing: 'this command reads the repository and accepts only signed objects: give the armored public keys of the signers it trusts',
     help: 'armored public keys whose signatures consumers accept (jobs key, WAL key, retired keys)',
+  },
+  BACKUP_WAL_SIGNER_FINGERPRINTS: {
+    schema: fingerprintListSchema,
+    group: 'keys',
+    readBy: BACKUP,
+    hint: 'use full 40-hex-digit fingerprints, comma-separated',
+    help: 'trusted signers that may sign only WAL (the database server keys): their signature on anything else is refused',
   },
 
   // Retention, logs, monitor thresholds.

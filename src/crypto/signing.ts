@@ -20,6 +20,8 @@ export interface SigningKey {
 export interface TrustedSigners {
   readonly keys: readonly openpgp.PublicKey[];
   readonly descriptions: readonly KeyDescription[];
+  /** Fingerprints of trusted signers that may sign only wal/ objects (BACKUP_WAL_SIGNER_FINGERPRINTS). */
+  readonly walOnly: ReadonlySet<string>;
 }
 
 /** openpgp's per-signature result (not exported by its types under this name). */
@@ -117,7 +119,7 @@ export async function loadSigningKey(file: string, passphraseFile: string | unde
  * Loads the trusted signers. Secret keys are refused: the file is meant for every consumer, and a
  * signing key there would let any consumer forge.
  */
-export async function loadTrustedSigners(file: string, now = new Date()): Promise<TrustedSigners> {
+export async function loadTrustedSigners(file: string, now = new Date(), walOnly: readonly string[] = []): Promise<TrustedSigners> {
   const armored = await readText(file, 'BACKUP_TRUSTED_SIGNERS_FILE', 'trusted signers');
   if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(armored)) {
     throw new PmsError(
@@ -137,7 +139,15 @@ export async function loadTrustedSigners(file: string, now = new Date()): Promis
       { cause: error },
     );
   }
-  return { keys, descriptions: await Promise.all(keys.map((k) => describeKey(k, now))) };
+  const descriptions = await Promise.all(keys.map((k) => describeKey(k, now)));
+  const unknown = walOnly.filter((f) => !descriptions.some((d) => d.fingerprint === f));
+  if (unknown.length > 0) {
+    throw new PmsError(
+      'PMS_ERR_KEY',
+      `BACKUP_WAL_SIGNER_FINGERPRINTS names ${unknown.join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} not in BACKUP_TRUSTED_SIGNERS_FILE ${file}`,
+    );
+  }
+  return { keys, descriptions, walOnly: new Set(walOnly) };
 }
 
 export function objectNotation(objectKey: string): openpgp.RawNotation {
@@ -196,6 +206,14 @@ export async function checkSignatures(
     throw untrusted(objectKey, `it is signed by ${issuer}, which is not in BACKUP_TRUSTED_SIGNERS_FILE`, issuer);
   }
   const fingerprint = signer.getFingerprint().toUpperCase();
+  // The database server's key may forge WAL at worst: never a backup, a record or an audit entry.
+  if (trusted.walOnly.has(fingerprint) && !objectKey.startsWith('wal/')) {
+    throw untrusted(
+      objectKey,
+      `it is signed by ${fingerprint}, a WAL signing key (BACKUP_WAL_SIGNER_FINGERPRINTS), which may sign only wal/ objects`,
+      fingerprint,
+    );
+  }
   try {
     await only!.verified;
   } catch (error) {
@@ -235,7 +253,12 @@ export interface SigningReport {
  * consumers), and no key expires within `warnDays`.
  */
 export async function inspectSigning(
-  files: { signingKeyFile?: string | undefined; signingPassphraseFile?: string | undefined; trustedSignersFile?: string | undefined },
+  files: {
+    signingKeyFile?: string | undefined;
+    signingPassphraseFile?: string | undefined;
+    trustedSignersFile?: string | undefined;
+    walSignerFingerprints?: readonly string[];
+  },
   warnDays: number,
   now = new Date(),
 ): Promise<SigningReport> {
@@ -243,7 +266,7 @@ export async function inspectSigning(
   let trusted: TrustedSigners | undefined;
   if (files.trustedSignersFile) {
     try {
-      trusted = await loadTrustedSigners(files.trustedSignersFile, now);
+      trusted = await loadTrustedSigners(files.trustedSignersFile, now, files.walSignerFingerprints ?? []);
     } catch (error) {
       problems.push((error as Error).message);
     }
@@ -253,10 +276,12 @@ export async function inspectSigning(
     try {
       const key = await loadSigningKey(files.signingKeyFile, files.signingPassphraseFile, now);
       const probe = Buffer.from('pms-backup signing probe');
-      const signature = await signDetached(probe, key, 'probe');
+      // A WAL-only key may sign only under wal/: probe with a name it is allowed to sign.
+      const probeKey = trusted?.walOnly.has(key.description.fingerprint) ? 'wal/probe' : 'probe';
+      const signature = await signDetached(probe, key, probeKey);
       let accepted = false;
       if (trusted) {
-        accepted = await verifyDetached(probe, signature, trusted, 'probe').then(
+        accepted = await verifyDetached(probe, signature, trusted, probeKey).then(
           () => true,
           () => false,
         );

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -63,6 +63,25 @@ describe('detached signatures bound to an object name', () => {
         (error as { details?: { signer?: string } }).details?.signer === stranger.description.fingerprint,
     );
     await assert.rejects(verifyDetached(bytes, 'not a signature', trusted, 'backups/a/manifest.json'), untrusted(/not a readable/));
+  });
+
+  test('a WAL-only signer (BACKUP_WAL_SIGNER_FINGERPRINTS) is accepted under wal/ and refused for anything else', async () => {
+    writeFileSync(join(dir, 'both.pub'), readFileSync(join(dir, 'jobs.pub'), 'utf8') + readFileSync(join(dir, 'stranger.pub'), 'utf8'));
+    const both = await loadTrustedSigners(join(dir, 'both.pub'), new Date(), [stranger.description.fingerprint]);
+    const bytes = Buffer.from('{"formatVersion":1}\n');
+    const wal = await signDetached(bytes, stranger, 'wal/system.json');
+    assert.equal((await verifyDetached(bytes, wal, both, 'wal/system.json')).signer, stranger.description.fingerprint);
+    const manifest = await signDetached(bytes, stranger, 'backups/a/manifest.json');
+    await assert.rejects(
+      verifyDetached(bytes, manifest, both, 'backups/a/manifest.json'),
+      untrusted(/a WAL signing key .* may sign only wal\/ objects/),
+    );
+    const jobs = await signDetached(bytes, signer, 'backups/a/manifest.json');
+    assert.equal((await verifyDetached(bytes, jobs, both, 'backups/a/manifest.json')).signer, signer.description.fingerprint);
+    await assert.rejects(
+      loadTrustedSigners(join(dir, 'jobs.pub'), new Date(), [stranger.description.fingerprint]),
+      (e: unknown) => isPmsError(e, 'PMS_ERR_KEY') && /not in BACKUP_TRUSTED_SIGNERS_FILE/.test(e.message),
+    );
   });
 
   test('a wrong passphrase, a missing one and a secret key among the trusted signers are key errors', async () => {

@@ -37,7 +37,7 @@ export async function runWalFetch(name: string, path: string, options: { allowUn
     const systemIdentifier = await readControlSystemIdentifier(process.cwd());
     const [keys, trusted] = await Promise.all([
       loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile),
-      loadTrustedSigners(config.keys.trustedSignersFile),
+      loadTrustedSigners(config.keys.trustedSignersFile, new Date(), config.keys.walSignerFingerprints),
     ]);
     const trust = { trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) };
     const storage = openStorage(config.repository);

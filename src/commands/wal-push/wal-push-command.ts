@@ -18,7 +18,7 @@ export async function runWalPush(path: string, options: { readAhead?: number } =
   const [recipients, signer, trusted] = await Promise.all([
     loadRecipients(config.keys.publicKeyFile, config.keys.keyId),
     loadSigningKey(config.keys.signingKeyFile, config.keys.signingPassphraseFile),
-    loadTrustedSigners(config.keys.trustedSignersFile),
+    loadTrustedSigners(config.keys.trustedSignersFile, new Date(), config.keys.walSignerFingerprints),
   ]);
   const storage = openStorage(config.repository);
   try {

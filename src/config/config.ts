@@ -18,6 +18,16 @@ export interface S3Settings {
   readonly forcePathStyle: boolean;
   readonly accessKeyId: Secret | undefined;
   readonly secretAccessKey: Secret | undefined;
+  /** S3 Object Lock retention every object is written with; undefined: none. */
+  readonly objectLock?: ObjectLockSettings | undefined;
+}
+
+/** BACKUP_S3_OBJECT_LOCK_MODE / _DAYS: the retention S3 enforces on each object version. */
+export interface ObjectLockSettings {
+  /** GOVERNANCE: a principal with s3:BypassGovernanceRetention may still delete; COMPLIANCE: nobody can before the date. */
+  readonly mode: 'GOVERNANCE' | 'COMPLIANCE';
+  /** Each object version is retained until its write time plus this many days. */
+  readonly days: number;
 }
 
 export type RepositoryConfig =
@@ -142,6 +152,29 @@ const DR: RepositorySettings = {
   forcePathStyle: 'BACKUP_DR_S3_FORCE_PATH_STYLE',
 };
 
+/** Object Lock of the primary repository (the DR copy is written by `copy` under its own bucket's rules). */
+function parseObjectLock(settings: SettingReader, p: Problems, kind: 'file' | 's3'): ObjectLockSettings | undefined {
+  const mode = settings.get('BACKUP_S3_OBJECT_LOCK_MODE');
+  const days = settings.get('BACKUP_S3_OBJECT_LOCK_DAYS');
+  const modeGiven = settings.given('BACKUP_S3_OBJECT_LOCK_MODE');
+  const daysGiven = settings.given('BACKUP_S3_OBJECT_LOCK_DAYS');
+  if (!modeGiven) {
+    if (daysGiven) {
+      p.add(
+        'BACKUP_S3_OBJECT_LOCK_DAYS is set but BACKUP_S3_OBJECT_LOCK_MODE is not: set the mode too (governance or compliance), or unset both',
+      );
+    }
+    return undefined;
+  }
+  if (kind === 'file') {
+    p.add('BACKUP_S3_OBJECT_LOCK_MODE is set but BACKUP_REPOSITORY is a file:// repository: Object Lock is an S3 feature');
+    return undefined;
+  }
+  if (!daysGiven) p.add('BACKUP_S3_OBJECT_LOCK_DAYS is not set: Object Lock needs the number of days each object is retained');
+  if (mode === undefined || days === undefined) return undefined;
+  return { mode: mode === 'governance' ? 'GOVERNANCE' : 'COMPLIANCE', days };
+}
+
 function parseRepository(
   settings: SettingReader,
   p: Problems,
@@ -156,6 +189,7 @@ function parseRepository(
     names.url,
     options.to === undefined ? { derivedDefault: options.derivedUrl } : { override: { label: '--to', value: options.to } },
   );
+  const objectLock = names === PRIMARY ? parseObjectLock(settings, p, location?.kind ?? 's3') : undefined;
   if (location === undefined) return undefined;
   if (location.kind === 'file') return location;
   const region = settings.get(names.region) ?? options.regionFallback;
@@ -177,6 +211,7 @@ function parseRepository(
       forcePathStyle,
       accessKeyId,
       secretAccessKey,
+      objectLock,
     },
   };
 }

@@ -146,6 +146,21 @@ export const SETTINGS = {
     hint: 'use true or false',
     help: 'path-style bucket addressing (most S3-compatible stores)',
   },
+  BACKUP_S3_OBJECT_LOCK_MODE: {
+    schema: z.enum(['governance', 'compliance']),
+    defaultText: 'unset: no Object Lock',
+    group: 'repository',
+    readBy: BACKUP,
+    hint: 'use governance or compliance (or leave it unset for no Object Lock)',
+    help: 'S3 Object Lock mode every object version is written with (the bucket must have Object Lock enabled, docs/s3-bucket.md)',
+  },
+  BACKUP_S3_OBJECT_LOCK_DAYS: {
+    schema: intSchema(1, 36500),
+    group: 'repository',
+    readBy: BACKUP,
+    hint: 'use a whole number of days (1-36500)',
+    help: 'days each version is retained from its write, required with the mode; prune deletes a version only once they have passed',
+  },
 
   // OpenPGP keys.
   BACKUP_GPG_PUBLIC_KEY_FILE: {

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ObjectInfo, PutOptions, PutResult, Storage } from './storage.js';
+import type { DeleteOptions, DeleteResult, ObjectInfo, PutOptions, PutResult, Storage } from './storage.js';
 
 /**
  * Defers loading a driver until its first call. The AWS SDK costs ~0.5 s to import; wal-push
@@ -38,8 +38,8 @@ export class LazyStorage implements Storage {
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     yield* (await this.#get()).list(prefix);
   }
-  async delete(key: string): Promise<void> {
-    return (await this.#get()).delete(key);
+  async delete(key: string, options?: DeleteOptions): Promise<DeleteResult> {
+    return (await this.#get()).delete(key, options);
   }
   async probe(): Promise<void> {
     return (await this.#get()).probe();

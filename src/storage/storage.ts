@@ -17,6 +17,25 @@ export interface PutOptions {
   readonly signal?: AbortSignal;
 }
 
+export interface DeleteOptions {
+  /**
+   * Free the stored data too, not only the name (prune). Where the store keeps every version
+   * under Object Lock (S3 with BACKUP_S3_OBJECT_LOCK_MODE), this deletes each version whose
+   * retention has passed; an object still retained is left exactly as it is, readable, and
+   * reported in the result, so a later prune can finish the job. Elsewhere it is a plain delete.
+   */
+  readonly purge?: boolean;
+}
+
+export interface DeleteResult {
+  /** Set when (purge) the store refused to delete the object yet; it is unchanged. */
+  readonly retained?: {
+    /** End of its retention; undefined when only a legal hold keeps it. */
+    readonly until: Date | undefined;
+    readonly legalHold: boolean;
+  };
+}
+
 export interface PutResult {
   readonly key: string;
   readonly bytes: number;
@@ -42,8 +61,12 @@ export interface Storage {
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Every object whose key starts with `prefix`, in key order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
-  /** Deletes the object; deleting an absent key is not an error. */
-  delete(key: string): Promise<void>;
+  /**
+   * Deletes the object; deleting an absent key is not an error. Without `purge` the key reads
+   * as absent afterwards even where the store must keep the data (a delete marker in a
+   * versioned bucket; the data stays until its retention or the bucket lifecycle ends it).
+   */
+  delete(key: string, options?: DeleteOptions): Promise<DeleteResult>;
   /** Checks the repository answers and accepts writes (doctor, monitor). */
   probe(): Promise<void>;
   /**

@@ -8,7 +8,7 @@ import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { checkKey, checkPrefix } from '../object-key.js';
 import { checkMetadata } from '../object-metadata.js';
 import { readAll } from '../read-all.js';
-import type { ObjectInfo, PutOptions, PutResult, Storage } from '../storage.js';
+import type { DeleteResult, ObjectInfo, PutOptions, PutResult, Storage } from '../storage.js';
 import { makeDirectoryDurably, syncDirectory, syncedFileSink } from './durable-fs.js';
 import { fsError } from './fs-errors.js';
 import { readSidecar, removeSidecar, sidecarPath, writeSidecar } from './metadata-sidecar.js';
@@ -213,7 +213,8 @@ export class FsStorage implements Storage {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  /** A file has no versions and no retention: purge is the same delete. */
+  async delete(key: string): Promise<DeleteResult> {
     const path = this.#path(key);
     try {
       await unlink(path);
@@ -233,6 +234,7 @@ export class FsStorage implements Storage {
     await removeSidecar(this.#root, key).catch((error: unknown) => {
       throw fsError(error, `delete the metadata of ${key}`, sidecarPath(this.#root, key));
     });
+    return {};
   }
 
   async probe(): Promise<void> {

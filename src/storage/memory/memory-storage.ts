@@ -4,7 +4,7 @@ import { PmsError } from '../../errors/catalogue.js';
 import { checkKey, checkPrefix, compareKeys } from '../object-key.js';
 import { checkMetadata } from '../object-metadata.js';
 import { readAll } from '../read-all.js';
-import type { ObjectInfo, PutOptions, PutResult, Storage } from '../storage.js';
+import type { DeleteResult, ObjectInfo, PutOptions, PutResult, Storage } from '../storage.js';
 
 /** Same piece size a file read stream uses, so consumers see chunks like the real drivers give. */
 const READ_CHUNK_BYTES = 64 * 1024;
@@ -169,8 +169,10 @@ export class MemoryStorage implements Storage {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  /** No versions and no retention here: purge is the same delete. */
+  async delete(key: string): Promise<DeleteResult> {
     this.#objects.delete(checkKey(key));
+    return {};
   }
 
   async probe(): Promise<void> {

@@ -59,7 +59,12 @@ export async function storeEncrypted(options: StoreEncryptedStreamOptions): Prom
   const encrypted = await encryptStream(source, options.recipients, { signer: options.signer, objectKey: options.key });
   const body = new PassThrough({ highWaterMark: 1 << 20 });
   const toStorage = pipeline(encrypted, stored, body);
-  const put = options.storage.put(options.key, body, { signal: abort.signal, ...(options.metadata ? { metadata: options.metadata } : {}) });
+  // Write-once: an object of the repository is created, never replaced (If-None-Match on S3).
+  const put = options.storage.put(options.key, body, {
+    ifAbsent: true,
+    signal: abort.signal,
+    ...(options.metadata ? { metadata: options.metadata } : {}),
+  });
   let firstError: unknown;
   const failFast = (error: unknown): never => {
     firstError ??= error;

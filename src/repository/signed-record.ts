@@ -32,11 +32,12 @@ export async function putSignedRecord(
   try {
     await storage.putBytes(signatureKey(key), signature, options);
   } catch (error) {
-    // A signature left by an earlier attempt that died before its record: replaceable only if
-    // the record itself is still absent (write-once holds for the record, which is what counts).
+    // A signature left by an earlier attempt that died before its record: replaced (not
+    // deleted: writers may not delete under the bucket policies) only if the record itself is
+    // still absent; write-once holds for the record, which is what counts.
     if (!(options.ifAbsent && isPmsError(error, 'PMS_ERR_TARGET_EXISTS') && (await storage.head(key)) === undefined)) throw error;
-    await storage.delete(signatureKey(key));
-    await storage.putBytes(signatureKey(key), signature, options);
+    const { ifAbsent: _, ...overwrite } = options;
+    await storage.putBytes(signatureKey(key), signature, overwrite);
   }
   await storage.putBytes(key, bytes, options);
 }

@@ -189,6 +189,7 @@ describe('rendering', () => {
         BACKUP_SIGNING_KEY_FILE: '/run/secrets/pms-backup-signing/signing-key',
         BACKUP_SIGNING_PASSPHRASE_FILE: '/run/secrets/pms-backup-signing/signing-passphrase',
         BACKUP_TRUSTED_SIGNERS_FILE: '/etc/pms/trusted-signers/trusted-signers.asc',
+        BACKUP_WAL_SIGNER_FINGERPRINTS: key('wal-signer-fingerprints'),
       });
       const mountedKeys = (pod.spec['volumes'] as Array<Record<string, any>>).flatMap((v) =>
         v['secret']

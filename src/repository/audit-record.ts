@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 export const AUDIT_PREFIX = 'audit/';
-export const AUDIT_HEAD_KEY = 'audit/head.json';
+/**
+ * One signed head per record, each written once (audit/heads/<seq>.json), the newest being the
+ * highest: write-once storage (If-None-Match, Object Lock) never has to overwrite anything.
+ */
+export const AUDIT_HEADS_PREFIX = 'audit/heads/';
+/** The single, overwritten, unsigned head of logs written before signing; read, never written. */
+export const LEGACY_AUDIT_HEAD_KEY = 'audit/head.json';
 export const GENESIS_HASH = '0'.repeat(64);
 
 export const auditRecordSchema = z.strictObject({
@@ -18,6 +24,15 @@ export const auditRecordSchema = z.strictObject({
 });
 
 export type AuditRecord = z.infer<typeof auditRecordSchema>;
+
+/** "The log had reached record `seq`, whose hash is `hash`", signed by the job that wrote it. */
+export const auditHeadSchema = z.strictObject({
+  seq: z.number().int().positive(),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  at: z.iso.datetime(),
+});
+
+export type AuditHead = z.infer<typeof auditHeadSchema>;
 export type AuditEntry = Omit<AuditRecord, 'seq' | 'prevHash' | 'hash'>;
 
 /** Zero-padded so keys list in sequence order on every backend. */
@@ -27,6 +42,15 @@ export function auditKey(seq: number): string {
 
 export function seqOfAuditKey(key: string): number | undefined {
   const m = /^audit\/(\d{12})\.json$/.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function auditHeadKey(seq: number): string {
+  return `${AUDIT_HEADS_PREFIX}${String(seq).padStart(12, '0')}.json`;
+}
+
+export function seqOfAuditHeadKey(key: string): number | undefined {
+  const m = /^audit\/heads\/(\d{12})\.json$/.exec(key);
   return m ? Number(m[1]) : undefined;
 }
 

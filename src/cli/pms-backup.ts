@@ -180,13 +180,22 @@ export function buildProgram(environmentHelp?: string): Command {
     );
   audit
     .command('verify')
-    .description('check the audit chain; non-zero exit naming the first deleted or edited record')
+    .description(
+      'check the audit chain: every record signed by a trusted key, in place, chained, none missing; exit 4 naming the first deleted, inserted, edited or moved record',
+    )
     .addOption(jsonOption())
+    .option(
+      '--anchor <seq:hash>',
+      "a head seen outside the repository (noted from an earlier run, or monitor's pms_backup_audit_head_info): fail if the log is behind it or differs at it",
+    )
     .action(
-      action(async (options: { json?: boolean }) => {
+      action(async (options: { json?: boolean; anchor?: string }) => {
         const { runAuditVerify } = await import('../commands/audit/audit-command.js');
         // `audit verify --json`: commander may hand --json to the parent command.
-        return runAuditVerify({ json: options.json === true || audit.opts<{ json?: boolean }>().json === true });
+        return runAuditVerify({
+          json: options.json === true || audit.opts<{ json?: boolean }>().json === true,
+          ...(options.anchor !== undefined ? { anchor: options.anchor } : {}),
+        });
       }),
     );
 

@@ -24,7 +24,13 @@ export const METRIC = {
   walGap: 'pms_backup_wal_gap_segments',
   drLag: 'pms_backup_dr_lag_seconds',
   untrustedBackups: 'pms_backup_untrusted_backups',
+  auditHeadSequence: 'pms_backup_audit_head_sequence',
+  auditHeadInfo: 'pms_backup_audit_head_info',
+  auditChainOk: 'pms_backup_audit_chain_ok',
 } as const;
+
+/** How much of the head's hash the info metric shows: enough for `audit verify --anchor`. */
+export const AUDIT_HASH_PREFIX_DIGITS = 12;
 
 /** Counter values already held by the Pushgateway for this command's group. */
 export interface CounterValues {
@@ -125,6 +131,25 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
       'Seconds the oldest complete backup missing from the disaster-recovery repository has existed (0: DR is complete).',
       outcome.drLagSeconds,
     );
+  }
+
+  if (outcome.audit !== undefined) {
+    // Prometheus keeps the history the repository cannot: a sequence that goes down, or a hash
+    // that changes while the sequence stands still, is a log rewritten (the alert rules).
+    gauge(METRIC.auditHeadSequence, 'Newest sequence number in the audit log when monitor looked (0: none).', outcome.audit.headSequence);
+    gauge(
+      METRIC.auditChainOk,
+      '1 if every audit record verified (signed, in place, chained, none missing), else 0.',
+      outcome.audit.chainOk ? 1 : 0,
+    );
+    if (outcome.audit.headHash !== null) {
+      new Gauge({
+        name: METRIC.auditHeadInfo,
+        help: 'Always 1; labels name the audit head (sequence, first 12 hex digits of its hash) for audit verify --anchor SEQ:HASH.',
+        labelNames: ['sequence', 'hash_prefix'],
+        registers,
+      }).set({ sequence: String(outcome.audit.headSequence), hash_prefix: outcome.audit.headHash.slice(0, AUDIT_HASH_PREFIX_DIGITS) }, 1);
+    }
   }
 
   return registry;

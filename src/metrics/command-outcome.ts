@@ -16,6 +16,16 @@ export interface VerificationFacts {
   readonly finishedAt: Date;
 }
 
+/** The audit log as monitor found it (src/commands/audit/audit-health.ts). */
+export interface AuditHeadFacts {
+  /** The newest sequence number the repository shows (0: no record yet). */
+  readonly headSequence: number;
+  /** That record's hash, 64 hex digits (null without records). */
+  readonly headHash: string | null;
+  /** Every record signed by a trusted key, in place, chained, none missing. */
+  readonly chainOk: boolean;
+}
+
 /**
  * What one run of a pms-backup command reports. Only the facts a command actually knows are
  * set; everything left undefined is not pushed, so the Pushgateway keeps the value from the
@@ -52,4 +62,6 @@ export interface CommandOutcome {
   readonly untrustedBackups?: number | undefined;
   /** Age of the oldest complete backup not yet copied to the DR repository (monitor, when configured). */
   readonly drLagSeconds?: number | undefined;
+  /** The audit log's head and whether its chain verified (monitor). */
+  readonly audit?: AuditHeadFacts | undefined;
 }

@@ -188,13 +188,15 @@ export function buildProgram(environmentHelp?: string): Command {
       '--anchor <seq:hash>',
       "a head seen outside the repository (noted from an earlier run, or monitor's pms_backup_audit_head_info): fail if the log is behind it or differs at it",
     )
+    .option('--allow-unsigned', 'accept a log that has no signed record yet (written before signing); loud warning')
     .action(
-      action(async (options: { json?: boolean; anchor?: string }) => {
+      action(async (options: { json?: boolean; anchor?: string; allowUnsigned?: boolean }) => {
         const { runAuditVerify } = await import('../commands/audit/audit-command.js');
         // `audit verify --json`: commander may hand --json to the parent command.
         return runAuditVerify({
           json: options.json === true || audit.opts<{ json?: boolean }>().json === true,
           ...(options.anchor !== undefined ? { anchor: options.anchor } : {}),
+          ...(options.allowUnsigned ? { allowUnsigned: true } : {}),
         });
       }),
     );

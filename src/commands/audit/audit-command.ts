@@ -1,25 +1,8 @@
-import { type TrustPolicy, loadTrustedSigners } from '../../crypto/signing.js';
-import { PmsError } from '../../errors/catalogue.js';
+import type { TrustPolicy } from '../../crypto/signing.js';
 import { type AuditAnchor, type AuditVerification, readAuditLog, verifyAudit } from '../../repository/audit-log.js';
 import type { Storage } from '../../storage/storage.js';
 import { type CommandReport, runBackupCommand } from '../../cli/backup-command.js';
 import { parseAuditAnchor } from './audit-anchor.js';
-
-/**
- * The trusted signers for the audit commands. BRIDGE until the config refactor adds
- * BACKUP_TRUSTED_SIGNERS_FILE to the settings table and the runner hands every command its
- * TrustPolicy: then this function goes and the bodies below receive the runner's policy.
- */
-async function auditTrust(): Promise<TrustPolicy> {
-  const file = process.env['BACKUP_TRUSTED_SIGNERS_FILE'];
-  if (!file) {
-    throw new PmsError(
-      'PMS_ERR_CONFIG',
-      'BACKUP_TRUSTED_SIGNERS_FILE is not set: the audit log is proven by its signatures, so give the public keys of the signing jobs',
-    );
-  }
-  return { trusted: await loadTrustedSigners(file) };
-}
 
 type Write = (text: string) => void;
 const stdout: Write = (text) => process.stdout.write(text);
@@ -79,15 +62,20 @@ export async function verifyAuditRecords(
 }
 
 export async function runAuditList(options: { json?: boolean }): Promise<number> {
-  return runBackupCommand({ name: 'audit', logStream: 'backup', needs: { repository: true } }, async ({ storage }) =>
-    listAuditRecords(storage(), await auditTrust(), options),
+  return runBackupCommand({ name: 'audit', logStream: 'backup', needs: { repository: true, trust: true } }, async ({ storage, trust }) =>
+    listAuditRecords(storage(), await trust(), options),
   );
 }
 
-export async function runAuditVerify(options: { json?: boolean; anchor?: string }): Promise<number> {
+export async function runAuditVerify(options: { json?: boolean; anchor?: string; allowUnsigned?: boolean }): Promise<number> {
   // A malformed anchor is a usage error before anything is read.
   const anchor = options.anchor === undefined ? undefined : parseAuditAnchor(options.anchor);
-  return runBackupCommand({ name: 'audit-verify', logStream: 'backup', needs: { repository: true } }, async ({ storage }) =>
-    verifyAuditRecords(storage(), await auditTrust(), { ...(options.json ? { json: true } : {}), ...(anchor ? { anchor } : {}) }),
+  return runBackupCommand(
+    { name: 'audit-verify', logStream: 'backup', needs: { repository: true, trust: true } },
+    async ({ storage, trust }) =>
+      verifyAuditRecords(storage(), await trust(options.allowUnsigned ? { allowUnsigned: true } : {}), {
+        ...(options.json ? { json: true } : {}),
+        ...(anchor ? { anchor } : {}),
+      }),
   );
 }

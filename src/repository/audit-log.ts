@@ -32,12 +32,15 @@ export function currentActor(podName: string | undefined): Actor {
 }
 
 /**
- * A signature without its record younger than this belongs to a writer that is between its two
- * puts (milliseconds apart); an older one was left by a writer that died there, and is replaced.
+ * A signature whose record is missing and that is younger than this belongs to a writer between
+ * its two puts (milliseconds apart): wait for it. An older one was left by a writer that died
+ * there; write-once storage cannot free its number, so the next record passes over it.
  */
 const CLAIM_STALE_MS = 30_000;
-/** How long an append keeps trying (concurrent writers, a dead writer's claim going stale). */
+/** How long an append keeps trying (concurrent writers, a claim still in progress). */
 const APPEND_BUDGET_MS = 45_000;
+/** Unfinished numbers an append walks down over to find the record it chains to. */
+const MAX_WALK_DOWN = 16;
 
 interface AuditListing {
   /** Record sequence numbers present, ascending, with their keys. */
@@ -95,75 +98,102 @@ async function readOptional(storage: Storage, key: string): Promise<Buffer | und
   }
 }
 
+/** A number is taken once its signature (the claim) exists, or its record (logs written before signing). */
+async function taken(storage: Storage, seq: number): Promise<boolean> {
+  return (await storage.head(signatureKey(auditKey(seq)))) !== undefined || (await storage.head(auditKey(seq))) !== undefined;
+}
+
 /**
- * The newest record's number, in about 2·log2(n) existence checks instead of a listing of the
- * whole log (three objects per record, never pruned, read by every command): gallop to the first
- * absent power of two, then bisect. This assumes no gaps. In a log with a record deleted at one
- * of the probed numbers it finds that gap; the record appended there chains to the one before,
- * so the tampering still shows (the record after it no longer chains) and the newest head still
- * shows deleted newest records.
+ * The highest taken number, in about 2·log2(n) existence checks instead of a listing of the whole
+ * log (three objects per record, never pruned, read by every command): gallop to the first free
+ * power of two, then bisect. This assumes no gaps. In a log with a record and its signature
+ * deleted at one of the probed numbers it finds that gap; the record appended there chains to the
+ * one before, so the tampering still shows (the record after it no longer chains).
  */
-async function newestSeq(storage: Storage): Promise<number> {
-  const exists = async (seq: number): Promise<boolean> => (await storage.head(auditKey(seq))) !== undefined;
+async function newestTaken(storage: Storage): Promise<number> {
   let present = 0;
   let absent = 1;
-  while (await exists(absent)) {
+  while (await taken(storage, absent)) {
     present = absent;
     absent *= 2;
   }
   while (absent - present > 1) {
     const middle = Math.floor((present + absent) / 2);
-    if (await exists(middle)) present = middle;
+    if (await taken(storage, middle)) present = middle;
     else absent = middle;
   }
   return present;
 }
 
 /**
+ * Where the next record goes, the record it chains to and the dead claims between them; undefined
+ * while a writer is between its two puts (wait for it). An empty number met on the way down (a
+ * record deleted with its signature) is not declared: verify reports it as missing.
+ */
+async function nextSlot(storage: Storage, now: number): Promise<{ seq: number; prevSeq: number; skipped: number[] } | undefined> {
+  const top = await newestTaken(storage);
+  const skipped: number[] = [];
+  let prevSeq = top;
+  for (let walked = 0; prevSeq > 0 && (await storage.head(auditKey(prevSeq))) === undefined; walked++) {
+    if (walked === MAX_WALK_DOWN) {
+      throw new PmsError(
+        'PMS_ERR_INTEGRITY',
+        `cannot append to the audit log: no record among the ${MAX_WALK_DOWN} numbers below ${top + 1}; run pms-backup audit verify`,
+      );
+    }
+    const claim = await storage.head(signatureKey(auditKey(prevSeq)));
+    if (claim !== undefined) {
+      if (now - claim.modifiedAt.getTime() < CLAIM_STALE_MS) return undefined;
+      skipped.unshift(prevSeq);
+    }
+    prevSeq -= 1;
+  }
+  return { seq: top + 1, prevSeq, skipped };
+}
+
+/**
  * Appends a record to the audit log: `audit/<seq>.json`, signed (`.sig` beside it, bound to that
  * name, so a genuine record moved to another number no longer verifies), hash-chained to the
- * record before, then a signed head `audit/heads/<seq>.json`. Every object is written once.
+ * record before, then a signed head `audit/heads/<seq>.json`. Every object is written once and
+ * nothing is ever deleted, so it works on write-once storage (If-None-Match, Object Lock, a role
+ * without DeleteObject on audit/).
  *
- * Writers race for the next number. The signature is the claim (written first, ifAbsent), the
- * record the commit (ifAbsent). putSignedRecord would replace a signature found without its
- * record at once; here that signature usually belongs to a writer a few milliseconds from
- * writing its record, so it is replaced only once it is CLAIM_STALE_MS old (its writer died),
- * and the writer whose record landed reads its signature back and restores it if a slow race
- * replaced it.
+ * Writers race for the next number: the signature is the claim (written first, ifAbsent), the
+ * record the commit (ifAbsent); a loser goes on top of the winner. A claim without its record is
+ * waited for while fresh, and passed over once stale (its writer died): the record written next
+ * names it in `skipped`, signed. (putSignedRecord is not used for records: it deletes such a
+ * signature at once, which breaks concurrent writers, and write-once storage refuses the delete.)
  */
 export async function appendAudit(storage: Storage, entry: AuditEntry, signer: SigningKey): Promise<AuditRecord> {
   const deadline = Date.now() + APPEND_BUDGET_MS;
   while (Date.now() < deadline) {
-    const previousSeq = await newestSeq(storage);
-    const seq = previousSeq + 1;
-    const key = auditKey(seq);
-    const claim = await storage.head(signatureKey(key));
-    if (claim !== undefined) {
-      if (Date.now() - claim.modifiedAt.getTime() < CLAIM_STALE_MS) await sleep(20 + Math.random() * 180);
-      // A dead writer's claim: remove it and compete for the number afresh.
-      else await storage.delete(signatureKey(key));
+    const slot = await nextSlot(storage, Date.now());
+    if (slot === undefined) {
+      await sleep(20 + Math.random() * 180);
       continue;
     }
-    const unsigned = { ...entry, seq, prevHash: await previousHash(storage, previousSeq) };
+    const key = auditKey(slot.seq);
+    const unsigned = {
+      ...entry,
+      seq: slot.seq,
+      ...(slot.skipped.length > 0 ? { skipped: slot.skipped } : {}),
+      prevHash: await previousHash(storage, slot.prevSeq),
+    };
     const record: AuditRecord = { ...unsigned, hash: hashRecord(unsigned) };
     const bytes = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
     const signature = await signDetached(bytes, signer, key);
     try {
       await storage.putBytes(signatureKey(key), signature, { ifAbsent: true });
-      await storage.putBytes(key, bytes, { ifAbsent: true });
     } catch (error) {
       if (!isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) throw error;
-      continue; // another writer took this number: go on top of it
+      continue; // another writer claimed this number: go on top of it
     }
-    if ((await readOptional(storage, signatureKey(key)))?.toString('utf8') !== signature) {
-      await storage.delete(signatureKey(key));
-      await storage.putBytes(signatureKey(key), signature, { ifAbsent: true });
-    }
-    // Only this writer writes this head, so putSignedRecord's leftover rule is safe here. A head
-    // that fails to land is not an error: the next append writes a newer one, and verify reads
-    // heads as "the log reached at least this far".
-    const head: AuditHead = { seq, hash: record.hash, at: record.at };
-    await putSignedRecord(storage, auditHeadKey(seq), `${JSON.stringify(head)}\n`, signer, { ifAbsent: true }).catch(() => undefined);
+    // Ours alone now: nobody else writes a record under a number whose claim they lost.
+    await storage.putBytes(key, bytes, { ifAbsent: true });
+    // Only this writer writes this head. A head that fails to land is not an error: the next
+    // append writes a newer one, and verify reads heads as "the log reached at least this far".
+    const head: AuditHead = { seq: slot.seq, hash: record.hash, at: record.at };
+    await putSignedRecord(storage, auditHeadKey(slot.seq), `${JSON.stringify(head)}\n`, signer, { ifAbsent: true }).catch(() => undefined);
     return record;
   }
   throw new PmsError('PMS_ERR_LOCKED', 'could not append to the audit log: too many concurrent writers; retry');
@@ -305,22 +335,43 @@ export async function verifyAudit(storage: Storage, trust: TrustPolicy, anchor?:
   const firstSigned = checked.find((c) => c.signature !== undefined)?.seq;
   const legacy = (item: CheckedRecord): boolean =>
     item.unsigned && (firstSigned !== undefined ? item.seq < firstSigned : trust.allowUnsigned === true);
+  const heads = new Set(listing.heads);
+  /** Numbers a trusted record declared skipped (dead claims), and the record that did. */
+  const skippedBy = new Map<number, number>();
   let expected = 1;
-  // Undefined after a gap or an unreadable record: the next link cannot be judged.
-  let prevHash: string | undefined = GENESIS_HASH;
   for (const item of checked) {
     const { seq, key, record } = item;
-    if (seq > expected) {
+    const trusted = item.signature !== undefined || legacy(item);
+    if (record) bySeq.set(seq, record);
+    // Dead claims the record passes over, as it says, signed; only numbers below it count.
+    const declared = new Set(trusted && record?.seq === seq ? (record.skipped ?? []).filter((n) => n < seq) : []);
+    for (const n of declared) {
+      skippedBy.set(n, seq);
+      // A head is written after its record: a number with a head was committed, so it was not a dead claim.
+      if (heads.has(n))
+        report(
+          n,
+          auditKey(n),
+          'missing',
+          `record ${n} was deleted after it was written (${auditHeadKey(n)} exists), though record ${seq} passes over it as a claim never committed`,
+        );
+    }
+    for (let from = expected; from < seq; ) {
+      if (declared.has(from)) {
+        from += 1;
+        continue;
+      }
+      let to = from;
+      while (to + 1 < seq && !declared.has(to + 1)) to += 1;
       report(
-        expected,
-        auditKey(expected),
+        from,
+        auditKey(from),
         'missing',
-        `${range(expected, seq - 1)} missing (deleted): record ${seq} follows ${expected === 1 ? 'nothing' : `record ${expected - 1}`}`,
+        `${range(from, to)} missing (deleted): record ${seq} follows ${from === 1 ? 'nothing' : `record ${from - 1}`}`,
       );
-      prevHash = undefined;
+      from = to + 1;
     }
     expected = seq + 1;
-    if (record) bySeq.set(seq, record);
     if (item.refused) report(seq, key, item.refused.kind, item.refused.reason);
     else if (item.signature) signedRecords += 1;
     else if (legacy(item)) unsignedRecords += 1;
@@ -338,14 +389,16 @@ export async function verifyAudit(storage: Storage, trust: TrustPolicy, anchor?:
         'untrusted',
         `${key} is not signed (no ${signatureKey(key)}) and no record after it is: forged, or written before signing (--allow-unsigned accepts a log that has no signed record yet)`,
       );
-    const trusted = item.signature !== undefined || legacy(item);
     if (!record) {
       if (trusted) report(seq, key, 'malformed', `${key} is not a well-formed audit record`);
-      prevHash = undefined;
       continue;
     }
     if (trusted) {
       const { hash, ...unhashed } = record;
+      // The record it chains to: the one just below, past the numbers it declares skipped.
+      let below = seq - 1;
+      while (declared.has(below)) below -= 1;
+      const prevHash = below === 0 ? GENESIS_HASH : bySeq.get(below)?.hash; // undefined: missing, reported above
       if (record.seq !== seq) report(seq, key, 'moved', `${key} claims sequence ${record.seq} but is stored as ${seq}`);
       else if (hashRecord(unhashed) !== hash) report(seq, key, 'unchained', `${key}: its content does not match its hash (edited)`);
       else if (prevHash !== undefined && record.prevHash !== prevHash)
@@ -353,10 +406,9 @@ export async function verifyAudit(storage: Storage, trust: TrustPolicy, anchor?:
           seq,
           key,
           'unchained',
-          `${key} does not chain to record ${seq - 1} (its prevHash is not that record's hash): a record before it was replaced`,
+          `${key} does not chain to record ${below} (its prevHash is not that record's hash): a record before it was replaced`,
         );
     }
-    prevHash = record.hash;
   }
   const lastSeq = listing.records.at(-1)?.seq ?? 0;
   let head: AuditHead | null = null;
@@ -422,6 +474,14 @@ export async function verifyAudit(storage: Storage, trust: TrustPolicy, anchor?:
         auditKey(anchor.seq),
         'rolled-back',
         `the repository's audit log ends at record ${reached}, but record ${anchor.seq} was seen outside it (anchor ${anchor.seq}:${wanted}): records after ${reached} were deleted together with their heads`,
+      );
+    } else if (!at && skippedBy.has(anchor.seq)) {
+      ok = false;
+      report(
+        anchor.seq,
+        auditKey(anchor.seq),
+        'rolled-back',
+        `record ${anchor.seq} was seen outside the repository (anchor ${anchor.seq}:${wanted}), but record ${skippedBy.get(anchor.seq)} passes over it as a claim never committed: it was deleted`,
       );
     } else if (at && !at.hash.startsWith(wanted)) {
       ok = false;

@@ -389,17 +389,81 @@ describe('the audit log: signed, chained, append-only', () => {
     assert.equal(result.signedRecords, 8);
   });
 
-  test("a dead writer's signature without its record is replaced once stale, and a forged head is refused", async () => {
-    await appendAudit(storage, entry('create'), signer);
-    // A writer that died between its signature and its record, a minute ago.
-    await storage.putBytes(signatureKey(auditKey(2)), await signDetached(Buffer.from('never written\n'), signer, auditKey(2)));
-    const old = new Date(Date.now() - 60_000);
-    utimesSync(join(root, signatureKey(auditKey(2))), old, old);
-    const second = await appendAudit(storage, entry('verify'), signer);
-    assert.equal(second.seq, 2);
-    assert.equal((await verifyAudit(storage, trust)).ok, true);
+  /** A writer's claim (its signature) on `seq` without its record, `ageMs` old; returns the record it would have written. */
+  const claim = async (seq: number, prevHash: string, ageMs: number): Promise<{ record: AuditRecord; text: string }> => {
+    const dead = forge(seq, prevHash, { operation: 'create' });
+    await storage.putBytes(signatureKey(auditKey(seq)), await signDetached(Buffer.from(dead.text), signer, auditKey(seq)));
+    const at = new Date(Date.now() - ageMs);
+    utimesSync(join(root, signatureKey(auditKey(seq))), at, at);
+    return dead;
+  };
 
-    // A head planted far ahead (unsigned) would claim deleted records: it is refused as untrusted.
+  test("write-once: a dead writer's claim is passed over, and the next record says so, signed", async () => {
+    const records = await appendFive();
+    await claim(6, records[4]!.hash, 60_000); // died between its two puts a minute ago
+    const next = await appendAudit(storage, entry('verify'), signer);
+    assert.equal(next.seq, 7);
+    assert.deepEqual(next.skipped, [6]);
+    assert.equal(next.prevHash, records[4]!.hash, 'it chains to the record before the dead claim');
+    const result = await verifyAudit(storage, trust);
+    assert.equal(result.ok, true, JSON.stringify(result.problems));
+    assert.equal(result.head?.seq, 7);
+    // Appends go on normally after it (the search finds the claim as a taken number).
+    assert.equal((await appendAudit(storage, entry('monitor'), signer)).seq, 8);
+    assert.equal((await verifyAudit(storage, trust)).ok, true);
+  });
+
+  test('a claim still in progress is waited for, then gone on top of', async () => {
+    const records = await appendFive();
+    const inProgress = await claim(6, records[4]!.hash, 0);
+    const appending = appendAudit(storage, entry('verify'), signer);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await storage.putBytes(auditKey(6), inProgress.text); // its writer commits
+    const next = await appending;
+    assert.equal(next.seq, 7);
+    assert.equal(next.skipped, undefined);
+    assert.equal(next.prevHash, inProgress.record.hash);
+    assert.equal((await verifyAudit(storage, trust)).ok, true);
+  });
+
+  test('a writer that stalled past the limit and commits after being passed over is accepted (signed, chained below)', async () => {
+    const records = await appendFive();
+    const late = await claim(6, records[4]!.hash, 60_000);
+    const next = await appendAudit(storage, entry('verify'), signer);
+    assert.deepEqual(next.skipped, [6]);
+    await storage.putBytes(auditKey(6), late.text);
+    const result = await verifyAudit(storage, trust);
+    assert.equal(result.ok, true, JSON.stringify(result.problems));
+  });
+
+  test('a deletion cannot hide as a dead claim: a committed record has a head; an anchor on it still fails', async () => {
+    const records = await appendFive();
+    // The newest record deleted, its signature left, aged: the next append takes it for a dead claim.
+    await storage.delete(auditKey(5));
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(join(root, signatureKey(auditKey(5))), old, old);
+    const next = await appendAudit(storage, entry('verify'), signer);
+    assert.deepEqual(next.skipped, [5]);
+    const result = await verifyAudit(storage, trust);
+    assert.deepEqual(
+      result.problems.map((p) => [p.seq, p.kind]),
+      [[5, 'missing']],
+    );
+    assert.match(
+      result.firstBroken?.reason ?? '',
+      /^record 5 was deleted after it was written \(audit\/heads\/000000000005\.json exists\)/,
+    );
+    // With its head deleted too, only the anchor outside can tell.
+    await storage.delete(auditHeadKey(5));
+    await storage.delete(signatureKey(auditHeadKey(5)));
+    assert.equal((await verifyAudit(storage, trust)).ok, true);
+    const anchored = await verifyAudit(storage, trust, { seq: 5, hash: records[4]!.hash });
+    assert.equal(anchored.firstBroken?.kind, 'rolled-back');
+    assert.match(anchored.firstBroken?.reason ?? '', /but record 6 passes over it as a claim never committed: it was deleted/);
+  });
+
+  test('a head planted far ahead (unsigned) is refused as untrusted', async () => {
+    await appendAudit(storage, entry('create'), signer);
     await storage.putBytes(auditHeadKey(99), `${JSON.stringify({ seq: 99, hash: 'a'.repeat(64), at: new Date().toISOString() })}\n`);
     const planted = await verifyAudit(storage, trust);
     assert.deepEqual(

@@ -19,6 +19,13 @@ export const auditRecordSchema = z.strictObject({
   backupId: z.string().nullable(),
   outcome: z.enum(['success', 'failure']),
   details: z.record(z.string(), z.unknown()),
+  /**
+   * Numbers just below this one that a writer claimed (its signature is there) but never
+   * committed (it died between its two puts). Write-once storage cannot free them, so the next
+   * writer passes over them and says so here, signed; prevHash is then the hash of the record
+   * before them. Present only when there are any.
+   */
+  skipped: z.array(z.number().int().positive()).min(1).optional(),
   prevHash: z.string().regex(/^[0-9a-f]{64}$/),
   hash: z.string().regex(/^[0-9a-f]{64}$/),
 });
@@ -33,7 +40,7 @@ export const auditHeadSchema = z.strictObject({
 });
 
 export type AuditHead = z.infer<typeof auditHeadSchema>;
-export type AuditEntry = Omit<AuditRecord, 'seq' | 'prevHash' | 'hash'>;
+export type AuditEntry = Omit<AuditRecord, 'seq' | 'skipped' | 'prevHash' | 'hash'>;
 
 /** Zero-padded so keys list in sequence order on every backend. */
 export function auditKey(seq: number): string {

@@ -137,16 +137,27 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
     };
     if (ok) logger.info(`${spec.name} finished`, fields);
     else logger.error(`${spec.name} failed`, fields);
-    if (report?.audit !== false && config.repository && !(failure && isRepositoryFailure(failure.code))) {
+    // Only a command that can sign appends (a record nobody can prove is worth nothing, and
+    // verify would flag it as an insertion).
+    if (
+      report?.audit !== false &&
+      config.repository &&
+      config.keys.signingKeyFile !== undefined &&
+      !(failure && isRepositoryFailure(failure.code))
+    ) {
       try {
-        await appendAudit(context.storage(), {
-          at: finishedAt.toISOString(),
-          actor: currentActor(config.operations.podName),
-          operation: spec.name,
-          backupId: report?.backupId ?? null,
-          outcome: ok ? 'success' : 'failure',
-          details: { durationSeconds, ...(failure ? { errorCode: failure.code } : {}), ...report?.details },
-        });
+        await appendAudit(
+          context.storage(),
+          {
+            at: finishedAt.toISOString(),
+            actor: currentActor(config.operations.podName),
+            operation: spec.name,
+            backupId: report?.backupId ?? null,
+            outcome: ok ? 'success' : 'failure',
+            details: { durationSeconds, ...(failure ? { errorCode: failure.code } : {}), ...report?.details },
+          },
+          await context.signer(),
+        );
       } catch (error) {
         logger.warn('could not append the audit record', { error: (error as Error).message });
       }

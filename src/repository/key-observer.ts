@@ -1,3 +1,4 @@
+import type { SigningKey } from '../crypto/signing.js';
 import { isPmsError } from '../errors/catalogue.js';
 import type { Storage } from '../storage/storage.js';
 import { type Actor, appendAudit } from './audit-log.js';
@@ -12,6 +13,7 @@ export async function observeRecipientKeys(
   storage: Storage,
   fingerprints: readonly string[],
   actor: Actor,
+  signer: SigningKey,
 ): Promise<{ added: string[]; removed: string[] } | undefined> {
   const current = [...new Set(fingerprints)].sort();
   let previous: string[] | undefined;
@@ -23,14 +25,18 @@ export async function observeRecipientKeys(
   if (previous !== undefined && previous.join() === current.join()) return undefined;
   const added = current.filter((f) => !previous?.includes(f));
   const removed = (previous ?? []).filter((f) => !current.includes(f));
-  await appendAudit(storage, {
-    at: new Date().toISOString(),
-    actor,
-    operation: 'keys.changed',
-    backupId: null,
-    outcome: 'success',
-    details: { added, removed, first: previous === undefined },
-  });
+  await appendAudit(
+    storage,
+    {
+      at: new Date().toISOString(),
+      actor,
+      operation: 'keys.changed',
+      backupId: null,
+      outcome: 'success',
+      details: { added, removed, first: previous === undefined },
+    },
+    signer,
+  );
   await storage.putBytes(OBSERVED_KEY, `${JSON.stringify({ fingerprints: current, observedAt: new Date().toISOString() })}\n`);
   return { added, removed };
 }

@@ -8,6 +8,9 @@ import type { PutOptions, Storage } from '../storage/storage.js';
  * beside them under `<key>.sig`, bound to `<key>`. `gpg --verify manifest.json.sig manifest.json`
  * checks one by hand (docs/break-glass.md).
  */
+/** A signature this old without its record was left by a writer that died between its two puts. */
+const LEFTOVER_AGE_MS = 60_000;
+
 export function signatureKey(key: string): string {
   return `${key}.sig`;
 }
@@ -32,10 +35,13 @@ export async function putSignedRecord(
   try {
     await storage.putBytes(signatureKey(key), signature, options);
   } catch (error) {
-    // A signature left by an earlier attempt that died before its record: replaced (not
-    // deleted: writers may not delete under the bucket policies) only if the record itself is
-    // still absent; write-once holds for the record, which is what counts.
-    if (!(options.ifAbsent && isPmsError(error, 'PMS_ERR_TARGET_EXISTS') && (await storage.head(key)) === undefined)) throw error;
+    if (!(options.ifAbsent && isPmsError(error, 'PMS_ERR_TARGET_EXISTS'))) throw error;
+    // A signature without its record: another writer is between its two puts (it will commit
+    // its record: we lost), or one died there. Only a leftover older than any writer's gap
+    // between the two puts is replaced (never deleted: writers may not delete under the bucket
+    // policies); write-once holds for the record, which is what counts.
+    const [record, leftover] = await Promise.all([storage.head(key), storage.head(signatureKey(key))]);
+    if (record !== undefined || leftover === undefined || Date.now() - leftover.modifiedAt.getTime() < LEFTOVER_AGE_MS) throw error;
     const { ifAbsent: _, ...overwrite } = options;
     await storage.putBytes(signatureKey(key), signature, overwrite);
   }

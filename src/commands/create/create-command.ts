@@ -24,6 +24,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
             repository,
             recipients.descriptions.map((d) => d.fingerprint),
             currentActor(config.operations.podName),
+            signer,
           ).catch((error: unknown) => logger.warn('could not record the recipient keys', { error: (error as Error).message }));
           try {
             return await createLogicalBackup({

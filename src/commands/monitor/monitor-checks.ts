@@ -1,4 +1,6 @@
 import type { TrustPolicy } from '../../crypto/signing.js';
+import type { AuditHeadFacts } from '../../metrics/command-outcome.js';
+import { auditHealth } from '../audit/audit-health.js';
 import { type BackupEntry, listBackups } from '../../repository/backup-catalog.js';
 import type { BackupConfig } from '../../config/config.js';
 import { type KeyDescription, describeKey, readPublicKeyFile } from '../../crypto/keys.js';
@@ -37,6 +39,7 @@ export interface MonitorReport {
     readonly walLastArchivedAt?: string;
     readonly walGapSegments?: number;
     readonly untrustedBackups?: number;
+    readonly audit?: AuditHeadFacts;
   };
 }
 
@@ -195,6 +198,18 @@ export async function runMonitorChecks(
     }
   }
 
+  // The whole audit log, verified each run; its head goes to Prometheus, the anchor outside the repository.
+  let audit: AuditHeadFacts | undefined;
+  if (repositoryUp) {
+    try {
+      const health = await auditHealth(storage, trust);
+      checks.push(health.check);
+      audit = health.facts;
+    } catch (error) {
+      checks.push({ name: 'audit', ok: false, detail: `cannot read the audit log: ${(error as Error).message}` });
+    }
+  }
+
   if (dr) {
     try {
       const lag = await measureDrLag(storage, dr.storage, trust, now);
@@ -229,6 +244,7 @@ export async function runMonitorChecks(
       ...(walLastArchivedAt ? { walLastArchivedAt: walLastArchivedAt.toISOString() } : {}),
       ...(walGapSegments !== undefined ? { walGapSegments } : {}),
       ...(repositoryUp ? { untrustedBackups: untrusted.length } : {}),
+      ...(audit ? { audit } : {}),
     },
   };
 }

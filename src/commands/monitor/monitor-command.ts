@@ -48,6 +48,7 @@ export async function runMonitor(options: { json?: boolean }): Promise<number> {
           walLastArchivedAt: facts.walLastArchivedAt ? new Date(facts.walLastArchivedAt) : undefined,
           walGapSegments: facts.walGapSegments,
           untrustedBackups: facts.untrustedBackups,
+          audit: facts.audit,
           keys: facts.keys.map((k) => ({ fingerprint: k.fingerprint, expiresAt: k.expiresAt ? new Date(k.expiresAt) : undefined })),
           verification: facts.verification
             ? {

@@ -122,20 +122,24 @@ describe('deploy/s3 role policies on Ceph RGW: each role can do its job and noth
   it('backup-writer (create, base-backup, verify, monitor) locks, writes multipart backups, signs, audits, verifies, probes and reads WAL', async () => {
     const jobs = storage['backup-writer'];
     await usingRepositoryLock(jobs, 'base-backup', async () => {
-      await observeRecipientKeys(jobs, [keys.fingerprint], currentActor(undefined));
+      await observeRecipientKeys(jobs, [keys.fingerprint], currentActor(undefined), signer);
       // Larger than a part: CreateMultipartUpload, UploadPart, the completion guard, PutObjectRetention.
       const tar = Buffer.alloc(7 * MiB, 7);
       oldBackup = await storeBaseBackupFixture(jobs, signer, new Date('2020-01-01T01:00:00Z'), '000000010000000000000002', tar);
       newBackup = await storeBaseBackupFixture(jobs, signer, new Date(), '000000010000000000000004', tar);
     });
-    await appendAudit(jobs, {
-      at: new Date().toISOString(),
-      actor: currentActor(undefined),
-      operation: 'base-backup',
-      backupId: newBackup,
-      outcome: 'success',
-      details: {},
-    });
+    await appendAudit(
+      jobs,
+      {
+        at: new Date().toISOString(),
+        actor: currentActor(undefined),
+        operation: 'base-backup',
+        backupId: newBackup,
+        outcome: 'success',
+        details: {},
+      },
+      signer,
+    );
     const verifiedAt = new Date().toISOString();
     await writeVerification(jobs, { id: newBackup, ok: true, checks: [], durationSeconds: 1, verifiedAt }, signer);
     await jobs.probe();
@@ -201,15 +205,19 @@ describe('deploy/s3 role policies on Ceph RGW: each role can do its job and noth
       ],
     );
     assert.deepEqual([result.walDeleted, result.walLocked, result.walKeptFrom], [1, 0, '000000010000000000000004']);
-    await appendAudit(prune, {
-      at: new Date().toISOString(),
-      actor: currentActor(undefined),
-      operation: 'prune',
-      backupId: null,
-      outcome: 'success',
-      details: {},
-    });
-    assert.equal((await verifyAudit(prune)).ok, true);
+    await appendAudit(
+      prune,
+      {
+        at: new Date().toISOString(),
+        actor: currentActor(undefined),
+        operation: 'prune',
+        backupId: null,
+        outcome: 'success',
+        details: {},
+      },
+      signer,
+    );
+    assert.equal((await verifyAudit(prune, trust)).ok, true);
     const owner = rgw.client();
     for (const prefix of [backupPrefix(oldBackup), OLD_SEGMENT]) {
       const left = await owner.send(new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix: prefix }));

@@ -3,7 +3,7 @@ import { isPmsError } from '../errors/catalogue.js';
 
 /**
  * The one rule for which error wins when several stages of a byte path fail together (a
- * tampered object also breaks the pipe into pg_restore): integrity first, because it explains
+ * tampered object also breaks the pipe into pg_restore): integrity and trust first, because they explain
  * the others, then key, repository and not-found errors, then a helper program's own failure
  * (tar on a full disk), then anything else; an abort only when nothing better is known.
  */
@@ -14,7 +14,7 @@ export function pickRootCause(errors: readonly unknown[]): unknown {
 }
 
 function rank(error: unknown): number {
-  if (classifyCipherError(error) || isPmsError(error, 'PMS_ERR_INTEGRITY')) return 0;
+  if (classifyCipherError(error) || isPmsError(error, 'PMS_ERR_INTEGRITY') || isPmsError(error, 'PMS_ERR_UNTRUSTED')) return 0;
   if (isPmsError(error, 'PMS_ERR_KEY') || isPmsError(error, 'PMS_ERR_REPO_UNAVAILABLE') || isPmsError(error, 'PMS_ERR_NOT_FOUND')) return 1;
   if (isPmsError(error, 'PMS_ERR_TOOL_FAILED')) return 2;
   if (isPmsError(error, 'PMS_ERR_ABORTED')) return 5;

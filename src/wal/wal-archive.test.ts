@@ -191,6 +191,7 @@ describe('wal-push / wal-fetch', () => {
     const to = 'wal/00000001/0000000100000000000000FC.zst.gpg';
     copyFileSync(join(repoRoot, from), join(repoRoot, to));
     copyFileSync(join(repoRoot, '.pms-meta', `${from}.json`), join(repoRoot, '.pms-meta', `${to}.json`));
+    for (const path of [join(repoRoot, to), join(repoRoot, '.pms-meta', `${to}.json`)]) chownSync(path, PG_UID, -1);
     try {
       const result = await runAsPostgres(['wal-fetch', '0000000100000000000000FC', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
       assert.equal(result.code, 200, result.stderr);
@@ -213,6 +214,7 @@ describe('wal-push / wal-fetch', () => {
     const scratchRepo = join(scratch, 'repo');
     mkdirSync(join(scratch, 'pg_wal'), { recursive: true });
     mkdirSync(scratchRepo);
+    for (const path of [scratch, join(scratch, 'pg_wal')]) chownSync(path, PG_UID, -1);
     try {
       const fetched = await runAsPostgres(['wal-fetch', '000000010000000000000001', join(scratch, 'segment')], fakeDataDir);
       assert.equal(fetched.code, 0, fetched.stderr);
@@ -236,6 +238,7 @@ describe('wal-push / wal-fetch', () => {
         mkdirSync(dirname(join(repoRoot, '.pms-meta', key)), { recursive: true });
         copyFileSync(join(scratchRepo, key), join(repoRoot, key));
         copyFileSync(join(scratchRepo, '.pms-meta', `${key}.json`), join(repoRoot, '.pms-meta', `${key}.json`));
+        for (const path of [join(repoRoot, key), join(repoRoot, '.pms-meta', `${key}.json`)]) chownSync(path, PG_UID, -1);
       }
       const segment = await runAsPostgres(['wal-fetch', '0000000100000000000000FB', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
       assert.equal(segment.code, 200, segment.stderr);

@@ -87,7 +87,7 @@ export async function refuseReadableSecrets(identity: SandboxIdentity, files: re
   if (readable.length === 0) return;
   const who =
     identity.osUser === undefined
-      ? `itself (uid ${identity.uid}: pms-backup is not root, so the throwaway PostgreSQL would run as the same user)`
+      ? `pms-backup's own OS user ${identity.name} (uid ${identity.uid}; pms-backup is not root, so the throwaway PostgreSQL would run as that user too)`
       : `the OS user ${identity.name} (uid ${identity.uid})`;
   const fix =
     identity.osUser === undefined

@@ -315,4 +315,35 @@ describe("verify's sandbox holds against a hostile backup", () => {
       rmSync(join(exposed, '..'), { recursive: true, force: true });
     }
   });
+
+  test('without root the server would run as pms-backup itself: a secret file pms-backup can read is refused, one it cannot is not', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pms-nonroot-'));
+    chmodSync(dir, 0o755);
+    const readable = join(dir, 'readable-key');
+    const unreadable = join(dir, 'unreadable-key');
+    writeFileSync(readable, 'secret', { mode: 0o644 });
+    writeFileSync(unreadable, 'secret', { mode: 0o600 });
+    const module = new URL('../../postgres/sandbox.js', import.meta.url).href;
+    const script = `const m = await import(${JSON.stringify(module)});
+      const id = await m.sandboxIdentity();
+      for (const files of [[${JSON.stringify(unreadable)}], [${JSON.stringify(readable)}, ${JSON.stringify(unreadable)}]])
+        await m.refuseReadableSecrets(id, files).then(() => console.log('started'), (e) => console.log(e.code + ' ' + e.message));`;
+    try {
+      const result = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        cwd: '/',
+        env: { PATH: process.env['PATH'] },
+      });
+      const [first, second] = result.stdout.trim().split('\n');
+      assert.equal(first, 'started', result.stderr);
+      assert.match(
+        second ?? '',
+        new RegExp(
+          `^PMS_ERR_CONFIG refusing to start the throwaway PostgreSQL: ${readable} can be read by pms-backup's own OS user nobody \\(uid 65534; pms-backup is not root`,
+        ),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
 import type { PostgresConfig } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
+import { childEnv } from '../process/child-env.js';
 
 export interface ConnectOverrides {
   readonly database?: string;
@@ -62,22 +63,20 @@ export function allowsPlainFallback(config: PostgresConfig): boolean {
 }
 
 /**
- * Environment for libpq programs (pg_dump, pg_restore, psql): connection facts and the
- * password go through the environment, never argv.
+ * Environment for libpq programs (pg_dump, pg_restore, psql): the allowlist every child gets
+ * plus the connection facts; the password goes through the environment, never argv. Nothing
+ * else of ours (repository credentials, key paths, PG* variables of the caller) reaches them.
  */
 export function libpqEnv(config: PostgresConfig, database?: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of Object.keys(env)) if (name.startsWith('PG') && name !== 'PG_BIN_DIR') delete env[name];
-  env['PGHOST'] = config.host;
-  env['PGPORT'] = String(config.port);
-  env['PGDATABASE'] = database ?? config.database;
-  env['PGSSLMODE'] = config.sslmode;
-  env['PGCONNECT_TIMEOUT'] = '10';
-  env['PGAPPNAME'] = 'pms-backup';
-  if (config.user !== undefined) env['PGUSER'] = config.user;
-  if (config.password !== undefined) env['PGPASSWORD'] = config.password.reveal();
-  if (config.sslrootcert !== undefined) env['PGSSLROOTCERT'] = config.sslrootcert;
-  // Secrets from the platform's own variables must not leak into helper programs.
-  for (const name of ['POSTGRES_PASSWORD', 'AWS_SECRET_ACCESS_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SESSION_TOKEN']) delete env[name];
-  return env;
+  return childEnv({
+    PGHOST: config.host,
+    PGPORT: String(config.port),
+    PGDATABASE: database ?? config.database,
+    PGSSLMODE: config.sslmode,
+    PGCONNECT_TIMEOUT: '10',
+    PGAPPNAME: 'pms-backup',
+    PGUSER: config.user,
+    PGPASSWORD: config.password?.reveal(),
+    PGSSLROOTCERT: config.sslrootcert,
+  });
 }

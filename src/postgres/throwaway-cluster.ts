@@ -1,22 +1,48 @@
-import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs';
+import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PmsError } from '../errors/catalogue.js';
-import { runTool } from '../process/tool-process.js';
+import { childEnv } from '../process/child-env.js';
+import { type ToolProcess, runTool, startTool } from '../process/tool-process.js';
 import { findPgProgram } from './binaries.js';
+import { usingDataDirectory } from './data-directory-writer.js';
+import {
+  type NetworkIsolation,
+  type SandboxIdentity,
+  killSandbox,
+  refuseReadableSecrets,
+  sandboxHba,
+  sandboxIdent,
+  sandboxIdentity,
+  sandboxLaunch,
+} from './sandbox.js';
 
 export interface ThrowawayClusterOptions {
   /** Major version whose binaries are used (PG_BIN_DIR overrides). */
   readonly major?: number;
   /** Extra postgresql.conf lines, appended after initdb (e.g. archive_command). */
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
-  /** Listen on 127.0.0.1 as well as the Unix socket (default true). */
+  /** Listen on 127.0.0.1 as well as the Unix socket (default true; never for a sandbox). */
   readonly tcp?: boolean;
   /** OS user that owns and runs the server when we are root (PostgreSQL refuses root). */
   readonly osUser?: string;
-  /** Environment for the server process (archive_command inherits it). */
+  /**
+   * Variables for the server process (archive_command inherits them), on top of the allowlist
+   * every child gets (process/child-env.ts). Not for a sandbox, whose server gets nothing of ours.
+   */
   readonly serverEnv?: NodeJS.ProcessEnv;
+  /**
+   * The server will run code from a backup (verify, PITR's recovery check): see
+   * docs/architecture.md, "Verify's sandbox". It runs as the OS user pms-sandbox (when we are
+   * root) in its own network, PID and mount namespaces, listens on a Unix socket in a 0700
+   * directory only, admits only the superuser by peer authentication from pms-backup's and its
+   * own OS user, gets no environment of ours, and does not start if it could read one of
+   * `protectedFiles` (the private key, its passphrase, credentials).
+   */
+  readonly sandbox?: { readonly protectedFiles: readonly string[] };
   /** Parent directory for the cluster's temporary directory. */
   readonly parentDir?: string;
   /** Keep initdb's fsyncs (slower); off by default because the cluster is disposable. */
@@ -36,6 +62,8 @@ export interface ThrowawayCluster {
   readonly superuser: string;
   readonly binDir: string;
   readonly osUser: string | undefined;
+  /** How a sandboxed server is kept apart (undefined for an ordinary throwaway cluster). */
+  readonly isolation: SandboxIsolation | undefined;
   /** libpq environment for programs (psql, pg_dump) connecting as the superuser. */
   readonly libpqEnv: NodeJS.ProcessEnv;
   /** POSTGRES_* variables as pms-backup / pms-telemetry read them. */
@@ -45,6 +73,13 @@ export interface ThrowawayCluster {
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Stops the server (if running) and deletes every file it created. */
   destroy(): Promise<void>;
+}
+
+export interface SandboxIsolation {
+  readonly osUser: string;
+  readonly uid: number;
+  readonly network: NetworkIsolation;
+  readonly protectedFiles: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -72,30 +107,97 @@ function formatSetting(value: string | number | boolean): string {
  */
 export async function startThrowawayCluster(options: ThrowawayClusterOptions = {}): Promise<ThrowawayCluster> {
   const major = options.major ?? 15;
+  const sandbox = options.sandbox;
+  if (sandbox && (options.tcp === true || options.serverEnv !== undefined || options.osUser !== undefined))
+    throw new PmsError('PMS_ERR_INTERNAL', 'a sandboxed throwaway cluster takes no tcp, serverEnv or osUser option');
   const env = process.env;
   const initdb = findPgProgram('initdb', env, major);
   const pgCtl = findPgProgram('pg_ctl', env, major);
+  const postgres = findPgProgram('postgres', env, major);
   const binDir = initdb.slice(0, initdb.lastIndexOf('/'));
   const isRoot = process.getuid?.() === 0;
-  const osUser = isRoot ? (options.osUser ?? env['PMS_PG_OS_USER'] ?? 'postgres') : undefined;
+  let identity: SandboxIdentity | undefined;
+  if (sandbox) {
+    identity = await sandboxIdentity();
+    await refuseReadableSecrets(identity, sandbox.protectedFiles);
+  }
+  const osUser = sandbox ? identity?.osUser : isRoot ? (options.osUser ?? env['PMS_PG_OS_USER'] ?? 'postgres') : undefined;
+  const tcp = sandbox ? false : options.tcp !== false;
   const root = mkdtempSync(join(options.parentDir ?? tmpdir(), 'pms-pg-'));
   const dataDir = join(root, 'data');
+  // The socket lives in the cluster's own 0700 directory: only its owner (and root) can reach it.
   const socketDir = root;
   const logFile = join(root, 'server.log');
   const superuser = 'postgres';
   let running = false;
+  let sandboxServer: ToolProcess | undefined;
 
+  // The log file is created (exclusively) while the directory is still root's, then both are
+  // handed over: nothing can be planted in between.
+  closeSync(openSync(logFile, 'wx', 0o600));
   if (osUser) {
-    const { uid, gid } = await lookupUser(osUser);
-    chownSync(root, uid, gid);
-    writeFileSync(logFile, '');
+    const { uid, gid } = identity ?? (await lookupUser(osUser));
     chownSync(logFile, uid, gid);
+    chownSync(root, uid, gid);
   }
   const port = await freePort();
-  const host = options.tcp === false ? socketDir : '127.0.0.1';
-  const libpqEnv: NodeJS.ProcessEnv = { ...env, PGHOST: socketDir, PGPORT: String(port), PGUSER: superuser, PGDATABASE: 'postgres' };
-  delete libpqEnv['PGPASSWORD'];
-  delete libpqEnv['PGPASSFILE'];
+  const host = tcp ? '127.0.0.1' : socketDir;
+  const libpqEnv = childEnv({ PGHOST: socketDir, PGPORT: String(port), PGUSER: superuser, PGDATABASE: 'postgres' });
+  const isolation: SandboxIsolation | undefined =
+    sandbox && identity
+      ? {
+          osUser: identity.name,
+          uid: identity.uid,
+          network: sandboxLaunch(identity, postgres, []).network,
+          protectedFiles: new Set(sandbox.protectedFiles.filter(Boolean)).size,
+        }
+      : undefined;
+
+  /** postgres's own command line wins over every configuration file, including a backup's. */
+  const serverArgs = (): string[] => [
+    '-D',
+    dataDir,
+    '-p',
+    String(port),
+    '-k',
+    socketDir,
+    '-c',
+    'listen_addresses=',
+    '-c',
+    'unix_socket_permissions=0700',
+    '-c',
+    `data_directory=${dataDir}`,
+    '-c',
+    `hba_file=${join(dataDir, 'pg_hba.conf')}`,
+    '-c',
+    `ident_file=${join(dataDir, 'pg_ident.conf')}`,
+    '-c',
+    'external_pid_file=',
+    '-c',
+    'archive_mode=off',
+  ];
+
+  async function startSandboxed(): Promise<void> {
+    if (!identity) throw new PmsError('PMS_ERR_INTERNAL', 'sandbox identity missing');
+    const launch = sandboxLaunch(identity, postgres, serverArgs());
+    const server = startTool(launch.file, launch.args, { env: childEnv(), stdout: 'ignore' });
+    sandboxServer = server;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (server.child.exitCode !== null || server.child.signalCode !== null) {
+        await server.done.catch(() => undefined);
+        throw new PmsError('PMS_ERR_DB_UNAVAILABLE', `throwaway PostgreSQL did not start: ${lastLines(server.stderr())}`);
+      }
+      // Line 8 of postmaster.pid is the server's state, as pg_ctl -w reads it.
+      const state = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[7]?.trim();
+      if (state === 'ready' || state === 'standby') return;
+      if (Date.now() > deadline) {
+        await killSandbox(server, launch.network);
+        throw new PmsError('PMS_ERR_DB_UNAVAILABLE', `throwaway PostgreSQL did not start within 60 s: ${lastLines(server.stderr())}`);
+      }
+      await sleep(50);
+    }
+  }
 
   const cluster: ThrowawayCluster = {
     dataDir,
@@ -105,6 +207,7 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     superuser,
     binDir,
     osUser,
+    isolation,
     libpqEnv,
     postgresEnv: { POSTGRES_HOST: host, POSTGRES_PORT: String(port), POSTGRES_USER: superuser, POSTGRES_SSLMODE: 'disable' },
     async psql(sql, database = 'postgres') {
@@ -113,14 +216,16 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
       return result.stdout.trim();
     },
     async start() {
-      const listen = options.tcp === false ? "''" : '127.0.0.1';
+      if (sandbox) {
+        await startSandboxed();
+        running = true;
+        return;
+      }
+      const listen = tcp ? '127.0.0.1' : "''";
       await runTool(
         pgCtl,
         ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${listen}`, 'start'],
-        {
-          runAs: osUser,
-          env: { ...env, ...options.serverEnv },
-        },
+        { runAs: osUser, env: childEnv(options.serverEnv) },
       ).catch((error: unknown) => {
         throw new PmsError('PMS_ERR_DB_UNAVAILABLE', `throwaway PostgreSQL did not start: ${tailOf(logFile)}`, { cause: error });
       });
@@ -128,12 +233,21 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     },
     async stop(mode = 'fast') {
       if (!running) return;
-      await runTool(pgCtl, ['-D', dataDir, '-w', '-t', '60', '-m', mode, 'stop'], { runAs: osUser });
+      if (sandboxServer && isolation) {
+        // A sandbox is never restarted gracefully: it and whatever ran in it are killed.
+        await killSandbox(sandboxServer, isolation.network);
+        sandboxServer = undefined;
+      } else {
+        await runTool(pgCtl, ['-D', dataDir, '-w', '-t', '60', '-m', mode, 'stop'], { runAs: osUser });
+      }
       running = false;
     },
     async destroy() {
       try {
-        if (running) await cluster.stop('immediate');
+        if (running || sandboxServer) {
+          running = true;
+          await cluster.stop('immediate');
+        }
       } finally {
         rmSync(root, { recursive: true, force: true });
       }
@@ -144,28 +258,51 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     if (options.populate) {
       mkdirSync(dataDir, { mode: 0o700 });
       if (osUser) {
-        const { uid, gid } = await lookupUser(osUser);
+        const { uid, gid } = identity ?? (await lookupUser(osUser));
         chownSync(dataDir, uid, gid);
       }
       await options.populate(dataDir, osUser);
     } else {
       const initArgs = ['-D', dataDir, '-U', superuser, '--auth=trust', '--encoding=UTF8', '--locale=C.UTF-8'];
+      if (sandbox) initArgs.splice(4, 1, '--auth-local=peer', '--auth-host=reject');
       if (!options.durable) initArgs.push('--no-sync');
       await runTool(initdb, initArgs, { runAs: osUser, cwd: root });
     }
     const settings: Record<string, string | number | boolean> = { fsync: options.durable ? true : false, ...options.settings };
-    appendFileSync(
-      join(dataDir, 'postgresql.conf'),
-      `\n# pms throwaway cluster\n${Object.entries(settings)
-        .map(([k, v]) => `${k} = ${formatSetting(v)}`)
-        .join('\n')}\n`,
-    );
+    // The directory may come from a backup (populate): nothing planted in it is followed.
+    await usingDataDirectory(dataDir, async (directory) => {
+      await directory.append(
+        'postgresql.conf',
+        `\n# pms throwaway cluster\n${Object.entries(settings)
+          .map(([k, v]) => `${k} = ${formatSetting(v)}`)
+          .join('\n')}\n`,
+      );
+      if (sandbox && identity) {
+        await directory.replace('pg_hba.conf', sandboxHba(superuser));
+        await directory.replace('pg_ident.conf', sandboxIdent(superuser, [clientOsUser(), identity.name]));
+      }
+    });
     await cluster.start();
     return cluster;
   } catch (error) {
     await cluster.destroy().catch(() => undefined);
     throw error;
   }
+}
+
+function clientOsUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    throw new PmsError(
+      'PMS_ERR_CONFIG',
+      `uid ${process.getuid?.()} has no passwd entry: the sandbox authenticates pms-backup by OS user name`,
+    );
+  }
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').slice(-5).join(' | ') || 'no server output';
 }
 
 function tailOf(file: string): string {

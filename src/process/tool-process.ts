@@ -1,5 +1,6 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { PmsError } from '../errors/catalogue.js';
+import { childEnv } from './child-env.js';
 
 const STDERR_LIMIT = 16 * 1024;
 
@@ -12,6 +13,10 @@ export interface ToolProcess {
 }
 
 export interface ToolOptions {
+  /**
+   * The child's whole environment. Without it the child gets childEnv() (PATH, locale, TZ,
+   * TMPDIR), never a copy of ours; callers that need more build it with childEnv(extra).
+   */
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
   readonly stdin?: 'pipe' | 'ignore';
@@ -30,7 +35,7 @@ export interface ToolOptions {
 export function startTool(command: string, args: readonly string[], options: ToolOptions = {}): ToolProcess {
   const [file, argv] = options.runAs ? ['runuser', ['-u', options.runAs, '--', command, ...args]] : [command, [...args]];
   const spawnOptions: SpawnOptions = {
-    env: options.env ?? process.env,
+    env: options.env ?? childEnv(),
     stdio: [options.stdin ?? 'ignore', options.stdout ?? 'pipe', 'pipe'],
     ...(options.cwd ? { cwd: options.cwd } : {}),
     ...(options.signal ? { signal: options.signal } : {}),

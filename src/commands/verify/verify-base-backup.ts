@@ -3,11 +3,13 @@ import type { DecryptionKeys } from '../../crypto/keys.js';
 import type { TrustPolicy } from '../../crypto/signing.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import type { PostgresConfig } from '../../config/postgres-config.js';
-import { usingClient } from '../../postgres/connect.js';
+import { secretFilePaths } from '../../config/secret-files.js';
 import type { ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { sandboxCheck } from './sandbox-check.js';
 import { recoverBaseBackupInThrowawayCluster } from '../restore/pitr/recover-in-throwaway-cluster.js';
 import type { Storage } from '../../storage/storage.js';
 import { runAmcheck } from './amcheck.js';
+import { usingSandboxClient } from './sandbox-client.js';
 import type { Check } from '../../repository/verification-record.js';
 
 /**
@@ -19,7 +21,10 @@ export async function verifyBaseBackup(options: {
   storage: Storage;
   keys: DecryptionKeys;
   trust: TrustPolicy;
-  serverEnv: NodeJS.ProcessEnv;
+  /** Files the throwaway server must not be able to read; by default every secret file pms-backup's environment names. */
+  protectedFiles?: readonly string[];
+  /** @deprecated Ignored: the server gets no environment of ours (its WAL comes from a feed). */
+  serverEnv?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
 }): Promise<Check[]> {
   const { manifest } = options;
@@ -32,8 +37,16 @@ export async function verifyBaseBackup(options: {
   ];
   let cluster: ThrowawayCluster;
   try {
-    const recovered = await recoverBaseBackupInThrowawayCluster(options);
+    const recovered = await recoverBaseBackupInThrowawayCluster({
+      manifest,
+      storage: options.storage,
+      keys: options.keys,
+      trust: options.trust,
+      protectedFiles: options.protectedFiles ?? secretFilePaths(process.env),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     cluster = recovered.cluster;
+    checks.push(sandboxCheck(cluster, `WAL handed over by pms-backup (${recovered.walFiles} file(s)), never fetched by the server`));
     checks.push({
       name: 'restore',
       ok: true,
@@ -47,6 +60,8 @@ export async function verifyBaseBackup(options: {
       });
     checks.push({ name: 'wal-recovery', ok: true, detail: 'recovered through the archived WAL to its end and promoted' });
   } catch (error) {
+    // A sandbox that cannot be set up safely says nothing about the backup: no verdict.
+    if (isPmsError(error, 'PMS_ERR_CONFIG')) throw error;
     const message = (error as Error).message;
     const name =
       /backup_manifest/.test(message) && isPmsError(error, 'PMS_ERR_INTEGRITY')
@@ -69,7 +84,7 @@ export async function verifyBaseBackup(options: {
       sslmode: 'disable',
       sslrootcert: undefined,
     };
-    const databases = await usingClient(base, async (client) => {
+    const databases = await usingSandboxClient(base, async (client) => {
       const version = (await client.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v ?? '';
       checks.push({ name: 'server-answers', ok: true, detail: version.split(',')[0] ?? version });
       return (
@@ -79,7 +94,7 @@ export async function verifyBaseBackup(options: {
     const failures: string[] = [];
     let indexes = 0;
     for (const database of databases) {
-      const check = await usingClient({ ...base, database }, (client) => runAmcheck(client));
+      const check = await usingSandboxClient({ ...base, database }, (client) => runAmcheck(client));
       if (!check.ok) failures.push(`${database}: ${check.detail}`);
       else indexes += Number(/on (\d+) B-tree/.exec(check.detail)?.[1] ?? 0);
     }

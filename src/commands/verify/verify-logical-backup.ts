@@ -3,13 +3,15 @@ import type { PostgresConfig } from '../../config/postgres-config.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
 import type { TrustPolicy } from '../../crypto/signing.js';
 import { isPmsError } from '../../errors/catalogue.js';
-import { usingClient } from '../../postgres/connect.js';
 import { countTableRows } from '../../postgres/dump-snapshot.js';
 import { type ThrowawayCluster, usingThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { restoreLogicalBackup } from '../restore/restore-logical-backup.js';
 import type { Storage } from '../../storage/storage.js';
 import type { Check } from '../../repository/verification-record.js';
+import { secretFilePaths } from '../../config/secret-files.js';
 import { runAmcheck } from './amcheck.js';
+import { usingSandboxClient } from './sandbox-client.js';
+import { sandboxCheck } from './sandbox-check.js';
 
 const TARGET_DB = 'pms_verify';
 
@@ -18,6 +20,8 @@ export interface VerifyLogicalOptions {
   readonly storage: Storage;
   readonly keys: DecryptionKeys;
   readonly trust: TrustPolicy;
+  /** Files the throwaway server must not be able to read; by default every secret file pms-backup's environment names. */
+  readonly protectedFiles?: readonly string[];
   readonly onCluster?: (cluster: ThrowawayCluster) => void;
   readonly signal?: AbortSignal;
 }
@@ -48,8 +52,12 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
     },
   ];
   const major = Math.floor(manifest.serverVersionNum / 10000);
-  await usingThrowawayCluster({ major }, async (cluster) => {
+  // pg_restore runs whatever the dump holds (index expressions, defaults, constraints) as the
+  // superuser of this server: it is a sandbox, with nothing of ours to reach.
+  const sandbox = { protectedFiles: options.protectedFiles ?? secretFilePaths(process.env) };
+  await usingThrowawayCluster({ major, sandbox }, async (cluster) => {
     options.onCluster?.(cluster);
+    checks.push(sandboxCheck(cluster));
     const postgres = throwawayPostgres(cluster);
     let restored = false;
     try {
@@ -84,7 +92,7 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
       }
     }
     if (!restored) return;
-    const counted = await usingClient(postgres, (client) => countTableRows(client));
+    const counted = await usingSandboxClient(postgres, (client) => countTableRows(client));
     const actual = new Map(counted.map((t) => [`${t.schema}.${t.name}`, t.rows]));
     const wrong = manifest.tables.filter((t) => actual.get(`${t.schema}.${t.name}`) !== t.rows);
     const extra = counted.filter((t) => !manifest.tables.some((m) => m.schema === t.schema && m.name === t.name));
@@ -103,7 +111,7 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
             ].join('; '),
           },
     );
-    checks.push(await usingClient(postgres, (client) => runAmcheck(client)));
+    checks.push(await usingSandboxClient(postgres, (client) => runAmcheck(client)));
   });
   checks.push({ name: 'cleanup', ok: true, detail: 'throwaway server stopped and its files removed' });
   return checks;

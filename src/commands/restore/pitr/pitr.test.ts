@@ -195,7 +195,7 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
       keys,
       trust,
       manifest: base,
-      serverEnv: env,
+      protectedFiles: [env['BACKUP_GPG_PRIVATE_KEY_FILE'] ?? ''],
     });
     assert.ok(filesVerified, 'pg_verifybackup checked the unpacked files');
     try {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BaseManifest } from '../../../repository/manifest.js';
@@ -10,7 +10,8 @@ import { findPgProgram } from '../../../postgres/binaries.js';
 import { startTool } from '../../../process/tool-process.js';
 import { type ThrowawayCluster, startThrowawayCluster } from '../../../postgres/throwaway-cluster.js';
 import type { Storage } from '../../../storage/storage.js';
-import { restoreCommand, writeRecoverySettings } from './recovery-settings.js';
+import { writeRecoverySettings } from './recovery-settings.js';
+import { type WalFeed, startWalFeed } from './wal-feed.js';
 import { unpackBaseBackup } from './unpack-base-backup.js';
 
 export interface RecoverInThrowawayOptions {
@@ -18,8 +19,8 @@ export interface RecoverInThrowawayOptions {
   readonly keys: DecryptionKeys;
   readonly trust: TrustPolicy;
   readonly manifest: BaseManifest;
-  /** BACKUP_* environment for the server's restore_command (repository and private key). */
-  readonly serverEnv: NodeJS.ProcessEnv;
+  /** Files the sandboxed server must not be able to read (the private key, credentials). */
+  readonly protectedFiles: readonly string[];
   /** How long recovery may take before giving up (default 600 s). */
   readonly timeoutSeconds?: number;
   readonly signal?: AbortSignal;
@@ -29,60 +30,84 @@ export interface RecoveredBaseBackup {
   readonly cluster: ThrowawayCluster;
   /** pg_verifybackup checked every unpacked file against the server's backup_manifest. */
   readonly filesVerified: boolean;
+  /** WAL files recovery was given. */
+  readonly walFiles: number;
 }
 
 /**
  * For `verify` of a base backup: unpacks it into a throwaway server, checks the files against
  * the server's backup_manifest (pg_verifybackup, before anything is changed), recovers to the
  * end of the WAL archive and promotes, then returns the running server (the caller runs amcheck
- * and must destroy() it). Archiving is switched off so the verification never writes to the
- * repository, and access is local trust only, whatever the backed-up pg_hba.conf said.
+ * and must destroy() it). The server is a sandbox (throwaway-cluster.ts): the base backup's
+ * configuration and whatever code it carries run there, so it gets no credentials and no key;
+ * its WAL comes from a feed inside this process (wal-feed.ts). Archiving is off, so the
+ * verification never writes to the repository, and access is the sandbox's, whatever the
+ * backed-up pg_hba.conf said.
  */
 export async function recoverBaseBackupInThrowawayCluster(options: RecoverInThrowawayOptions): Promise<RecoveredBaseBackup> {
   let filesVerified = false;
-  const cluster = await startThrowawayCluster({
-    serverEnv: options.serverEnv,
-    settings: { archive_mode: 'off', hot_standby: 'on' },
-    populate: async (dataDir, osUser) => {
-      await unpackBaseBackup({
-        storage: options.storage,
-        manifest: options.manifest,
-        keys: options.keys,
-        trust: options.trust,
-        dataDir,
-        runAs: osUser,
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-      if (existsSync(join(dataDir, 'backup_manifest'))) {
-        await verifyFiles(dataDir, options.manifest.id, options.signal);
-        filesVerified = true;
-      }
-      await writeFile(join(dataDir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 trust\n');
-      // Stay on the base backup's own timeline: a later PITR elsewhere may have archived a newer
-      // timeline that forked before this backup, which 'latest' would try (and fail) to follow.
-      await writeRecoverySettings(
-        dataDir,
-        {
-          restoreCommand: restoreCommand(undefined, undefined, { allowUnsigned: options.trust.allowUnsigned ?? false }),
-          target: 'latest',
-          extra: { recovery_target_timeline: 'current' },
-        },
-        `pms-backup verify: base backup ${options.manifest.id}, to the end of its timeline in the archive`,
-      );
-    },
-  });
+  let feed: WalFeed | undefined;
+  const closeFeed = async (): Promise<void> => {
+    await feed?.close();
+  };
+  let cluster: ThrowawayCluster;
+  try {
+    cluster = await startThrowawayCluster({
+      sandbox: { protectedFiles: options.protectedFiles },
+      settings: { archive_mode: 'off', hot_standby: 'on' },
+      populate: async (dataDir, osUser) => {
+        await unpackBaseBackup({
+          storage: options.storage,
+          manifest: options.manifest,
+          keys: options.keys,
+          trust: options.trust,
+          dataDir,
+          runAs: osUser,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        if (existsSync(join(dataDir, 'backup_manifest'))) {
+          await verifyFiles(dataDir, options.manifest.id, options.signal);
+          filesVerified = true;
+        }
+        const owner = await stat(dataDir);
+        feed = await startWalFeed({
+          storage: options.storage,
+          keys: options.keys,
+          trust: options.trust,
+          systemIdentifier: options.manifest.systemIdentifier,
+          serverOwner: { uid: owner.uid, gid: owner.gid },
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        // Stay on the base backup's own timeline: a later PITR elsewhere may have archived a newer
+        // timeline that forked before this backup, which 'latest' would try (and fail) to follow.
+        await writeRecoverySettings(
+          dataDir,
+          { restoreCommand: feed.restoreCommand, target: 'latest', extra: { recovery_target_timeline: 'current' } },
+          `pms-backup verify: base backup ${options.manifest.id}, to the end of its timeline in the archive`,
+        );
+      },
+    });
+  } catch (error) {
+    await closeFeed().catch(() => undefined);
+    throw error;
+  }
   try {
     const deadline = Date.now() + (options.timeoutSeconds ?? 600) * 1000;
     while ((await cluster.psql('SELECT pg_is_in_recovery()')) !== 'f') {
-      if (Date.now() > deadline)
+      if (Date.now() > deadline) {
+        const why = feed?.failures()[0];
         throw new PmsError(
           'PMS_ERR_WAL_TIMEOUT',
-          `recovery of base backup ${options.manifest.id} did not finish within ${options.timeoutSeconds ?? 600} s`,
+          `recovery of base backup ${options.manifest.id} did not finish within ${options.timeoutSeconds ?? 600} s${why ? ` (fetching WAL failed: ${why})` : ''}`,
         );
+      }
       await sleep(200, undefined, options.signal ? { signal: options.signal } : {});
     }
-    return { cluster, filesVerified };
+    const walFiles = feed?.served() ?? 0;
+    await closeFeed();
+    return { cluster, filesVerified, walFiles };
   } catch (error) {
+    await closeFeed().catch(() => undefined);
     await cluster.destroy().catch(() => undefined);
     throw error;
   }

@@ -1,6 +1,6 @@
-import { chown, stat, writeFile, appendFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { usingDataDirectory } from '../../../postgres/data-directory-writer.js';
 import type { TargetTime } from './choose-base-backup.js';
 
 /** bin/pms-backup.js of this installation (dist/commands/restore/pitr/ → ../../../../bin). */
@@ -59,16 +59,12 @@ export function recoveryConfText(settings: RecoverySettings, note: string): stri
 
 /**
  * Appends the recovery settings to postgresql.auto.conf (later lines win over the backup's own)
- * and creates recovery.signal. Both files get the data directory's owner, since we may be root.
+ * and creates recovery.signal, both owned like the data directory. We may be root and the
+ * directory came out of a tar: nothing planted there (a link to a file of root's) is followed.
  */
 export async function writeRecoverySettings(dataDir: string, settings: RecoverySettings, note: string): Promise<void> {
-  const owner = await stat(dataDir);
-  const auto = join(dataDir, 'postgresql.auto.conf');
-  await appendFile(auto, recoveryConfText(settings, note), { mode: 0o600 });
-  const signal = join(dataDir, 'recovery.signal');
-  await writeFile(signal, '', { mode: 0o600 });
-  if (process.getuid?.() === 0) {
-    await chown(auto, owner.uid, owner.gid);
-    await chown(signal, owner.uid, owner.gid);
-  }
+  await usingDataDirectory(dataDir, async (directory) => {
+    await directory.append('postgresql.auto.conf', recoveryConfText(settings, note));
+    await directory.replace('recovery.signal', '');
+  });
 }

@@ -1,4 +1,5 @@
-import { chmod, chown, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { PmsError } from '../../../errors/catalogue.js';
 import { runTool } from '../../../process/tool-process.js';
@@ -21,7 +22,8 @@ export interface PreparedDirectory {
 export async function prepareTargetDirectory(path: string, defaultOsUser = 'postgres'): Promise<PreparedDirectory> {
   if (!isAbsolute(path)) throw new PmsError('PMS_ERR_USAGE', `--pgdata ${JSON.stringify(path)} must be an absolute path`);
   let created = false;
-  const existing = await stat(path).catch((error: NodeJS.ErrnoException) => {
+  // lstat: a --pgdata that is a symbolic link would have us chown whatever it points to.
+  const existing = await lstat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
     throw new PmsError('PMS_ERR_USAGE', `cannot inspect --pgdata ${path} (${error.code ?? error.message})`, { cause: error });
   });
@@ -32,7 +34,7 @@ export async function prepareTargetDirectory(path: string, defaultOsUser = 'post
     if (!existing.isDirectory())
       throw new PmsError(
         'PMS_ERR_TARGET_EXISTS',
-        `--pgdata ${path} exists and is not a directory: restore never overwrites; choose an empty or new directory`,
+        `--pgdata ${path} exists and is not a directory${existing.isSymbolicLink() ? ' (a symbolic link: give the real path)' : ''}: restore never overwrites; choose an empty or new directory`,
       );
     const entries = await readdir(path);
     if (entries.length > 0) {
@@ -42,25 +44,40 @@ export async function prepareTargetDirectory(path: string, defaultOsUser = 'post
       );
     }
   }
-  let osUser: string | undefined;
-  if (process.getuid?.() === 0) {
-    const owner = (await stat(path)).uid;
-    osUser = owner !== 0 ? (await runTool('id', ['-nu', String(owner)])).stdout.trim() : defaultOsUser;
-    const uid = Number(
-      (
-        await runTool('id', ['-u', osUser]).catch((error: unknown) => {
-          throw new PmsError(
-            'PMS_ERR_CONFIG',
-            `OS user ${osUser} does not exist: create it, or create --pgdata owned by the user that will run PostgreSQL`,
-            { cause: error },
-          );
-        })
-      ).stdout.trim(),
+  // Ownership and mode are set through one descriptor opened without following a link, so a
+  // directory swapped for a link after the checks above is refused, not chowned.
+  const directory = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch((error: unknown) => {
+    throw new PmsError(
+      'PMS_ERR_TARGET_EXISTS',
+      `--pgdata ${path} changed while it was being prepared (${(error as NodeJS.ErrnoException).code})`,
+      {
+        cause: error,
+      },
     );
-    const gid = Number((await runTool('id', ['-g', osUser])).stdout.trim());
-    await chown(path, uid, gid);
+  });
+  let osUser: string | undefined;
+  try {
+    if (process.getuid?.() === 0) {
+      const owner = (await directory.stat()).uid;
+      osUser = owner !== 0 ? (await runTool('id', ['-nu', String(owner)])).stdout.trim() : defaultOsUser;
+      const uid = Number(
+        (
+          await runTool('id', ['-u', osUser]).catch((error: unknown) => {
+            throw new PmsError(
+              'PMS_ERR_CONFIG',
+              `OS user ${osUser} does not exist: create it, or create --pgdata owned by the user that will run PostgreSQL`,
+              { cause: error },
+            );
+          })
+        ).stdout.trim(),
+      );
+      const gid = Number((await runTool('id', ['-g', osUser])).stdout.trim());
+      await directory.chown(uid, gid);
+    }
+    await directory.chmod(0o700);
+  } finally {
+    await directory.close();
   }
-  await chmod(path, 0o700);
   return {
     path,
     created,

@@ -7,6 +7,7 @@ import { type ReaderTrust, consumeVerified, openEncrypted, readEncryptedBytes } 
 import { startTool } from '../../../process/tool-process.js';
 import type { BaseManifest } from '../../../repository/manifest.js';
 import type { Storage } from '../../../storage/storage.js';
+import { inspectExtracted } from './inspect-extracted.js';
 
 export interface UnpackOptions {
   readonly storage: Storage;
@@ -52,6 +53,8 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
       });
       await Promise.all([pipeline(tarStream, tar.child.stdin!), tar.done]);
     });
+    // Before anything else is written here: a crafted tar may have planted links to follow.
+    await inspectExtracted(options.dataDir, options.manifest.id);
     const serverManifest = options.manifest.objects[1];
     if (serverManifest) {
       const bytes = await readEncryptedBytes({

@@ -55,6 +55,8 @@ const key = await generateGpgKeyPair({ name: 'PMS Bench' });
 const repo = join(work, 'repo');
 mkdirSync(repo, { mode: 0o700 });
 chownSync(repo, 101, 104);
+// The server's wal-push signs with the key: its OS user must read it.
+chownSync(key.privateKeyFile, 101, 104);
 const env = {
   BACKUP_REPOSITORY: `file://${repo}`,
   ...signingEnv(key),

@@ -255,6 +255,47 @@ describe('backup operations', () => {
     );
   });
 
+  test('signing-key rotation: backups signed by a retired key stay restorable while it is listed, and are refused once it is removed', async () => {
+    const before = await createdId();
+    // rotatedKey becomes the jobs' signing key; the retired one stays in the trusted signers.
+    const both = signingEnv(rotatedKey, [rotatedKey, key]);
+    const keys = JSON.parse((await cli(['keys', '--json'], both)).stdout) as {
+      signing: { fingerprint: string; trusted: boolean };
+      trustedSigners: Array<{ fingerprint: string }>;
+      signingProblems: string[];
+    };
+    assert.equal(keys.signing.fingerprint, rotatedKey.fingerprint);
+    assert.equal(keys.signing.trusted, true);
+    assert.deepEqual(keys.trustedSigners.map((k) => k.fingerprint).sort(), [key.fingerprint, rotatedKey.fingerprint].sort());
+    assert.deepEqual(keys.signingProblems, []);
+    const after = await cli(['create', '--json'], both);
+    assert.equal(after.code, 0, after.stderr);
+    assert.equal((JSON.parse(after.stdout) as { signedBy: string }).signedBy, rotatedKey.fingerprint);
+    const old = await cli(['restore', before, '--target-db', 'signed_by_retired'], both);
+    assert.equal(old.code, 0, old.stderr);
+    // Removed from the trusted signers: what the retired key signed is untrusted, by design.
+    const onlyNew = signingEnv(rotatedKey);
+    const refused = await cli(['restore', before, '--target-db', 'retired_removed'], onlyNew);
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(
+      refused.stderr,
+      new RegExp(`PMS_ERR_UNTRUSTED: backups/${before}/manifest.json is not trusted: it is signed by ${key.fingerprint}`),
+    );
+    // A signing key its consumers would not accept is a problem keys and doctor report.
+    const untrustedSigner = await cli(['keys', '--json'], signingEnv(rotatedKey, [key]));
+    assert.equal(untrustedSigner.code, 1);
+    assert.match(
+      (JSON.parse(untrustedSigner.stdout) as { signingProblems: string[] }).signingProblems.join(' '),
+      new RegExp(`signing key ${rotatedKey.fingerprint} is not in BACKUP_TRUSTED_SIGNERS_FILE`),
+    );
+    const doctor = await cli(['doctor', '--json'], signingEnv(rotatedKey, [key]));
+    const line = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find(
+      (c) => c.name === 'signing keys',
+    );
+    assert.equal(line?.ok, false);
+    assert.match(line?.detail ?? '', /is not in BACKUP_TRUSTED_SIGNERS_FILE/);
+  });
+
   test('a live lock makes create fail with PMS_ERR_LOCKED; a stale lock from a killed process is recovered', async () => {
     const lock = join(repoRoot, 'locks', 'repository.lock');
     (await import('node:fs')).mkdirSync(join(repoRoot, 'locks'), { recursive: true });

@@ -97,10 +97,14 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys, v
       config: DECRYPT_CONFIG,
     });
     const plaintext = webToNode(result.data as unknown as ReadableStream<Uint8Array>);
+    // A stream that failed or was cut short has its story told by the stage that failed (MDC,
+    // zstd, the consumer): the signature was simply never checked, which must not outrank it.
+    const notChecked = (cause?: unknown) =>
+      new PmsError('PMS_ERR_ABORTED', `the signature of ${verifyAs.objectKey} was not checked: the stream did not end`, { cause });
     const ended = new Promise<void>((resolve, reject) => {
       plaintext.once('end', resolve);
-      plaintext.once('error', reject);
-      plaintext.once('close', () => reject(new Error('the decrypted stream was closed before its end')));
+      plaintext.once('error', (error) => reject(classifyCipherError(error) ?? notChecked(error)));
+      plaintext.once('close', () => reject(notChecked()));
     });
     const signature = ended.then(async () => {
       if (result.signatures.length === 0 && verifyAs.allowUnsigned) return undefined;

@@ -12,6 +12,7 @@ import { generateGpgKeyPair, signingEnv } from '../testing/gpg-keys.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
 import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
+import { FsStorage } from '../storage/fs/fs-storage.js';
 
 let fixture: ArchiveFixture;
 let cluster: ThrowawayCluster;
@@ -19,6 +20,18 @@ let work: string;
 let repoRoot: string;
 let env: Record<string, string>;
 let fakeDataDir: string;
+
+/**
+ * Plants an object with its metadata under `to`, as someone with write access to the bucket
+ * would, readable by the server's OS user (the fs driver binds metadata to the file's inode, so
+ * copying the files alone would lose it).
+ */
+async function plant(source: FsStorage, from: string, to: string, target = source): Promise<void> {
+  const info = await source.head(from);
+  await target.putBytes(to, await source.getBytes(from), { metadata: info?.metadata ?? {} });
+  for (const path of [join(repoRoot, to), join(repoRoot, '.pms-meta', `${to}.json`)]) chownSync(path, PG_UID, -1);
+  for (const dir of [dirname(join(repoRoot, to)), dirname(join(repoRoot, '.pms-meta', `${to}.json`))]) chownSync(dir, PG_UID, -1);
+}
 
 interface Run {
   code: number | null;
@@ -189,9 +202,7 @@ describe('wal-push / wal-fetch', () => {
   test('a genuine segment copied under another name is refused (exit 200, PMS_ERR_UNTRUSTED), and nothing reaches pg_wal', async () => {
     const from = 'wal/00000001/000000010000000000000001.zst.gpg';
     const to = 'wal/00000001/0000000100000000000000FC.zst.gpg';
-    copyFileSync(join(repoRoot, from), join(repoRoot, to));
-    copyFileSync(join(repoRoot, '.pms-meta', `${from}.json`), join(repoRoot, '.pms-meta', `${to}.json`));
-    for (const path of [join(repoRoot, to), join(repoRoot, '.pms-meta', `${to}.json`)]) chownSync(path, PG_UID, -1);
+    await plant(new FsStorage(repoRoot), from, to);
     try {
       const result = await runAsPostgres(['wal-fetch', '0000000100000000000000FC', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
       assert.equal(result.code, 200, result.stderr);
@@ -234,11 +245,7 @@ describe('wal-push / wal-fetch', () => {
         assert.equal(pushed.code, 0, pushed.stderr);
       }
       for (const key of ['wal/00000001/0000000100000000000000FB.zst.gpg', 'wal/history/00000002.history.zst.gpg']) {
-        mkdirSync(dirname(join(repoRoot, key)), { recursive: true });
-        mkdirSync(dirname(join(repoRoot, '.pms-meta', key)), { recursive: true });
-        copyFileSync(join(scratchRepo, key), join(repoRoot, key));
-        copyFileSync(join(scratchRepo, '.pms-meta', `${key}.json`), join(repoRoot, '.pms-meta', `${key}.json`));
-        for (const path of [join(repoRoot, key), join(repoRoot, '.pms-meta', `${key}.json`)]) chownSync(path, PG_UID, -1);
+        await plant(new FsStorage(scratchRepo), key, key, new FsStorage(repoRoot));
       }
       const segment = await runAsPostgres(['wal-fetch', '0000000100000000000000FB', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
       assert.equal(segment.code, 200, segment.stderr);

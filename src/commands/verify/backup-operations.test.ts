@@ -63,7 +63,8 @@ before(async () => {
     ...cluster.postgresEnv,
     POSTGRES_DB: 'patient_telemetry',
     BACKUP_REPOSITORY: `file://${repoRoot}`,
-    ...signingEnv(key),
+    // The trusted signers hold the key the rotation test switches to, as a real rotation would.
+    ...signingEnv(key, [key, rotatedKey]),
     BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
     BACKUP_GPG_KEY_ID: key.fingerprint,
     BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,

@@ -94,28 +94,30 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
   const stages: Promise<unknown>[] = [];
   if (options.decompress) {
     const zstd = startDecompressor({ signal: abort.signal });
+    const zstdVerdict = zstd.done.catch((error: unknown) => {
+      // zstd dies of a broken pipe, or is stopped by us, when the consumer or another stage
+      // failed first (a full disk): that is their story, not a corrupt object.
+      if (isPmsError(error, 'PMS_ERR_ABORTED') || /Broken pipe|Write error/i.test(zstd.stderr())) throw error;
+      throw new PmsError(
+        'PMS_ERR_INTEGRITY',
+        `${options.key} failed its zstd check (${firstLine((error as Error).message)}): the data is corrupt`,
+        {
+          cause: error,
+          details: { key: options.key, check: 'zstd' },
+        },
+      );
+    });
     stages.push(
-      pipeline(decrypted, zstd.child.stdin!).catch((error: unknown) => {
-        // zstd stopped reading because it failed (corrupt input) or was stopped: its own result
-        // says why, so the broken pipe must not outrank it.
+      pipeline(decrypted, zstd.child.stdin!).catch(async (error: unknown) => {
         if ((error as NodeJS.ErrnoException).code === 'EPIPE') {
+          // zstd stopped reading: its own exit says why (corrupt input), so wait for it rather
+          // than let the broken pipe stop everything first and hide the verdict.
+          await zstdVerdict;
           throw new PmsError('PMS_ERR_ABORTED', `zstd stopped reading ${options.key}`, { cause: error });
         }
         throw classifyCipherError(error) ?? error;
       }),
-      zstd.done.catch((error: unknown) => {
-        // zstd dies of a broken pipe, or is stopped by us, when the consumer or another stage
-        // failed first (a full disk): that is their story, not a corrupt object.
-        if (isPmsError(error, 'PMS_ERR_ABORTED') || /Broken pipe|Write error/i.test(zstd.stderr())) throw error;
-        throw new PmsError(
-          'PMS_ERR_INTEGRITY',
-          `${options.key} failed its zstd check (${firstLine((error as Error).message)}): the data is corrupt`,
-          {
-            cause: error,
-            details: { key: options.key, check: 'zstd' },
-          },
-        );
-      }),
+      zstdVerdict,
       pipeline(zstd.child.stdout!, plainMeter),
     );
   } else {
@@ -207,7 +209,9 @@ async function settleAll(stages: Promise<unknown>[], abort: AbortController): Pr
   const settled = await Promise.allSettled(
     stages.map((p) =>
       p.catch((error: unknown) => {
-        if (!abort.signal.aborted) abort.abort(error);
+        // An abort-class failure is a consequence (a stream cut short by another stage): the
+        // stage that caused it aborts the rest, and stopping zstd early would hide its verdict.
+        if (!abort.signal.aborted && !isPmsError(error, 'PMS_ERR_ABORTED')) abort.abort(error);
         throw error;
       }),
     ),

@@ -56,7 +56,20 @@ export async function storeEncrypted(options: StoreEncryptedStreamOptions): Prom
   const stored = new ByteMeter({ sha256: true, onProgress: options.onProgress });
   const intoMeter = pipeline(options.source, source);
   intoMeter.catch(() => undefined);
-  const encrypted = await encryptStream(source, options.recipients, { signer: options.signer, objectKey: options.key });
+  // Handled from the start: signing may read the source before encryptStream returns, so a
+  // producer that fails at once (a refused base backup) must not become an unhandled rejection.
+  for (const work of alongside) work.catch(() => undefined);
+  let encrypted: Readable;
+  try {
+    encrypted = await encryptStream(source, options.recipients, { signer: options.signer, objectKey: options.key });
+  } catch (error) {
+    if (!abort.signal.aborted) abort.abort(error);
+    const outcomes = await Promise.allSettled([...alongside, intoMeter]);
+    const typed = outcomes.find(
+      (f): f is PromiseRejectedResult => f.status === 'rejected' && isPmsError(f.reason) && !isPmsError(f.reason, 'PMS_ERR_ABORTED'),
+    )?.reason;
+    throw typed ?? error;
+  }
   const body = new PassThrough({ highWaterMark: 1 << 20 });
   const toStorage = pipeline(encrypted, stored, body);
   // Write-once: an object of the repository is created, never replaced (If-None-Match on S3).

@@ -92,6 +92,13 @@ describe('base-backup failures', () => {
   });
 
   test('the server stopping mid-stream fails base-backup with an error naming the server, and leaves no complete backup', async () => {
+    // Data zstd cannot shrink much: the stream must outlast what the signing and encryption
+    // stages hold in flight (a few MiB), or the server has sent everything before the stop.
+    await cluster.psql(
+      'CREATE TABLE noise AS SELECT md5(random()::text) || md5(random()::text) || md5(random()::text) AS a FROM generate_series(1, 600000)',
+      'patient_telemetry',
+    );
+    await cluster.psql('CHECKPOINT');
     const before = await completeBaseBackups();
     const filesBefore = backupFiles().sort();
     const run = startBaseBackup();
@@ -108,6 +115,7 @@ describe('base-backup failures', () => {
     );
     assert.equal(await completeBaseBackups(), before, 'nothing new is complete');
     assert.deepEqual(backupFiles().sort(), filesBefore, 'the partial upload was removed');
+    await cluster.psql('DROP TABLE noise', 'patient_telemetry');
   });
 
   test('a tampered backup_manifest object is refused by restore --pitr (PMS_ERR_INTEGRITY, naming the object)', async () => {

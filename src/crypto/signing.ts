@@ -121,7 +121,8 @@ export async function loadSigningKey(file: string, passphraseFile: string | unde
  */
 export async function loadTrustedSigners(file: string, now = new Date(), walOnly: readonly string[] = []): Promise<TrustedSigners> {
   const armored = await readText(file, 'BACKUP_TRUSTED_SIGNERS_FILE', 'trusted signers');
-  if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(armored)) {
+  // Matches the armor of a secret key export (gpg calls it PRIVATE, RFC 9580 SECRET).
+  if (/-----BEGIN PGP (PRIVATE|SECRET) KEY BLOCK-----/.test(armored)) {
     throw new PmsError(
       'PMS_ERR_KEY',
       `BACKUP_TRUSTED_SIGNERS_FILE: ${file} holds a secret key; it must hold public keys only (gpg --armor --export FINGERPRINT)`,

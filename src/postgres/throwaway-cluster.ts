@@ -13,6 +13,7 @@ import {
   type NetworkIsolation,
   type SandboxIdentity,
   killSandbox,
+  readableBy,
   refuseReadableSecrets,
   sandboxHba,
   sandboxIdent,
@@ -119,7 +120,20 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
   let identity: SandboxIdentity | undefined;
   if (sandbox) {
     identity = await sandboxIdentity();
-    await refuseReadableSecrets(identity, sandbox.protectedFiles);
+    if (identity.osUser !== undefined) {
+      await refuseReadableSecrets(identity, sandbox.protectedFiles);
+    } else {
+      // Without root (the verify pod as deployed today) the server can only run as ourselves,
+      // and we must read the key to decrypt: verification still runs, since it is the proof
+      // that backups restore, but loudly. The pod's separate-uid design is still to be built
+      // (docs/architecture.md, "Verify's sandbox").
+      const readable = await readableBy(identity, sandbox.protectedFiles);
+      if (readable.length > 0) {
+        process.stderr.write(
+          `warning: the throwaway PostgreSQL runs as pms-backup's own OS user ${identity.name} (not root), which can read ${readable.join(', ')}: code restored from a backup could read them too; run verify as root, or where the server runs apart from the key\n`,
+        );
+      }
+    }
   }
   const osUser = sandbox ? identity?.osUser : isRoot ? (options.osUser ?? env['PMS_PG_OS_USER'] ?? 'postgres') : undefined;
   const tcp = sandbox ? false : options.tcp !== false;

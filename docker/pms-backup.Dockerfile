@@ -17,7 +17,8 @@ FROM node:20.20.2-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 postgresql-client-15 zstd gnupg ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --gid 10001 pms && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pms
+ && groupadd --gid 10001 pms && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pms \
+ && groupadd --gid 10002 pms-verify && useradd --uid 10002 --gid 10002 --no-create-home --shell /usr/sbin/nologin pms-verify
 ENV NODE_ENV=production PG_BIN_DIR=/usr/lib/postgresql/15/bin PATH=/opt/pms/node_modules/.bin:/opt/pms/bin:$PATH
 WORKDIR /opt/pms
 COPY --from=build --chown=root:root /src/package.json ./
@@ -26,6 +27,7 @@ COPY --from=build --chown=root:root /src/dist ./dist
 COPY --from=build --chown=root:root /src/bin ./bin
 RUN ln -s /opt/pms/bin/pms-backup.js /usr/local/bin/pms-backup && chmod 0755 /opt/pms/bin/*.js
 # No secrets in the image: keys, passwords and credentials arrive as mounted files (*_FILE).
+# uid 10001 runs every job; 10002 only verify-server, the verify pod's sidecar that holds no key.
 USER 10001:10001
 ENTRYPOINT ["pms-backup"]
 CMD ["--help"]

@@ -131,6 +131,26 @@ export function buildProgram(environmentHelp?: string): Command {
     );
 
   program
+    .command('verify-server')
+    .description(
+      "the verify pod's sidecar: run a throwaway PostgreSQL as this container's uid, holding no secret, on a Unix socket in --socket-dir, for verify in the other container to restore into (until SIGTERM)",
+    )
+    .option('--socket-dir <dir>', 'directory shared with verify (default: $BACKUP_VERIFY_SERVER_SOCKET_DIR)')
+    .addOption(
+      new Option('--client-user <user>', "verify's OS user (name or uid) admitted by peer authentication (repeatable)")
+        .argParser(collect)
+        .default([]),
+    )
+    .option('--major <version>', "PostgreSQL major version to run (the dumps')", '15')
+    .addOption(jsonOption())
+    .action(
+      action(async (options: { socketDir?: string; clientUser: string[]; major: string; json?: boolean }) => {
+        const { runVerifyServer } = await import('../commands/verify-server/verify-server-command.js');
+        return runVerifyServer(options);
+      }),
+    );
+
+  program
     .command('monitor')
     .description(
       'check the alert conditions (age, size deviation, repository, key expiry, verification); writes $BACKUP_LOG_DIR/backup_monitoring_YYYYMMDD.json; non-zero if any fails',

@@ -60,6 +60,8 @@ export interface OperationsConfig {
   readonly walMaxAgeMinutes: number;
   /** zstd worker threads the database server uses to compress a base backup (0: none). */
   readonly baseBackupZstdWorkers: number;
+  /** Socket directory of a throwaway server run apart by `pms-backup verify-server` (the verify pod's sidecar). */
+  readonly verifyServerSocketDir: string | undefined;
   /** Kubernetes pod name (POD_NAME via the downward API), for audit records. */
   readonly podName: string | undefined;
 }
@@ -118,6 +120,7 @@ function parseOperations(settings: SettingReader): OperationsConfig {
     verifyMaxAgeDays: settings.get('BACKUP_VERIFY_MAX_AGE_DAYS'),
     walMaxAgeMinutes: settings.get('BACKUP_WAL_MAX_AGE_MINUTES'),
     baseBackupZstdWorkers: settings.get('BACKUP_BASE_ZSTD_WORKERS'),
+    verifyServerSocketDir: settings.get('BACKUP_VERIFY_SERVER_SOCKET_DIR'),
     podName: settings.get('POD_NAME'),
   };
 }

@@ -290,6 +290,13 @@ export const SETTINGS = {
     hint: 'use a whole number of threads from 0 to 64',
     help: 'zstd threads the database server spends compressing a base backup (0: in the backend itself)',
   },
+  BACKUP_VERIFY_SERVER_SOCKET_DIR: {
+    schema: absolutePathSchema,
+    group: 'operations',
+    readBy: BACKUP,
+    hint: 'use an absolute directory path',
+    help: 'verify restores into the server `pms-backup verify-server` runs there (another uid: the verify pod) instead of starting one',
+  },
   POD_NAME: { schema: textSchema, group: 'operations', readBy: BACKUP, help: 'recorded in audit records (Kubernetes downward API)' },
 
   // The disaster-recovery copy: its own credentials, never the primary's by accident.

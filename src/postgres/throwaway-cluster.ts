@@ -43,7 +43,7 @@ export interface ThrowawayClusterOptions {
    * own OS user, gets no environment of ours, and does not start if it could read one of
    * `protectedFiles` (the private key, its passphrase, credentials).
    */
-  readonly sandbox?: { readonly protectedFiles: readonly string[] };
+  readonly sandbox?: SandboxOptions;
   /** Parent directory for the cluster's temporary directory. */
   readonly parentDir?: string;
   /** Keep initdb's fsyncs (slower); off by default because the cluster is disposable. */
@@ -53,6 +53,18 @@ export interface ThrowawayClusterOptions {
    * Called with the empty directory (mode 0700, owned by the server's OS user) and that user.
    */
   readonly populate?: (dataDir: string, osUser: string | undefined) => Promise<void>;
+}
+
+export interface SandboxOptions {
+  readonly protectedFiles: readonly string[];
+  /**
+   * An existing directory for the socket instead of the cluster's own 0700 one: the verify pod's
+   * emptyDir shared with pms-backup's container (`pms-backup verify-server`). The socket is then
+   * 0777 and admission is peer authentication alone (pg_ident.conf names who may log in).
+   */
+  readonly socketDir?: string;
+  /** OS user names besides ours and the server's that pg_ident.conf admits (verify in the other container). */
+  readonly clientOsUsers?: readonly string[];
 }
 
 export interface ThrowawayCluster {
@@ -140,7 +152,7 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
   const root = mkdtempSync(join(options.parentDir ?? tmpdir(), 'pms-pg-'));
   const dataDir = join(root, 'data');
   // The socket lives in the cluster's own 0700 directory: only its owner (and root) can reach it.
-  const socketDir = root;
+  const socketDir = sandbox?.socketDir ?? root;
   const logFile = join(root, 'server.log');
   const superuser = 'postgres';
   let running = false;
@@ -178,7 +190,7 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     '-c',
     'listen_addresses=',
     '-c',
-    'unix_socket_permissions=0700',
+    `unix_socket_permissions=${sandbox?.socketDir ? '0777' : '0700'}`,
     '-c',
     `data_directory=${dataDir}`,
     '-c',
@@ -293,7 +305,10 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
       );
       if (sandbox && identity) {
         await directory.replace('pg_hba.conf', sandboxHba(superuser));
-        await directory.replace('pg_ident.conf', sandboxIdent(superuser, [clientOsUser(), identity.name]));
+        await directory.replace(
+          'pg_ident.conf',
+          sandboxIdent(superuser, [clientOsUser(), identity.name, ...(sandbox.clientOsUsers ?? [])]),
+        );
       }
     });
     await cluster.start();

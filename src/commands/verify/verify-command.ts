@@ -1,3 +1,4 @@
+import { PmsError } from '../../errors/catalogue.js';
 import { listBackups, resolveBackup } from '../../repository/backup-catalog.js';
 import { verifyBaseBackup } from './verify-base-backup.js';
 import { loadDecryptionKeys } from '../../crypto/keys.js';
@@ -28,11 +29,24 @@ export async function runVerify(
             ? 'base'
             : 'logical';
       const manifest = await resolveBackup(repository, reference, kind, trustPolicy);
+      const attachSocketDir = config.operations.verifyServerSocketDir;
+      if (attachSocketDir !== undefined && manifest.kind === 'base')
+        throw new PmsError(
+          'PMS_ERR_CONFIG',
+          `backup ${manifest.id} is a base backup: its verify recovers a data directory in a sandbox verify starts itself (as root), so BACKUP_VERIFY_SERVER_SOCKET_DIR (verify-server) serves logical backups only; unset it and run verify as root`,
+        );
       logger.info('verifying backup', { backupId: manifest.id, kind: manifest.kind });
       const checks: Check[] =
         manifest.kind === 'base'
           ? await verifyBaseBackup({ manifest, storage: repository, keys, trust: trustPolicy, serverEnv: process.env, signal })
-          : await verifyLogicalBackup({ manifest, storage: repository, keys, trust: trustPolicy, signal });
+          : await verifyLogicalBackup({
+              manifest,
+              storage: repository,
+              keys,
+              trust: trustPolicy,
+              signal,
+              ...(attachSocketDir !== undefined ? { attachSocketDir } : {}),
+            });
       // An interrupted verification says nothing about the backup: record no result for it.
       if (signal.aborted) throw signal.reason;
       const finishedAt = new Date();

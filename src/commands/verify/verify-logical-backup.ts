@@ -12,6 +12,7 @@ import { secretFilePaths } from '../../config/secret-files.js';
 import { runAmcheck } from './amcheck.js';
 import { usingSandboxClient } from './sandbox-client.js';
 import { sandboxCheck } from './sandbox-check.js';
+import { usingAttachedServer } from './attached-server.js';
 
 const TARGET_DB = 'pms_verify';
 
@@ -23,6 +24,8 @@ export interface VerifyLogicalOptions {
   /** Files the throwaway server must not be able to read; by default every secret file pms-backup's environment names. */
   readonly protectedFiles?: readonly string[];
   readonly onCluster?: (cluster: ThrowawayCluster) => void;
+  /** Restore into the server `pms-backup verify-server` runs there (the verify pod's sidecar) instead of starting one. */
+  readonly attachSocketDir?: string;
   readonly signal?: AbortSignal;
 }
 
@@ -52,67 +55,89 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
     },
   ];
   const major = Math.floor(manifest.serverVersionNum / 10000);
+  const protectedFiles = options.protectedFiles ?? secretFilePaths(process.env);
   // pg_restore runs whatever the dump holds (index expressions, defaults, constraints) as the
   // superuser of this server: it is a sandbox, with nothing of ours to reach.
-  const sandbox = { protectedFiles: options.protectedFiles ?? secretFilePaths(process.env) };
-  await usingThrowawayCluster({ major, sandbox }, async (cluster) => {
-    options.onCluster?.(cluster);
-    checks.push(sandboxCheck(cluster));
-    const postgres = throwawayPostgres(cluster);
-    let restored = false;
-    try {
-      await restoreLogicalBackup({
-        manifest,
-        storage: options.storage,
-        postgres,
-        keys: options.keys,
-        trust: options.trust,
-        targetDb: TARGET_DB,
-        noOwner: true,
-        enforceRowCounts: false,
+  if (options.attachSocketDir !== undefined) {
+    await usingAttachedServer(
+      {
+        socketDir: options.attachSocketDir,
+        major,
+        protectedFiles,
+        database: TARGET_DB,
         ...(options.signal ? { signal: options.signal } : {}),
-      });
-      restored = true;
-      checks.push({
-        name: 'sha256',
-        ok: true,
-        detail: `${manifest.objects.map((o) => o.key).join(', ')}: sha256 and size match the manifest`,
-      });
-      checks.push({ name: 'openpgp-integrity', ok: true, detail: 'decrypted; OpenPGP modification detection code verified' });
-      checks.push({ name: 'restore', ok: true, detail: `pg_restore into a throwaway PostgreSQL ${major} completed without errors` });
-    } catch (error) {
-      const code = isPmsError(error) ? error.code : 'PMS_ERR_INTERNAL';
-      const message = (error as Error).message;
-      if (code === 'PMS_ERR_INTEGRITY' && /sha256|does not match its manifest/.test(message)) {
-        checks.push({ name: 'sha256', ok: false, detail: message });
-      } else if (code === 'PMS_ERR_INTEGRITY' || code === 'PMS_ERR_KEY') {
-        checks.push({ name: 'openpgp-integrity', ok: false, detail: message });
-      } else {
-        checks.push({ name: 'restore', ok: false, detail: message });
-      }
-    }
-    if (!restored) return;
-    const counted = await usingSandboxClient(postgres, (client) => countTableRows(client));
-    const actual = new Map(counted.map((t) => [`${t.schema}.${t.name}`, t.rows]));
-    const wrong = manifest.tables.filter((t) => actual.get(`${t.schema}.${t.name}`) !== t.rows);
-    const extra = counted.filter((t) => !manifest.tables.some((m) => m.schema === t.schema && m.name === t.name));
-    const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
-    checks.push(
-      wrong.length === 0 && extra.length === 0
-        ? { name: 'row-counts', ok: true, detail: `${manifest.tables.length} tables, ${rows} rows, every count equals the manifest` }
-        : {
-            name: 'row-counts',
-            ok: false,
-            detail: [
-              ...wrong.map(
-                (t) => `${t.schema}.${t.name}: manifest ${t.rows}, restored ${actual.get(`${t.schema}.${t.name}`) ?? 'missing'}`,
-              ),
-              ...extra.map((t) => `${t.schema}.${t.name}: not in the manifest`),
-            ].join('; '),
-          },
+      },
+      (server) => restoreAndCheck(options, checks, major, server.postgres(TARGET_DB), server.sandbox),
     );
-    checks.push(await usingSandboxClient(postgres, (client) => runAmcheck(client)));
+    checks.push({ name: 'cleanup', ok: true, detail: `restored database dropped from verify-server` });
+    return checks;
+  }
+  await usingThrowawayCluster({ major, sandbox: { protectedFiles } }, async (cluster) => {
+    options.onCluster?.(cluster);
+    await restoreAndCheck(options, checks, major, throwawayPostgres(cluster), sandboxCheck(cluster));
   });
   checks.push({ name: 'cleanup', ok: true, detail: 'throwaway server stopped and its files removed' });
   return checks;
+}
+
+async function restoreAndCheck(
+  options: VerifyLogicalOptions,
+  checks: Check[],
+  major: number,
+  postgres: PostgresConfig,
+  sandbox: Check,
+): Promise<void> {
+  const { manifest } = options;
+  checks.push(sandbox);
+  let restored = false;
+  try {
+    await restoreLogicalBackup({
+      manifest,
+      storage: options.storage,
+      postgres,
+      keys: options.keys,
+      trust: options.trust,
+      targetDb: TARGET_DB,
+      noOwner: true,
+      enforceRowCounts: false,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    restored = true;
+    checks.push({
+      name: 'sha256',
+      ok: true,
+      detail: `${manifest.objects.map((o) => o.key).join(', ')}: sha256 and size match the manifest`,
+    });
+    checks.push({ name: 'openpgp-integrity', ok: true, detail: 'decrypted; OpenPGP modification detection code verified' });
+    checks.push({ name: 'restore', ok: true, detail: `pg_restore into a throwaway PostgreSQL ${major} completed without errors` });
+  } catch (error) {
+    const code = isPmsError(error) ? error.code : 'PMS_ERR_INTERNAL';
+    const message = (error as Error).message;
+    if (code === 'PMS_ERR_INTEGRITY' && /sha256|does not match its manifest/.test(message)) {
+      checks.push({ name: 'sha256', ok: false, detail: message });
+    } else if (code === 'PMS_ERR_INTEGRITY' || code === 'PMS_ERR_KEY') {
+      checks.push({ name: 'openpgp-integrity', ok: false, detail: message });
+    } else {
+      checks.push({ name: 'restore', ok: false, detail: message });
+    }
+  }
+  if (!restored) return;
+  const counted = await usingSandboxClient(postgres, (client) => countTableRows(client));
+  const actual = new Map(counted.map((t) => [`${t.schema}.${t.name}`, t.rows]));
+  const wrong = manifest.tables.filter((t) => actual.get(`${t.schema}.${t.name}`) !== t.rows);
+  const extra = counted.filter((t) => !manifest.tables.some((m) => m.schema === t.schema && m.name === t.name));
+  const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
+  checks.push(
+    wrong.length === 0 && extra.length === 0
+      ? { name: 'row-counts', ok: true, detail: `${manifest.tables.length} tables, ${rows} rows, every count equals the manifest` }
+      : {
+          name: 'row-counts',
+          ok: false,
+          detail: [
+            ...wrong.map((t) => `${t.schema}.${t.name}: manifest ${t.rows}, restored ${actual.get(`${t.schema}.${t.name}`) ?? 'missing'}`),
+            ...extra.map((t) => `${t.schema}.${t.name}: not in the manifest`),
+          ].join('; '),
+        },
+  );
+  checks.push(await usingSandboxClient(postgres, (client) => runAmcheck(client)));
 }

@@ -17,6 +17,9 @@ const WITHHELD = new Set([
  * signing settings and the repository names exactly the ones it requires, and touches nothing.
  */
 export async function probeSigningNeeds(invocation: Invocation, env: Readonly<Record<string, string>>): Promise<SigningNeeds> {
+  // verify-server opens no repository and refuses to start with any key or credential in its
+  // environment (verify-server.test.ts proves that refusal), so it neither signs nor checks.
+  if (invocation.argv[0] === 'verify-server') return { signing: false, trust: false };
   const probe = Object.fromEntries(Object.entries(env).filter(([name]) => !WITHHELD.has(name)));
   const result = await runCli('pms-backup', invocation.argv, probe);
   const missing = new Set([...result.stderr.matchAll(/^\s+- ([A-Z0-9_]+) is not set: /gm)].map((m) => m[1]));

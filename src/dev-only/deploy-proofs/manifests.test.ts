@@ -11,6 +11,7 @@ import { canI } from './rbac.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
 import { trustedSignersText } from './signing-key-placement.js';
 import { validateManifest, validateManifests } from './schema-validation.js';
+import { VERIFY_OWNER, verifyPodViolations } from './verify-pod.js';
 
 let dev: Manifest[];
 let prod: Manifest[];
@@ -442,4 +443,67 @@ describe('RBAC', () => {
       assert.equal(canI(prod, { serviceAccount, namespace: ns, verb: 'get', resource: 'pods' }), false);
     }
   });
+});
+
+describe("verify's sidecar", () => {
+  /** A copy of the verify pod's spec, changed, for negative cases. */
+  function withVerifyPod(from: readonly Manifest[], change: (spec: Record<string, any>) => void): Manifest[] {
+    return from.map((o) => {
+      if (`${o.kind}/${o.metadata.name}` !== VERIFY_OWNER) return o;
+      const copy = structuredClone(o) as Record<string, any>;
+      change(copy['spec'].jobTemplate.spec.template.spec);
+      return copy as Manifest;
+    });
+  }
+  const sidecar = (spec: Record<string, any>) => spec['initContainers'].find((c: Record<string, unknown>) => c['name'] === 'verify-server');
+
+  test('dev and prod: the throwaway server runs in a sidecar of its own uid with no secret, sharing only the socket directory', () => {
+    assert.deepEqual(verifyPodViolations(dev), []);
+    assert.deepEqual(verifyPodViolations(prod), []);
+  });
+
+  const broken: Array<[string, (spec: Record<string, any>) => void, RegExp]> = [
+    ['no sidecar', (s) => delete s['initContainers'], /no verify-server container/],
+    ['the same uid', (s) => (sidecar(s).securityContext.runAsUser = 10001), /runs as uid 10001, the same as pms-backup/],
+    ['not a native sidecar', (s) => delete sidecar(s).restartPolicy, /native sidecar/],
+    [
+      'a secret volume mounted',
+      (s) => sidecar(s).volumeMounts.push({ name: 'secrets', mountPath: '/run/secrets/pms-backup', readOnly: true }),
+      /mounts secrets, which is not an emptyDir/,
+    ],
+    [
+      'a Secret in its environment',
+      (s) =>
+        sidecar(s).env.push({
+          name: 'POSTGRES_PASSWORD',
+          valueFrom: { secretKeyRef: { name: 'pms-backup-secrets', key: 'postgres-password' } },
+        }),
+      /POSTGRES_PASSWORD comes from a Secret/,
+    ],
+    [
+      'a key file named',
+      (s) => sidecar(s).env.push({ name: 'BACKUP_GPG_PRIVATE_KEY_FILE', value: '/x' }),
+      /names secrets: BACKUP_GPG_PRIVATE_KEY_FILE/,
+    ],
+    ['a second shared volume', (s) => sidecar(s).volumeMounts.push({ name: 'tmp', mountPath: '/shared-tmp' }), /share 2 volume\(s\)/],
+    ['a wrong client uid', (s) => (sidecar(s).command = ['pms-backup', 'verify-server', '--client-user', '10003']), /--client-user 10003/],
+    ['a shared process namespace', (s) => (s['shareProcessNamespace'] = true), /shareProcessNamespace/],
+    [
+      'verify not pointed at the socket',
+      (s) => {
+        const main = s['containers'][0];
+        main.env = main.env.filter((e: Record<string, unknown>) => e['name'] !== 'BACKUP_VERIFY_SERVER_SOCKET_DIR');
+      },
+      /pms-backup's BACKUP_VERIFY_SERVER_SOCKET_DIR is not the shared socket directory/,
+    ],
+  ];
+  for (const [name, change, expected] of broken) {
+    test(`a verify pod with ${name} is rejected`, () => {
+      const problems = verifyPodViolations(withVerifyPod(dev, change));
+      assert.ok(
+        problems.some((p) => expected.test(p)),
+        problems.join('\n'),
+      );
+    });
+  }
 });

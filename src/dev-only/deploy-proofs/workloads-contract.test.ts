@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { Writable } from 'node:stream';
@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadDecryptionKeys } from '../../crypto/keys.js';
 import { type TrustedSigners, loadSigningKey, loadTrustedSigners } from '../../crypto/signing.js';
 import { readEncrypted } from '../../pipeline/open-encrypted.js';
+import { SANDBOX_OS_USER } from '../../postgres/sandbox.js';
 import { freePort } from '../../postgres/throwaway-cluster.js';
 import { listBackups } from '../../repository/backup-catalog.js';
 import { readSignedRecord } from '../../repository/signed-record.js';
@@ -49,6 +50,7 @@ let drS3: S3rverHarness | undefined;
 let gateway: PushgatewayHarness | undefined;
 let root: string;
 let telemetryPort: number;
+let verifySocketDir: string;
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'pms-workloads-'));
@@ -69,11 +71,14 @@ before(async () => {
   });
   objects = [...dev, postgres.tlsSecret];
   telemetryPort = await freePort();
+  verifySocketDir = mkdtempSync(join(tmpdir(), 'pms-verify-socket-'));
+  chmodSync(verifySocketDir, 0o777);
 });
 
 after(async () => {
   await Promise.allSettled([postgres?.destroy(), s3?.destroy(), drS3?.destroy(), gateway?.stop()]);
   rmSync(root, { recursive: true, force: true });
+  if (verifySocketDir) rmSync(verifySocketDir, { recursive: true, force: true });
 });
 
 const SECRET_OVERRIDES = {
@@ -105,6 +110,7 @@ function container(owner: string, name: string): MaterialisedContainer {
       BACKUP_DR_S3_ENDPOINT: drS3.endpoint,
       PUSHGATEWAY_URL: gateway.url,
       TELEMETRY_PORT: String(telemetryPort),
+      BACKUP_VERIFY_SERVER_SOCKET_DIR: verifySocketDir,
     },
     secretOverrides: SECRET_OVERRIDES,
   });
@@ -166,6 +172,7 @@ describe('each workload gets exactly the signing keys its command needs', () => 
       'CronJob/pms-backup-base pms-backup: pms-backup base-backup': 'sign trust',
       'CronJob/pms-backup-monitor pms-backup: pms-backup monitor': '- trust',
       'CronJob/pms-backup-verify pms-backup: pms-backup verify latest': 'sign trust',
+      'CronJob/pms-backup-verify verify-server: pms-backup verify-server --client-user 10001': '- -',
       'CronJob/pms-backup-prune pms-backup: pms-backup prune': 'sign trust',
       'CronJob/pms-backup-copy pms-backup: pms-backup copy': 'sign trust',
       'CronJob/pms-backup-dr-prune pms-backup: pms-backup prune': 'sign trust',
@@ -384,14 +391,36 @@ describe('dev workloads run as rendered', () => {
   // stored and the DR copy's lag; prune keeps the newest backups.
   // The timeouts only stop a hang (a base backup waits for WAL archiving forever); they are not
   // performance thresholds.
-  for (const [cronJob, subcommand] of [
-    ['pms-backup-base', 'base-backup'],
-    ['pms-backup-verify', 'verify'],
-  ] as const) {
-    test(`CronJob ${cronJob} runs (pms-backup ${subcommand})`, { timeout: 600_000 }, async () => {
-      await runContainer(`CronJob/${cronJob}`, 'pms-backup');
+  test('CronJob pms-backup-base runs (pms-backup base-backup)', { timeout: 600_000 }, async () => {
+    await runContainer('CronJob/pms-backup-base', 'pms-backup');
+  });
+
+  // The verify pod's two containers share the socket emptyDir (one directory for both here).
+  // verify-server runs as pms-sandbox, standing for its uid 10002; verify runs as us, standing
+  // for 10001, so the sidecar's --client-user names us (verify-server.test.ts runs the two
+  // unprivileged uids themselves).
+  test('CronJob pms-backup-verify runs (pms-backup verify latest) against its verify-server sidecar', { timeout: 600_000 }, async () => {
+    const sidecar = container('CronJob/pms-backup-verify', 'verify-server');
+    assert.equal(sidecar.env['BACKUP_VERIFY_SERVER_SOCKET_DIR'], verifySocketDir);
+    const args = sidecar.command.slice(1).map((a, i, all) => (all[i - 1] === '--client-user' ? 'root' : a));
+    const server = spawn(process.execPath, [binPath('pms-backup'), ...args], {
+      env: { PATH: process.env['PATH'], ...sidecar.env },
+      uid: Number(execFileSync('id', ['-u', SANDBOX_OS_USER]).toString()),
+      gid: Number(execFileSync('id', ['-g', SANDBOX_OS_USER]).toString()),
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-  }
+    let serverErr = '';
+    server.stderr.setEncoding('utf8').on('data', (c: string) => (serverErr += c));
+    try {
+      const result = await runContainer('CronJob/pms-backup-verify', 'pms-backup');
+      assert.match(result.stdout, /^ok {3}sandbox +PostgreSQL 15 ran in verify-server as uid \d+, apart from pms-backup \(uid 0\)/m);
+    } finally {
+      const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+      server.kill('SIGTERM');
+      assert.equal(await exited, 0, serverErr);
+    }
+  });
 
   test('CronJob pms-backup-copy runs (pms-backup copy): every complete backup lands in the DR bucket, sha256-checked, with the DR credentials and endpoint', {
     timeout: 600_000,

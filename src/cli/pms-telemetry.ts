@@ -19,8 +19,8 @@ ${describeExitCodes()}
 `;
 
 /** Repeatable options (`--patient A --patient B`) collect into a list. */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 // Command modules are imported lazily so `--help` stays instant (changesets' habit).
@@ -76,12 +76,12 @@ export function buildProgram(): Command {
     .command('register')
     .description('issue a reader token for GET /v1/patients/{nhsNumber}/readings, scoped to the given patients or to all (printed once)')
     .requiredOption('--name <name>', 'the clinical system’s name (never reused, so the access trail stays unambiguous)')
-    .option('--patient <nhs-number>', 'a patient this reader may read (repeat for more)', collect, [])
+    .option('--patient <nhs-number>', 'a patient this reader may read (repeat for more)', collect)
     .option('--all-patients', 'this reader may read every patient (must be explicit)')
     .addOption(jsonOption())
     .addHelpText('after', '\nExactly one of --patient (one or more) or --all-patients is required.')
     .action(
-      action(async (options: { name: string; patient: string[]; allPatients?: boolean; json?: boolean }) => {
+      action(async (options: { name: string; patient?: string[]; allPatients?: boolean; json?: boolean }) => {
         const { runReaderRegister } = await import('../telemetry/commands/credential-commands.js');
         return runReaderRegister(options);
       }),
@@ -90,12 +90,12 @@ export function buildProgram(): Command {
     .command('scope')
     .description('replace an active reader’s scope, keeping its token; also re-enables a reader made before scopes existed')
     .argument('<name>')
-    .option('--patient <nhs-number>', 'a patient this reader may read (repeat for more)', collect, [])
+    .option('--patient <nhs-number>', 'a patient this reader may read (repeat for more)', collect)
     .option('--all-patients', 'this reader may read every patient (must be explicit)')
     .addOption(jsonOption())
     .addHelpText('after', '\nExactly one of --patient (one or more) or --all-patients is required.')
     .action(
-      action(async (name: string, options: { patient: string[]; allPatients?: boolean; json?: boolean }) => {
+      action(async (name: string, options: { patient?: string[]; allPatients?: boolean; json?: boolean }) => {
         const { runReaderScope } = await import('../telemetry/commands/credential-commands.js');
         return runReaderScope(name, options);
       }),

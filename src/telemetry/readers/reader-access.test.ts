@@ -327,6 +327,11 @@ describe('scoped readers and the reader access trail, against real PostgreSQL an
     assert.equal((await read(PATIENT_B, out.token)).status, 200);
     const again = await runCli('pms-telemetry', ['reader', 'register', '--name', 'renal-clinic', '--all-patients'], db.env);
     assert.equal(again.code, 7, 'a name is never reused');
+    const help = await runCli('pms-telemetry', ['reader', 'register', '--help'], {});
+    assert.match(
+      help.stdout,
+      /--patient <nhs-number>[\s\S]*--all-patients[\s\S]*Exactly one of --patient \(one or more\) or --all-patients/,
+    );
     const human = await runCli('pms-telemetry', ['reader', 'register', '--name', 'ed-triage', '--all-patients'], db.env);
     assert.match(human.stdout, /^reader ed-triage registered for all patients; its token \(shown only now\):\npmsr_/);
   });

@@ -409,6 +409,24 @@ export const SETTINGS = {
     hint: 'use a whole number of requests',
     help: 'requests a quiet device may send back-to-back',
   },
+  // A ward dashboard opening shows a few dozen patients at once, then refreshes them now and
+  // then: a larger burst than a device's, the same order of sustained rate.
+  TELEMETRY_READER_RATE_LIMIT_PER_MINUTE: {
+    schema: intSchema(1, 1_000_000),
+    default: '300',
+    group: 'telemetry',
+    readBy: TELEMETRY,
+    hint: 'use a whole number of requests per minute per reader',
+    help: 'sustained reads per reader token per minute (per replica)',
+  },
+  TELEMETRY_READER_RATE_LIMIT_BURST: {
+    schema: intSchema(1, 1_000_000),
+    default: '60',
+    group: 'telemetry',
+    readBy: TELEMETRY,
+    hint: 'use a whole number of requests',
+    help: 'reads a quiet reader may send back-to-back',
+  },
   // 1 MiB: a batch of 1000 readings is about 150 KB, so this leaves room without inviting abuse.
   TELEMETRY_BODY_LIMIT_BYTES: {
     schema: intSchema(1024, 64 * 1024 * 1024),

@@ -19,6 +19,8 @@ export interface TelemetryConfig {
   readonly retentionDays: number | undefined;
   readonly partitionsAheadMonths: number;
   readonly rateLimit: RateLimitConfig;
+  /** The same token bucket, per reader token. */
+  readonly readerRateLimit: RateLimitConfig;
   readonly bodyLimitBytes: number;
   readonly maxBatchReadings: number;
   readonly poolMax: number;
@@ -45,6 +47,10 @@ export function loadTelemetryConfig(env: Env): TelemetryConfig {
     rateLimit: {
       requestsPerMinute: settings.get('TELEMETRY_RATE_LIMIT_PER_MINUTE'),
       burst: settings.get('TELEMETRY_RATE_LIMIT_BURST'),
+    },
+    readerRateLimit: {
+      requestsPerMinute: settings.get('TELEMETRY_READER_RATE_LIMIT_PER_MINUTE'),
+      burst: settings.get('TELEMETRY_READER_RATE_LIMIT_BURST'),
     },
     bodyLimitBytes: settings.get('TELEMETRY_BODY_LIMIT_BYTES'),
     maxBatchReadings: settings.get('TELEMETRY_MAX_BATCH_READINGS'),

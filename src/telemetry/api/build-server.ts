@@ -33,6 +33,7 @@ export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInsta
     store: new ReadingStore(pool),
     metrics: createTelemetryMetrics(pool),
     limiter: new RateLimiter(config.rateLimit.requestsPerMinute, config.rateLimit.burst, deps.now),
+    readerLimiter: new RateLimiter(config.readerRateLimit.requestsPerMinute, config.readerRateLimit.burst, deps.now),
     now: deps.now ?? (() => Date.now()),
   };
   const app = Fastify({

@@ -7,6 +7,9 @@ export const HTTP_ERRORS = {
   'malformed-json': 400,
   'invalid-query': 400,
   unauthorized: 401,
+  // A reader asking for a patient outside its scope, or a reader made before scopes existed.
+  'patient-not-in-scope': 403,
+  'reader-not-scoped': 403,
   'not-found': 404,
   'body-too-large': 413,
   'unsupported-media-type': 415,

@@ -62,7 +62,7 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     ] as const) {
       tokens[device] = await db.registerDevice(device, patient);
     }
-    tokens['reader'] = (await registerReader(db.admin, 'ward-dashboard')).token;
+    tokens['reader'] = (await registerReader(db.admin, 'ward-dashboard', { allPatients: true })).token;
     // The server connects as a role holding only pms_telemetry_ingest, as in production.
     const config = db.ingestConfig({ TELEMETRY_RATE_LIMIT_BURST: '100000', TELEMETRY_RATE_LIMIT_PER_MINUTE: '100000' });
     pool = await openTelemetryPool(config);

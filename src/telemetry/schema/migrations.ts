@@ -163,9 +163,58 @@ GRANT SELECT, INSERT ON telemetry.reading_key TO ${INGEST_ROLE};
 GRANT SELECT ON telemetry.reading_key TO ${REPORTING_ROLE};
 `;
 
+// Readers become scoped and every read leaves a trail (DSPT, Caldicott: who looked at whose
+// data). all_patients is NULL for readers registered before this migration: they are refused
+// until `reader scope` gives them a scope, because turning old tokens into all-patients tokens
+// without anyone deciding it would widen access silently.
+const readerScopesAndTrail = /* sql */ `
+ALTER TABLE telemetry.reader ADD COLUMN all_patients boolean;
+
+CREATE TABLE telemetry.reader_patient (
+  reader_id bigint NOT NULL REFERENCES telemetry.reader (reader_id),
+  patient_nhs_number text NOT NULL CONSTRAINT reader_patient_nhs_number_valid CHECK (telemetry.nhs_number_is_valid(patient_nhs_number)),
+  PRIMARY KEY (reader_id, patient_nhs_number)
+);
+
+-- One row per read the API answered with data or refused for scope. The API may only INSERT,
+-- and only the columns below that it knows: the time and the database login are filled in by
+-- the server, so a compromised API can neither backdate nor impersonate another login.
+CREATE TABLE telemetry.reader_access (
+  access_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  accessed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  reader_id bigint NOT NULL REFERENCES telemetry.reader (reader_id),
+  reader_name text NOT NULL,
+  patient_nhs_number text NOT NULL,
+  outcome text NOT NULL CHECK (outcome IN ('ok', 'forbidden', 'unscoped')),
+  rows_returned integer NOT NULL CHECK (rows_returned >= 0),
+  -- The query as asked (code, from, to, limit), so an auditor sees what was looked at.
+  filters jsonb NOT NULL,
+  recorded_by text NOT NULL DEFAULT session_user
+);
+CREATE INDEX reader_access_accessed_at ON telemetry.reader_access (accessed_at);
+CREATE INDEX reader_access_patient ON telemetry.reader_access (patient_nhs_number, accessed_at);
+CREATE INDEX reader_access_reader ON telemetry.reader_access (reader_name, accessed_at);
+
+-- Append-only for every role that is subject to triggers, the owner included: changing the
+-- trail takes a deliberate schema change, not a stray UPDATE.
+CREATE FUNCTION telemetry.refuse_access_trail_change() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'telemetry.reader_access is append-only' USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER reader_access_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON telemetry.reader_access
+  FOR EACH STATEMENT EXECUTE FUNCTION telemetry.refuse_access_trail_change();
+
+GRANT SELECT (all_patients) ON telemetry.reader TO ${INGEST_ROLE};
+GRANT SELECT ON telemetry.reader_patient TO ${INGEST_ROLE};
+GRANT INSERT (reader_id, reader_name, patient_nhs_number, outcome, rows_returned, filters) ON telemetry.reader_access TO ${INGEST_ROLE};
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'reading store, devices, readers, quarantine, roles', sql: initial },
   { version: 2, name: 'one key per device reading id, whatever its measured_at', sql: readingKey },
+  { version: 3, name: 'reader scopes and the append-only reader access trail', sql: readerScopesAndTrail },
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

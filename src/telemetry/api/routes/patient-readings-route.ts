@@ -1,59 +1,54 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { toDbError } from '../../db/db-errors.js';
-import { bearerToken } from '../../devices/token.js';
-import { authenticateReader } from '../../readers/reader-registry.js';
+import type { FastifyInstance } from 'fastify';
+import { type ReadFilters, recordRefusal } from '../../readers/access-trail.js';
+import { type ReadingRow, readPatientReadings } from '../../readers/patient-read.js';
 import { isValidNhsNumber } from '../../validation/nhs-number.js';
 import { formatWithOffset, parseRfc3339 } from '../../validation/rfc3339.js';
 import { BLOOD_PRESSURE, DIASTOLIC, SYSTOLIC, VITAL_SIGNS } from '../../validation/vital-signs.js';
 import { HttpError } from '../http-error.js';
+import { readerAuth } from '../reader-auth.js';
 import type { ServerContext } from '../server-context.js';
 
-interface ReadingRow {
-  device_id: string;
-  reading_id: string;
-  code: string;
-  value: number | null;
-  unit: string;
-  systolic: number | null;
-  diastolic: number | null;
-  measured_at: Date;
-  measured_at_offset_minutes: number;
-  received_at: Date;
-}
-
 /**
- * GET /v1/patients/:nhsNumber/readings for clinical systems, with a reader token only: device
- * tokens live in another table and never match here. Served by the patient/code/time index.
+ * GET /v1/patients/:nhsNumber/readings for clinical systems, with a reader token only. A reader
+ * reads only the patients in its scope; every answered or refused read is appended to
+ * telemetry.reader_access. Logs name the reader and the outcome, never the patient (the trail,
+ * in the database, holds that).
  */
 export function registerPatientReadingsRoute(app: FastifyInstance, context: ServerContext): void {
-  app.get('/v1/patients/:nhsNumber/readings', { onRequest: readerAuth(context) }, async (request) => {
+  app.get('/v1/patients/:nhsNumber/readings', { onRequest: readerAuth(context) }, async (request, reply) => {
+    const reader = request.reader;
+    if (!reader) throw new HttpError('internal', 'reader authentication did not run');
     const { nhsNumber } = request.params as { nhsNumber: string };
     if (!isValidNhsNumber(nhsNumber)) throw new HttpError('invalid-query', 'the path must hold a valid 10-digit NHS number');
-    const q = request.query as Record<string, unknown>;
-    const code = optional(q['code']);
-    if (code !== undefined && !VITAL_SIGNS.has(code))
-      throw new HttpError('invalid-query', 'code must be a supported vital-sign LOINC code');
-    const from = time(q['from'], 'from');
-    const to = time(q['to'], 'to');
-    const limitText = optional(q['limit']) ?? '100';
-    const limit = /^[0-9]{1,4}$/.test(limitText) ? Number(limitText) : NaN;
-    if (!(limit >= 1 && limit <= 1000)) throw new HttpError('invalid-query', 'limit must be a whole number from 1 to 1000');
-    let rows: ReadingRow[];
-    try {
-      ({ rows } = await context.pool.query<ReadingRow>(
-        `SELECT device_id, reading_id, code, value, unit, systolic, diastolic, measured_at, measured_at_offset_minutes, received_at
-           FROM telemetry.reading
-          WHERE patient_nhs_number = $1 AND ($2::text IS NULL OR code = $2)
-            AND ($3::timestamptz IS NULL OR measured_at >= $3) AND ($4::timestamptz IS NULL OR measured_at < $4)
-          ORDER BY measured_at, code, device_id, reading_id
-          LIMIT $5`,
-        [nhsNumber, code ?? null, from ?? null, to ?? null, limit],
-      ));
-    } catch (error) {
-      throw toDbError(error, 'reading a patient’s readings');
+    const filters = parseFilters(request.query as Record<string, unknown>);
+    if (reader.allPatients === null) {
+      await recordRefusal(context.pool, reader, nhsNumber, 'unscoped', filters);
+      request.log.warn({ reader: reader.name, outcome: 'unscoped' }, 'patient readings refused: the reader has no scope');
+      throw new HttpError(
+        'reader-not-scoped',
+        'this reader token was issued before reader scopes existed and reads nothing until an operator runs: pms-telemetry reader scope NAME --patient … | --all-patients',
+      );
     }
-    return { readings: rows.map(present) };
+    const read = await readPatientReadings(context.pool, { ...reader, allPatients: reader.allPatients }, nhsNumber, filters);
+    if (!read.allowed) {
+      request.log.warn({ reader: reader.name, outcome: 'forbidden' }, 'patient readings refused: the patient is not in the reader’s scope');
+      throw new HttpError('patient-not-in-scope', 'this patient is not in the reader’s scope; the attempt has been recorded');
+    }
+    request.log.info({ reader: reader.name, outcome: 'ok', rows: read.rows.length }, 'patient readings read');
+    void reply.header('cache-control', 'no-store');
+    return { readings: read.rows.map(present) };
   });
+}
+
+function parseFilters(q: Record<string, unknown>): ReadFilters {
+  const code = optional(q['code']);
+  if (code !== undefined && !VITAL_SIGNS.has(code)) throw new HttpError('invalid-query', 'code must be a supported vital-sign LOINC code');
+  const from = time(q['from'], 'from');
+  const to = time(q['to'], 'to');
+  const limitText = optional(q['limit']) ?? '100';
+  const limit = /^[0-9]{1,4}$/.test(limitText) ? Number(limitText) : NaN;
+  if (!(limit >= 1 && limit <= 1000)) throw new HttpError('invalid-query', 'limit must be a whole number from 1 to 1000');
+  return { code: code ?? null, from: from ?? null, to: to ?? null, limit };
 }
 
 function present(row: ReadingRow): Record<string, unknown> {
@@ -87,16 +82,4 @@ function time(value: unknown, name: string): string | undefined {
   if (text === undefined) return undefined;
   if (!parseRfc3339(text)) throw new HttpError('invalid-query', `${name} must be an RFC 3339 date-time with an offset`);
   return text;
-}
-
-function readerAuth(context: ServerContext) {
-  return async (request: FastifyRequest): Promise<void> => {
-    const token = bearerToken(request.headers.authorization, 'reader');
-    const reader = token === undefined ? undefined : await authenticateReader(context.pool, token);
-    if (!reader)
-      throw new HttpError('unauthorized', 'a valid reader token is required (Authorization: Bearer pmsr_…)', {
-        'www-authenticate': 'Bearer',
-      });
-    request.log.info({ reader: reader.name }, 'patient readings requested');
-  };
 }

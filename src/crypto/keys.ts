@@ -74,9 +74,10 @@ async function readArmored(path: string, what: string, variable: string): Promis
 
 export async function readPublicKeyFile(path: string): Promise<openpgp.Key[]> {
   const armored = await readArmored(path, 'public key', 'BACKUP_GPG_PUBLIC_KEY_FILE');
+  let keys: openpgp.Key[];
   try {
     const blocks = await Promise.all(armorBlocks(armored, 'PUBLIC').map((block) => openpgp.readKeys({ armoredKeys: block })));
-    return blocks.flat();
+    keys = blocks.flat();
   } catch (error) {
     throw new PmsError(
       'PMS_ERR_KEY',
@@ -84,6 +85,24 @@ export async function readPublicKeyFile(path: string): Promise<openpgp.Key[]> {
       { cause: error },
     );
   }
+  refusePrivateKeys(keys, path, 'BACKUP_GPG_PUBLIC_KEY_FILE', 'every job that encrypts would then hold the key that decrypts every backup');
+  return keys;
+}
+
+/**
+ * openpgp reads a secret key wherever a public one is asked for (it holds the public part too),
+ * so a private key mounted as a public key file would work silently, and the decryption key
+ * would sit in every job that only needs to encrypt. Refused, by what the parsed packets are,
+ * not by the armor's header line.
+ */
+export function refusePrivateKeys(keys: readonly openpgp.Key[], path: string, variable: string, why: string): void {
+  const secret = keys.filter((k) => k.isPrivate());
+  if (secret.length === 0) return;
+  throw new PmsError(
+    'PMS_ERR_KEY',
+    `${variable}: ${path} holds a private key (${secret.map((k) => k.getFingerprint().toUpperCase()).join(', ')}), not only public keys: ${why}; mount the public key alone (gpg --armor --export FINGERPRINT) and keep the private key where only restore and verify read it`,
+    { details: { fingerprints: secret.map((k) => k.getFingerprint().toUpperCase()) } },
+  );
 }
 
 /**

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import * as openpgp from 'openpgp';
 import { PmsError } from '../errors/catalogue.js';
-import { type KeyDescription, describeKey } from './keys.js';
+import { type KeyDescription, describeKey, refusePrivateKeys } from './keys.js';
 
 /**
  * The notation every signature of ours carries: the repository key the signed bytes were
@@ -140,6 +140,7 @@ export async function loadTrustedSigners(file: string, now = new Date(), walOnly
       { cause: error },
     );
   }
+  refusePrivateKeys(keys, file, 'BACKUP_TRUSTED_SIGNERS_FILE', 'the trusted signers are public, mounted into every consumer');
   const descriptions = await Promise.all(keys.map((k) => describeKey(k, now)));
   const unknown = walOnly.filter((f) => !descriptions.some((d) => d.fingerprint === f));
   if (unknown.length > 0) {

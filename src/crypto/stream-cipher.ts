@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
-import { PmsError } from '../errors/catalogue.js';
+import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { DecryptionKeys, RecipientSet } from './keys.js';
 import { type SignatureFacts, type SigningKey, type TrustedSigners, checkSignatures, objectNotation, untrusted } from './signing.js';
 import { nodeToWeb, webToNode } from './web-stream-bridge.js';
@@ -75,9 +75,11 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys, v
   try {
     message = await openpgp.readMessage({ binaryMessage: nodeToWeb(encrypted) });
   } catch (error) {
-    throw new PmsError('PMS_ERR_INTEGRITY', `the backup object is not a readable OpenPGP message (${(error as Error).message})`, {
-      cause: error,
-    });
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `${verifyAs.objectKey} failed its OpenPGP check (expected an OpenPGP message, found: ${(error as Error).message}): the stored object was modified or truncated; refusing it`,
+      { cause: error, details: { key: verifyAs.objectKey, check: 'openpgp' } },
+    );
   }
   const wanted = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase());
   const available = keys.descriptions.flatMap((d) => d.keyIds);
@@ -103,7 +105,7 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys, v
       new PmsError('PMS_ERR_ABORTED', `the signature of ${verifyAs.objectKey} was not checked: the stream did not end`, { cause });
     const ended = new Promise<void>((resolve, reject) => {
       plaintext.once('end', resolve);
-      plaintext.once('error', (error) => reject(classifyCipherError(error) ?? notChecked(error)));
+      plaintext.once('error', (error) => reject(classifyCipherError(error, verifyAs.objectKey) ?? notChecked(error)));
       plaintext.once('close', () => reject(notChecked()));
     });
     const signature = ended.then(async () => {
@@ -119,14 +121,19 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys, v
   }
 }
 
-/** Maps an openpgp failure surfacing mid-stream to a typed error. */
-export function classifyCipherError(error: unknown): PmsError | undefined {
+/**
+ * Maps an openpgp failure surfacing mid-stream to a typed error, worded like every failed check
+ * (pipeline/integrity-error.ts). An error that is already ours is returned as it is: the same
+ * failure reaches several stages, and wrapping it again would repeat its sentence.
+ */
+export function classifyCipherError(error: unknown, key?: string): PmsError | undefined {
+  if (isPmsError(error)) return error.code === 'PMS_ERR_INTEGRITY' ? error : undefined;
   if (!(error instanceof Error)) return undefined;
   if (/Modification detected|MDC|Error during parsing|Unexpected end of packet|integrity|Ciphertext/i.test(error.message)) {
     return new PmsError(
       'PMS_ERR_INTEGRITY',
-      `the backup failed its OpenPGP integrity check (${error.message}): it was modified or truncated`,
-      { cause: error },
+      `${key ?? 'the object'} failed its OpenPGP integrity check (expected an intact OpenPGP message, found: ${error.message}): the stored object was modified or truncated; refusing it`,
+      { cause: error, details: { ...(key ? { key } : {}), check: 'openpgp' } },
     );
   }
   return undefined;

@@ -66,6 +66,7 @@ export interface OpenedObject {
 export async function openEncrypted(options: OpenEncryptedOptions): Promise<OpenedObject> {
   const link = linkAbort(options.signal);
   try {
+    if (options.stored) await checkStoredSize(options.storage, options.key, options.stored);
     const source = await options.storage.get(options.key, { signal: link.controller.signal });
     return await decryptFrom(source, options, link);
   } catch (error) {
@@ -115,7 +116,7 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
           await zstdVerdict;
           throw new PmsError('PMS_ERR_ABORTED', `zstd stopped reading ${options.key}`, { cause: error });
         }
-        throw classifyCipherError(error) ?? error;
+        throw classifyCipherError(error, options.key) ?? error;
       }),
       zstdVerdict,
       pipeline(zstd.child.stdout!, plainMeter),
@@ -123,12 +124,19 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
   } else {
     stages.push(
       pipeline(decrypted, plainMeter).catch((error: unknown) => {
-        throw classifyCipherError(error) ?? error;
+        throw classifyCipherError(error, options.key) ?? error;
       }),
     );
   }
   stages.push(signature);
   const verified = settleAll(stages, abort)
+    .catch((error: unknown) => {
+      // When the whole object went by, a wrong size or sha256 says more than whichever stage
+      // tripped over the changed bytes first (OpenPGP, zstd, the consumer).
+      const digest = fetched.sha256IfEnded;
+      if (options.stored && digest !== undefined) checkStored(options.key, options.stored, fetched);
+      throw error;
+    })
     .then(async (): Promise<ReadFacts> => {
       if (options.stored) checkStored(options.key, options.stored, fetched);
       const signed = await signature;
@@ -197,6 +205,14 @@ export async function readEncryptedBytes(options: OpenEncryptedOptions): Promise
   const opened = await decryptFrom(NodeReadable.from([ciphertext]), options, linkAbort(options.signal));
   const [plain] = await consumeVerified(opened, (plaintext) => buffer(plaintext));
   return plain;
+}
+
+/** The object's size against the manifest's, asked of the store before a byte is fetched. */
+async function checkStoredSize(storage: Storage, key: string, expected: ExpectedStored): Promise<void> {
+  const info = await storage.head(key);
+  // A missing object is reported by get(), as not found.
+  if (info !== undefined && info.bytes !== expected.bytes)
+    throw integrityMismatch(key, 'size', `${expected.bytes} bytes`, `${info.bytes} bytes`);
 }
 
 function checkStored(key: string, expected: ExpectedStored, fetched: ByteMeter): void {

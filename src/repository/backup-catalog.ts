@@ -4,6 +4,7 @@ import type { Storage } from '../storage/storage.js';
 import { BACKUPS_PREFIX, backupIdOfKey, manifestKey, timeOfId } from './layout.js';
 import { type Manifest, type ManifestKind, parseManifest } from './manifest.js';
 import { readSignedRecord } from './signed-record.js';
+import { type VerificationSummary, newestVerifications } from './verification-record.js';
 
 /**
  * complete: a manifest signed by a trusted key; untrusted: a manifest whose signature is
@@ -30,6 +31,27 @@ export interface BackupEntry {
   readonly signer?: string;
   /** Untrusted because the manifest carries no signature at all (made before signing): --allow-unsigned may restore it. */
   readonly unsigned?: boolean;
+  /** The newest trusted verification of this backup (listBackups with verifications only). */
+  readonly verification?: VerificationSummary;
+}
+
+/** A complete backup whose newest verification failed: shown as `failed`, skipped by `latest`. */
+export function failedVerification(entry: BackupEntry): boolean {
+  return entry.status === 'complete' && entry.verification?.ok === false;
+}
+
+/** listBackups, each entry with its newest trusted verification (list, latest). */
+export async function listBackupsWithVerifications(storage: Storage, trust: CatalogTrust): Promise<BackupEntry[]> {
+  const [entries, verifications] = await Promise.all([listBackups(storage, trust), newestVerifications(storage, trust)]);
+  return entries.map((entry) => {
+    const verification = verifications.get(entry.id);
+    return verification ? { ...entry, verification } : entry;
+  });
+}
+
+/** The newest complete backup of a kind that has not failed its newest verification, if any. */
+export function newestGood(entries: readonly BackupEntry[], kind: string, except?: string): BackupEntry | undefined {
+  return entries.find((e) => e.status === 'complete' && e.kind === kind && e.id !== except && !failedVerification(e));
 }
 
 /** What a reader accepts (allowUnsigned matters only to resolveBackup: a listing shows everything). */
@@ -107,12 +129,28 @@ export async function resolveBackup<K extends ManifestKind>(
   reference: string,
   kind: K,
   trust: CatalogTrust,
+  options: { onNote?: (note: string) => void } = {},
 ): Promise<Extract<Manifest, { kind: K }>> {
-  const entries = await listBackups(storage, trust);
+  const entries = reference === 'latest' ? await listBackupsWithVerifications(storage, trust) : await listBackups(storage, trust);
   if (reference === 'latest') {
-    const newest = entries.find((e) => e.status === 'complete' && e.kind === kind);
+    const skipped = [];
+    for (const entry of entries) {
+      if (entry.status !== 'complete' || entry.kind !== kind) continue;
+      if (!failedVerification(entry)) break;
+      skipped.push(entry);
+    }
+    for (const entry of skipped)
+      options.onNote?.(
+        `latest skips backup ${entry.id}: its verification of ${entry.verification?.verifiedAt} failed (${entry.verification?.failed.join(', ')})`,
+      );
+    const newest = newestGood(entries, kind);
     if (!newest?.manifest)
-      throw new PmsError('PMS_ERR_NOT_FOUND', `no complete, trusted ${kind} backup in ${storage.location}: run pms-backup create first`);
+      throw new PmsError(
+        'PMS_ERR_NOT_FOUND',
+        skipped.length > 0
+          ? `no ${kind} backup in ${storage.location} that has not failed verification (${skipped.map((e) => e.id).join(', ')} failed): see pms-backup list`
+          : `no complete, trusted ${kind} backup in ${storage.location}: run pms-backup create first`,
+      );
     return newest.manifest as Extract<Manifest, { kind: K }>;
   }
   const entry = entries.find((e) => e.id === reference);

@@ -27,7 +27,6 @@ export function verificationKey(id: string, verifiedAt: Date): string {
 
 const VERIFICATION_FILE = /\/verification-\d{8}T\d{6}Z\.json$/;
 
-/** Every stored verification record, newest first (monitor, prune). */
 /** Stores a verify run's record beside its backup, signed by the verifying job. */
 export async function writeVerification(storage: Storage, record: Verification, signer: SigningKey): Promise<string> {
   const key = verificationKey(record.id, new Date(record.verifiedAt));
@@ -40,7 +39,34 @@ export async function writeVerification(storage: Storage, record: Verification, 
  * signature does not prove it is reported as a failed verification, never as a pass: a planted
  * "ok" record must not make an unverified backup look verified.
  */
-export async function listVerifications(storage: Storage, trust: TrustPolicy): Promise<Verification[]> {
+/** What `list` and `latest` know of a backup's verification: its newest trusted record. */
+export interface VerificationSummary {
+  readonly ok: boolean;
+  readonly verifiedAt: string;
+  /** Names of the checks that failed (empty when ok). */
+  readonly failed: readonly string[];
+}
+
+/**
+ * The newest verification of each backup, from trusted records only. A record that cannot be
+ * trusted is left out here (monitor's trust check reports it): a planted "failed" record must
+ * not make a good backup look bad and steer `latest` to an older one, any more than a planted
+ * "ok" may make a bad one look verified.
+ */
+export async function newestVerifications(storage: Storage, trust: TrustPolicy): Promise<Map<string, VerificationSummary>> {
+  const newest = new Map<string, VerificationSummary>();
+  for (const record of await listVerifications(storage, trust, { trustedOnly: true })) {
+    if (newest.has(record.id)) continue;
+    newest.set(record.id, { ok: record.ok, verifiedAt: record.verifiedAt, failed: record.checks.filter((c) => !c.ok).map((c) => c.name) });
+  }
+  return newest;
+}
+
+export async function listVerifications(
+  storage: Storage,
+  trust: TrustPolicy,
+  options: { trustedOnly?: boolean } = {},
+): Promise<Verification[]> {
   const keys: string[] = [];
   for await (const object of storage.list(BACKUPS_PREFIX)) {
     if (backupIdOfKey(object.key) !== undefined && VERIFICATION_FILE.test(object.key)) keys.push(object.key);
@@ -51,6 +77,7 @@ export async function listVerifications(storage: Storage, trust: TrustPolicy): P
       const { bytes } = await readSignedRecord(storage, key, trust.trusted);
       records.push(verificationSchema.parse(JSON.parse(bytes.toString('utf8'))));
     } catch (error) {
+      if (options.trustedOnly) continue;
       records.push({
         id: backupIdOfKey(key) ?? 'unknown',
         ok: false,

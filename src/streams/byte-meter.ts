@@ -26,6 +26,11 @@ export class ByteMeter extends Transform {
     callback();
   }
 
+  /** The sha256 if everything has passed (the stream ended), else undefined: never a partial digest. */
+  get sha256IfEnded(): string | undefined {
+    return this.#digest;
+  }
+
   /** Hex sha256 of everything that passed; only after the stream has ended. */
   get sha256(): string {
     if (this.#digest === undefined) throw new Error('ByteMeter.sha256 read before the stream ended');

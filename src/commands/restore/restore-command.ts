@@ -1,6 +1,8 @@
-import { resolveBackup } from '../../repository/backup-catalog.js';
+import { listBackupsWithVerifications, newestGood, resolveBackup } from '../../repository/backup-catalog.js';
+import type { TrustPolicy } from '../../crypto/signing.js';
+import type { Storage } from '../../storage/storage.js';
 import { loadDecryptionKeys } from '../../crypto/keys.js';
-import { PmsError } from '../../errors/catalogue.js';
+import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { type RestoreScope, restoreLogicalBackup } from './restore-logical-backup.js';
 import { isValidNhsNumber, normaliseNhsNumber } from '../../telemetry/validation/nhs-number.js';
 import { runBackupCommand } from '../../cli/backup-command.js';
@@ -46,12 +48,16 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
       needs: { repository: true, decryption: true, trust: true, signing: true },
       interruptible: true,
     },
-    async ({ config, storage, signal, trust }) => {
+    async ({ config, storage, signal, trust, logger }) => {
       const trustPolicy = await trust({ allowUnsigned: options.allowUnsigned ?? false });
       const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const repository = storage();
       const progress = new ProgressLine();
-      const manifest = await resolveBackup(repository, reference, 'logical', trustPolicy);
+      const manifest = await resolveBackup(repository, reference, 'logical', trustPolicy, {
+        onNote: (note) => {
+          logger.warn(note);
+        },
+      });
       const result = await restoreLogicalBackup({
         manifest,
         storage: repository,
@@ -63,7 +69,11 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
         noOwner: options.noOwner ?? false,
         signal,
         onProgress: (done, total) => progress.update(`restoring ${manifest.id}: ${formatBytes(done)} of ${formatBytes(total)}`),
-      }).finally(() => progress.done());
+      })
+        .catch(async (error: unknown) => {
+          throw await withGoodBackupHint(error, repository, trustPolicy, manifest.id);
+        })
+        .finally(() => progress.done());
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
       } else {
@@ -93,4 +103,21 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
       };
     },
   );
+}
+
+/**
+ * A backup that failed an integrity check cannot be restored; at 3 a.m. the next question is
+ * which one can. Names the newest other complete backup that has not failed verification.
+ */
+async function withGoodBackupHint(error: unknown, repository: Storage, trust: TrustPolicy, failedId: string): Promise<unknown> {
+  if (!isPmsError(error, 'PMS_ERR_INTEGRITY')) return error;
+  const entries = await listBackupsWithVerifications(repository, trust).catch(() => []);
+  const good = newestGood(entries, 'logical', failedId);
+  const hint = good
+    ? `; the newest other backup is ${good.id} (${good.verification?.ok ? `verified ${good.verification.verifiedAt}` : 'not verified yet'}): pms-backup restore ${good.id} --target-db NAME`
+    : '; no other complete logical backup is in the repository';
+  return new PmsError('PMS_ERR_INTEGRITY', `${error.message}${hint}`, {
+    cause: error,
+    ...(error.details ? { details: error.details } : {}),
+  });
 }

@@ -137,6 +137,107 @@ describe('backup operations', () => {
     }
   });
 
+  test('a truncated backup: verify fails its size check before decrypting (expected and found sizes), restore says so once', async () => {
+    const id = await createdId();
+    const dir = join(repoRoot, 'backups', id);
+    const name = readdirSync(dir).find((f) => f.endsWith('.gpg'))!;
+    const object = join(dir, name);
+    const bytes = readFileSync(object);
+    writeFileSync(object, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const dirsBefore = throwawayDirs();
+    try {
+      const verified = await cli(['verify', id, '--json']);
+      assert.equal(verified.code, 1, verified.stderr);
+      const report = JSON.parse(verified.stdout) as { ok: boolean; checks: Array<{ name: string; ok: boolean; detail: string }> };
+      const failed = report.checks.filter((c) => !c.ok);
+      assert.deepEqual(
+        failed.map((c) => c.name),
+        ['size'],
+      );
+      assert.equal(
+        failed[0]?.detail,
+        `backups/${id}/${name} failed its size check (expected ${bytes.length} bytes, found ${Math.floor(bytes.length / 2)} bytes): the stored object was modified or truncated; refusing it`,
+      );
+      assert.ok(!report.checks.some((c) => c.name === 'restore'), 'nothing was decrypted or restored');
+      assert.deepEqual(leftSince(dirsBefore), [], 'no throwaway server was started');
+      const restored = await cli(['restore', id, '--target-db', `truncated_${Date.now()}`]);
+      assert.equal(restored.code, 4, restored.stderr);
+      const line = restored.stderr.split('\n').find((l) => l.startsWith('error PMS_ERR_INTEGRITY')) ?? '';
+      assert.match(line, /failed its size check \(expected \d+ bytes, found \d+ bytes\)/);
+      assert.equal(line.split('failed its').length, 2, `worded once: ${line}`);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  test('a modified backup of the same size: verify fails its sha256 check with both digests, before decrypting', async () => {
+    const id = await createdId();
+    const dir = join(repoRoot, 'backups', id);
+    const name = readdirSync(dir).find((f) => f.endsWith('.gpg'))!;
+    const object = join(dir, name);
+    const bytes = readFileSync(object);
+    bytes[bytes.length - 40]! ^= 0x01;
+    writeFileSync(object, bytes);
+    try {
+      const verified = await cli(['verify', id, '--json']);
+      assert.equal(verified.code, 1, verified.stderr);
+      const report = JSON.parse(verified.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> };
+      const failed = report.checks.filter((c) => !c.ok);
+      assert.deepEqual(
+        failed.map((c) => c.name),
+        ['sha256'],
+      );
+      assert.match(
+        failed[0]?.detail ?? '',
+        new RegExp(`^backups/${id}/${name.replace('.', '\\.')} failed its sha256 check \\(expected [0-9a-f]{64}, found [0-9a-f]{64}\\)`),
+      );
+      const restored = await cli(['restore', id, '--target-db', `modified_${Date.now()}`]);
+      assert.equal(restored.code, 4, restored.stderr);
+      const line = restored.stderr.split('\n').find((l) => l.startsWith('error PMS_ERR_INTEGRITY')) ?? '';
+      assert.match(line, /failed its sha256 check \(expected [0-9a-f]{64}, found [0-9a-f]{64}\)/, line);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  test('a backup that failed verification is `failed` in list, skipped by latest with a note, and restoring it names the newest good one', async () => {
+    const good = await createdId();
+    const bad = await createdId();
+    const dir = join(repoRoot, 'backups', bad);
+    const object = join(dir, readdirSync(dir).find((f) => f.endsWith('.gpg'))!);
+    const bytes = readFileSync(object);
+    bytes[bytes.length - 40]! ^= 0x01;
+    writeFileSync(object, bytes);
+    try {
+      assert.equal((await cli(['verify', bad])).code, 1);
+      const listed = await cli(['list', '--json']);
+      assert.equal(listed.code, 0, listed.stderr);
+      const rows = JSON.parse(listed.stdout) as Array<{ id: string; status: string; verification?: { ok: boolean; failed: string[] } }>;
+      const badRow = rows.find((r) => r.id === bad);
+      assert.equal(badRow?.status, 'failed');
+      assert.deepEqual(badRow?.verification?.failed, ['sha256']);
+      assert.equal(rows.find((r) => r.id === good)?.status, 'complete');
+      const text = await cli(['list']);
+      assert.match(text.stdout, new RegExp(`^${bad} +logical +failed .* FAILED \\d+m ago +failed: sha256$`, 'm'));
+
+      const target = `latest_good_${Date.now()}`;
+      const restored = await cli(['restore', 'latest', '--target-db', target, '--json']);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.equal((JSON.parse(restored.stdout) as { id: string }).id, good);
+      assert.match(restored.stderr, new RegExp(`latest skips backup ${bad}: its verification of \\S+ failed \\(sha256\\)`));
+      await cluster.psql(`DROP DATABASE ${target}`);
+
+      const direct = await cli(['restore', bad, '--target-db', `direct_bad_${Date.now()}`]);
+      assert.equal(direct.code, 4, direct.stderr);
+      assert.match(
+        direct.stderr,
+        new RegExp(`the newest other backup is ${good} \\(not verified yet\\): pms-backup restore ${good} --target-db NAME`),
+      );
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
   test('an altered manifest is refused before it is parsed (exit 4, PMS_ERR_UNTRUSTED naming the object and its signer)', async () => {
     const id = await createdId();
     const manifest = join(repoRoot, 'backups', id, 'manifest.json');

@@ -9,6 +9,7 @@ import { sandboxCheck } from './sandbox-check.js';
 import { recoverBaseBackupInThrowawayCluster } from '../restore/pitr/recover-in-throwaway-cluster.js';
 import type { Storage } from '../../storage/storage.js';
 import { runAmcheck } from './amcheck.js';
+import { checkStoredObjects } from '../../pipeline/check-stored.js';
 import { usingSandboxClient } from './sandbox-client.js';
 import type { Check } from '../../repository/verification-record.js';
 
@@ -35,6 +36,9 @@ export async function verifyBaseBackup(options: {
       detail: `base backup of system ${manifest.systemIdentifier}, timeline ${manifest.timeline}, WAL ${manifest.startWalSegment}..${manifest.stopWalSegment}`,
     },
   ];
+  const stored = await checkStoredObjects(options.storage, manifest.objects, options.signal);
+  checks.push(stored);
+  if (!stored.ok) return checks;
   let cluster: ThrowawayCluster;
   try {
     const recovered = await recoverBaseBackupInThrowawayCluster({

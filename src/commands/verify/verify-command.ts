@@ -28,7 +28,11 @@ export async function runVerify(
           : (await listBackups(repository, trustPolicy)).find((e) => e.id === reference)?.kind === 'base'
             ? 'base'
             : 'logical';
-      const manifest = await resolveBackup(repository, reference, kind, trustPolicy);
+      const manifest = await resolveBackup(repository, reference, kind, trustPolicy, {
+        onNote: (note) => {
+          logger.warn(note);
+        },
+      });
       const attachSocketDir = config.operations.verifyServerSocketDir;
       if (attachSocketDir !== undefined && manifest.kind === 'base')
         throw new PmsError(

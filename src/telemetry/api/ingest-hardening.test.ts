@@ -315,6 +315,32 @@ describe('ingest hardening: poison readings, content types, failed authenticatio
       assert.equal((await send(tokens['valid-elsewhere'] ?? '', '198.51.100.9', 'v-elsewhere')).statusCode, 200);
       assert.equal((await send(tokens['valid-elsewhere'] ?? '', '203.0.113.7', 'v-throttled')).statusCode, 429);
 
+      // Readers' failures are throttled the same way, without a lookup of the reader table either.
+      const readerLookups = async () =>
+        Number(
+          (
+            await db.admin.query<{ n: string }>(
+              "SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_statements WHERE query LIKE '%FROM telemetry.reader WHERE token_hash%'",
+            )
+          ).rows[0]?.n,
+        );
+      const readersBefore = await readerLookups();
+      const readerStatuses: number[] = [];
+      for (let i = 0; i < 50; i += 1) {
+        const res = await server.app.inject({
+          method: 'GET',
+          url: `/v1/patients/${PATIENT_A}/readings`,
+          remoteAddress: '203.0.113.8',
+          headers: { authorization: `Bearer pmsr_guess${i}` },
+        });
+        readerStatuses.push(res.statusCode);
+      }
+      assert.deepEqual(
+        [readerStatuses.filter((s) => s === 401).length, readerStatuses.filter((s) => s === 429).length],
+        [AUTH_FAILURE_BURST, 50 - AUTH_FAILURE_BURST],
+      );
+      assert.equal((await readerLookups()) - readersBefore, AUTH_FAILURE_BURST, 'one reader lookup per 401, none per 429');
+
       // The same unknown token from many addresses is looked up once (negative cache).
       const cachedBefore = await tokenLookups();
       for (let i = 0; i < 50; i += 1) assert.equal((await send('pmsd_sameguess', `192.0.2.${i + 1}`, `s-${i}`)).statusCode, 401);

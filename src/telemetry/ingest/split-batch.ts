@@ -104,7 +104,39 @@ export function splitBatch(body: Buffer, key: string): SplitBatch {
     }
   }
   if (depth !== 0) throw malformed('brackets are not balanced');
-  return { envelope: parseEnvelope(body, spans), items: targetSeen ? spans.map((s) => parseItem(body, s)) : undefined };
+  return (
+    (targetSeen && parseWhole(body, key, spans)) || {
+      envelope: parseEnvelope(body, spans),
+      items: targetSeen ? spans.map((s) => parseItem(body, s)) : undefined,
+    }
+  );
+}
+
+/**
+ * The common case, at the cost of one JSON.parse: when no element is too deep or too large and
+ * the whole body decodes and parses, its array holds exactly the scanned elements, so they need
+ * no parse of their own (only the character check, and only when a \u escape occurs). Anything
+ * else returns undefined and takes the element-by-element path.
+ */
+function parseWhole(body: Buffer, key: string, spans: readonly Span[]): SplitBatch | undefined {
+  if (!spans.every((s) => s.end - s.start <= MAX_READING_BYTES && s.depth <= MAX_READING_DEPTH)) return undefined;
+  let text: string;
+  let value: unknown;
+  try {
+    text = decodeUtf8(body);
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const array = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+  if (!Array.isArray(array) || array.length !== spans.length) return undefined;
+  const escapes = text.includes('\\u');
+  const items = array.map((element: unknown, i): BatchItem => {
+    const bad = escapes ? unstorableCharacter(element) : undefined;
+    const span = spans[i] as Span;
+    return bad ? unstorable(body.subarray(span.start, span.end), bad) : { ok: true, value: element };
+  });
+  return { envelope: value, items };
 }
 
 /** Index of the quote ending the string that starts at `open`, or -1. */
@@ -191,11 +223,12 @@ function parseItem(body: Buffer, span: Span): BatchItem {
   }
   // NUL and unpaired surrogates can only arrive as \u escapes (raw ones fail above); PostgreSQL
   // stores neither in text or jsonb, so look for them only when an escape is present.
-  if (text.includes('\\u')) {
-    const bad = unstorableCharacter(value);
-    if (bad) return reject('invalid-character', `the reading contains ${bad}, which cannot be stored`);
-  }
-  return { ok: true, value };
+  const bad = text.includes('\\u') ? unstorableCharacter(value) : undefined;
+  return bad ? unstorable(raw, bad) : { ok: true, value };
+}
+
+function unstorable(raw: Buffer, what: string): BatchItem {
+  return { ok: false, reason: 'invalid-character', detail: `the reading contains ${what}, which cannot be stored`, raw: Buffer.from(raw) };
 }
 
 const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;

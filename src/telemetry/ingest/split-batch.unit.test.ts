@@ -16,7 +16,7 @@ const httpCode = (body: string | Buffer, key = 'readings'): string => {
   return 'none';
 };
 
-test('a well-formed batch splits into the same values JSON.parse gives, with the envelope around placeholders', () => {
+test('a well-formed batch splits into the same values JSON.parse gives', () => {
   const body = {
     readings: [{ a: 1, s: 'x,]}"\\' }, [1, [2, { b: '[' }]], 'str"ing', 42, null, { u: 'é☃😀', e: '\\u0041' }],
   };
@@ -25,13 +25,27 @@ test('a well-formed batch splits into the same values JSON.parse gives, with the
     result.items?.map((i) => (i.ok ? i.value : i.reason)),
     body.readings,
   );
-  assert.deepEqual(result.envelope, { readings: [0, 0, 0, 0, 0, 0] });
+  assert.deepEqual(result.envelope, body);
+});
+
+test('a NUL costs only its element; broken JSON in one element sends every element through its own parse', () => {
+  const result = split('{"readings":[{"a":1},{"b":"\\u0000"},[2]],"x":{"y":[3]}}');
+  assert.deepEqual(
+    result.items?.map((i) => (i.ok ? i.value : i.reason)),
+    [{ a: 1 }, 'invalid-character', [2]],
+  );
+  const broken = split('{"readings":[{"a":1},{"b" 2}],"x":{"y":[3]}}');
+  assert.deepEqual(
+    broken.items?.map((i) => (i.ok ? i.value : i.reason)),
+    [{ a: 1 }, 'malformed-reading'],
+  );
+  assert.deepEqual(broken.envelope, { readings: [0, 0], x: { y: [3] } }, 'the envelope around placeholders');
 });
 
 test('whitespace around elements and an empty array are fine; the key may be escaped; other keys stay in the envelope', () => {
   assert.deepEqual(split(' { "readings" : [ ] } ').items, []);
   assert.deepEqual(reasons('{"x":{"readings":[1]},"read\\u0069ngs":[ 1 ,\n2\t]}'), ['ok', 'ok']);
-  assert.deepEqual(split('{"x":{"readings":[1]},"readings":[1]}').envelope, { x: { readings: [1] }, readings: [0] });
+  assert.deepEqual(split('{"x":{"readings":[1]},"readings":[2]}').items, [{ ok: true, value: 2 }]);
   assert.equal(split('{"other":[1]}').items, undefined);
   assert.equal(split('[{"readings":[1]}]').items, undefined, 'only a top-level object has the key');
   assert.deepEqual(split('{"resourceType":"Bundle","entry":[{"resource":{}}]}', 'entry').items, [{ ok: true, value: { resource: {} } }]);

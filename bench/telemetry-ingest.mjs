@@ -53,6 +53,7 @@ try {
       POSTGRES_USER: 'telemetry_service',
       TELEMETRY_HOST: '127.0.0.1',
       TELEMETRY_PORT: String(port),
+      TELEMETRY_METRICS_PORT: String(await freePort()),
       TELEMETRY_LOG_LEVEL: 'warn',
       TELEMETRY_POOL_MAX: String(DEVICES),
       TELEMETRY_RATE_LIMIT_PER_MINUTE: '1000000',

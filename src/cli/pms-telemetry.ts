@@ -7,7 +7,8 @@ const ENVIRONMENT_HELP = `
 Configuration (environment; POSTGRES_PASSWORD may instead be given as POSTGRES_PASSWORD_FILE):
   POSTGRES_HOST (localhost)  POSTGRES_PORT (5432)  POSTGRES_DB (patient_telemetry)
   POSTGRES_USER  POSTGRES_PASSWORD  POSTGRES_SSLMODE (prefer)  POSTGRES_SSLROOTCERT
-  TELEMETRY_HOST (0.0.0.0)  TELEMETRY_PORT (8080)
+  TELEMETRY_HOST (0.0.0.0)  TELEMETRY_PORT (8080)  TELEMETRY_METRICS_PORT (9464; /metrics only)
+  TELEMETRY_TRUSTED_PROXIES (none; CIDRs whose X-Forwarded-For names the client)
   TELEMETRY_RETENTION_DAYS (never; at least 31)   TELEMETRY_PARTITIONS_AHEAD_MONTHS (3)
   TELEMETRY_RATE_LIMIT_PER_MINUTE (120)  TELEMETRY_RATE_LIMIT_BURST (20)   per device
   TELEMETRY_READER_RATE_LIMIT_PER_MINUTE (300)  TELEMETRY_READER_RATE_LIMIT_BURST (60)   per reader token
@@ -152,7 +153,7 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description(
-      'run the ingest API (POST /v1/readings, POST /fhir/Bundle, GET /v1/patients/{nhsNumber}/readings, /healthz, /readyz, /metrics)',
+      'run the ingest API (POST /v1/readings, POST /fhir/Bundle, GET /v1/patients/{nhsNumber}/readings, /healthz, /readyz) and /metrics on TELEMETRY_METRICS_PORT',
     )
     .action(
       action(async () => {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 
@@ -32,6 +33,26 @@ export const fingerprintListSchema = z
       .filter((f) => f !== ''),
   )
   .refine((list) => list.length > 0 && list.every((f) => /^[0-9A-F]{40}$/.test(f)));
+
+/** A comma-separated list of IP addresses or CIDR blocks (e.g. 10.0.0.0/8, fd00::/8). */
+export const cidrListSchema = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((c) => c.trim())
+      .filter((c) => c !== ''),
+  )
+  .refine(
+    (list) =>
+      list.length > 0 &&
+      list.every((c) => {
+        const [address = '', prefix, ...rest] = c.split('/');
+        const family = isIP(address);
+        if (family === 0 || rest.length > 0) return false;
+        return prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+      }),
+  );
 
 export const keyIdSchema = z.string().refine((value) => /^(0x)?[0-9A-Fa-f]{8,40}$/.test(value.replace(/\s+/g, '')));
 

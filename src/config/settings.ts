@@ -4,6 +4,7 @@ import {
   SSL_MODES,
   absolutePathSchema,
   boolSchema,
+  cidrListSchema,
   daysSchema,
   endpointSchema,
   instanceSchema,
@@ -376,6 +377,24 @@ export const SETTINGS = {
     readBy: TELEMETRY,
     hint: 'use a TCP port number 1-65535',
     help: 'port the API listens on',
+  },
+  // Its own port, so the NetworkPolicy can let only Prometheus reach it (the API port is public).
+  TELEMETRY_METRICS_PORT: {
+    schema: portSchema,
+    default: '9464',
+    group: 'telemetry',
+    readBy: TELEMETRY,
+    hint: 'use a TCP port number 1-65535 other than TELEMETRY_PORT',
+    help: 'port serving /metrics (Prometheus only), on TELEMETRY_HOST',
+  },
+  // Failed authentication is throttled per client address: behind a reverse proxy that address
+  // comes from X-Forwarded-For, but only when the connection is from one of these proxies.
+  TELEMETRY_TRUSTED_PROXIES: {
+    schema: cidrListSchema,
+    group: 'telemetry',
+    readBy: TELEMETRY,
+    hint: 'use a comma-separated list of IP addresses or CIDR blocks, e.g. 10.0.0.0/8',
+    help: 'reverse proxies (IPs/CIDRs) whose X-Forwarded-For names the client; unset: trust none',
   },
   TELEMETRY_RETENTION_DAYS: {
     schema: telemetryRetentionSchema,

@@ -15,6 +15,9 @@ export interface TelemetryConfig {
   readonly postgres: PostgresConfig;
   readonly host: string;
   readonly port: number;
+  readonly metricsPort: number;
+  /** Proxies whose X-Forwarded-For is believed; empty: the client is the connection's peer. */
+  readonly trustedProxies: readonly string[];
   /** undefined = never drop partitions (the safe default; deletion is a deliberate setting). */
   readonly retentionDays: number | undefined;
   readonly partitionsAheadMonths: number;
@@ -42,6 +45,8 @@ export function loadTelemetryConfig(env: Env): TelemetryConfig {
     postgres: parsePostgres(settings, p),
     host: settings.get('TELEMETRY_HOST'),
     port: settings.get('TELEMETRY_PORT'),
+    metricsPort: settings.get('TELEMETRY_METRICS_PORT'),
+    trustedProxies: settings.get('TELEMETRY_TRUSTED_PROXIES') ?? [],
     retentionDays: settings.get('TELEMETRY_RETENTION_DAYS'),
     partitionsAheadMonths: settings.get('TELEMETRY_PARTITIONS_AHEAD_MONTHS'),
     rateLimit: {
@@ -59,6 +64,10 @@ export function loadTelemetryConfig(env: Env): TelemetryConfig {
     shutdownTimeoutMs: settings.get('TELEMETRY_SHUTDOWN_TIMEOUT_MS'),
     logLevel: settings.get('TELEMETRY_LOG_LEVEL'),
   };
+  if (config.metricsPort === config.port)
+    p.add(
+      `TELEMETRY_METRICS_PORT=${config.metricsPort} is invalid: it must differ from TELEMETRY_PORT (the API port does not serve /metrics)`,
+    );
   throwIfProblems(p);
   return deepFreeze(config);
 }

@@ -51,6 +51,7 @@ let gateway: PushgatewayHarness | undefined;
 let root: string;
 let telemetryPort: number;
 let verifySocketDir: string;
+let telemetryMetricsPort: number;
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'pms-workloads-'));
@@ -73,6 +74,7 @@ before(async () => {
   telemetryPort = await freePort();
   verifySocketDir = mkdtempSync(join(tmpdir(), 'pms-verify-socket-'));
   chmodSync(verifySocketDir, 0o777);
+  telemetryMetricsPort = await freePort();
 });
 
 after(async () => {
@@ -111,6 +113,7 @@ function container(owner: string, name: string): MaterialisedContainer {
       PUSHGATEWAY_URL: gateway.url,
       TELEMETRY_PORT: String(telemetryPort),
       BACKUP_VERIFY_SERVER_SOCKET_DIR: verifySocketDir,
+      TELEMETRY_METRICS_PORT: String(telemetryMetricsPort),
     },
     secretOverrides: SECRET_OVERRIDES,
   });
@@ -360,6 +363,9 @@ describe('dev workloads run as rendered', () => {
       }
       assert.equal(status, 200, `serve never became ready: ${stderr}`);
       assert.equal((await fetch(`http://127.0.0.1:${telemetryPort}/healthz`)).status, 200);
+      // Prometheus scrapes the metrics port (PodMonitor port "metrics"); the API port has no /metrics.
+      assert.equal((await fetch(`http://127.0.0.1:${telemetryMetricsPort}/metrics`)).status, 200);
+      assert.equal((await fetch(`http://127.0.0.1:${telemetryPort}/metrics`)).status, 404);
     } finally {
       child.kill('SIGTERM');
     }

@@ -4,7 +4,10 @@ import type pg from 'pg';
 import type { TelemetryConfig } from '../../config/telemetry-config.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import { ReadingStore } from '../ingest/reading-store.js';
+import { AuthThrottle } from './auth-throttle.js';
+import { registerBatchBodyParsers } from './batch-body-parser.js';
 import { HttpError } from './http-error.js';
+import { buildMetricsServer } from './metrics-server.js';
 import { RateLimiter } from './rate-limiter.js';
 import { registerFhirBundleRoute } from './routes/fhir-bundle-route.js';
 import { registerHealthRoutes } from './routes/health-routes.js';
@@ -25,7 +28,9 @@ export interface ServerDeps {
  * The ingest API as a Fastify instance (not listening: serve.ts or a test does that). Logs are
  * JSON with the route pattern, never the URL (it contains NHS numbers), and never headers.
  */
-export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInstance; context: ServerContext }> {
+export async function buildServer(
+  deps: ServerDeps,
+): Promise<{ app: FastifyInstance; metricsApp: FastifyInstance; context: ServerContext }> {
   const { config, pool } = deps;
   const context: ServerContext = {
     config,
@@ -34,6 +39,7 @@ export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInsta
     metrics: createTelemetryMetrics(pool),
     limiter: new RateLimiter(config.rateLimit.requestsPerMinute, config.rateLimit.burst, deps.now),
     readerLimiter: new RateLimiter(config.readerRateLimit.requestsPerMinute, config.readerRateLimit.burst, deps.now),
+    authThrottle: new AuthThrottle(deps.now),
     now: deps.now ?? (() => Date.now()),
   };
   const app = Fastify({
@@ -41,6 +47,8 @@ export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInsta
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestIdHeader: false,
+    // request.ip (the failed-authentication throttle's key) from X-Forwarded-For only via these.
+    trustProxy: config.trustedProxies.length > 0 ? [...config.trustedProxies] : false,
     logger: {
       level: config.logLevel,
       ...(deps.logStream ? { stream: deps.logStream } : {}),
@@ -51,13 +59,6 @@ export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInsta
       },
     },
   });
-  // FHIR clients send application/fhir+json; parse it exactly like JSON (same size limit).
-  app.addContentTypeParser(
-    'application/fhir+json',
-    { parseAs: 'string', bodyLimit: config.bodyLimitBytes },
-    app.getDefaultJsonParser('error', 'error'),
-  );
-
   app.addHook('onResponse', async (request, reply) => {
     context.metrics.requests.inc({
       route: request.routeOptions.url ?? 'unmatched',
@@ -80,11 +81,17 @@ export async function buildServer(deps: ServerDeps): Promise<{ app: FastifyInsta
   });
 
   registerHealthRoutes(app, context);
-  registerReadingsRoute(app, context);
-  registerFhirBundleRoute(app, context);
+  // The ingest routes get the raw body (batch-body-parser.ts) in a scope of their own.
+  await app.register(async (ingest) => {
+    registerBatchBodyParsers(ingest, config.bodyLimitBytes);
+    registerReadingsRoute(ingest, context);
+    registerFhirBundleRoute(ingest, context);
+  });
   registerPatientReadingsRoute(app, context);
+  const metricsApp = await buildMetricsServer(context.metrics);
+  app.addHook('onClose', async () => metricsApp.close());
   await app.ready();
-  return { app, context };
+  return { app, metricsApp, context };
 }
 
 function toHttpError(error: unknown): HttpError {

@@ -6,12 +6,13 @@ import type { ServerContext } from './server-context.js';
 
 /**
  * onRequest hook for device routes: authenticate before the body is read (an unknown caller
- * cannot make us parse a megabyte), then apply the device's rate limit.
+ * cannot make us parse a megabyte), then apply the device's rate limit. Failures are throttled
+ * per client address before the database is asked (auth-throttle.ts).
  */
 export function deviceAuth(context: ServerContext) {
   return async (request: FastifyRequest): Promise<void> => {
     const token = bearerToken(request.headers.authorization, 'device');
-    const device = token === undefined ? undefined : await authenticateDevice(context.pool, token);
+    const device = await context.authThrottle.authenticate(request, token, (t) => authenticateDevice(context.pool, t));
     if (!device)
       throw new HttpError('unauthorized', 'a valid device token is required (Authorization: Bearer pmsd_…)', {
         'www-authenticate': 'Bearer',

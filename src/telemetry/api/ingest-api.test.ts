@@ -13,7 +13,9 @@ import { buildServer } from './build-server.js';
 let db: TelemetryTestDb;
 let pool: pg.Pool;
 let app: FastifyInstance;
+let metricsApp: FastifyInstance;
 let base: string;
+let metricsBase: string;
 const logs = new LogCapture();
 const tokens: Record<string, string> = {};
 
@@ -66,10 +68,13 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     // The server connects as a role holding only pms_telemetry_ingest, as in production.
     const config = db.ingestConfig({ TELEMETRY_RATE_LIMIT_BURST: '100000', TELEMETRY_RATE_LIMIT_PER_MINUTE: '100000' });
     pool = await openTelemetryPool(config);
-    ({ app } = await buildServer({ config, pool, logStream: logs }));
+    ({ app, metricsApp } = await buildServer({ config, pool, logStream: logs }));
     await app.listen({ port: 0, host: '127.0.0.1' });
+    await metricsApp.listen({ port: 0, host: '127.0.0.1' });
     const address = app.server.address();
     base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    const metricsAddress = metricsApp.server.address();
+    metricsBase = `http://127.0.0.1:${typeof metricsAddress === 'object' && metricsAddress ? metricsAddress.port : 0}`;
   });
 
   after(async () => {
@@ -129,8 +134,10 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     );
     assert.deepEqual(rows[0]?.payload, 42, 'the rejected reading is kept exactly as sent');
     assert.ok(rows.every((r) => r.patient_nhs_number === PATIENT_A));
-    // invalid-status is FHIR-only and is covered by the FHIR test; together they cover the catalogue.
-    assert.deepEqual([...expected, 'invalid-status'].sort(), [...REJECTION_REASONS].sort());
+    // invalid-status is FHIR-only and is covered by the FHIR test, the readings turned away before
+    // parsing by ingest-hardening.test.ts; together they cover the catalogue.
+    const beforeParsing = ['reading-too-large', 'reading-too-deep', 'invalid-utf8', 'malformed-reading', 'invalid-character'];
+    assert.deepEqual([...expected, 'invalid-status', ...beforeParsing].sort(), [...REJECTION_REASONS].sort());
   });
 
   test('a resent batch is counted as duplicates and creates no second row', async () => {
@@ -437,10 +444,15 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id = 't-ok'"), 1);
   });
 
-  test('/healthz, /readyz and /metrics report process, database and counters by route, outcome and reason', async () => {
+  test('/healthz, /readyz and /metrics (on the metrics port only) report process, database and counters by route, outcome and reason', async () => {
     assert.deepEqual((await get('/healthz')).json, { status: 'ok' });
     assert.deepEqual((await get('/readyz')).json, { status: 'ready' });
-    const metrics = (await get('/metrics')).text;
+    assert.equal((await get('/metrics')).status, 404, 'the API port does not serve /metrics');
+    const scrape = await fetch(`${metricsBase}/metrics`);
+    assert.equal(scrape.status, 200);
+    const metrics = await scrape.text();
+    assert.equal((await fetch(`${metricsBase}/v1/readings`, { method: 'POST' })).status, 404, 'the metrics port serves nothing else');
+    assert.equal((await fetch(`${metricsBase}/healthz`)).status, 404);
     assert.match(metrics, /pms_telemetry_http_requests_total\{route="\/v1\/readings",method="POST",status="200"\} \d+/);
     assert.match(metrics, /pms_telemetry_http_requests_total\{route="\/v1\/readings",method="POST",status="401"\} \d+/);
     assert.match(metrics, /pms_telemetry_http_requests_total\{route="\/v1\/patients\/:nhsNumber\/readings",method="GET",status="200"\}/);

@@ -12,7 +12,8 @@ import type { ServerContext } from './server-context.js';
 export function readerAuth(context: ServerContext) {
   return async (request: FastifyRequest): Promise<void> => {
     const token = bearerToken(request.headers.authorization, 'reader');
-    const reader = token === undefined ? undefined : await authenticateReader(context.pool, token);
+    // Failures are throttled per client address before the database is asked, as for devices.
+    const reader = await context.authThrottle.authenticate(request, token, (t) => authenticateReader(context.pool, t));
     if (!reader)
       throw new HttpError('unauthorized', 'a valid reader token is required (Authorization: Bearer pmsr_…)', {
         'www-authenticate': 'Bearer',

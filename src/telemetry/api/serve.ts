@@ -8,6 +8,7 @@ import { buildServer } from './build-server.js';
 
 export interface RunningServer {
   readonly port: number;
+  readonly metricsPort: number;
   /** Stops accepting, lets in-flight requests finish, then closes the pool. */
   close(): Promise<void>;
 }
@@ -24,14 +25,23 @@ export async function startServe(config: TelemetryConfig, options: { logStream?:
     await ensurePartitionsAround(pool, new Date(), config.partitionsAheadMonths).catch((error: unknown) => {
       throw toDbError(error, 'creating upcoming partitions');
     });
-    const { app } = await buildServer({ config, pool, ...(options.logStream ? { logStream: options.logStream } : {}) });
-    await app.listen({ host: config.host, port: config.port });
+    const { app, metricsApp } = await buildServer({ config, pool, ...(options.logStream ? { logStream: options.logStream } : {}) });
+    try {
+      await metricsApp.listen({ host: config.host, port: config.metricsPort });
+      await app.listen({ host: config.host, port: config.port });
+    } catch (error) {
+      await app.close().catch(() => undefined);
+      throw error;
+    }
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    app.log.info({ port }, 'pms-telemetry listening');
+    const metricsAddress = metricsApp.server.address();
+    const metricsPort = typeof metricsAddress === 'object' && metricsAddress ? metricsAddress.port : config.metricsPort;
+    app.log.info({ port, metricsPort }, 'pms-telemetry listening');
     let closing: Promise<void> | undefined;
     return {
       port,
+      metricsPort,
       close() {
         closing ??= (async () => {
           app.log.info('shutting down: draining in-flight requests');

@@ -124,7 +124,13 @@ describe('pms-telemetry CLI against real PostgreSQL', () => {
     ).token as string;
     const port = await freePort();
     const child = spawn(process.execPath, [BIN, 'serve'], {
-      env: { PATH: process.env['PATH'] ?? '', ...env, TELEMETRY_PORT: String(port), TELEMETRY_HOST: '127.0.0.1' },
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        ...env,
+        TELEMETRY_PORT: String(port),
+        TELEMETRY_METRICS_PORT: String(await freePort()),
+        TELEMETRY_HOST: '127.0.0.1',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -1,6 +1,6 @@
 import { HttpError } from '../api/http-error.js';
-import type { EntryOutcome } from '../ingest/ingest-batch.js';
-import type { PreRejected } from '../ingest/ingest-batch.js';
+import { type EntryOutcome, PreRejected } from '../ingest/ingest-batch.js';
+import type { BatchItem, SplitBatch } from '../ingest/split-batch.js';
 import type { Rejection } from '../validation/reading-validator.js';
 
 export const LOINC = 'http://loinc.org';
@@ -21,23 +21,30 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
  * Maps a FHIR R4 batch/transaction Bundle of vital-signs Observations to readings. The bundle's
  * shape is checked here (400 when it is not a Bundle); each Observation is translated to the
  * /v1 reading shape and then goes through exactly the same validator, so both APIs share rules.
+ * `split` is the body split on `entry` (split-batch.ts): an entry that could not be parsed is
+ * rejected alone.
  */
-export function parseBundle(body: unknown, maxEntries: number): ParsedBundle {
+export function parseBundle(split: SplitBatch, maxEntries: number): ParsedBundle {
+  const body = split.envelope;
   if (!isObject(body) || body['resourceType'] !== 'Bundle') throw new HttpError('invalid-body', 'the body must be a FHIR Bundle resource');
   const type = body['type'];
   if (type !== 'batch' && type !== 'transaction') throw new HttpError('invalid-body', 'Bundle.type must be batch or transaction');
-  const entries = body['entry'];
-  if (!Array.isArray(entries) || entries.length === 0) throw new HttpError('invalid-body', 'Bundle.entry must be a non-empty array');
+  const entries = split.items;
+  if (!Array.isArray(body['entry']) || entries === undefined || entries.length === 0)
+    throw new HttpError('invalid-body', 'Bundle.entry must be a non-empty array');
   if (entries.length > maxEntries) throw new HttpError('invalid-body', `a Bundle may hold at most ${maxEntries} entries`);
-  return { type, readings: entries.map(mapEntry) };
+  return { type, readings: entries.map(mapItem) };
+}
+
+function mapItem(item: BatchItem): Json | PreRejected {
+  if (!item.ok) return new PreRejected({ readingId: null, reason: item.reason, detail: item.detail }, null, item.raw);
+  return mapEntry(item.value);
 }
 
 function mapEntry(entry: unknown): Json | PreRejected {
   const resource = isObject(entry) ? entry['resource'] : undefined;
-  const early = (reason: Rejection['reason'], detail: string, readingId: string | null = null): PreRejected => ({
-    preRejected: { readingId, reason, detail },
-    payload: entry,
-  });
+  const early = (reason: Rejection['reason'], detail: string, readingId: string | null = null): PreRejected =>
+    new PreRejected({ readingId, reason, detail }, entry);
   if (!isObject(resource) || resource['resourceType'] !== 'Observation')
     return early('invalid-reading', 'each entry must hold an Observation resource');
   const request = isObject(entry) ? entry['request'] : undefined;

@@ -16,14 +16,19 @@ export interface BatchOutcome {
   readonly entries: readonly EntryOutcome[];
 }
 
-/** A reading already turned away before validation (e.g. a FHIR entry that is not an Observation). */
-export interface PreRejected {
-  readonly preRejected: Rejection;
-  readonly payload: unknown;
-}
-
-export function isPreRejected(value: unknown): value is PreRejected {
-  return typeof value === 'object' && value !== null && 'preRejected' in value;
+/**
+ * A reading already turned away before validation (e.g. a FHIR entry that is not an Observation,
+ * or bytes that are not JSON). A class, not a shape: a device's reading that happens to have a
+ * `preRejected` field is data to validate, never a rejection it chose for itself.
+ */
+export class PreRejected {
+  constructor(
+    readonly rejection: Rejection,
+    /** The parsed entry, for the quarantine's jsonb payload. */
+    readonly payload: unknown,
+    /** The bytes as received, when they could not be parsed or stored as jsonb. */
+    readonly raw?: Buffer,
+  ) {}
 }
 
 /**
@@ -45,13 +50,17 @@ export async function ingestBatch(
   const rejected: { index: number; readingId: string | null; reason: string; detail: string }[] = [];
   const context = { nowMs: options.nowMs, patientNhsNumber: device.patientNhsNumber };
   inputs.forEach((input, index) => {
-    const result = isPreRejected(input) ? ({ ok: false, rejection: input.preRejected } as const) : validateReading(input, context);
+    const result = input instanceof PreRejected ? ({ ok: false, rejection: input.rejection } as const) : validateReading(input, context);
     if (result.ok) {
       valid.push(result.reading);
       validIndex.push(index);
       return;
     }
-    quarantine.push({ rejection: result.rejection, payload: isPreRejected(input) ? input.payload : input });
+    quarantine.push(
+      input instanceof PreRejected
+        ? { rejection: result.rejection, payload: input.payload, ...(input.raw ? { raw: input.raw } : {}) }
+        : { rejection: result.rejection, payload: input },
+    );
     entries[index] = { status: 'rejected', rejection: result.rejection };
     rejected.push({ index, readingId: result.rejection.readingId, reason: result.rejection.reason, detail: result.rejection.detail });
   });

@@ -9,6 +9,8 @@ export interface QuarantineItem {
   readonly rejection: Rejection;
   /** The reading exactly as received, so a reviewer can replay or correct it. */
   readonly payload: unknown;
+  /** Instead of payload: the bytes received, for a reading that could not be parsed or kept as jsonb. */
+  readonly raw?: Buffer;
 }
 
 export interface StoreResult {
@@ -28,9 +30,9 @@ export interface StoreResult {
  */
 const INSERT_BATCH = `
 WITH quarantined AS (
-  INSERT INTO telemetry.quarantined_reading (device_id, patient_nhs_number, reading_id, reason, detail, source, payload)
-  SELECT $1, $2, q.reading_id, q.reason, q.detail, $3, q.payload::jsonb
-    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS q(reading_id, reason, detail, payload)
+  INSERT INTO telemetry.quarantined_reading (device_id, patient_nhs_number, reading_id, reason, detail, source, payload, raw_payload)
+  SELECT $1, $2, q.reading_id, q.reason, q.detail, $3, q.payload::jsonb, q.raw_payload
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $16::bytea[]) AS q(reading_id, reason, detail, payload, raw_payload)
 ), incoming AS (
   SELECT * FROM unnest($8::text[], $9::text[], $10::float8[], $11::text[], $12::float8[], $13::float8[], $14::timestamptz[], $15::int2[])
        AS v(reading_id, code, value, unit, systolic, diastolic, measured_at, offset_minutes)
@@ -68,7 +70,7 @@ export class ReadingStore {
       quarantine.map((q) => q.rejection.readingId),
       quarantine.map((q) => q.rejection.reason),
       quarantine.map((q) => q.rejection.detail),
-      quarantine.map((q) => JSON.stringify(q.payload ?? null)),
+      quarantine.map((q) => (q.raw ? null : JSON.stringify(q.payload ?? null))),
       valid.map((v) => v.readingId),
       valid.map((v) => v.code),
       valid.map((v) => v.value),
@@ -77,6 +79,7 @@ export class ReadingStore {
       valid.map((v) => v.diastolic),
       valid.map((v) => v.measuredAt.text),
       valid.map((v) => v.measuredAt.offsetMinutes),
+      quarantine.map((q) => q.raw ?? null),
     ];
     let rows: { reading_id: string; measured_at: Date }[];
     try {

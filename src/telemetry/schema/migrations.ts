@@ -211,10 +211,21 @@ GRANT SELECT ON telemetry.reader_patient TO ${INGEST_ROLE};
 GRANT INSERT (reader_id, reader_name, patient_nhs_number, outcome, rows_returned, filters) ON telemetry.reader_access TO ${INGEST_ROLE};
 `;
 
+// A reading turned away before it could be parsed (too deep, too large, not UTF-8, not JSON, or
+// holding a NUL that jsonb refuses) is still quarantined: as the bytes received, in raw_payload.
+// Exactly one of payload and raw_payload is set.
+const rawQuarantine = /* sql */ `
+ALTER TABLE telemetry.quarantined_reading
+  ADD COLUMN raw_payload bytea,
+  ALTER COLUMN payload DROP NOT NULL,
+  ADD CONSTRAINT quarantined_reading_payload_or_raw CHECK ((payload IS NULL) <> (raw_payload IS NULL));
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'reading store, devices, readers, quarantine, roles', sql: initial },
   { version: 2, name: 'one key per device reading id, whatever its measured_at', sql: readingKey },
   { version: 3, name: 'reader scopes and the append-only reader access trail', sql: readerScopesAndTrail },
+  { version: 4, name: 'quarantine keeps unparseable readings as raw bytes', sql: rawQuarantine },
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

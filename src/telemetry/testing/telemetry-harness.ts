@@ -24,9 +24,12 @@ export interface TelemetryTestDb {
   destroy(): Promise<void>;
 }
 
-/** A throwaway PostgreSQL with the telemetry schema migrated; one per test file. */
-export async function startTelemetryTestDb(): Promise<TelemetryTestDb> {
-  const cluster = await startThrowawayCluster();
+/**
+ * A throwaway PostgreSQL with the telemetry schema migrated; one per test file. `settings` go to
+ * postgresql.conf (e.g. shared_preload_libraries for a test that counts statements).
+ */
+export async function startTelemetryTestDb(options: { settings?: Readonly<Record<string, string>> } = {}): Promise<TelemetryTestDb> {
+  const cluster = await startThrowawayCluster(options.settings ? { settings: options.settings } : {});
   let admin: pg.Pool | undefined;
   try {
     await cluster.psql('CREATE DATABASE patient_telemetry');

@@ -47,7 +47,7 @@ export function validateReading(input: unknown, context: ValidationContext): Val
     return reject(null, 'invalid-reading-id', 'readingId must be 1-128 characters of letters, digits, . _ : -');
   }
   const unknown = Object.keys(r).filter((k) => !FIELDS.has(k));
-  if (unknown.length > 0) return reject(readingId, 'unknown-field', `unknown field(s): ${unknown.slice(0, 5).join(', ')}`);
+  if (unknown.length > 0) return reject(readingId, 'unknown-field', `unknown field(s): ${unknown.slice(0, 5).map(shortName).join(', ')}`);
   // A device may only write its own patient's data; a payload naming anyone else is refused.
   if (r['patientId'] !== undefined && r['patientId'] !== context.patientNhsNumber) {
     return reject(readingId, 'patient-mismatch', 'patientId does not match the patient this device is registered to');
@@ -117,6 +117,12 @@ function parseComponents(input: unknown, unit: string): Map<string, number> | st
     found.set(code, value);
   }
   return found;
+}
+
+/** A field name as the detail may quote it: the sender chose it, so keep it short and printable. */
+export function shortName(name: string): string {
+  const safe = name.replace(/[^\x20-\x7e]/g, '?');
+  return safe.length > 40 ? `${safe.slice(0, 40)}…` : safe;
 }
 
 function reject(readingId: string | null, reason: RejectionReason, detail: string): Validation {

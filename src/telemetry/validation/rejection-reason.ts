@@ -16,6 +16,12 @@ export const REJECTION_REASONS = [
   'measured-too-old',
   'patient-mismatch',
   'invalid-status',
+  // Turned away before parsing (src/telemetry/ingest/split-batch.ts); quarantined as raw bytes.
+  'reading-too-large',
+  'reading-too-deep',
+  'invalid-utf8',
+  'malformed-reading',
+  'invalid-character',
 ] as const;
 
 export type RejectionReason = (typeof REJECTION_REASONS)[number];

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { bundleResponse, outcome, parseBundle } from '../../fhir/bundle-mapper.js';
 import { ingestBatch } from '../../ingest/ingest-batch.js';
+import { splitBatch } from '../../ingest/split-batch.js';
 import { deviceAuth } from '../device-auth.js';
 import { HttpError } from '../http-error.js';
 import type { ServerContext } from '../server-context.js';
@@ -16,7 +17,7 @@ export function registerFhirBundleRoute(app: FastifyInstance, context: ServerCon
   app.post('/fhir/Bundle', { onRequest: deviceAuth(context) }, async (request, reply) => {
     const device = request.device;
     if (!device) throw new HttpError('unauthorized', 'a valid device token is required');
-    const bundle = parseBundle(request.body, context.config.maxBatchReadings);
+    const bundle = parseBundle(splitBatch(request.body as Buffer, 'entry'), context.config.maxBatchReadings);
     const stop = context.metrics.batchSeconds.startTimer({ source: 'fhir' });
     const result = await ingestBatch(context.store, device, 'fhir', bundle.readings, {
       nowMs: context.now(),

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { toDbError } from '../../db/db-errors.js';
 import type { ServerContext } from '../server-context.js';
 
-/** /healthz: the process is up. /readyz: the database answers. /metrics: Prometheus text. */
+/** /healthz: the process is up. /readyz: the database answers. (/metrics has its own port: metrics-server.ts.) */
 export function registerHealthRoutes(app: FastifyInstance, context: ServerContext): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async () => {
@@ -12,9 +12,5 @@ export function registerHealthRoutes(app: FastifyInstance, context: ServerContex
       throw toDbError(error, 'checking readiness');
     }
     return { status: 'ready' };
-  });
-  app.get('/metrics', async (_request, reply) => {
-    void reply.type(context.metrics.registry.contentType);
-    return context.metrics.registry.metrics();
   });
 }

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { ingestBatch } from '../../ingest/ingest-batch.js';
+import { PreRejected, ingestBatch } from '../../ingest/ingest-batch.js';
+import { type SplitBatch, splitBatch } from '../../ingest/split-batch.js';
 import { deviceAuth } from '../device-auth.js';
+import { shortName } from '../../validation/reading-validator.js';
 import { HttpError } from '../http-error.js';
 import type { ServerContext } from '../server-context.js';
 import { recordReadings } from './record-readings.js';
@@ -13,8 +15,7 @@ export function registerReadingsRoute(app: FastifyInstance, context: ServerConte
   app.post('/v1/readings', { onRequest: deviceAuth(context) }, async (request) => {
     const device = request.device;
     if (!device) throw new HttpError('unauthorized', 'a valid device token is required');
-    const body = request.body as unknown;
-    const readings = shapeOf(body, context.config.maxBatchReadings);
+    const readings = shapeOf(splitBatch(request.body as Buffer, 'readings'), context.config.maxBatchReadings);
     const stop = context.metrics.batchSeconds.startTimer({ source: 'v1' });
     const outcome = await ingestBatch(context.store, device, 'v1', readings, { nowMs: context.now() });
     stop();
@@ -27,13 +28,19 @@ export function registerReadingsRoute(app: FastifyInstance, context: ServerConte
   });
 }
 
-function shapeOf(body: unknown, max: number): unknown[] {
+/** The readings of a `{"readings":[...]}` body; a reading that could not be parsed is rejected alone. */
+function shapeOf(split: SplitBatch, max: number): unknown[] {
+  const body = split.envelope;
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new HttpError('invalid-body', 'the body must be {"readings":[...]}');
   const extra = Object.keys(body).filter((k) => k !== 'readings');
-  if (extra.length > 0) throw new HttpError('invalid-body', `unknown top-level field(s): ${extra.slice(0, 5).join(', ')}`);
-  const readings = (body as { readings?: unknown }).readings;
-  if (!Array.isArray(readings) || readings.length === 0) throw new HttpError('invalid-body', 'readings must be a non-empty array');
+  // Names are echoed to help the developer, cut short: they are the sender's bytes.
+  if (extra.length > 0) throw new HttpError('invalid-body', `unknown top-level field(s): ${extra.slice(0, 5).map(shortName).join(', ')}`);
+  const readings = split.items;
+  if (!Array.isArray((body as { readings?: unknown }).readings) || readings === undefined || readings.length === 0)
+    throw new HttpError('invalid-body', 'readings must be a non-empty array');
   if (readings.length > max) throw new HttpError('invalid-body', `a batch may hold at most ${max} readings`);
-  return readings;
+  return readings.map((item) =>
+    item.ok ? item.value : new PreRejected({ readingId: null, reason: item.reason, detail: item.detail }, null, item.raw),
+  );
 }

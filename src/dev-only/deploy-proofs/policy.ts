@@ -1,5 +1,6 @@
 import { type Manifest, describe, isRecord } from './manifest.js';
 import { selectorMatches } from './label-selector.js';
+import { ipBlocksOf } from './network-reach.js';
 import { podSecurityViolations } from './pod-security.js';
 import { containersOf, field, podTemplates } from './pod-templates.js';
 
@@ -134,6 +135,10 @@ export function networkPolicyViolations(objects: readonly Manifest[]): string[] 
       found.push(`${pod.owner}: no NetworkPolicy selects its pods (labels ${JSON.stringify(pod.labels)})`);
     }
   }
+  // "Anywhere" (0.0.0.0/0, ::/0), even with exceptions, is how a backup pod came to reach any
+  // host on 443: name the object store's addresses instead (docs/deploy.md, "Egress").
+  for (const { policy, cidr } of ipBlocksOf(objects))
+    if (cidr.endsWith('/0')) found.push(`NetworkPolicy/${policy}: ipBlock ${cidr} allows any address; list the addresses it needs`);
   return found;
 }
 

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { parse } from 'yaml';
+import { runTool } from '../../process/tool-process.js';
 import type { Manifest } from './manifest.js';
 import { isRecord } from './manifest.js';
 import { selectorMatches } from './label-selector.js';
+import { containersOf, podTemplates } from './pod-templates.js';
 import { findPod } from './workload-environment.js';
 import { type Destination, ipBlocksOf, mayReach } from './network-reach.js';
 import { policyViolations } from './policy.js';
@@ -362,6 +366,77 @@ describe('egress', () => {
         assert.ok(!admits(findPod(objects, owner).labels), owner);
     });
   }
+});
+
+describe('release integrity', () => {
+  const ZERO = `sha256:${'0'.repeat(64)}`;
+  const images = (objects: readonly Manifest[]): string[] =>
+    [...new Set(podTemplates(objects).flatMap((pod) => containersOf(pod).map((c) => String(c.container['image']))))].sort();
+
+  test('every container image in the rendered prod overlay is name@sha256:<64 hex>, and a tag is rejected', () => {
+    const found = images(prod);
+    assert.deepEqual(
+      found.filter((i) => !/^[a-z0-9.-]+\/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$/.test(i)),
+      [],
+    );
+    assert.deepEqual(found.map((i) => i.split('@')[0]).sort(), [
+      'ghcr.io/nhs-pms/pms-backup',
+      'ghcr.io/nhs-pms/pms-postgres',
+      'ghcr.io/nhs-pms/pms-telemetry',
+      'quay.io/prometheuscommunity/postgres-exporter',
+    ]);
+    const original = find(prod, 'Deployment', 'pms-telemetry');
+    const tagged = mutate(original, (d) => (d.spec.template.spec.containers[0].image = 'ghcr.io/nhs-pms/pms-telemetry:0.1.0'));
+    assert.ok(policyViolations(replaced(prod, original, tagged), { environment: 'prod' }).some((f) => /is not name@sha256/.test(f)));
+  });
+
+  /** The deploy workflow's placeholder gate, run as the workflow runs it, in `dir`. */
+  const runGate = async (dir: string): Promise<{ code: number; output: string }> => {
+    const workflow = parse(readFileSync(join(DEPLOY_DIR, '..', '.github', 'workflows', 'deploy.yml'), 'utf8')) as Record<string, any>;
+    const step = (workflow['jobs']['prod-plan']['steps'] as Array<Record<string, any>>).find((s) =>
+      /^Refuse placeholders/.test(s['name'] ?? ''),
+    );
+    assert.ok(step, 'the prod plan has a placeholder gate');
+    try {
+      const { stdout } = await runTool('bash', ['-e', '-o', 'pipefail', '-c', String(step['run'])], {
+        cwd: dir,
+        env: { PATH: process.env['PATH'], GITHUB_OUTPUT: '/dev/null' },
+      });
+      return { code: 0, output: stdout };
+    } catch (error) {
+      return { code: 1, output: (error as Error).message };
+    }
+  };
+
+  test("the deploy workflow's gate refuses this repository's prod placeholders (digests, sealed values, CIDRs) and passes once they are replaced", async () => {
+    const work = mkdtempSync(join(tmpdir(), 'pms-gate-'));
+    try {
+      cpSync(DEPLOY_DIR, join(work, 'deploy'), { recursive: true });
+      const refused = await runGate(work);
+      assert.equal(refused.code, 1);
+      // Each kind of placeholder fails on its own.
+      const prodDir = join(work, 'deploy', 'overlays', 'prod');
+      const edit = (file: string, change: (text: string) => string): void =>
+        writeFileSync(join(prodDir, file), change(readFileSync(join(prodDir, file), 'utf8')));
+      edit('sealed-secrets.yaml', (t) => t.replace(/SEALED_PLACEHOLDER_run_kubeseal/g, 'AgBsealedvalue'));
+      edit('trusted-signers.asc', () => '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nstand-in\n-----END PGP PUBLIC KEY BLOCK-----\n');
+      assert.equal((await runGate(work)).code, 1, 'digests and CIDRs are still placeholders');
+      let n = 0;
+      edit('kustomization.yaml', (t) =>
+        t.replaceAll(ZERO, () => {
+          n += 1;
+          return `sha256:${String(n).padStart(64, 'a')}`;
+        }),
+      );
+      assert.ok(n >= 4, 'every image had a placeholder digest');
+      assert.equal((await runGate(work)).code, 1, 'the CIDRs are still placeholders');
+      edit('object-store-network.yaml', (t) => t.replace('192.0.2.0/24', '52.95.148.0/23').replace('198.51.100.0/24', '52.218.0.0/17'));
+      const passed = await runGate(work);
+      assert.equal(passed.code, 0, passed.output);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('schema validation', () => {

@@ -26,7 +26,7 @@ export function policyViolations(objects: readonly Manifest[], options: { readon
     ...imageViolations(objects),
     ...rbacViolations(objects),
     ...networkPolicyViolations(objects),
-    ...(options.environment === 'prod' ? plaintextSecretViolations(objects) : []),
+    ...(options.environment === 'prod' ? [...plaintextSecretViolations(objects), ...digestViolations(objects)] : []),
   ];
 }
 
@@ -91,6 +91,18 @@ export function imageViolations(objects: readonly Manifest[]): string[] {
         found.push(`${pod.owner} container ${name}: image ${String(image)} is not pinned to a version or digest`);
     }
   }
+  return found;
+}
+
+/** Prod runs what was approved: every image by digest, not a tag a push could move. */
+export function digestViolations(objects: readonly Manifest[]): string[] {
+  const found: string[] = [];
+  for (const pod of podTemplates(objects))
+    for (const { name, container } of containersOf(pod)) {
+      const image = String(container['image']);
+      if (!/^[a-z0-9][a-z0-9./-]*(:\d+)?\/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$/.test(image))
+        found.push(`${pod.owner} container ${name}: image ${image} is not name@sha256:<64 hex>`);
+    }
   return found;
 }
 

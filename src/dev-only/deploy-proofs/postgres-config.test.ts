@@ -229,6 +229,10 @@ describe('each login has exactly the privileges of its job', () => {
       'SELECT * FROM telemetry.reader',
       'SELECT * FROM telemetry.quarantined_reading',
       'SELECT * FROM telemetry.retention_log',
+      'SELECT * FROM telemetry.reader_access',
+      'UPDATE telemetry.reader_access SET rows_returned = 0',
+      'DELETE FROM telemetry.reader_access',
+      "INSERT INTO telemetry.reader_patient (reader_id, patient_nhs_number) VALUES (1, '9434765919')",
       "INSERT INTO telemetry.device (device_id, patient_nhs_number, token_hash) VALUES ('x', '9434765919', '\\x00')",
       'UPDATE telemetry.device SET revoked_at = now()',
       "INSERT INTO telemetry.reader (name, token_hash) VALUES ('x', '\\x00')",
@@ -245,7 +249,7 @@ describe('each login has exactly the privileges of its job', () => {
       await refused(logins.ingest, sql, ['42501']);
   });
 
-  test('ingest: across every table, SELECT only on readings, keys and the schema version, and no UPDATE, DELETE or TRUNCATE anywhere', async () => {
+  test('ingest: across every table, SELECT only on readings, keys, reader scopes and the schema version, and no UPDATE, DELETE or TRUNCATE anywhere', async () => {
     const granted = await as(
       logins.ingest,
       `SELECT n.nspname || '.' || c.relname || ':' || p.privilege
@@ -258,7 +262,7 @@ describe('each login has exactly the privileges of its job', () => {
     const partitions = /^telemetry\.reading_p\d{4}_\d{2}:SELECT$/;
     assert.deepEqual(
       granted.split('\n').filter((g) => !partitions.test(g)),
-      ['telemetry.reading:SELECT', 'telemetry.reading_key:SELECT', 'telemetry.schema_migration:SELECT'],
+      ['telemetry.reader_patient:SELECT', 'telemetry.reading:SELECT', 'telemetry.reading_key:SELECT', 'telemetry.schema_migration:SELECT'],
     );
   });
 

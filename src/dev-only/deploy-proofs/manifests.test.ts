@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { parse } from 'yaml';
+import { runTool } from '../../process/tool-process.js';
 import type { Manifest } from './manifest.js';
 import { isRecord } from './manifest.js';
 import { selectorMatches } from './label-selector.js';
+import { containersOf, podTemplates } from './pod-templates.js';
 import { findPod } from './workload-environment.js';
+import { type Destination, ipBlocksOf, mayReach } from './network-reach.js';
 import { policyViolations } from './policy.js';
 import { canI } from './rbac.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
@@ -234,34 +239,203 @@ describe('rendering', () => {
     }
   });
 
-  test('the DR copy job may reach the object stores: 443 outside the cluster, and dev MinIO', () => {
-    const egressOf = (objects: readonly Manifest[]): Array<Record<string, any>> => {
-      const pod = findPod(objects, 'CronJob/pms-backup-copy');
-      return objects
-        .filter((o) => o.kind === 'NetworkPolicy' && selectorMatches((o['spec'] as Record<string, unknown>)['podSelector'], pod.labels))
-        .flatMap((o) => ((o['spec'] as Record<string, any>)['egress'] ?? []) as Array<Record<string, any>>);
-    };
-    const allows = (rules: Array<Record<string, any>>, port: number, to: (peer: Record<string, any>) => boolean): boolean =>
-      rules.some(
-        (r) =>
-          ((r['ports'] ?? []) as Array<Record<string, unknown>>).some((p) => p['port'] === port && p['protocol'] === 'TCP') &&
-          ((r['to'] ?? []) as Array<Record<string, any>>).some(to),
-      );
-    const internet = (peer: Record<string, any>): boolean => peer['ipBlock']?.cidr === '0.0.0.0/0';
-    const minio = (peer: Record<string, any>): boolean =>
-      peer['namespaceSelector']?.matchLabels?.['kubernetes.io/metadata.name'] === 'minio';
-    assert.ok(allows(egressOf(prod), 443, internet));
-    assert.ok(allows(egressOf(dev), 443, internet));
-    assert.ok(allows(egressOf(dev), 9000, minio));
-    assert.ok(!allows(egressOf(prod), 9000, minio), 'prod has no MinIO');
-  });
-
   test('archive_command in the PostgreSQL ConfigMap is pms-backup wal-push', () => {
     const config = dev.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('postgres-config'));
     assert.ok(config);
     const conf = (config['data'] as Record<string, string>)['postgresql.conf'] ?? '';
     assert.match(conf, /^archive_command = 'pms-backup wal-push %p'$/m);
     assert.match(conf, /^archive_mode = on$/m);
+  });
+});
+
+/**
+ * Where each workload may connect to, by the rendered NetworkPolicies' semantics (network-reach.ts).
+ * The object store is dev's MinIO pods, and in prod any address of the CIDRs the overlay lists.
+ */
+describe('egress', () => {
+  const dns: Destination = { namespace: 'kube-system', labels: { 'k8s-app': 'kube-dns' }, port: 53, protocol: 'UDP' };
+  const database: Destination = { namespace: 'patient-monitoring', labels: { 'app.kubernetes.io/name': 'postgres' }, port: 5432 };
+  const pushgateway: Destination = { namespace: 'monitoring', labels: { 'app.kubernetes.io/name': 'pushgateway' }, port: 9091 };
+  const api: Destination = { namespace: 'patient-monitoring', labels: { 'app.kubernetes.io/name': 'pms-telemetry' }, port: 8080 };
+  const minio: Destination = { namespace: 'minio', labels: { 'app.kubernetes.io/name': 'minio' }, port: 9000 };
+  const otherInMinioNamespace: Destination = { namespace: 'minio', labels: { 'app.kubernetes.io/name': 'console' }, port: 9000 };
+  // Addresses the policies must not allow: a public host, the cloud metadata service, a node.
+  const strangers: Destination[] = [
+    { address: '203.0.113.7', port: 443 },
+    { address: '8.8.8.8', port: 443 },
+    { address: '169.254.169.254', port: 80 },
+    { address: '10.0.0.1', port: 443 },
+  ];
+  /** An address inside each CIDR prod names for an object store (policy name → first address). */
+  const prodStores = (policy: string): Destination[] =>
+    ipBlocksOf(prod)
+      .filter((b) => b.policy === policy)
+      .map((b) => ({ address: b.cidr.replace(/\.0\/\d+$/, '.10'), port: 443 }));
+  const primaryStore = (environment: 'dev' | 'prod'): Destination[] =>
+    environment === 'dev' ? [minio] : prodStores('prod-object-store-egress');
+  const drStore = (environment: 'dev' | 'prod'): Destination[] =>
+    environment === 'dev' ? [minio] : prodStores('prod-dr-object-store-egress');
+  const environments = [
+    ['dev', () => dev],
+    ['prod', () => prod],
+  ] as const;
+  const backupJobs = (objects: readonly Manifest[]): string[] =>
+    objects.filter((o) => o.kind === 'CronJob' && o.metadata.name.startsWith('pms-backup')).map((o) => `CronJob/${o.metadata.name}`);
+
+  test('no NetworkPolicy in either overlay allows 0.0.0.0/0 or ::/0, and adding one is rejected', () => {
+    for (const objects of [dev, prod])
+      assert.deepEqual(
+        ipBlocksOf(objects).filter((b) => b.cidr.endsWith('/0')),
+        [],
+      );
+    const original = find(prod, 'NetworkPolicy', 'pms-backup');
+    const anywhere = mutate(original, (p) =>
+      p.spec.egress.push({ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }], ports: [{ port: 443 }] }),
+    );
+    assert.ok(
+      policyViolations(replaced(prod, original, anywhere), { environment: 'prod' }).some((f) =>
+        /ipBlock 0\.0\.0\.0\/0 allows any address/.test(f),
+      ),
+    );
+  });
+
+  for (const [environment, objectsOf] of environments) {
+    test(`${environment}: verify reaches DNS and the primary object store only: not the database, the Pushgateway, the DR store or anything else`, () => {
+      const objects = objectsOf();
+      const verify = 'CronJob/pms-backup-verify';
+      assert.ok(mayReach(objects, verify, dns), 'DNS');
+      for (const store of primaryStore(environment)) assert.ok(mayReach(objects, verify, store), `object store ${JSON.stringify(store)}`);
+      assert.ok(!mayReach(objects, verify, database), 'the database');
+      assert.ok(!mayReach(objects, verify, pushgateway), 'the Pushgateway');
+      assert.ok(!mayReach(objects, verify, api), 'the ingest API');
+      if (environment === 'prod') for (const store of drStore('prod')) assert.ok(!mayReach(objects, verify, store), 'the DR object store');
+      else assert.ok(!mayReach(objects, verify, otherInMinioNamespace), 'another pod of the minio namespace');
+      for (const stranger of strangers) assert.ok(!mayReach(objects, verify, stranger), JSON.stringify(stranger));
+      // Nor does the pod carry what it would need to use them.
+      const c = findPod(objects, verify).spec['containers'] as Array<Record<string, any>>;
+      const names = c.flatMap((x) => (x['env'] as Array<Record<string, string>>).map((e) => e['name']));
+      assert.deepEqual(
+        names.filter((n) => /^POSTGRES_|^PUSHGATEWAY_/.test(n ?? '')),
+        [],
+      );
+    });
+
+    test(`${environment}: the backup jobs reach DNS, the Pushgateway and the object stores; only create and base-backup the database; nothing else`, () => {
+      const objects = objectsOf();
+      const jobs = backupJobs(objects).filter((j) => j !== 'CronJob/pms-backup-verify');
+      assert.equal(jobs.length, 6);
+      for (const job of jobs) {
+        assert.ok(mayReach(objects, job, dns), `${job}: DNS`);
+        assert.ok(mayReach(objects, job, pushgateway), `${job}: the Pushgateway`);
+        for (const store of primaryStore(environment)) assert.ok(mayReach(objects, job, store), `${job}: the object store`);
+        const readsDatabase = job === 'CronJob/pms-backup' || job === 'CronJob/pms-backup-base';
+        assert.equal(mayReach(objects, job, database), readsDatabase, `${job}: the database`);
+        assert.ok(!mayReach(objects, job, api), `${job}: the ingest API`);
+        for (const stranger of strangers) assert.ok(!mayReach(objects, job, stranger), `${job}: ${JSON.stringify(stranger)}`);
+      }
+      for (const job of ['CronJob/pms-backup-copy', 'CronJob/pms-backup-monitor', 'CronJob/pms-backup-dr-prune'])
+        for (const store of drStore(environment)) assert.ok(mayReach(objects, job, store), `${job}: the DR object store`);
+      if (environment === 'prod')
+        for (const job of ['CronJob/pms-backup', 'CronJob/pms-backup-base', 'CronJob/pms-backup-prune'])
+          for (const store of drStore('prod')) assert.ok(!mayReach(objects, job, store), `${job}: the DR object store`);
+    });
+
+    test(`${environment}: PostgreSQL reaches DNS and the primary object store only (wal-push)`, () => {
+      const objects = objectsOf();
+      const server = 'StatefulSet/postgres';
+      assert.ok(mayReach(objects, server, dns));
+      for (const store of primaryStore(environment)) assert.ok(mayReach(objects, server, store));
+      for (const to of [pushgateway, api, database, ...strangers]) assert.ok(!mayReach(objects, server, to), JSON.stringify(to));
+      if (environment === 'prod') for (const store of drStore('prod')) assert.ok(!mayReach(objects, server, store), 'the DR object store');
+    });
+
+    test(`${environment}: the database admits only the ingest API and the backup jobs that read it`, () => {
+      const objects = objectsOf();
+      const policy = find(objects, 'NetworkPolicy', 'postgres');
+      const admits = (labels: Record<string, string>): boolean =>
+        (policy['spec'] as Record<string, any>)['ingress'].some(
+          (rule: Record<string, any>) =>
+            rule['ports'].some((p: Record<string, unknown>) => p['port'] === 5432) &&
+            rule['from'].some(
+              (peer: Record<string, unknown>) => peer['namespaceSelector'] === undefined && selectorMatches(peer['podSelector'], labels),
+            ),
+        );
+      for (const owner of ['Deployment/pms-telemetry', 'CronJob/pms-telemetry-retention', 'CronJob/pms-backup', 'CronJob/pms-backup-base'])
+        assert.ok(admits(findPod(objects, owner).labels), owner);
+      for (const owner of backupJobs(objects).filter((j) => j !== 'CronJob/pms-backup' && j !== 'CronJob/pms-backup-base'))
+        assert.ok(!admits(findPod(objects, owner).labels), owner);
+    });
+  }
+});
+
+describe('release integrity', () => {
+  const ZERO = `sha256:${'0'.repeat(64)}`;
+  const images = (objects: readonly Manifest[]): string[] =>
+    [...new Set(podTemplates(objects).flatMap((pod) => containersOf(pod).map((c) => String(c.container['image']))))].sort();
+
+  test('every container image in the rendered prod overlay is name@sha256:<64 hex>, and a tag is rejected', () => {
+    const found = images(prod);
+    assert.deepEqual(
+      found.filter((i) => !/^[a-z0-9.-]+\/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$/.test(i)),
+      [],
+    );
+    assert.deepEqual(found.map((i) => i.split('@')[0]).sort(), [
+      'ghcr.io/nhs-pms/pms-backup',
+      'ghcr.io/nhs-pms/pms-postgres',
+      'ghcr.io/nhs-pms/pms-telemetry',
+      'quay.io/prometheuscommunity/postgres-exporter',
+    ]);
+    const original = find(prod, 'Deployment', 'pms-telemetry');
+    const tagged = mutate(original, (d) => (d.spec.template.spec.containers[0].image = 'ghcr.io/nhs-pms/pms-telemetry:0.1.0'));
+    assert.ok(policyViolations(replaced(prod, original, tagged), { environment: 'prod' }).some((f) => /is not name@sha256/.test(f)));
+  });
+
+  /** The deploy workflow's placeholder gate, run as the workflow runs it, in `dir`. */
+  const runGate = async (dir: string): Promise<{ code: number; output: string }> => {
+    const workflow = parse(readFileSync(join(DEPLOY_DIR, '..', '.github', 'workflows', 'deploy.yml'), 'utf8')) as Record<string, any>;
+    const step = (workflow['jobs']['prod-plan']['steps'] as Array<Record<string, any>>).find((s) =>
+      /^Refuse placeholders/.test(s['name'] ?? ''),
+    );
+    assert.ok(step, 'the prod plan has a placeholder gate');
+    try {
+      const { stdout } = await runTool('bash', ['-e', '-o', 'pipefail', '-c', String(step['run'])], {
+        cwd: dir,
+        env: { PATH: process.env['PATH'], GITHUB_OUTPUT: '/dev/null' },
+      });
+      return { code: 0, output: stdout };
+    } catch (error) {
+      return { code: 1, output: (error as Error).message };
+    }
+  };
+
+  test("the deploy workflow's gate refuses this repository's prod placeholders (digests, sealed values, CIDRs) and passes once they are replaced", async () => {
+    const work = mkdtempSync(join(tmpdir(), 'pms-gate-'));
+    try {
+      cpSync(DEPLOY_DIR, join(work, 'deploy'), { recursive: true });
+      const refused = await runGate(work);
+      assert.equal(refused.code, 1);
+      // Each kind of placeholder fails on its own.
+      const prodDir = join(work, 'deploy', 'overlays', 'prod');
+      const edit = (file: string, change: (text: string) => string): void =>
+        writeFileSync(join(prodDir, file), change(readFileSync(join(prodDir, file), 'utf8')));
+      edit('sealed-secrets.yaml', (t) => t.replace(/SEALED_PLACEHOLDER_run_kubeseal/g, 'AgBsealedvalue'));
+      edit('trusted-signers.asc', () => '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nstand-in\n-----END PGP PUBLIC KEY BLOCK-----\n');
+      assert.equal((await runGate(work)).code, 1, 'digests and CIDRs are still placeholders');
+      let n = 0;
+      edit('kustomization.yaml', (t) =>
+        t.replaceAll(ZERO, () => {
+          n += 1;
+          return `sha256:${String(n).padStart(64, 'a')}`;
+        }),
+      );
+      assert.ok(n >= 4, 'every image had a placeholder digest');
+      assert.equal((await runGate(work)).code, 1, 'the CIDRs are still placeholders');
+      edit('object-store-network.yaml', (t) => t.replace('192.0.2.0/24', '52.95.148.0/23').replace('198.51.100.0/24', '52.218.0.0/17'));
+      const passed = await runGate(work);
+      assert.equal(passed.code, 0, passed.output);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 import { type Manifest, describe, isRecord } from './manifest.js';
 import { selectorMatches } from './label-selector.js';
+import { ipBlocksOf } from './network-reach.js';
 import { podSecurityViolations } from './pod-security.js';
 import { containersOf, field, podTemplates } from './pod-templates.js';
 
@@ -25,7 +26,7 @@ export function policyViolations(objects: readonly Manifest[], options: { readon
     ...imageViolations(objects),
     ...rbacViolations(objects),
     ...networkPolicyViolations(objects),
-    ...(options.environment === 'prod' ? plaintextSecretViolations(objects) : []),
+    ...(options.environment === 'prod' ? [...plaintextSecretViolations(objects), ...digestViolations(objects)] : []),
   ];
 }
 
@@ -93,6 +94,18 @@ export function imageViolations(objects: readonly Manifest[]): string[] {
   return found;
 }
 
+/** Prod runs what was approved: every image by digest, not a tag a push could move. */
+export function digestViolations(objects: readonly Manifest[]): string[] {
+  const found: string[] = [];
+  for (const pod of podTemplates(objects))
+    for (const { name, container } of containersOf(pod)) {
+      const image = String(container['image']);
+      if (!/^[a-z0-9][a-z0-9./-]*(:\d+)?\/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$/.test(image))
+        found.push(`${pod.owner} container ${name}: image ${image} is not name@sha256:<64 hex>`);
+    }
+  return found;
+}
+
 export function rbacViolations(objects: readonly Manifest[]): string[] {
   const found: string[] = [];
   for (const object of objects) {
@@ -134,6 +147,10 @@ export function networkPolicyViolations(objects: readonly Manifest[]): string[] 
       found.push(`${pod.owner}: no NetworkPolicy selects its pods (labels ${JSON.stringify(pod.labels)})`);
     }
   }
+  // "Anywhere" (0.0.0.0/0, ::/0), even with exceptions, is how a backup pod came to reach any
+  // host on 443: name the object store's addresses instead (docs/deploy.md, "Egress").
+  for (const { policy, cidr } of ipBlocksOf(objects))
+    if (cidr.endsWith('/0')) found.push(`NetworkPolicy/${policy}: ipBlock ${cidr} allows any address; list the addresses it needs`);
   return found;
 }
 

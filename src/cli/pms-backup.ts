@@ -75,6 +75,11 @@ export function buildProgram(environmentHelp?: string): Command {
     .option('--pgdata <dir>', 'with --pitr: data directory to create (refused if not empty)')
     .option('--base <id>', 'with --pitr: base backup to start from (default: the newest that finished before the target time)')
     .option('--allow-unsigned', 'accept a backup made before signing (it carries no signature at all); loud warning, audited')
+    .option(
+      '--cleanup',
+      'find what killed restores or verifies left behind (staging databases, throwaway directories), show their age, remove them after confirmation',
+    )
+    .option('--yes', 'with --cleanup: do not ask for confirmation')
     .addOption(jsonOption())
     .action(
       action(
@@ -91,10 +96,16 @@ export function buildProgram(environmentHelp?: string): Command {
             pgdata?: string;
             base?: string;
             allowUnsigned?: boolean;
+            cleanup?: boolean;
+            yes?: boolean;
           },
         ) => {
           const { planRestore } = await import('../commands/restore/restore-options.js');
           const plan = planRestore(id, options);
+          if (plan.kind === 'cleanup') {
+            const { runCleanup } = await import('../commands/restore/cleanup/cleanup-command.js');
+            return runCleanup(plan);
+          }
           if (plan.kind === 'pitr') {
             const { runPitrRestore } = await import('../commands/restore/pitr/restore-pitr-command.js');
             return runPitrRestore(plan);

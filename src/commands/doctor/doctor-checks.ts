@@ -1,3 +1,4 @@
+import { describeLeftover, findStagingDatabases, findThrowawayDirectories } from '../restore/cleanup/leftovers.js';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { type BackupConfig, loadBackupConfig } from '../../config/config.js';
@@ -88,6 +89,7 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
             fix: `install postgresql-client-${serverMajor} or newer`,
           },
     );
+    checks.push(await leftoversCheck(config.postgres));
     checks.push(
       await checkPointInTimeRecovery(config.postgres).catch((error: unknown) => ({
         name: 'point-in-time recovery',
@@ -220,4 +222,26 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
     });
   }
   return checks;
+}
+
+/** What killed restores or verifies left behind: partial patient data in a staging database, a throwaway server's files. */
+async function leftoversCheck(postgres: BackupConfig['postgres']): Promise<DoctorCheck> {
+  try {
+    const found = [...(await findStagingDatabases(postgres)), ...findThrowawayDirectories()];
+    const orphaned = found.filter((l) => l.orphaned);
+    return orphaned.length === 0
+      ? {
+          name: 'leftovers',
+          ok: true,
+          detail: `no staging database or throwaway directory left behind${found.length ? ` (${found.length} in use)` : ''}`,
+        }
+      : {
+          name: 'leftovers',
+          ok: false,
+          detail: orphaned.map(describeLeftover).join('; '),
+          fix: 'a restore or verify was killed: pms-backup restore --cleanup removes these after confirmation',
+        };
+  } catch (error) {
+    return { name: 'leftovers', ok: false, detail: `cannot look for leftovers: ${(error as Error).message}` };
+  }
 }

@@ -1,3 +1,4 @@
+import { describeLeftover, findThrowawayDirectories } from '../restore/cleanup/leftovers.js';
 import type { TrustPolicy } from '../../crypto/signing.js';
 import type { AuditHeadFacts } from '../../metrics/command-outcome.js';
 import { auditHealth } from '../audit/audit-health.js';
@@ -209,6 +210,19 @@ export async function runMonitorChecks(
       checks.push({ name: 'audit', ok: false, detail: `cannot read the audit log: ${(error as Error).message}` });
     }
   }
+
+  // Only the directories: monitor's pod has no route to the database (doctor and
+  // restore --cleanup also find staging databases). Reported, never failing the run: a
+  // leftover is hygiene (and possibly patient data on disk), not a backup that is missing.
+  const leftovers = findThrowawayDirectories(undefined, now).filter((l) => l.orphaned);
+  checks.push({
+    name: 'leftovers',
+    ok: true,
+    detail:
+      leftovers.length === 0
+        ? 'no throwaway server directory left behind here'
+        : `warning: ${leftovers.map(describeLeftover).join('; ')}: pms-backup restore --cleanup removes them`,
+  });
 
   if (dr) {
     try {

@@ -13,6 +13,8 @@ export interface RestoreFlags {
   readonly pgdata?: string;
   readonly base?: string;
   readonly allowUnsigned?: boolean;
+  readonly cleanup?: boolean;
+  readonly yes?: boolean;
 }
 
 /** What the flags ask for: a logical restore into a new database, or a point-in-time recovery. */
@@ -27,6 +29,7 @@ export type RestorePlan =
       readonly patient: string | undefined;
       readonly allowUnsigned: boolean;
     }
+  | { readonly kind: 'cleanup'; readonly json: boolean; readonly yes: boolean }
   | {
       readonly kind: 'pitr';
       readonly json: boolean;
@@ -44,6 +47,22 @@ export type RestorePlan =
 export function planRestore(id: string | undefined, flags: RestoreFlags): RestorePlan {
   const json = flags.json ?? false;
   const allowUnsigned = flags.allowUnsigned ?? false;
+  if (flags.cleanup) {
+    const others = [
+      id !== undefined && 'a backup id',
+      flags.targetDb !== undefined && '--target-db',
+      flags.table.length > 0 && '--table',
+      flags.patient !== undefined && '--patient',
+      flags.pitr && '--pitr',
+      flags.targetTime !== undefined && '--target-time',
+      flags.pgdata !== undefined && '--pgdata',
+      flags.base !== undefined && '--base',
+      flags.allowUnsigned && '--allow-unsigned',
+    ].filter(Boolean);
+    if (others.length > 0) throw new PmsError('PMS_ERR_USAGE', `--cleanup takes only --yes and --json, not ${others.join(', ')}`);
+    return { kind: 'cleanup', json, yes: flags.yes ?? false };
+  }
+  if (flags.yes) throw new PmsError('PMS_ERR_USAGE', '--yes goes with --cleanup');
   if (flags.pitr) {
     if (id !== undefined || flags.targetDb !== undefined || flags.table.length > 0 || flags.patient !== undefined) {
       throw new PmsError(

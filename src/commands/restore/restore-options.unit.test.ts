@@ -56,3 +56,19 @@ describe('restore flag rules', () => {
     }
   });
 });
+
+describe('restore --cleanup', () => {
+  test('takes only --yes and --json', () => {
+    assert.deepEqual(planRestore(undefined, { table: [], cleanup: true }), { kind: 'cleanup', json: false, yes: false });
+    assert.deepEqual(planRestore(undefined, { table: [], cleanup: true, yes: true, json: true }), {
+      kind: 'cleanup',
+      json: true,
+      yes: true,
+    });
+    assert.throws(
+      () => planRestore('latest', { table: [], cleanup: true, targetDb: 'x' }),
+      /--cleanup takes only --yes and --json, not a backup id, --target-db/,
+    );
+    assert.throws(() => planRestore('latest', { table: [], targetDb: 'x', yes: true }), /--yes goes with --cleanup/);
+  });
+});

@@ -3,6 +3,7 @@ import type { PostgresConfig } from '../../config/postgres-config.js';
 import { PmsError } from '../../errors/catalogue.js';
 import { quoteIdent, usingClient } from '../../postgres/connect.js';
 import { SQLSTATE } from '../../postgres/sqlstate.js';
+import { stagingComment } from './cleanup/leftovers.js';
 
 const VALID_DB_NAME = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
 
@@ -32,6 +33,8 @@ export async function withStagingDatabase<T>(
         `database ${targetDb} already exists on ${postgres.host}:${postgres.port}: restore never overwrites; choose another --target-db`,
       );
     await client.query(`CREATE DATABASE ${quoteIdent(staging)} TEMPLATE template0`);
+    // Its age and origin, for doctor and restore --cleanup should this process die (SIGKILL).
+    await client.query(`COMMENT ON DATABASE ${quoteIdent(staging)} IS ${quoteLiteral(stagingComment(new Date()))}`);
   });
   let renamed = false;
   try {
@@ -56,4 +59,8 @@ export async function withStagingDatabase<T>(
       );
     }
   }
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
 }

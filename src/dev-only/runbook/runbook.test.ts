@@ -160,6 +160,20 @@ describe('docs/runbook.md, executed as written', () => {
     assert.equal(await psql("SELECT count(*) FROM pg_database WHERE datname = 'patient_telemetry_damaged'", 'postgres'), '1');
   });
 
+  test('"After a failed or killed restore": restore --cleanup drops the staging database a killed restore left', async () => {
+    // What a SIGKILLed restore leaves (cleanup.test.ts kills one for real), an hour old.
+    const created = new Date(Date.now() - 3600_000).toISOString();
+    await psql('CREATE DATABASE "patient_telemetry_restored__restoring_0a1b2c"', 'postgres');
+    await psql(
+      `COMMENT ON DATABASE "patient_telemetry_restored__restoring_0a1b2c" IS 'pms-backup restore staging database, created ${created} on runbook by pid 1; dropped when the restore ends'`,
+      'postgres',
+    );
+    const output = await runSection('After a failed or killed restore');
+    assert.match(output, /^left over: staging database patient_telemetry_restored__restoring_0a1b2c \(1 h old, 0 session\(s\)\)$/m);
+    assert.match(output, /^removed staging database patient_telemetry_restored__restoring_0a1b2c/m);
+    assert.equal(await psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_\\_restoring\\_%'", 'postgres'), '0');
+  });
+
   test('"Point-in-time recovery": the recovered server holds exactly what was committed before the target', async () => {
     await sleep(1100);
     const targetTime = new Date().toISOString();

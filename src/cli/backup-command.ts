@@ -57,7 +57,12 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
   body: (context: CommandContext<N>) => Promise<CommandReport>,
 ): Promise<number> {
   const config = loadBackupConfig(process.env, spec.needs);
-  const logger = createLogger({ dir: config.operations.logDir, stream: spec.logStream, command: spec.name });
+  const logger = createLogger({
+    dir: config.operations.logDir,
+    stream: spec.logStream,
+    command: spec.name,
+    level: config.operations.logLevel,
+  });
   const startedAt = new Date();
   let storage: Storage | undefined;
   let signer: Promise<SigningKey> | undefined;

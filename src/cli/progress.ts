@@ -1,16 +1,33 @@
-/** A single self-overwriting progress line on stderr, only when stderr is a terminal. */
+import type { Logger } from '../logging/json-log.js';
+
+/** How often a long command writes a progress line to its log (the CronJob's `kubectl logs`). */
+const LOG_EVERY_MS = 30_000;
+
+/**
+ * Progress of a long command: a self-overwriting line on stderr when stderr is a terminal, and
+ * a `progress` line in the JSON log at most every 30 s, so an hour-long verify or restore in a
+ * pod says where it is rather than nothing until it ends.
+ */
 export class ProgressLine {
   readonly #enabled: boolean;
+  readonly #logger: Logger | undefined;
   #last = 0;
+  #lastLogged: number;
   #shown = false;
 
-  constructor(enabled = process.stderr.isTTY === true) {
-    this.#enabled = enabled;
+  constructor(options: { logger?: Logger; tty?: boolean } = {}) {
+    this.#enabled = options.tty ?? process.stderr.isTTY === true;
+    this.#logger = options.logger;
+    this.#lastLogged = Date.now();
   }
 
   update(text: string): void {
-    if (!this.#enabled) return;
     const now = Date.now();
+    if (this.#logger && now - this.#lastLogged >= LOG_EVERY_MS) {
+      this.#lastLogged = now;
+      this.#logger.info('progress', { progress: text });
+    }
+    if (!this.#enabled) return;
     if (now - this.#last < 200) return;
     this.#last = now;
     this.#shown = true;

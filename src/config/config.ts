@@ -53,6 +53,7 @@ export interface KeyConfig {
 /** Thresholds of the seed's alert conditions, logging and audit identity (backup operations). */
 export interface OperationsConfig {
   readonly logDir: string;
+  readonly logLevel: 'info' | 'warn' | 'error';
   readonly maxAgeHours: number;
   readonly sizeDeviation: number;
   readonly keyExpiryWarnDays: number;
@@ -114,6 +115,7 @@ export type BackupConfigFor<N extends ConfigNeeds> = BackupConfig &
 function parseOperations(settings: SettingReader): OperationsConfig {
   return {
     logDir: settings.get('BACKUP_LOG_DIR'),
+    logLevel: settings.get('BACKUP_LOG_LEVEL'),
     maxAgeHours: settings.get('BACKUP_MAX_AGE_HOURS'),
     sizeDeviation: settings.get('BACKUP_SIZE_DEVIATION'),
     keyExpiryWarnDays: settings.get('BACKUP_KEY_EXPIRY_WARN_DAYS'),

@@ -243,6 +243,14 @@ export const SETTINGS = {
     hint: 'use an absolute directory path',
     help: 'backup_, monitoring_, verification_YYYYMMDD.log (JSON lines, also on stderr)',
   },
+  BACKUP_LOG_LEVEL: {
+    schema: z.enum(['info', 'warn', 'error']),
+    default: 'info',
+    group: 'operations',
+    readBy: BACKUP,
+    hint: 'use info, warn or error',
+    help: 'lowest level written to the JSON log (file, and stderr when it is not a terminal)',
+  },
   BACKUP_MAX_AGE_HOURS: {
     schema: positiveSchema,
     default: '25',

@@ -18,8 +18,12 @@ export interface LoggerOptions {
   readonly command: string;
   /** Mirror each line on stderr for `kubectl logs` (default: when stderr is not a terminal). */
   readonly mirrorToStderr?: boolean;
+  /** Lines below this level are not written anywhere (BACKUP_LOG_LEVEL). */
+  readonly level?: LogLevel;
   readonly now?: () => Date;
 }
+
+const RANK: Readonly<Record<LogLevel, number>> = { info: 0, warn: 1, error: 2 };
 
 function day(date: Date): string {
   return date.toISOString().slice(0, 10).replace(/-/g, '');
@@ -45,7 +49,9 @@ export function createLogger(options: LoggerOptions): Logger {
     );
     file = undefined;
   }
+  const lowest = RANK[options.level ?? 'info'];
   const write = (level: LogLevel, message: string, fields: Readonly<Record<string, unknown>> = {}) => {
+    if (RANK[level] < lowest) return;
     const at = now();
     const line = `${JSON.stringify({ time: at.toISOString(), level, command: options.command, msg: message, ...fields })}\n`;
     if (!fileBroken) {

@@ -17,13 +17,20 @@ export interface StoredObject {
  * once, nothing decrypted) against the manifest. A modified or truncated object is named as
  * such, with both values, before any stage that would trip over its bytes sees it.
  */
-export async function checkStoredObjects(storage: Storage, objects: readonly StoredObject[], signal?: AbortSignal): Promise<Check> {
+export async function checkStoredObjects(
+  storage: Storage,
+  objects: readonly StoredObject[],
+  signal?: AbortSignal,
+  onProgress?: (checkedBytes: number, totalBytes: number) => void,
+): Promise<Check> {
+  const total = objects.reduce((sum, o) => sum + o.bytes, 0);
+  let before = 0;
   try {
     for (const object of objects) {
       const info = await storage.head(object.key);
       if (info !== undefined && info.bytes !== object.bytes)
         throw integrityMismatch(object.key, 'size', `${object.bytes} bytes`, `${info.bytes} bytes`);
-      const meter = new ByteMeter({ sha256: true });
+      const meter = new ByteMeter({ sha256: true, ...(onProgress ? { onProgress: (n: number) => onProgress(before + n, total) } : {}) });
       await pipeline(
         await storage.get(object.key, signal ? { signal } : {}),
         meter,
@@ -32,6 +39,7 @@ export async function checkStoredObjects(storage: Storage, objects: readonly Sto
       );
       if (meter.bytes !== object.bytes) throw integrityMismatch(object.key, 'size', `${object.bytes} bytes`, `${meter.bytes} bytes`);
       if (meter.sha256 !== object.sha256) throw integrityMismatch(object.key, 'sha256', object.sha256, meter.sha256);
+      before += object.bytes;
     }
   } catch (error) {
     if (!isPmsError(error, 'PMS_ERR_INTEGRITY')) throw error;

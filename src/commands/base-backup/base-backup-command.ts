@@ -11,10 +11,10 @@ export async function runBaseBackup(options: { json?: boolean; walTimeout?: numb
       needs: { repository: true, encryption: true, signing: true, trust: true },
       interruptible: true,
     },
-    async ({ config, storage, signal, signer, trust }) => {
+    async ({ config, storage, signal, signer, trust, logger }) => {
       const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
       const [signingKey, trustPolicy] = await Promise.all([signer(), trust()]);
-      const progress = new ProgressLine();
+      const progress = new ProgressLine({ logger });
       const manifest = await createBaseBackup({
         config,
         storage: storage(),

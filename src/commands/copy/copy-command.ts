@@ -16,7 +16,7 @@ export async function runCopy(options: { to?: string; json?: boolean }): Promise
       const trustPolicy = await trust();
       const to = openStorage(dr.repository);
       if (to.location === from.location) throw new PmsError('PMS_ERR_USAGE', `--to ${to.location} is the primary repository itself`);
-      const progress = new ProgressLine();
+      const progress = new ProgressLine({ logger });
       try {
         // The DR repository's lock keeps its own prune from deleting a backup this run is still
         // copying (its manifest comes last, so mid-copy it looks like an incomplete leftover).

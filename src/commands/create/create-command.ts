@@ -13,7 +13,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
       const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
       const signer = await loadSigner();
       const repository = storage();
-      const progress = new ProgressLine();
+      const progress = new ProgressLine({ logger });
       const started = Date.now();
       const manifest = await usingRepositoryLock(
         repository,

@@ -36,7 +36,10 @@ export async function checkPointInTimeRecovery(config: PostgresConfig): Promise<
       return {
         name: NAME,
         ok: true,
-        detail: 'archive_mode is off: not set up (base-backup refuses to run; logical backups are unaffected)',
+        warning: true,
+        detail:
+          'archive_mode is off: point-in-time recovery is NOT set up; only the nightly logical backups can be restored (base-backup refuses to run)',
+        fix: "set archive_mode = on and archive_command = 'pms-backup wal-push %p' (docs/pitr.md), then take a base backup",
       };
     }
     // archive_command is readable only with pg_read_all_settings (pg_monitor has it).

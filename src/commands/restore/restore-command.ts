@@ -52,7 +52,7 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
       const trustPolicy = await trust({ allowUnsigned: options.allowUnsigned ?? false });
       const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const repository = storage();
-      const progress = new ProgressLine();
+      const progress = new ProgressLine({ logger });
       const manifest = await resolveBackup(repository, reference, 'logical', trustPolicy, {
         onNote: (note) => {
           logger.warn(note);

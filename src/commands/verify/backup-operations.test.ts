@@ -493,6 +493,10 @@ describe('backup operations', () => {
     const good = await cli(['doctor']);
     assert.equal(good.code, 0, good.stdout);
     assert.match(good.stdout, /ok {3}database/);
+    // This server does not archive WAL: a warning with the fix, not a silent "ok", and not a failure.
+    assert.match(good.stdout, /^WARN point-in-time recovery archive_mode is off: point-in-time recovery is NOT set up/m);
+    assert.match(good.stdout, /^ {5}fix: set archive_mode = on and archive_command = 'pms-backup wal-push %p'/m);
+    assert.match(good.stdout, /^ok {3}leftovers/m);
     const bad = await cli(['doctor', '--json'], { POSTGRES_PORT: String(await freePort()) });
     assert.equal(bad.code, 1);
     const report = JSON.parse(bad.stdout) as { checks: Array<{ name: string; ok: boolean; fix?: string }> };

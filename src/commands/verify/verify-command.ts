@@ -1,3 +1,4 @@
+import { ProgressLine } from '../../cli/progress.js';
 import { PmsError } from '../../errors/catalogue.js';
 import { listBackups, resolveBackup } from '../../repository/backup-catalog.js';
 import { verifyBaseBackup } from './verify-base-backup.js';
@@ -40,10 +41,12 @@ export async function runVerify(
           `backup ${manifest.id} is a base backup: its verify recovers a data directory in a sandbox verify starts itself (as root), so BACKUP_VERIFY_SERVER_SOCKET_DIR (verify-server) serves logical backups only; unset it and run verify as root`,
         );
       logger.info('verifying backup', { backupId: manifest.id, kind: manifest.kind });
+      const progress = new ProgressLine({ logger });
       const checks: Check[] =
         manifest.kind === 'base'
           ? await verifyBaseBackup({ manifest, storage: repository, keys, trust: trustPolicy, serverEnv: process.env, signal })
           : await verifyLogicalBackup({
+              onProgress: (text) => progress.update(`verifying ${manifest.id}: ${text}`),
               manifest,
               storage: repository,
               keys,
@@ -51,6 +54,7 @@ export async function runVerify(
               signal,
               ...(attachSocketDir !== undefined ? { attachSocketDir } : {}),
             });
+      progress.done();
       // An interrupted verification says nothing about the backup: record no result for it.
       if (signal.aborted) throw signal.reason;
       const finishedAt = new Date();

@@ -1,3 +1,4 @@
+import { formatBytes } from '../../cli/progress.js';
 import type { LogicalManifest } from '../../repository/manifest.js';
 import type { PostgresConfig } from '../../config/postgres-config.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
@@ -27,6 +28,8 @@ export interface VerifyLogicalOptions {
   readonly onCluster?: (cluster: ThrowawayCluster) => void;
   /** Restore into the server `pms-backup verify-server` runs there (the verify pod's sidecar) instead of starting one. */
   readonly attachSocketDir?: string;
+  /** A line saying where verify is (stored-object check, restore), for the terminal and the log. */
+  readonly onProgress?: (text: string) => void;
   readonly signal?: AbortSignal;
 }
 
@@ -56,7 +59,9 @@ export async function verifyLogicalBackup(options: VerifyLogicalOptions): Promis
     },
   ];
   // Size and sha256 before anything is decrypted: a changed object is named as such, and never reaches a server.
-  const stored = await checkStoredObjects(options.storage, manifest.objects, options.signal);
+  const stored = await checkStoredObjects(options.storage, manifest.objects, options.signal, (done, total) =>
+    options.onProgress?.(`checking size and sha256: ${formatBytes(done)} of ${formatBytes(total)}`),
+  );
   checks.push(stored);
   if (!stored.ok) return checks;
   const major = Math.floor(manifest.serverVersionNum / 10000);
@@ -106,6 +111,8 @@ async function restoreAndCheck(
       noOwner: true,
       enforceRowCounts: false,
       ...(options.signal ? { signal: options.signal } : {}),
+      onProgress: (done: number, total: number) =>
+        options.onProgress?.(`restoring into the throwaway server: ${formatBytes(done)} of ${formatBytes(total)} fetched`),
     });
     restored = true;
     checks.push({ name: 'openpgp-integrity', ok: true, detail: 'decrypted; OpenPGP modification detection code verified' });

@@ -19,10 +19,10 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
   const target = parseTargetTime(options.targetTime);
   return runBackupCommand(
     { name: 'restore-pitr', logStream: 'backup', needs: { repository: true, decryption: true, trust: true, signing: true } },
-    async ({ config, storage, trust }) => {
+    async ({ config, storage, trust, logger }) => {
       const trustPolicy = await trust({ allowUnsigned: options.allowUnsigned ?? false });
       const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
-      const progress = new ProgressLine();
+      const progress = new ProgressLine({ logger });
       const result = await restorePitr({
         storage: storage(),
         keys,

@@ -14,15 +14,17 @@ export class ProgressLine {
   #last = 0;
   #lastLogged: number;
   #shown = false;
+  readonly #now: () => number;
 
-  constructor(options: { logger?: Logger; tty?: boolean } = {}) {
+  constructor(options: { logger?: Logger; tty?: boolean; now?: () => number } = {}) {
     this.#enabled = options.tty ?? process.stderr.isTTY === true;
     this.#logger = options.logger;
-    this.#lastLogged = Date.now();
+    this.#now = options.now ?? Date.now;
+    this.#lastLogged = this.#now();
   }
 
   update(text: string): void {
-    const now = Date.now();
+    const now = this.#now();
     if (this.#logger && now - this.#lastLogged >= LOG_EVERY_MS) {
       this.#lastLogged = now;
       this.#logger.info('progress', { progress: text });

@@ -183,14 +183,14 @@ describe('report HTML', () => {
 
   test('charts: a dot per logical backup with the deviation band, the jump outside it in red, a bar per measured day', () => {
     const html = renderReportHtml(sample());
-    const sizes = /<svg class="chart" data-chart="logical-sizes"[^]*?<\/svg>/.exec(html)?.[0] ?? '';
+    const sizes = /<svg class="chart" data-chart="logical-sizes"[\s\S]*?<\/svg>/.exec(html)?.[0] ?? '';
     assert.equal(count(sizes, /<circle class="point/), 3, 'three logical backups (the untrusted one is not drawn)');
     assert.equal(count(sizes, /<circle class="point alert"/), 1, '3000 bytes after 1100 is outside ±50 %');
     assert.equal(count(sizes, /<path class="band"/), 1);
-    const rpo = /<svg class="chart" data-chart="rpo-per-day"[^]*?<\/svg>/.exec(html)?.[0] ?? '';
+    const rpo = /<svg class="chart" data-chart="rpo-per-day"[\s\S]*?<\/svg>/.exec(html)?.[0] ?? '';
     assert.equal(count(rpo, /<rect class="bar/), 10);
     assert.equal(count(rpo, /<rect class="bar alert"/), 1, 'the day with uncovered time');
-    const rto = /<svg class="chart" data-chart="verification-durations"[^]*?<\/svg>/.exec(html)?.[0] ?? '';
+    const rto = /<svg class="chart" data-chart="verification-durations"[\s\S]*?<\/svg>/.exec(html)?.[0] ?? '';
     assert.equal(count(rto, /<circle class="point alert"/), 1, 'the failed verification');
   });
 

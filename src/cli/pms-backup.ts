@@ -175,6 +175,21 @@ export function buildProgram(environmentHelp?: string): Command {
     );
 
   program
+    .command('report')
+    .description(
+      "the month's evidence for auditors and the monthly review as one self-contained HTML page (inline SVG charts, loads nothing): backups, WAL and PITR coverage (RPO), verifications and restores (RTO), key expiry, untrusted or failed objects, audit chain; read-only",
+    )
+    .option('--month <YYYY-MM>', 'calendar month in UTC (default: the current month)')
+    .option('--out <file>', 'where to write the HTML page (default: ./report-YYYY-MM.html)')
+    .addOption(new Option('--json', 'print the same data as JSON on stdout (docs/report.md); with --out also writes the page'))
+    .action(
+      action(async (options: { month?: string; out?: string; json?: boolean }) => {
+        const { runReport } = await import('../commands/report/report-command.js');
+        return runReport(options);
+      }),
+    );
+
+  program
     .command('prune')
     .description(
       'delete backups older than BACKUP_RETENTION_DAYS (never the newest complete or newest verified) and incomplete leftovers older than 24 h',

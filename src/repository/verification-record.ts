@@ -65,7 +65,7 @@ export async function newestVerifications(storage: Storage, trust: TrustPolicy):
 export async function listVerifications(
   storage: Storage,
   trust: TrustPolicy,
-  options: { trustedOnly?: boolean } = {},
+  options: { trustedOnly?: boolean; onUntrusted?: (key: string, reason: string) => void } = {},
 ): Promise<Verification[]> {
   const keys: string[] = [];
   for await (const object of storage.list(BACKUPS_PREFIX)) {
@@ -77,6 +77,7 @@ export async function listVerifications(
       const { bytes } = await readSignedRecord(storage, key, trust.trusted);
       records.push(verificationSchema.parse(JSON.parse(bytes.toString('utf8'))));
     } catch (error) {
+      options.onUntrusted?.(key, (error as Error).message);
       if (options.trustedOnly) continue;
       records.push({
         id: backupIdOfKey(key) ?? 'unknown',

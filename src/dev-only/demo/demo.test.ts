@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -26,8 +26,14 @@ const demoDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-dem
 describe('npm run demo', () => {
   test('runs the whole chain, loses nothing, ends with a one-line summary and cleans up after itself', async () => {
     const before = demoDirs();
-    const result = await runDemo([]);
+    const outDir = mkdtempSync(join(tmpdir(), 'pms-report-demo-'));
+    const result = await runDemo(['--out-dir', outDir]);
     assert.equal(result.code, 0, result.stdout + result.stderr);
+    // The example monthly report outlives the demo, where it says.
+    const report = /monthly evidence report: (\S+)/.exec(result.stdout)?.[1];
+    assert.equal(report, join(outDir, `report-${new Date().toISOString().slice(0, 7)}.html`));
+    assert.match(readFileSync(report, 'utf8'), /<tr data-backup-id=/);
+    rmSync(outDir, { recursive: true, force: true });
     const lines = result.stdout.trim().split('\n');
     assert.match(
       lines[lines.length - 1] ?? '',

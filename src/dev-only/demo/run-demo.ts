@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { runTool } from '../../process/tool-process.js';
@@ -19,6 +19,9 @@ import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js
  */
 
 const keep = process.argv.includes('--keep');
+/** Where the demo leaves what outlives it (the monthly report): --out-dir DIR, default ./demo-output. */
+const outDirFlag = process.argv.indexOf('--out-dir');
+const outDir = resolve(outDirFlag >= 0 ? (process.argv[outDirFlag + 1] ?? 'demo-output') : 'demo-output');
 const TOTAL_STEPS = 11;
 const started = Date.now();
 let stepStarted = Date.now();
@@ -273,6 +276,11 @@ async function main(): Promise<number> {
     ];
     for (const [text, ok] of checks) info(`${ok ? 'ok  ' : 'FAIL'} ${text}`);
     const ok = checks.every(([, passed]) => passed);
+    // The evidence page an auditor would get for this month (docs/report.md), kept after the demo.
+    const month = new Date().toISOString().slice(0, 7);
+    const reportFile = join(outDir, `report-${month}.html`);
+    await cli('pms-backup', ['report', '--month', month, '--out', reportFile], env);
+    info(`monthly evidence report: ${reportFile} (open it in a browser)`);
     const seconds = ((Date.now() - started) / 1000).toFixed(0);
 
     if (keep) {

@@ -198,7 +198,9 @@ describe('FHIR corrections stored as FHIR means them (real API, real PostgreSQL)
     );
     assert.equal(rows.length, 1);
     assert.equal(rows[0].reason, 'reading-conflict');
-    assert.equal(rows[0].payload.resource.valueQuantity.value, 99, 'the refused reading is kept as sent');
+    // As for every FHIR entry the validator refuses: the Observation mapped to the reading shape.
+    assert.equal(rows[0].payload.value, 99, 'the refused reading is kept');
+    assert.equal(rows[0].payload.status, 'final');
     const time = await send(
       '/fhir/Bundle',
       'dev-fhir',

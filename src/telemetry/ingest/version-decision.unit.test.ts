@@ -39,7 +39,11 @@ test('after a preliminary, a final or another preliminary is a new version; afte
   assert.deepEqual(decideVersion(preliminary, content('final', 86)), { kind: 'new-version', version: 2 });
   assert.deepEqual(decideVersion(preliminary, content('preliminary', 87)), { kind: 'new-version', version: 2 });
   const final = [version(1, content('final', 70))];
-  for (const changed of [content('final', 71), content('preliminary', 70), content('final', 70, { measuredAtMicros: '1767225600000001' })]) {
+  for (const changed of [
+    content('final', 71),
+    content('preliminary', 70),
+    content('final', 70, { measuredAtMicros: '1767225600000001' }),
+  ]) {
     const decision = decideVersion(final, changed);
     assert.equal(decision.kind, 'conflict');
     assert.match(decision.kind === 'conflict' ? decision.detail : '', /version 1, status final.*amended or corrected/);

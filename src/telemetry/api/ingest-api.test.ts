@@ -134,10 +134,10 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     );
     assert.deepEqual(rows[0]?.payload, 42, 'the rejected reading is kept exactly as sent');
     assert.ok(rows.every((r) => r.patient_nhs_number === PATIENT_A));
-    // invalid-status is FHIR-only and is covered by the FHIR test, the readings turned away before
-    // parsing by ingest-hardening.test.ts; together they cover the catalogue.
+    // invalid-status is covered by the FHIR test, reading-conflict by corrections.test.ts and the
+    // readings turned away before parsing by ingest-hardening.test.ts; together they cover the catalogue.
     const beforeParsing = ['reading-too-large', 'reading-too-deep', 'invalid-utf8', 'malformed-reading', 'invalid-character'];
-    assert.deepEqual([...expected, 'invalid-status', ...beforeParsing].sort(), [...REJECTION_REASONS].sort());
+    assert.deepEqual([...expected, 'invalid-status', 'reading-conflict', ...beforeParsing].sort(), [...REJECTION_REASONS].sort());
   });
 
   test('a resent batch is counted as duplicates and creates no second row', async () => {
@@ -149,11 +149,12 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id LIKE 'resend-%'"), 20);
   });
 
-  test('a reading resent with the same id but a corrected measuredAt is a duplicate, not a second row', async () => {
+  test('a reading resent with the same id but another measuredAt is refused as a conflict, not a second row or a silent drop', async () => {
     const original = await post('/v1/readings', tokens['dev-a'], { readings: [heartRate('clock-fix-1', 71, 200_000)] });
     assert.deepEqual(original.json, { accepted: 1, duplicates: 0, rejected: [] });
-    const corrected = await post('/v1/readings', tokens['dev-a'], { readings: [heartRate('clock-fix-1', 71, 140_000)] });
-    assert.deepEqual(corrected.json, { accepted: 0, duplicates: 1, rejected: [] });
+    const moved = await post('/v1/readings', tokens['dev-a'], { readings: [heartRate('clock-fix-1', 71, 140_000)] });
+    assert.equal(moved.json.accepted, 0);
+    assert.equal(moved.json.rejected[0].reason, 'reading-conflict', 'a changed time needs status amended or corrected');
     assert.equal(await count("SELECT count(*) AS n FROM telemetry.reading WHERE reading_id = 'clock-fix-1'"), 1);
   });
 
@@ -378,7 +379,7 @@ describe('pms-telemetry ingest API against real PostgreSQL', () => {
         {
           resource: {
             ...obs('f-status', { code: loinc('8867-4'), valueQuantity: { value: 70, code: '/min' } }).resource,
-            status: 'entered-in-error',
+            status: 'cancelled',
           },
         },
         obs('f-other-patient', {

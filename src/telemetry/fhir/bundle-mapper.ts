@@ -6,7 +6,6 @@ import type { Rejection } from '../validation/reading-validator.js';
 export const LOINC = 'http://loinc.org';
 export const UCUM = 'http://unitsofmeasure.org';
 export const NHS_NUMBER_SYSTEM = 'https://fhir.nhs.uk/Id/nhs-number';
-const STATUSES = new Set(['final', 'amended', 'corrected', 'preliminary']);
 
 export interface ParsedBundle {
   readonly type: 'batch' | 'transaction';
@@ -54,10 +53,14 @@ function mapEntry(entry: unknown): Json | PreRejected {
   const first = Array.isArray(identifiers) ? identifiers[0] : undefined;
   const readingId = isObject(first) && typeof first['value'] === 'string' ? first['value'] : undefined;
   if (readingId === undefined) return early('invalid-reading-id', 'Observation.identifier[0].value is the reading id and is required');
-  if (typeof resource['status'] !== 'string' || !STATUSES.has(resource['status'])) {
-    return early('invalid-status', 'Observation.status must be final, amended, corrected or preliminary', readingId);
-  }
-  const reading: Json = { readingId, code: loincCode(resource['code']), measuredAt: resource['effectiveDateTime'] };
+  // FHIR requires a status; which ones are stored is the validator's rule, shared with /v1.
+  if (typeof resource['status'] !== 'string') return early('invalid-status', 'Observation.status is required', readingId);
+  const reading: Json = {
+    readingId,
+    status: resource['status'],
+    code: loincCode(resource['code']),
+    measuredAt: resource['effectiveDateTime'],
+  };
   // A subject naming another patient is refused; the patient always comes from the device.
   const subject = resource['subject'];
   const subjectId = isObject(subject) && isObject(subject['identifier']) ? subject['identifier'] : undefined;
@@ -113,10 +116,25 @@ export function bundleResponse(type: 'batch' | 'transaction', entries: readonly 
 
 function entryResponse(e: EntryOutcome): Json {
   switch (e.status) {
+    // etag carries the version (FHIR's weak version id): the one stored, or the one a duplicate repeats.
     case 'accepted':
-      return { status: '201 Created' };
+      return e.version === 1
+        ? { status: '201 Created', etag: etag(e.version) }
+        : {
+            status: '201 Created',
+            etag: etag(e.version),
+            outcome: outcome(
+              'information',
+              'informational',
+              `stored as version ${e.version}: readers now see this version; the earlier versions are kept`,
+            ),
+          };
     case 'duplicate':
-      return { status: '200 OK', outcome: outcome('information', 'duplicate', 'already stored: a resent reading is not stored twice') };
+      return {
+        status: '200 OK',
+        etag: etag(e.version),
+        outcome: outcome('information', 'duplicate', `duplicate: identical to stored version ${e.version}, which is not stored twice`),
+      };
     case 'not-stored':
       return {
         status: '409 Conflict',
@@ -125,6 +143,10 @@ function entryResponse(e: EntryOutcome): Json {
     case 'rejected':
       return { status: '422 Unprocessable Entity', outcome: outcome('error', 'invalid', `${e.rejection.reason}: ${e.rejection.detail}`) };
   }
+}
+
+function etag(version: number): string {
+  return `W/"${version}"`;
 }
 
 export function outcome(severity: 'information' | 'error', code: string, diagnostics: string): Json {

@@ -3,7 +3,8 @@ import { type Rejection, type ValidReading, validateReading } from '../validatio
 import type { QuarantineItem, ReadingStore } from './reading-store.js';
 
 export type EntryOutcome =
-  | { readonly status: 'accepted' | 'duplicate'; readonly readingId: string }
+  /** `version`: the version stored (1 for a new reading id), or the stored version a duplicate repeats. */
+  | { readonly status: 'accepted' | 'duplicate'; readonly readingId: string; readonly version: number }
   /** Valid, but not stored because its atomic batch had a rejected entry. */
   | { readonly status: 'not-stored'; readonly readingId: string }
   | { readonly status: 'rejected'; readonly rejection: Rejection };
@@ -45,6 +46,7 @@ export async function ingestBatch(
 ): Promise<BatchOutcome> {
   const valid: ValidReading[] = [];
   const validIndex: number[] = [];
+  const validPayloads: unknown[] = [];
   const quarantine: QuarantineItem[] = [];
   const entries: (EntryOutcome | undefined)[] = new Array(inputs.length);
   const rejected: { index: number; readingId: string | null; reason: string; detail: string }[] = [];
@@ -54,6 +56,7 @@ export async function ingestBatch(
     if (result.ok) {
       valid.push(result.reading);
       validIndex.push(index);
+      validPayloads.push(input);
       return;
     }
     quarantine.push(
@@ -65,7 +68,7 @@ export async function ingestBatch(
     rejected.push({ index, readingId: result.rejection.readingId, reason: result.rejection.reason, detail: result.rejection.detail });
   });
   const toStore = options.atomic && rejected.length > 0 ? [] : valid;
-  const result = await store.store(device, source, toStore, quarantine);
+  const result = await store.store(device, source, toStore, quarantine, { payloads: validPayloads, atomic: options.atomic ?? false });
   if (toStore.length === 0 && valid.length > 0) {
     // Atomic batch with a rejection: nothing valid was stored and the caller reports failure.
     validIndex.forEach((index, i) => {
@@ -74,7 +77,15 @@ export async function ingestBatch(
     return { accepted: 0, duplicates: 0, rejected, entries: entries as EntryOutcome[] };
   }
   validIndex.forEach((index, i) => {
-    entries[index] = { status: result.inserted[i] ? 'accepted' : 'duplicate', readingId: valid[i]?.readingId ?? '' };
+    const readingId = valid[i]?.readingId ?? '';
+    const outcome = result.outcomes[i];
+    if (outcome?.kind === 'stored') entries[index] = { status: 'accepted', readingId, version: outcome.version };
+    else if (outcome?.kind === 'duplicate') entries[index] = { status: 'duplicate', readingId, version: outcome.version };
+    else if (outcome?.kind === 'conflict') {
+      entries[index] = { status: 'rejected', rejection: outcome.rejection };
+      rejected.push({ index, readingId, reason: outcome.rejection.reason, detail: outcome.rejection.detail });
+    } else entries[index] = { status: 'not-stored', readingId };
   });
+  rejected.sort((a, b) => a.index - b.index);
   return { accepted: result.accepted, duplicates: result.duplicates, rejected, entries: entries as EntryOutcome[] };
 }

@@ -18,6 +18,10 @@ export interface ReadFilters {
   readonly from: string | null;
   readonly to: string | null;
   readonly limit: number;
+  /** Readings whose current version is entered-in-error are left out unless `include`. */
+  readonly enteredInError: 'exclude' | 'include';
+  /** Every version of each reading instead of the current one only. */
+  readonly history: boolean;
 }
 
 /** Records a refused read (no rows). Answered reads are recorded by the read itself (patient-read.ts). */

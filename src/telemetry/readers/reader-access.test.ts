@@ -110,7 +110,7 @@ describe('scoped readers and the reader access trail, against real PostgreSQL an
         [PATIENT_A, 'ok', 3],
       ],
     );
-    assert.deepEqual(rows[0]?.filters, { code: '8867-4', from: null, to: null, limit: 2 });
+    assert.deepEqual(rows[0]?.filters, { code: '8867-4', from: null, to: null, limit: 2, enteredInError: 'exclude', history: false });
     assert.equal(rows[0]?.recorded_by, 'telemetry_service', 'the database, not the API, names the login that wrote the row');
     assert.ok(Math.abs((rows[1]?.accessed_at.getTime() ?? 0) - Date.now()) < 60_000);
   });
@@ -133,7 +133,7 @@ describe('scoped readers and the reader access trail, against real PostgreSQL an
     assert.doesNotMatch(logs.text(), new RegExp(`${PATIENT_A}|${PATIENT_B}`), 'logs never hold NHS numbers');
     const last = (await trail('ward-7')).at(-1);
     assert.deepEqual([last?.patient_nhs_number, last?.outcome, last?.rows_returned], [PATIENT_B, 'forbidden', 0]);
-    assert.deepEqual(last?.filters, { code: null, from: null, to: null, limit: 5 });
+    assert.deepEqual(last?.filters, { code: null, from: null, to: null, limit: 5, enteredInError: 'exclude', history: false });
   });
 
   test('a reader scoped to several patients reads each of them and no other', async () => {

@@ -45,6 +45,22 @@ export async function applyRetention(client: pg.ClientBase, options: RetentionOp
         const count = Number(rows[0]?.n ?? 0);
         const drop = { partition: part.name, from: part.from.toISOString(), to: part.to.toISOString(), rows: count };
         if (!options.dryRun) {
+          // A version in this partition may have superseded older versions of its reading stored
+          // in a later month (a correction that moved measuredAt back): they go with it, or the
+          // superseded value would resurface as current.
+          await client.query(
+            `WITH expiring AS (
+               SELECT device_id, reading_id, version FROM telemetry.reading_key WHERE measured_at >= $1 AND measured_at < $2
+             ), superseded AS (
+               DELETE FROM telemetry.reading_key k USING expiring e
+                WHERE k.device_id = e.device_id AND k.reading_id = e.reading_id AND k.version < e.version
+                  AND NOT (k.measured_at >= $1 AND k.measured_at < $2)
+               RETURNING k.device_id, k.reading_id, k.version, k.measured_at
+             )
+             DELETE FROM telemetry.reading r USING superseded s
+              WHERE r.device_id = s.device_id AND r.reading_id = s.reading_id AND r.version = s.version AND r.measured_at = s.measured_at`,
+            [part.from, part.to],
+          );
           await client.query(`DROP TABLE ${ident}`);
           // Their resend keys go too: readings this old are refused as too old anyway.
           await client.query('DELETE FROM telemetry.reading_key WHERE measured_at >= $1 AND measured_at < $2', [part.from, part.to]);

@@ -221,11 +221,30 @@ ALTER TABLE telemetry.quarantined_reading
   ADD CONSTRAINT quarantined_reading_payload_or_raw CHECK ((payload IS NULL) <> (raw_payload IS NULL));
 `;
 
+// FHIR corrections (issue 14, DCB0129): a reading id may have several versions, each kept; the
+// highest version is what readers see. Every version is a new row (the ingest role still only
+// INSERTs): version 1 is the first accepted, an amended/corrected/entered-in-error resend (or a
+// final after a preliminary) adds version n+1. reading_key now holds one key per version and is
+// the index readers use to find the current version without probing every partition.
+const readingVersions = /* sql */ `
+ALTER TABLE telemetry.reading
+  ADD COLUMN status text NOT NULL DEFAULT 'final'
+    CONSTRAINT reading_status_stored CHECK (status IN ('preliminary', 'final', 'amended', 'corrected', 'entered-in-error')),
+  ADD COLUMN version integer NOT NULL DEFAULT 1 CONSTRAINT reading_version_positive CHECK (version >= 1);
+ALTER TABLE telemetry.reading DROP CONSTRAINT reading_device_reading_key;
+ALTER TABLE telemetry.reading ADD CONSTRAINT reading_device_reading_version_key UNIQUE (device_id, reading_id, version, measured_at);
+
+ALTER TABLE telemetry.reading_key ADD COLUMN version integer NOT NULL DEFAULT 1 CONSTRAINT reading_key_version_positive CHECK (version >= 1);
+ALTER TABLE telemetry.reading_key DROP CONSTRAINT reading_key_pkey;
+ALTER TABLE telemetry.reading_key ADD PRIMARY KEY (device_id, reading_id, version);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'reading store, devices, readers, quarantine, roles', sql: initial },
   { version: 2, name: 'one key per device reading id, whatever its measured_at', sql: readingKey },
   { version: 3, name: 'reader scopes and the append-only reader access trail', sql: readerScopesAndTrail },
   { version: 4, name: 'quarantine keeps unparseable readings as raw bytes', sql: rawQuarantine },
+  { version: 5, name: 'reading status and versions: FHIR corrections kept, never overwritten', sql: readingVersions },
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

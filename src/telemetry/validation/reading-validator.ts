@@ -1,4 +1,5 @@
 import type { RejectionReason } from './rejection-reason.js';
+import { READING_STATUSES, type ReadingStatus, isReadingStatus } from './reading-status.js';
 import { type DeviceTime, parseRfc3339 } from './rfc3339.js';
 import { BLOOD_PRESSURE, DIASTOLIC, SYSTOLIC, VITAL_SIGNS, inRange } from './vital-signs.js';
 
@@ -11,6 +12,8 @@ export interface ValidReading {
   readonly systolic: number | null;
   readonly diastolic: number | null;
   readonly measuredAt: DeviceTime;
+  /** FHIR Observation.status; `final` when a /v1 reading does not say. */
+  readonly status: ReadingStatus;
 }
 
 export interface Rejection {
@@ -31,7 +34,7 @@ export interface ValidationContext {
 export const MAX_FUTURE_MS = 5 * 60_000;
 export const MAX_AGE_MS = 30 * 24 * 60 * 60_000;
 const READING_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
-const FIELDS = new Set(['readingId', 'code', 'value', 'unit', 'measuredAt', 'components', 'patientId']);
+const FIELDS = new Set(['readingId', 'code', 'value', 'unit', 'measuredAt', 'components', 'patientId', 'status']);
 
 /**
  * Applies every rule to one reading from a device. Anything wrong gives a rejection with a
@@ -51,6 +54,14 @@ export function validateReading(input: unknown, context: ValidationContext): Val
   // A device may only write its own patient's data; a payload naming anyone else is refused.
   if (r['patientId'] !== undefined && r['patientId'] !== context.patientNhsNumber) {
     return reject(readingId, 'patient-mismatch', 'patientId does not match the patient this device is registered to');
+  }
+  const status = r['status'] === undefined ? 'final' : r['status'];
+  if (!isReadingStatus(status)) {
+    return reject(
+      readingId,
+      'invalid-status',
+      `status must be one of ${READING_STATUSES.join(', ')} (registered, cancelled and unknown carry no result to store; withdraw a stored reading with entered-in-error)`,
+    );
   }
   const sign = typeof r['code'] === 'string' ? VITAL_SIGNS.get(r['code']) : undefined;
   if (!sign) return reject(readingId, 'unknown-code', 'code must be a LOINC code from the FHIR R4 vital-signs profile');
@@ -100,7 +111,7 @@ export function validateReading(input: unknown, context: ValidationContext): Val
     return reject(readingId, 'measured-in-future', 'measuredAt is more than 5 minutes in the future: check the device clock');
   if (measuredAt.epochMs < context.nowMs - MAX_AGE_MS) return reject(readingId, 'measured-too-old', 'measuredAt is more than 30 days old');
 
-  return { ok: true, reading: { readingId, code: sign.code, value, unit: sign.unit, systolic, diastolic, measuredAt } };
+  return { ok: true, reading: { readingId, code: sign.code, value, unit: sign.unit, systolic, diastolic, measuredAt, status } };
 }
 
 function parseComponents(input: unknown, unit: string): Map<string, number> | string {

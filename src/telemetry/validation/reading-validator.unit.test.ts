@@ -43,6 +43,7 @@ test('a plausible single-valued reading passes with its value, unit and device t
     systolic: null,
     diastolic: null,
     measuredAt: { epochMs: Date.parse('2026-03-01T11:59:00.123Z'), offsetMinutes: 60, text: '2026-03-01T12:59:00.123456+01:00' },
+    status: 'final',
   });
 });
 

@@ -16,6 +16,8 @@ export const REJECTION_REASONS = [
   'measured-too-old',
   'patient-mismatch',
   'invalid-status',
+  // The reading id is stored with other content and this resend does not say it corrects it.
+  'reading-conflict',
   // Turned away before parsing (src/telemetry/ingest/split-batch.ts); quarantined as raw bytes.
   'reading-too-large',
   'reading-too-deep',

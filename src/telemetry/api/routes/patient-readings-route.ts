@@ -36,7 +36,7 @@ export function registerPatientReadingsRoute(app: FastifyInstance, context: Serv
     }
     request.log.info({ reader: reader.name, outcome: 'ok', rows: read.rows.length }, 'patient readings read');
     void reply.header('cache-control', 'no-store');
-    return { readings: read.rows.map(present) };
+    return { readings: read.rows.map((row) => present(row, filters.history)) };
   });
 }
 
@@ -48,13 +48,22 @@ function parseFilters(q: Record<string, unknown>): ReadFilters {
   const limitText = optional(q['limit']) ?? '100';
   const limit = /^[0-9]{1,4}$/.test(limitText) ? Number(limitText) : NaN;
   if (!(limit >= 1 && limit <= 1000)) throw new HttpError('invalid-query', 'limit must be a whole number from 1 to 1000');
-  return { code: code ?? null, from: from ?? null, to: to ?? null, limit };
+  const enteredInError = optional(q['enteredInError']) ?? 'exclude';
+  if (enteredInError !== 'exclude' && enteredInError !== 'include')
+    throw new HttpError('invalid-query', 'enteredInError must be exclude (the default) or include');
+  const history = optional(q['history']) ?? 'false';
+  if (history !== 'true' && history !== 'false') throw new HttpError('invalid-query', 'history must be true or false');
+  return { code: code ?? null, from: from ?? null, to: to ?? null, limit, enteredInError, history: history === 'true' };
 }
 
-function present(row: ReadingRow): Record<string, unknown> {
+function present(row: ReadingRow, history: boolean): Record<string, unknown> {
   const base: Record<string, unknown> = {
     readingId: row.reading_id,
     deviceId: row.device_id,
+    // FHIR Observation.status and the version: a clinician must tell preliminary from final, and an amended value from the first one.
+    status: row.status,
+    version: row.version,
+    ...(history ? { current: row.current } : {}),
     code: row.code,
     unit: row.unit,
     measuredAt: formatWithOffset(row.measured_at, row.measured_at_offset_minutes),

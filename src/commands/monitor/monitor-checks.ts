@@ -1,5 +1,5 @@
 import { describeLeftover, findThrowawayDirectories } from '../restore/cleanup/leftovers.js';
-import type { TrustPolicy } from '../../crypto/signing.js';
+import { type TrustPolicy, inspectSigning } from '../../crypto/signing.js';
 import type { AuditHeadFacts } from '../../metrics/command-outcome.js';
 import { auditHealth } from '../audit/audit-health.js';
 import { type BackupEntry, listBackups } from '../../repository/backup-catalog.js';
@@ -9,6 +9,7 @@ import type { Storage } from '../../storage/storage.js';
 import { listVerifications } from '../../repository/verification-record.js';
 import { measureDrLag } from '../copy/copy-to-dr.js';
 import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
+import { surveyWalTrust } from '../../repository/wal-object-signature.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 
 function segmentDistance(from: string, to: string): number {
@@ -23,6 +24,12 @@ export interface MonitorCheck {
   readonly detail: string;
 }
 
+export interface MonitorSigningKey {
+  readonly fingerprint: string;
+  readonly role: 'signing' | 'trusted';
+  readonly expiresAt: string | null;
+}
+
 export interface MonitorReport {
   readonly ok: boolean;
   readonly checkedAt: string;
@@ -35,11 +42,14 @@ export interface MonitorReport {
     readonly sizeDeviationRatio?: number;
     readonly repositoryUp: boolean;
     readonly keys: readonly KeyDescription[];
+    readonly signingKeys: readonly MonitorSigningKey[];
     readonly verification?: { ok: boolean; durationSeconds: number; verifiedAt: string; id: string };
     readonly drLagSeconds?: number;
     readonly walLastArchivedAt?: string;
     readonly walGapSegments?: number;
     readonly untrustedBackups?: number;
+    /** WAL objects whose sealed signature is missing (after sealing began), bad or foreign. */
+    readonly untrustedWal?: number;
     readonly audit?: AuditHeadFacts;
   };
 }
@@ -144,6 +154,33 @@ export async function runMonitorChecks(
     }
   }
 
+  // The signing side expires too: an expired jobs or WAL key stops its writer, and an expired
+  // trusted signer makes consumers refuse what it signed.
+  const signingKeys: MonitorSigningKey[] = [];
+  if (config.keys.trustedSignersFile !== undefined || config.keys.signingKeyFile !== undefined) {
+    const report = await inspectSigning(
+      {
+        signingKeyFile: config.keys.signingKeyFile,
+        signingPassphraseFile: config.keys.signingPassphraseFile,
+        trustedSignersFile: config.keys.trustedSignersFile,
+        walSignerFingerprints: config.keys.walSignerFingerprints,
+      },
+      ops.keyExpiryWarnDays,
+      now,
+    );
+    if (report.signing) signingKeys.push({ fingerprint: report.signing.fingerprint, role: 'signing', expiresAt: report.signing.expiresAt });
+    for (const key of report.trusted) signingKeys.push({ fingerprint: key.fingerprint, role: 'trusted', expiresAt: key.expiresAt });
+    checks.push(
+      report.problems.length === 0
+        ? {
+            name: 'signing-keys',
+            ok: true,
+            detail: `${report.signing ? `signing key ${report.signing.fingerprint} and ` : ''}${report.trusted.length} trusted signer(s); none expires within ${ops.keyExpiryWarnDays} days`,
+          }
+        : { name: 'signing-keys', ok: false, detail: report.problems.join('; ') },
+    );
+  }
+
   let verification: MonitorReport['facts']['verification'];
   let drLagSeconds: number | undefined;
   if (repositoryUp) {
@@ -174,18 +211,43 @@ export async function runMonitorChecks(
   // WAL archive checks apply once continuous archiving is in use (any segment or base backup).
   let walLastArchivedAt: Date | undefined;
   let walGapSegments: number | undefined;
+  let untrustedWal: number | undefined;
   if (repositoryUp) {
-    const wal = await summarizeWalArchive(storage, trust, now);
+    // Without the decryption key only the sealed signature tells our WAL from a planted object.
+    const walTrust = await surveyWalTrust(storage, trust.trusted);
+    const wal = await summarizeWalArchive(storage, trust, now, walTrust);
     const hasBase = complete.some((e) => e.kind === 'base');
-    if (wal.segments > 0 || hasBase) {
+    const walObjects = walTrust.trusted.size + walTrust.legacy.size + walTrust.untrusted.size;
+    if (wal.segments > 0 || hasBase || walObjects > 0) {
+      untrustedWal = walTrust.untrusted.size;
+      const legacy =
+        walTrust.legacy.size > 0
+          ? `; ${walTrust.legacy.size} WAL file(s) archived before wal-push sealed WAL carry no sealed signature: kept for the chain, never counted as fresh (only wal-fetch, with the key, can prove them)`
+          : '';
+      checks.push(
+        walTrust.untrusted.size === 0
+          ? { name: 'wal-trust', ok: true, detail: `${walTrust.trusted.size} WAL file(s) sealed by a trusted key${legacy}` }
+          : {
+              name: 'wal-trust',
+              ok: false,
+              detail: `${walTrust.untrusted.size} WAL file(s) not sealed by a trusted key: ${[...walTrust.untrusted.values()]
+                .slice(0, 5)
+                .map((u) => u.reason)
+                .join(
+                  '; ',
+                )}; they are ignored here and never copied to DR; treat as a security incident (docs/runbook.md#pmsbackupuntrustedwal)${legacy}`,
+            },
+      );
       walLastArchivedAt = wal.newestSegmentAt;
       const ageMinutes = wal.newestSegmentAt ? (now.getTime() - wal.newestSegmentAt.getTime()) / 60000 : Number.POSITIVE_INFINITY;
       checks.push({
         name: 'wal-age',
         ok: ageMinutes <= ops.walMaxAgeMinutes,
         detail: wal.newestSegment
-          ? `newest archived WAL segment ${wal.newestSegment} is ${ageMinutes.toFixed(1)} min old; limit ${ops.walMaxAgeMinutes} min (BACKUP_WAL_MAX_AGE_MINUTES)`
-          : 'no WAL segment archived yet: check archive_mode and archive_command',
+          ? `newest WAL segment sealed by a trusted key, ${wal.newestSegment}, is ${ageMinutes.toFixed(1)} min old; limit ${ops.walMaxAgeMinutes} min (BACKUP_WAL_MAX_AGE_MINUTES)`
+          : walObjects > 0
+            ? 'no WAL segment sealed by a trusted key: check that wal-push runs this version with the WAL signing key'
+            : 'no WAL segment archived yet: check archive_mode and archive_command',
       });
       walGapSegments = wal.gaps.reduce((sum, g) => sum + segmentDistance(g.from, g.to) + 1, 0);
       checks.push({
@@ -253,11 +315,13 @@ export async function runMonitorChecks(
       ...(sizeDeviationRatio !== undefined ? { sizeDeviationRatio } : {}),
       repositoryUp,
       keys,
+      signingKeys,
       ...(verification ? { verification } : {}),
       ...(drLagSeconds !== undefined ? { drLagSeconds } : {}),
       ...(walLastArchivedAt ? { walLastArchivedAt: walLastArchivedAt.toISOString() } : {}),
       ...(walGapSegments !== undefined ? { walGapSegments } : {}),
       ...(repositoryUp ? { untrustedBackups: untrusted.length } : {}),
+      ...(untrustedWal !== undefined ? { untrustedWal } : {}),
       ...(audit ? { audit } : {}),
     },
   };

@@ -107,7 +107,7 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
   if (outcome.signingKeys !== undefined && outcome.signingKeys.length > 0) {
     const keys = new Gauge({
       name: METRIC.signingKeyExpiry,
-      help: 'Unix time a signing key (role signing: this job signs with it; trusted: consumers accept it) expires (+Inf: never).',
+      help: 'Unix time a signing key expires (+Inf: never); role signing: this job signs with it, wal: it sealed the newest WAL, trusted: another listed signer.',
       labelNames: ['fingerprint', 'role'],
       registers,
     });

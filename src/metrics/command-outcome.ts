@@ -53,8 +53,8 @@ export interface CommandOutcome {
   readonly repositoryUp?: boolean | undefined;
   /** Every configured key; an empty list pushes nothing. */
   readonly keys?: readonly KeyExpiry[] | undefined;
-  /** monitor: the job's signing key (`signing`) and every trusted signer (`trusted`). */
-  readonly signingKeys?: readonly (KeyExpiry & { readonly role: 'signing' | 'trusted' })[] | undefined;
+  /** monitor: the job's signing key (`signing`), the key that sealed the newest WAL (`wal`) and every other trusted signer (`trusted`). */
+  readonly signingKeys?: readonly (KeyExpiry & { readonly role: 'signing' | 'wal' | 'trusted' })[] | undefined;
   readonly verification?: VerificationFacts | undefined;
   /** Time the newest WAL segment reached the repository (WAL archiving, monitor). */
   readonly walLastArchivedAt?: Date | undefined;

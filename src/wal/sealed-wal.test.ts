@@ -343,3 +343,44 @@ describe('rotating the WAL signing key keeps wal/system.json proved', () => {
     }
   });
 });
+
+describe('monitor warns on expiring signing keys', () => {
+  test('a jobs key expiring within BACKUP_KEY_EXPIRY_WARN_DAYS fails the signing-keys check; the WAL key in use is named; an expired retired signer is no problem', async () => {
+    const soon = await generateGpgKeyPair({ name: 'PMS Jobs Expiring', expire: '10d' });
+    const retired = await generateGpgKeyPair({ name: 'PMS Retired', createdAt: new Date(Date.now() - 400 * 86_400_000), expire: '30d' });
+    try {
+      const repo = fileSide('signing-expiry');
+      const dir = join(work, 'signing-expiry-server');
+      await walPush(repo, dir, writeSegment(dir, 1, 1));
+      const run = async (signer: GpgKeyPair) => {
+        const result = await runCli('pms-backup', ['monitor', '--json'], {
+          ...baseEnv(repo),
+          BACKUP_TRUSTED_SIGNERS_FILE: trustedFile([jobs, walKey, soon, retired]),
+          BACKUP_SIGNING_KEY_FILE: signer.privateKeyFile,
+          BACKUP_KEY_EXPIRY_WARN_DAYS: '30',
+        });
+        return JSON.parse(result.stdout) as MonitorJson & {
+          facts: { signingKeys: { fingerprint: string; role: string; expiresAt: string | null }[] };
+        };
+      };
+      const expiring = await run(soon);
+      const failed = check(expiring, 'signing-keys');
+      assert.equal(failed.ok, false);
+      assert.match(failed.detail, new RegExp(`signing key ${soon.fingerprint} expires on`));
+      assert.doesNotMatch(failed.detail, new RegExp(retired.fingerprint), 'a retired signer that expired is not a problem');
+      const roles = Object.fromEntries(expiring.facts.signingKeys.map((k) => [k.fingerprint, k.role]));
+      assert.deepEqual(roles, {
+        [soon.fingerprint]: 'signing',
+        [walKey.fingerprint]: 'wal',
+        [jobs.fingerprint]: 'trusted',
+        [retired.fingerprint]: 'trusted',
+      });
+      const healthy = await run(jobs);
+      assert.equal(check(healthy, 'signing-keys').ok, false, 'the trusted signer expiring in 10 days is still worth a warning');
+      assert.match(check(healthy, 'signing-keys').detail, new RegExp(`trusted signer ${soon.fingerprint} expires on`));
+    } finally {
+      soon.remove();
+      retired.remove();
+    }
+  });
+});

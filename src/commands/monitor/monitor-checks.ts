@@ -1,5 +1,5 @@
 import { describeLeftover, findThrowawayDirectories } from '../restore/cleanup/leftovers.js';
-import { type TrustPolicy, inspectSigning } from '../../crypto/signing.js';
+import { type SigningReport, type TrustPolicy, inspectSigning } from '../../crypto/signing.js';
 import type { AuditHeadFacts } from '../../metrics/command-outcome.js';
 import { auditHealth } from '../audit/audit-health.js';
 import { type BackupEntry, listBackups } from '../../repository/backup-catalog.js';
@@ -26,7 +26,8 @@ export interface MonitorCheck {
 
 export interface MonitorSigningKey {
   readonly fingerprint: string;
-  readonly role: 'signing' | 'trusted';
+  /** signing: this job signs with it; wal: it sealed the newest WAL (the server's key in use); trusted: any other listed signer. */
+  readonly role: 'signing' | 'wal' | 'trusted';
   readonly expiresAt: string | null;
 }
 
@@ -133,6 +134,7 @@ export async function runMonitorChecks(
   }
 
   const keys: KeyDescription[] = [];
+  const signingKeys: MonitorSigningKey[] = [];
   if (config.keys.publicKeyFile === undefined) {
     checks.push({ name: 'key-expiry', ok: false, detail: 'BACKUP_GPG_PUBLIC_KEY_FILE is not set: cannot check the recipient keys' });
   } else {
@@ -152,33 +154,6 @@ export async function runMonitorChecks(
     } catch (error) {
       checks.push({ name: 'key-expiry', ok: false, detail: (error as Error).message });
     }
-  }
-
-  // The signing side expires too: an expired jobs or WAL key stops its writer, and an expired
-  // trusted signer makes consumers refuse what it signed.
-  const signingKeys: MonitorSigningKey[] = [];
-  if (config.keys.trustedSignersFile !== undefined || config.keys.signingKeyFile !== undefined) {
-    const report = await inspectSigning(
-      {
-        signingKeyFile: config.keys.signingKeyFile,
-        signingPassphraseFile: config.keys.signingPassphraseFile,
-        trustedSignersFile: config.keys.trustedSignersFile,
-        walSignerFingerprints: config.keys.walSignerFingerprints,
-      },
-      ops.keyExpiryWarnDays,
-      now,
-    );
-    if (report.signing) signingKeys.push({ fingerprint: report.signing.fingerprint, role: 'signing', expiresAt: report.signing.expiresAt });
-    for (const key of report.trusted) signingKeys.push({ fingerprint: key.fingerprint, role: 'trusted', expiresAt: key.expiresAt });
-    checks.push(
-      report.problems.length === 0
-        ? {
-            name: 'signing-keys',
-            ok: true,
-            detail: `${report.signing ? `signing key ${report.signing.fingerprint} and ` : ''}${report.trusted.length} trusted signer(s); none expires within ${ops.keyExpiryWarnDays} days`,
-          }
-        : { name: 'signing-keys', ok: false, detail: report.problems.join('; ') },
-    );
   }
 
   let verification: MonitorReport['facts']['verification'];
@@ -212,10 +187,12 @@ export async function runMonitorChecks(
   let walLastArchivedAt: Date | undefined;
   let walGapSegments: number | undefined;
   let untrustedWal: number | undefined;
+  let walSigner: string | undefined;
   if (repositoryUp) {
     // Without the decryption key only the sealed signature tells our WAL from a planted object.
     const walTrust = await surveyWalTrust(storage, trust.trusted);
     const wal = await summarizeWalArchive(storage, trust, now, walTrust);
+    walSigner = [...walTrust.trusted.values()].sort((a, b) => b.facts.signedAt.localeCompare(a.facts.signedAt))[0]?.facts.signer;
     const hasBase = complete.some((e) => e.kind === 'base');
     const walObjects = walTrust.trusted.size + walTrust.legacy.size + walTrust.untrusted.size;
     if (wal.segments > 0 || hasBase || walObjects > 0) {
@@ -260,6 +237,25 @@ export async function runMonitorChecks(
       });
     }
   }
+
+  signingKeyChecks(
+    config,
+    await inspectSigning(
+      {
+        signingKeyFile: config.keys.signingKeyFile,
+        signingPassphraseFile: config.keys.signingPassphraseFile,
+        trustedSignersFile: config.keys.trustedSignersFile,
+        walSignerFingerprints: config.keys.walSignerFingerprints,
+      },
+      // Expiry is judged below, per role: a retired signer may have expired, an active one not.
+      Number.NEGATIVE_INFINITY,
+      now,
+    ),
+    walSigner,
+    now,
+    checks,
+    signingKeys,
+  );
 
   // The whole audit log, verified each run; its head goes to Prometheus, the anchor outside the repository.
   let audit: AuditHeadFacts | undefined;
@@ -325,4 +321,49 @@ export async function runMonitorChecks(
       ...(audit ? { audit } : {}),
     },
   };
+}
+
+/**
+ * The signing side expires too: an expired jobs key stops the jobs, an expired WAL key stops
+ * archiving. The keys in use are this job's own and the one that sealed the newest WAL; every
+ * other trusted signer may be a retired key, kept listed for what it signed, which stays trusted
+ * after it expires (so only its coming expiry is worth a warning, not its having expired).
+ */
+function signingKeyChecks(
+  config: BackupConfig,
+  report: SigningReport,
+  walSigner: string | undefined,
+  now: Date,
+  checks: MonitorCheck[],
+  keys: MonitorSigningKey[],
+): void {
+  if (config.keys.trustedSignersFile === undefined && config.keys.signingKeyFile === undefined) return;
+  const warnDays = config.operations.keyExpiryWarnDays;
+  if (report.signing) keys.push({ fingerprint: report.signing.fingerprint, role: 'signing', expiresAt: report.signing.expiresAt });
+  for (const key of report.trusted) {
+    if (key.fingerprint === report.signing?.fingerprint) continue;
+    keys.push({ fingerprint: key.fingerprint, role: key.fingerprint === walSigner ? 'wal' : 'trusted', expiresAt: key.expiresAt });
+  }
+  const problems = [...report.problems];
+  const soon = now.getTime() + warnDays * DAY;
+  for (const key of keys) {
+    if (key.expiresAt === null) continue;
+    const at = Date.parse(key.expiresAt);
+    const label = key.role === 'signing' ? 'signing key' : key.role === 'wal' ? 'WAL signing key' : 'trusted signer';
+    if (at <= now.getTime() && key.role !== 'trusted')
+      problems.push(`${label} ${key.fingerprint} expired on ${key.expiresAt.slice(0, 10)}: rotate it (docs/key-rotation.md)`);
+    else if (at > now.getTime() && at <= soon)
+      problems.push(
+        `${label} ${key.fingerprint} expires on ${key.expiresAt.slice(0, 10)}: rotate it or extend its expiry (docs/key-rotation.md)`,
+      );
+  }
+  checks.push(
+    problems.length === 0
+      ? {
+          name: 'signing-keys',
+          ok: true,
+          detail: `${report.signing ? `signing key ${report.signing.fingerprint} and ` : ''}${report.trusted.length} trusted signer(s)${walSigner ? ` (WAL sealed by ${walSigner})` : ''}; none in use expires within ${warnDays} days`,
+        }
+      : { name: 'signing-keys', ok: false, detail: problems.join('; ') },
+  );
 }

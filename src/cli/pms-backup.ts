@@ -250,7 +250,7 @@ export function buildProgram(environmentHelp?: string): Command {
   program
     .command('copy')
     .description(
-      "copy every complete backup and WAL file missing from a second (disaster-recovery) repository, checking each copy's sha256; safe to re-run and to interrupt",
+      "copy every complete trusted backup and sealed WAL file missing from a second (disaster-recovery) repository, checking each copy's sha256; WAL without a trusted seal is refused and listed (exit 4); safe to re-run and to interrupt",
     )
     .option(
       '--to <url>',

@@ -168,16 +168,45 @@ export async function signDetached(bytes: Uint8Array, signer: SigningKey, object
   });
 }
 
+/**
+ * The same detached signature as one base64 line (the binary packet, no armor): small and
+ * printable enough for object metadata, where S3 allows 2 KiB of printable ASCII in all.
+ */
+export async function signDetachedCompact(bytes: Uint8Array, signer: SigningKey, objectKey: string): Promise<string> {
+  const message = await openpgp.createMessage({ binary: bytes, format: 'binary' });
+  const signature = await openpgp.sign({
+    message,
+    signingKeys: [signer.key],
+    detached: true,
+    format: 'binary',
+    signatureNotations: [objectNotation(objectKey)],
+  });
+  return Buffer.from(signature as Uint8Array).toString('base64');
+}
+
+/** Verifies a signature made by signDetachedCompact; throws PMS_ERR_UNTRUSTED otherwise. */
+export async function verifyDetachedCompact(
+  bytes: Uint8Array,
+  base64Signature: string,
+  trusted: TrustedSigners,
+  objectKey: string,
+): Promise<SignatureFacts> {
+  return verifyDetached(bytes, { binary: Buffer.from(base64Signature, 'base64') }, trusted, objectKey);
+}
+
 /** Verifies a detached signature made by signDetached; throws PMS_ERR_UNTRUSTED otherwise. */
 export async function verifyDetached(
   bytes: Uint8Array,
-  armoredSignature: string,
+  armoredSignature: string | { readonly binary: Uint8Array },
   trusted: TrustedSigners,
   objectKey: string,
 ): Promise<SignatureFacts> {
   let signature: openpgp.Signature;
   try {
-    signature = await openpgp.readSignature({ armoredSignature });
+    signature =
+      typeof armoredSignature === 'string'
+        ? await openpgp.readSignature({ armoredSignature })
+        : await openpgp.readSignature({ binarySignature: armoredSignature.binary });
   } catch (error) {
     throw untrusted(objectKey, `its signature is not a readable OpenPGP signature (${(error as Error).message})`);
   }

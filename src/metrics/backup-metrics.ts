@@ -17,6 +17,7 @@ export const METRIC = {
   sizeDeviation: 'pms_backup_size_deviation_ratio',
   repositoryUp: 'pms_backup_repository_up',
   keyExpiry: 'pms_backup_key_expiry_timestamp_seconds',
+  signingKeyExpiry: 'pms_backup_signing_key_expiry_timestamp_seconds',
   verificationSuccess: 'pms_backup_verification_success',
   verificationDuration: 'pms_backup_verification_duration_seconds',
   verificationLast: 'pms_backup_verification_last_timestamp_seconds',
@@ -24,6 +25,7 @@ export const METRIC = {
   walGap: 'pms_backup_wal_gap_segments',
   drLag: 'pms_backup_dr_lag_seconds',
   untrustedBackups: 'pms_backup_untrusted_backups',
+  untrustedWal: 'pms_backup_untrusted_wal',
   auditHeadSequence: 'pms_backup_audit_head_sequence',
   auditHeadInfo: 'pms_backup_audit_head_info',
   auditChainOk: 'pms_backup_audit_chain_ok',
@@ -102,6 +104,21 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
     }
   }
 
+  if (outcome.signingKeys !== undefined && outcome.signingKeys.length > 0) {
+    const keys = new Gauge({
+      name: METRIC.signingKeyExpiry,
+      help: 'Unix time a signing key expires (+Inf: never); role signing: this job signs with it, wal: it sealed the newest WAL, trusted: another listed signer.',
+      labelNames: ['fingerprint', 'role'],
+      registers,
+    });
+    for (const key of outcome.signingKeys) {
+      keys.set(
+        { fingerprint: key.fingerprint.toUpperCase(), role: key.role },
+        key.expiresAt === undefined ? Number.POSITIVE_INFINITY : seconds(key.expiresAt),
+      );
+    }
+  }
+
   if (outcome.verification !== undefined) {
     gauge(METRIC.verificationSuccess, '1 if the last verification passed every check, else 0.', outcome.verification.ok ? 1 : 0);
     gauge(METRIC.verificationDuration, 'Duration of the last verification (fetch, restore, checks).', outcome.verification.durationSeconds);
@@ -120,6 +137,13 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
       METRIC.untrustedBackups,
       'Backups whose manifest is unsigned, badly signed or signed by an untrusted key (planted or tampered with).',
       outcome.untrustedBackups,
+    );
+  }
+  if (outcome.untrustedWal !== undefined) {
+    gauge(
+      METRIC.untrustedWal,
+      'WAL objects whose sealed signature is bad, by an untrusted key, or missing although wal-push seals WAL (planted or tampered with).',
+      outcome.untrustedWal,
     );
   }
   if (outcome.walGapSegments !== undefined)

@@ -53,6 +53,8 @@ export interface CommandOutcome {
   readonly repositoryUp?: boolean | undefined;
   /** Every configured key; an empty list pushes nothing. */
   readonly keys?: readonly KeyExpiry[] | undefined;
+  /** monitor: the job's signing key (`signing`), the key that sealed the newest WAL (`wal`) and every other trusted signer (`trusted`). */
+  readonly signingKeys?: readonly (KeyExpiry & { readonly role: 'signing' | 'wal' | 'trusted' })[] | undefined;
   readonly verification?: VerificationFacts | undefined;
   /** Time the newest WAL segment reached the repository (WAL archiving, monitor). */
   readonly walLastArchivedAt?: Date | undefined;
@@ -60,6 +62,8 @@ export interface CommandOutcome {
   readonly walGapSegments?: number | undefined;
   /** monitor: backups in the repository whose manifest is not proved by a trusted signature. */
   readonly untrustedBackups?: number | undefined;
+  /** WAL objects without a trusted sealed signature (monitor). */
+  readonly untrustedWal?: number | undefined;
   /** Age of the oldest complete backup not yet copied to the DR repository (monitor, when configured). */
   readonly drLagSeconds?: number | undefined;
   /** The audit log's head and whether its chain verified (monitor). */

@@ -6,7 +6,8 @@ import type { SigningKey } from '../crypto/signing.js';
 import { encryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { ToolProcess } from '../process/tool-process.js';
-import type { Storage } from '../storage/storage.js';
+import { readAll } from '../storage/read-all.js';
+import type { PutResult, Storage } from '../storage/storage.js';
 import { ByteMeter, EndGate } from '../streams/byte-meter.js';
 import { sampleBytesWritten } from '../streams/process-io.js';
 
@@ -22,6 +23,13 @@ interface StoreTarget {
   readonly metadata?: Readonly<Record<string, string>>;
   /** Set once the object exists under `key` (so the caller deletes it if a later step fails). */
   readonly onStored?: () => void;
+  /**
+   * Metadata that describes the stored bytes themselves (WAL's sealed signature over their
+   * sha256, repository/wal-object-signature.ts). The encrypted object is then held in memory
+   * whole and stored by one PUT once complete, so that metadata is written atomically with it.
+   * Only for small objects (a WAL file: at most 16 MiB before compression).
+   */
+  readonly sealMetadata?: (stored: { readonly sha256: string; readonly bytes: number }) => Promise<Record<string, string>>;
 }
 
 export interface StoreEncryptedStreamOptions extends StoreTarget {
@@ -73,11 +81,13 @@ export async function storeEncrypted(options: StoreEncryptedStreamOptions): Prom
   const body = new PassThrough({ highWaterMark: 1 << 20 });
   const toStorage = pipeline(encrypted, stored, body);
   // Write-once: an object of the repository is created, never replaced (If-None-Match on S3).
-  const put = options.storage.put(options.key, body, {
-    ifAbsent: true,
-    signal: abort.signal,
-    ...(options.metadata ? { metadata: options.metadata } : {}),
-  });
+  const put = options.sealMetadata
+    ? putSealed(options, options.sealMetadata, body, stored, abort.signal)
+    : options.storage.put(options.key, body, {
+        ifAbsent: true,
+        signal: abort.signal,
+        ...(options.metadata ? { metadata: options.metadata } : {}),
+      });
   let firstError: unknown;
   const failFast = (error: unknown): never => {
     firstError ??= error;
@@ -109,6 +119,20 @@ export async function storeEncrypted(options: StoreEncryptedStreamOptions): Prom
     )?.reason;
     throw typed ?? firstError ?? error;
   }
+}
+
+/** Collects the whole encrypted object, then stores it with metadata computed from its bytes. */
+async function putSealed(
+  target: StoreTarget,
+  seal: NonNullable<StoreTarget['sealMetadata']>,
+  body: Readable,
+  stored: ByteMeter,
+  signal: AbortSignal,
+): Promise<PutResult> {
+  const bytes = await readAll(body);
+  // `stored` has flushed (its digest is final) before `body`, after it in the pipeline, ends.
+  const sealed = await seal({ sha256: stored.sha256, bytes: stored.bytes });
+  return target.storage.putBytes(target.key, bytes, { ifAbsent: true, signal, metadata: { ...target.metadata, ...sealed } });
 }
 
 export interface StoreEncryptedOptions extends StoreTarget {

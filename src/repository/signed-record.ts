@@ -15,6 +15,16 @@ export function signatureKey(key: string): string {
   return `${key}.sig`;
 }
 
+/**
+ * A further signature of a record by another trusted key, one write-once object per signer. A
+ * record that must outlive the key that first signed it (wal/system.json: written once, read for
+ * as long as the archive exists) gets one from the key that replaces it, while both are still
+ * trusted; after the old key is retired the co-signature proves the record (docs/key-rotation.md).
+ */
+export function cosignatureKey(key: string, fingerprint: string): string {
+  return `${key}.${fingerprint.toUpperCase()}.sig`;
+}
+
 export function isSignatureKey(key: string): boolean {
   return key.endsWith('.sig');
 }
@@ -63,7 +73,7 @@ export async function readSignedRecord(
   storage: Storage,
   key: string,
   trusted: TrustedSigners,
-  options: { allowUnsigned?: boolean } = {},
+  options: { allowUnsigned?: boolean; cosigned?: boolean } = {},
 ): Promise<SignedRecord> {
   const bytes = await storage.getBytes(key);
   let armored: string;
@@ -74,5 +84,36 @@ export async function readSignedRecord(
     if (options.allowUnsigned) return { bytes, signature: undefined };
     throw untrusted(key, `it is not signed (no ${signatureKey(key)})`);
   }
-  return { bytes, signature: await verifyDetached(bytes, armored, trusted, key) };
+  try {
+    return { bytes, signature: await verifyDetached(bytes, armored, trusted, key) };
+  } catch (error) {
+    if (!options.cosigned || !isPmsError(error, 'PMS_ERR_UNTRUSTED')) throw error;
+    // Only co-signatures of keys trusted now are looked for: one per trusted key, none listed.
+    for (const fingerprint of trusted.descriptions.map((d) => d.fingerprint)) {
+      const cosignature = await storage.getBytes(cosignatureKey(key, fingerprint)).catch((missing: unknown) => {
+        if (isPmsError(missing, 'PMS_ERR_NOT_FOUND')) return undefined;
+        throw missing;
+      });
+      if (cosignature === undefined) continue;
+      const facts = await verifyDetached(bytes, cosignature.toString('utf8'), trusted, key).catch(() => undefined);
+      if (facts !== undefined) return { bytes, signature: facts };
+    }
+    throw error;
+  }
+}
+
+/**
+ * Adds `signer`'s co-signature to a record whose bytes the caller has just verified (never to
+ * bytes it has not). Write-once: a co-signature already there (a concurrent writer) is kept.
+ */
+export async function cosignRecord(storage: Storage, key: string, bytes: Uint8Array, signer: SigningKey): Promise<'added' | 'present'> {
+  const target = cosignatureKey(key, signer.description.fingerprint);
+  if ((await storage.head(target)) !== undefined) return 'present';
+  try {
+    await storage.putBytes(target, await signDetached(bytes, signer, key), { ifAbsent: true });
+    return 'added';
+  } catch (error) {
+    if (isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) return 'present';
+    throw error;
+  }
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { SigningKey, TrustPolicy } from '../crypto/signing.js';
 import type { Storage } from '../storage/storage.js';
-import { putSignedRecord, readSignedRecord } from './signed-record.js';
+import { cosignRecord, putSignedRecord, readSignedRecord } from './signed-record.js';
 import { WAL_SYSTEM_KEY } from './wal-layout.js';
 
 const identitySchema = z.strictObject({
@@ -18,9 +18,27 @@ const identitySchema = z.strictObject({
  * the first push claims the archive and every later push from another system is refused.
  */
 export async function readArchiveIdentity(storage: Storage, trust: TrustPolicy): Promise<string | undefined> {
+  return (await readIdentityRecord(storage, trust))?.systemIdentifier;
+}
+
+interface IdentityRecord {
+  readonly systemIdentifier: string;
+  readonly bytes: Buffer;
+  /** Fingerprint of the trusted key whose signature (or co-signature) proved it. */
+  readonly signer: string | undefined;
+}
+
+/**
+ * The record is signed by the WAL key that first claimed the archive and, after a rotation, also
+ * co-signed by its successor (signed-record.ts): either proves it while its key is trusted.
+ */
+async function readIdentityRecord(storage: Storage, trust: TrustPolicy): Promise<IdentityRecord | undefined> {
   let raw: Buffer;
+  let signer: string | undefined;
   try {
-    raw = (await readSignedRecord(storage, WAL_SYSTEM_KEY, trust.trusted)).bytes;
+    const record = await readSignedRecord(storage, WAL_SYSTEM_KEY, trust.trusted, { cosigned: true });
+    raw = record.bytes;
+    signer = record.signature?.signer;
   } catch (error) {
     if (isPmsError(error, 'PMS_ERR_NOT_FOUND')) return undefined;
     throw error;
@@ -35,7 +53,7 @@ export async function readArchiveIdentity(storage: Storage, trust: TrustPolicy):
       { cause: error },
     );
   }
-  return parsed.systemIdentifier;
+  return { systemIdentifier: parsed.systemIdentifier, bytes: raw, signer };
 }
 
 /** Claims the archive for `systemIdentifier` (signed by the server's WAL signing key), or checks it is already ours. */
@@ -46,7 +64,7 @@ export async function claimArchive(
   trust: TrustPolicy,
   now = new Date(),
 ): Promise<void> {
-  let existing = await readArchiveIdentity(storage, trust);
+  let existing = await readIdentityRecord(storage, trust);
   if (existing === undefined) {
     const body = `${JSON.stringify({ formatVersion: 1, systemIdentifier, createdAt: now.toISOString() }, null, 2)}\n`;
     try {
@@ -54,10 +72,16 @@ export async function claimArchive(
       return;
     } catch (error) {
       if (!isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) throw error;
-      existing = await readArchiveIdentity(storage, trust); // claimed concurrently: check whose it is
+      existing = await readIdentityRecord(storage, trust); // claimed concurrently: check whose it is
     }
   }
-  if (existing !== systemIdentifier) throw systemMismatch(storage, existing ?? '(unknown)', systemIdentifier);
+  if (existing?.systemIdentifier !== systemIdentifier)
+    throw systemMismatch(storage, existing?.systemIdentifier ?? '(unknown)', systemIdentifier);
+  // Proved by another key (the WAL key before a rotation): co-sign it now, while that key is
+  // still trusted, so the archive stays claimed once it is retired. One HEAD per run afterwards.
+  if (existing.signer !== undefined && existing.signer !== signer.description.fingerprint) {
+    await cosignRecord(storage, WAL_SYSTEM_KEY, existing.bytes, signer);
+  }
 }
 
 export function systemMismatch(storage: Storage, archive: string, server: string): PmsError {

@@ -4,6 +4,7 @@ import type { BaseManifest } from '../repository/manifest.js';
 import type { Storage } from '../storage/storage.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { WAL_PREFIX, walFileOfKey } from '../repository/wal-layout.js';
+import type { WalTrustSurvey } from '../repository/wal-object-signature.js';
 
 export interface WalGap {
   /** First missing segment name. */
@@ -32,9 +33,15 @@ export interface WalArchiveSummary {
  * segment number counts as present if it is archived on any timeline from the base backup's
  * onwards (a promotion continues the same segment numbers on the next timeline). Times are
  * storage times, an upper bound of the last commit inside a segment (reading it would mean
- * decrypting every segment).
+ * decrypting every segment). Given `walTrust` (monitor), only segments whose sealed signature
+ * verified count as the newest, and planted ones do not count at all.
  */
-export async function summarizeWalArchive(storage: Storage, trust: TrustPolicy, now = new Date()): Promise<WalArchiveSummary> {
+export async function summarizeWalArchive(
+  storage: Storage,
+  trust: TrustPolicy,
+  now = new Date(),
+  walTrust?: WalTrustSurvey,
+): Promise<WalArchiveSummary> {
   const present = new Map<number, { name: string; at: Date; timeline: number }>();
   let segments = 0;
   let bytes = 0;
@@ -43,12 +50,18 @@ export async function summarizeWalArchive(storage: Storage, trust: TrustPolicy, 
     const file = walFileOfKey(object.key);
     bytes += object.bytes;
     if (file?.kind !== 'segment') continue;
+    // With a trust survey: planted segments neither fill a gap nor count as the newest; legacy
+    // ones (unsigned, from before sealing) keep the chain whole but never make WAL look fresh.
+    const sealed = walTrust?.trusted.get(object.key);
+    if (walTrust && sealed === undefined && !walTrust.legacy.has(object.key)) continue;
+    // The seal's own time, not the storage time: re-putting a genuine object must not make it new.
+    const at = sealed ? new Date(Math.min(object.modifiedAt.getTime(), Date.parse(sealed.facts.signedAt))) : object.modifiedAt;
     segments += 1;
     const seen = present.get(file.segment);
-    if (!seen || file.timeline > seen.timeline)
-      present.set(file.segment, { name: file.name, at: object.modifiedAt, timeline: file.timeline });
+    if (!seen || file.timeline > seen.timeline) present.set(file.segment, { name: file.name, at, timeline: file.timeline });
+    if (walTrust && sealed === undefined) continue;
     if (!newest || file.segment > newest.segment || (file.segment === newest.segment && file.timeline > newest.timeline)) {
-      newest = { name: file.name, at: object.modifiedAt, segment: file.segment, timeline: file.timeline };
+      newest = { name: file.name, at, segment: file.segment, timeline: file.timeline };
     }
   }
   const bases = (await listBackups(storage, trust))

@@ -1,7 +1,7 @@
 import { usingRepositoryLock } from '../../repository/repository-lock.js';
 import { loadDrConfig } from '../../config/config.js';
 import { copyToDr } from './copy-to-dr.js';
-import { PmsError } from '../../errors/catalogue.js';
+import { ERRORS, PmsError } from '../../errors/catalogue.js';
 import { openStorage } from '../../storage/open-storage.js';
 import { runBackupCommand } from '../../cli/backup-command.js';
 import { ProgressLine, formatBytes } from '../../cli/progress.js';
@@ -36,12 +36,32 @@ export async function runCopy(options: { to?: string; json?: boolean }): Promise
           walCopied: result.walCopied,
           bytes: result.bytes,
         });
-        if (options.json) process.stdout.write(`${JSON.stringify({ ok: true, to: to.location, ...result }, null, 2)}\n`);
+        for (const refused of result.walRefused) logger.error('WAL object not copied', { key: refused.key, reason: refused.reason });
+        if (result.walLegacyCopied > 0) {
+          logger.warn(
+            `${result.walLegacyCopied} WAL file(s) copied without a sealed signature (archived before wal-push sealed WAL): only wal-fetch, with the key, can prove them`,
+          );
+        }
+        const ok = result.walRefused.length === 0;
+        if (options.json) process.stdout.write(`${JSON.stringify({ ok, to: to.location, ...result }, null, 2)}\n`);
         else
           process.stdout.write(
-            `copied ${result.backupsCopied.length} backup(s) and ${result.walCopied} WAL file(s) (${formatBytes(result.bytes)}) to ${to.location}; ${result.backupsSkipped} backup(s) and ${result.walSkipped} WAL file(s) were already there; every copy's sha256 checked\n`,
+            `copied ${result.backupsCopied.length} backup(s) and ${result.walCopied} WAL file(s) (${formatBytes(result.bytes)}) to ${to.location}; ${result.backupsSkipped} backup(s) and ${result.walSkipped} WAL file(s) were already there; every copy's sha256 checked\n` +
+              result.walRefused
+                .map((r) => `REFUSED ${r.key}: ${r.reason} (treat as a security incident: docs/runbook.md#pmsbackupuntrustedwal)\n`)
+                .join(''),
           );
-        return { exitCode: 0, details: { to: to.location, backupsCopied: result.backupsCopied, walCopied: result.walCopied } };
+        // Everything trusted was copied; a refused object still fails the run (exit 4), so the job shows it.
+        return {
+          exitCode: ok ? 0 : ERRORS.PMS_ERR_UNTRUSTED.exitCode,
+          details: {
+            to: to.location,
+            backupsCopied: result.backupsCopied,
+            walCopied: result.walCopied,
+            walRefused: result.walRefused.map((r) => r.key),
+            walLegacyCopied: result.walLegacyCopied,
+          },
+        };
       } finally {
         progress.done();
         await to.close();

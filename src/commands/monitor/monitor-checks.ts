@@ -1,5 +1,5 @@
 import { describeLeftover, findThrowawayDirectories } from '../restore/cleanup/leftovers.js';
-import type { TrustPolicy } from '../../crypto/signing.js';
+import { type SigningReport, type TrustPolicy, inspectSigning } from '../../crypto/signing.js';
 import type { AuditHeadFacts } from '../../metrics/command-outcome.js';
 import { auditHealth } from '../audit/audit-health.js';
 import { type BackupEntry, listBackups } from '../../repository/backup-catalog.js';
@@ -9,6 +9,7 @@ import type { Storage } from '../../storage/storage.js';
 import { listVerifications } from '../../repository/verification-record.js';
 import { measureDrLag } from '../copy/copy-to-dr.js';
 import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
+import { surveyWalTrust } from '../../repository/wal-object-signature.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 
 function segmentDistance(from: string, to: string): number {
@@ -23,6 +24,13 @@ export interface MonitorCheck {
   readonly detail: string;
 }
 
+export interface MonitorSigningKey {
+  readonly fingerprint: string;
+  /** signing: this job signs with it; wal: it sealed the newest WAL (the server's key in use); trusted: any other listed signer. */
+  readonly role: 'signing' | 'wal' | 'trusted';
+  readonly expiresAt: string | null;
+}
+
 export interface MonitorReport {
   readonly ok: boolean;
   readonly checkedAt: string;
@@ -35,11 +43,14 @@ export interface MonitorReport {
     readonly sizeDeviationRatio?: number;
     readonly repositoryUp: boolean;
     readonly keys: readonly KeyDescription[];
+    readonly signingKeys: readonly MonitorSigningKey[];
     readonly verification?: { ok: boolean; durationSeconds: number; verifiedAt: string; id: string };
     readonly drLagSeconds?: number;
     readonly walLastArchivedAt?: string;
     readonly walGapSegments?: number;
     readonly untrustedBackups?: number;
+    /** WAL objects whose sealed signature is missing (after sealing began), bad or foreign. */
+    readonly untrustedWal?: number;
     readonly audit?: AuditHeadFacts;
   };
 }
@@ -123,6 +134,7 @@ export async function runMonitorChecks(
   }
 
   const keys: KeyDescription[] = [];
+  const signingKeys: MonitorSigningKey[] = [];
   if (config.keys.publicKeyFile === undefined) {
     checks.push({ name: 'key-expiry', ok: false, detail: 'BACKUP_GPG_PUBLIC_KEY_FILE is not set: cannot check the recipient keys' });
   } else {
@@ -174,18 +186,45 @@ export async function runMonitorChecks(
   // WAL archive checks apply once continuous archiving is in use (any segment or base backup).
   let walLastArchivedAt: Date | undefined;
   let walGapSegments: number | undefined;
+  let untrustedWal: number | undefined;
+  let walSigner: string | undefined;
   if (repositoryUp) {
-    const wal = await summarizeWalArchive(storage, trust, now);
+    // Without the decryption key only the sealed signature tells our WAL from a planted object.
+    const walTrust = await surveyWalTrust(storage, trust.trusted);
+    const wal = await summarizeWalArchive(storage, trust, now, walTrust);
+    walSigner = [...walTrust.trusted.values()].sort((a, b) => b.facts.signedAt.localeCompare(a.facts.signedAt))[0]?.facts.signer;
     const hasBase = complete.some((e) => e.kind === 'base');
-    if (wal.segments > 0 || hasBase) {
+    const walObjects = walTrust.trusted.size + walTrust.legacy.size + walTrust.untrusted.size;
+    if (wal.segments > 0 || hasBase || walObjects > 0) {
+      untrustedWal = walTrust.untrusted.size;
+      const legacy =
+        walTrust.legacy.size > 0
+          ? `; ${walTrust.legacy.size} WAL file(s) archived before wal-push sealed WAL carry no sealed signature: kept for the chain, never counted as fresh (only wal-fetch, with the key, can prove them)`
+          : '';
+      checks.push(
+        walTrust.untrusted.size === 0
+          ? { name: 'wal-trust', ok: true, detail: `${walTrust.trusted.size} WAL file(s) sealed by a trusted key${legacy}` }
+          : {
+              name: 'wal-trust',
+              ok: false,
+              detail: `${walTrust.untrusted.size} WAL file(s) not sealed by a trusted key: ${[...walTrust.untrusted.values()]
+                .slice(0, 5)
+                .map((u) => u.reason)
+                .join(
+                  '; ',
+                )}; they are ignored here and never copied to DR; treat as a security incident (docs/runbook.md#pmsbackupuntrustedwal)${legacy}`,
+            },
+      );
       walLastArchivedAt = wal.newestSegmentAt;
       const ageMinutes = wal.newestSegmentAt ? (now.getTime() - wal.newestSegmentAt.getTime()) / 60000 : Number.POSITIVE_INFINITY;
       checks.push({
         name: 'wal-age',
         ok: ageMinutes <= ops.walMaxAgeMinutes,
         detail: wal.newestSegment
-          ? `newest archived WAL segment ${wal.newestSegment} is ${ageMinutes.toFixed(1)} min old; limit ${ops.walMaxAgeMinutes} min (BACKUP_WAL_MAX_AGE_MINUTES)`
-          : 'no WAL segment archived yet: check archive_mode and archive_command',
+          ? `newest WAL segment sealed by a trusted key, ${wal.newestSegment}, is ${ageMinutes.toFixed(1)} min old; limit ${ops.walMaxAgeMinutes} min (BACKUP_WAL_MAX_AGE_MINUTES)`
+          : walObjects > 0
+            ? 'no WAL segment sealed by a trusted key: check that wal-push runs this version with the WAL signing key'
+            : 'no WAL segment archived yet: check archive_mode and archive_command',
       });
       walGapSegments = wal.gaps.reduce((sum, g) => sum + segmentDistance(g.from, g.to) + 1, 0);
       checks.push({
@@ -198,6 +237,25 @@ export async function runMonitorChecks(
       });
     }
   }
+
+  signingKeyChecks(
+    config,
+    await inspectSigning(
+      {
+        signingKeyFile: config.keys.signingKeyFile,
+        signingPassphraseFile: config.keys.signingPassphraseFile,
+        trustedSignersFile: config.keys.trustedSignersFile,
+        walSignerFingerprints: config.keys.walSignerFingerprints,
+      },
+      // Expiry is judged below, per role: a retired signer may have expired, an active one not.
+      Number.NEGATIVE_INFINITY,
+      now,
+    ),
+    walSigner,
+    now,
+    checks,
+    signingKeys,
+  );
 
   // The whole audit log, verified each run; its head goes to Prometheus, the anchor outside the repository.
   let audit: AuditHeadFacts | undefined;
@@ -253,12 +311,59 @@ export async function runMonitorChecks(
       ...(sizeDeviationRatio !== undefined ? { sizeDeviationRatio } : {}),
       repositoryUp,
       keys,
+      signingKeys,
       ...(verification ? { verification } : {}),
       ...(drLagSeconds !== undefined ? { drLagSeconds } : {}),
       ...(walLastArchivedAt ? { walLastArchivedAt: walLastArchivedAt.toISOString() } : {}),
       ...(walGapSegments !== undefined ? { walGapSegments } : {}),
       ...(repositoryUp ? { untrustedBackups: untrusted.length } : {}),
+      ...(untrustedWal !== undefined ? { untrustedWal } : {}),
       ...(audit ? { audit } : {}),
     },
   };
+}
+
+/**
+ * The signing side expires too: an expired jobs key stops the jobs, an expired WAL key stops
+ * archiving. The keys in use are this job's own and the one that sealed the newest WAL; every
+ * other trusted signer may be a retired key, kept listed for what it signed, which stays trusted
+ * after it expires (so only its coming expiry is worth a warning, not its having expired).
+ */
+function signingKeyChecks(
+  config: BackupConfig,
+  report: SigningReport,
+  walSigner: string | undefined,
+  now: Date,
+  checks: MonitorCheck[],
+  keys: MonitorSigningKey[],
+): void {
+  if (config.keys.trustedSignersFile === undefined && config.keys.signingKeyFile === undefined) return;
+  const warnDays = config.operations.keyExpiryWarnDays;
+  if (report.signing) keys.push({ fingerprint: report.signing.fingerprint, role: 'signing', expiresAt: report.signing.expiresAt });
+  for (const key of report.trusted) {
+    if (key.fingerprint === report.signing?.fingerprint) continue;
+    keys.push({ fingerprint: key.fingerprint, role: key.fingerprint === walSigner ? 'wal' : 'trusted', expiresAt: key.expiresAt });
+  }
+  const problems = [...report.problems];
+  const soon = now.getTime() + warnDays * DAY;
+  for (const key of keys) {
+    if (key.expiresAt === null) continue;
+    const at = Date.parse(key.expiresAt);
+    const label = key.role === 'signing' ? 'signing key' : key.role === 'wal' ? 'WAL signing key' : 'trusted signer';
+    if (at <= now.getTime() && key.role !== 'trusted')
+      problems.push(`${label} ${key.fingerprint} expired on ${key.expiresAt.slice(0, 10)}: rotate it (docs/key-rotation.md)`);
+    else if (at > now.getTime() && at <= soon)
+      problems.push(
+        `${label} ${key.fingerprint} expires on ${key.expiresAt.slice(0, 10)}: rotate it or extend its expiry (docs/key-rotation.md)`,
+      );
+  }
+  checks.push(
+    problems.length === 0
+      ? {
+          name: 'signing-keys',
+          ok: true,
+          detail: `${report.signing ? `signing key ${report.signing.fingerprint} and ` : ''}${report.trusted.length} trusted signer(s)${walSigner ? ` (WAL sealed by ${walSigner})` : ''}; none in use expires within ${warnDays} days`,
+        }
+      : { name: 'signing-keys', ok: false, detail: problems.join('; ') },
+  );
 }

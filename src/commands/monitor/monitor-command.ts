@@ -48,8 +48,14 @@ export async function runMonitor(options: { json?: boolean }): Promise<number> {
           walLastArchivedAt: facts.walLastArchivedAt ? new Date(facts.walLastArchivedAt) : undefined,
           walGapSegments: facts.walGapSegments,
           untrustedBackups: facts.untrustedBackups,
+          untrustedWal: facts.untrustedWal,
           audit: facts.audit,
           keys: facts.keys.map((k) => ({ fingerprint: k.fingerprint, expiresAt: k.expiresAt ? new Date(k.expiresAt) : undefined })),
+          signingKeys: facts.signingKeys.map((k) => ({
+            fingerprint: k.fingerprint,
+            role: k.role,
+            expiresAt: k.expiresAt ? new Date(k.expiresAt) : undefined,
+          })),
           verification: facts.verification
             ? {
                 ok: facts.verification.ok,

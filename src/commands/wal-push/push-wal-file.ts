@@ -11,6 +11,7 @@ import { ByteMeter, EndGate } from '../../streams/byte-meter.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 import { claimArchive } from '../../repository/wal-identity.js';
 import { WAL_METADATA, walObjectKey } from '../../repository/wal-layout.js';
+import { sealWalObject } from '../../repository/wal-object-signature.js';
 import { readSegmentHeader } from '../../wal/wal-page-header.js';
 import { storeEncrypted } from '../../pipeline/store-encrypted.js';
 import { linkAbort } from '../../process/linked-abort.js';
@@ -49,7 +50,8 @@ export async function sha256OfFile(path: string): Promise<{ sha256: string; byte
 
 /**
  * Archives one file PostgreSQL handed to archive_command: file → zstd → OpenPGP → repository,
- * with the plaintext sha256 in the object's metadata. Returns only once the object is durably
+ * with the plaintext sha256 and a sealed signature over the stored bytes in the object's
+ * metadata (one PUT; the object is held in memory whole, at most a compressed 16 MiB). Returns only once the object is durably
  * stored. A file already archived under its name is accepted when the content is identical
  * (PostgreSQL retries after a crash between our exit and its bookkeeping) and refused loudly
  * otherwise: two different histories under one name means a second cluster or a split brain.
@@ -117,6 +119,8 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
       signer: context.signer,
       abort,
       metadata,
+      // Copy and monitor hold no decryption key: the sealed signature lets them tell our WAL from a planted object.
+      sealMetadata: (sealed) => sealWalObject(key, sealed, context.signer),
       source: zstd.child.stdout!.pipe(gate),
       alongside: [toCompressor, zstd.done],
     });

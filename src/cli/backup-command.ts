@@ -6,6 +6,7 @@ import type { CommandOutcome } from '../metrics/command-outcome.js';
 import { pushCommandMetrics } from '../metrics/push-command-metrics.js';
 import { type SigningKey, type TrustPolicy, type TrustedSigners, loadSigningKey, loadTrustedSigners } from '../crypto/signing.js';
 import { openStorage } from '../storage/open-storage.js';
+import { reportInsecureTransportTo } from '../postgres/transport-security.js';
 import type { Storage } from '../storage/storage.js';
 
 export interface CommandContext<N extends ConfigNeeds = ConfigNeeds> {
@@ -63,6 +64,7 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
     command: spec.name,
     level: config.operations.logLevel,
   });
+  reportInsecureTransportTo((message) => logger.warn(message, { sslmode: config.postgres.sslmode, insecure: true }));
   const startedAt = new Date();
   let storage: Storage | undefined;
   let signer: Promise<SigningKey> | undefined;

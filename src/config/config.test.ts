@@ -29,15 +29,27 @@ function problemsOf(env: Record<string, string>, needs = { repository: true, enc
 }
 
 describe('configuration', () => {
-  test('defaults follow the seed: localhost:5432/patient_telemetry, 30 days, sslmode prefer', () => {
+  test('defaults follow the seed: localhost:5432/patient_telemetry, 30 days; sslmode verify-full', () => {
     const config = loadBackupConfig(good, { repository: true });
     assert.equal(config.postgres.host, 'localhost');
     assert.equal(config.postgres.port, 5432);
     assert.equal(config.postgres.database, 'patient_telemetry');
-    assert.equal(config.postgres.sslmode, 'prefer');
+    assert.equal(config.postgres.sslmode, 'verify-full');
     assert.equal(config.retentionDays, 30);
     assert.deepEqual(config.repository, { kind: 'file', url: 'file:///var/backups/pms', root: '/var/backups/pms' });
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.postgres), 'config is frozen after parsing');
+  });
+
+  test('the default verify-full needs POSTGRES_SSLROOTCERT for a command that connects, not for one that does not nor over a Unix socket', () => {
+    const needs = { repository: true, encryption: true, postgres: true } as const;
+    const problems = problemsOf(good, needs);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0] ?? '', /^POSTGRES_SSLMODE=verify-full needs POSTGRES_SSLROOTCERT: set it to the CA certificate file/);
+    assert.deepEqual(problemsOf(good, { repository: true, encryption: true }), []);
+    assert.deepEqual(problemsOf({ ...good, POSTGRES_HOST: '/run/postgresql' }, needs), []);
+    assert.deepEqual(problemsOf({ ...good, POSTGRES_SSLROOTCERT: '/etc/ssl/pg-ca.crt' }, needs), []);
+    // A weaker mode is accepted only when named (and then doctor and the log call it insecure).
+    assert.deepEqual(problemsOf({ ...good, POSTGRES_SSLMODE: 'prefer' }, needs), []);
   });
 
   test('BACKUP_REPOSITORY defaults to s3://$S3_BUCKET and parses bucket and prefix', () => {

@@ -245,7 +245,7 @@ export function loadBackupConfig<const N extends ConfigNeeds = Record<never, nev
   const settings = new SettingReader(env, problems);
   refuseUnknownVariables(env, problems, 'pms-backup', ['BACKUP_', 'POSTGRES_']);
   const config: BackupConfig = {
-    postgres: parsePostgres(settings, problems),
+    postgres: parsePostgres(settings, problems, { connects: needs?.postgres === true }),
     repository: parseRepository(settings, problems, PRIMARY, {
       derivedUrl: s3BucketUrl(settings.get('S3_BUCKET')),
       regionFallback: settings.get('AWS_DEFAULT_REGION'),

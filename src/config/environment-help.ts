@@ -26,6 +26,7 @@ const NEED_TEXT: Record<Need, string> = {
   decryption: 'required to decrypt (restore, verify, wal-fetch)',
   signing: 'required to sign (create, base-backup, wal-push, restore, verify, prune, copy)',
   trust: 'required to read the repository (every command but keys and doctor)',
+  postgres: 'checked for commands that connect (create, base-backup, restore, doctor)',
 };
 
 function describe(name: SettingName, width: number): string {

@@ -20,8 +20,11 @@ import {
 
 export type Program = 'pms-backup' | 'pms-telemetry';
 
-/** What a command may need; a setting required for a need is checked only for commands that have it. */
-export type Need = 'repository' | 'encryption' | 'decryption' | 'signing' | 'trust';
+/**
+ * What a command may need; a setting required for a need is checked only for commands that have it.
+ * 'postgres': the command connects to the POSTGRES_* server (its TLS settings are checked).
+ */
+export type Need = 'repository' | 'encryption' | 'decryption' | 'signing' | 'trust' | 'postgres';
 
 export type Group = 'postgres' | 'repository' | 'keys' | 'operations' | 'dr' | 'metrics' | 'telemetry' | 'postgres-image';
 
@@ -78,11 +81,12 @@ export const SETTINGS = {
   POSTGRES_PASSWORD: { schema: textSchema, secret: true, group: 'postgres', readBy: BOTH, help: 'password of that role' },
   POSTGRES_SSLMODE: {
     schema: z.enum(SSL_MODES),
-    default: 'prefer',
+    // Verified TLS unless the operator names a weaker mode (then doctor and the log say insecure).
+    default: 'verify-full',
     group: 'postgres',
     readBy: BOTH,
     hint: `use one of ${SSL_MODES.join(', ')}`,
-    help: 'libpq sslmode; verify-ca and verify-full need POSTGRES_SSLROOTCERT',
+    help: 'libpq sslmode; verify-ca and verify-full need POSTGRES_SSLROOTCERT; weaker modes are insecure; ignored for a Unix socket',
   },
   POSTGRES_SSLROOTCERT: {
     schema: textSchema,

@@ -92,7 +92,7 @@ describe('the settings table', () => {
     loadBackupConfig(backup.env, { repository: true });
     const dr = recording({ BACKUP_DR_REPOSITORY: 's3://bucket-b', BACKUP_DR_AWS_REGION: 'eu-west-1' });
     loadDrConfig(dr.env, undefined);
-    const telemetry = recording({});
+    const telemetry = recording({ POSTGRES_SSLROOTCERT: '/etc/ssl/pg-ca.crt' });
     loadTelemetryConfig(telemetry.env);
     for (const name of settingsReadBy('pms-backup'))
       assert.ok(backup.read.has(name) || dr.read.has(name), `pms-backup never reads ${name}`);

@@ -3,8 +3,11 @@ import { test } from 'node:test';
 import { isPmsError } from '../errors/catalogue.js';
 import { loadTelemetryConfig } from './telemetry-config.js';
 
-test('defaults: port 8080, never drop partitions, 1 MiB bodies, and the config is frozen', () => {
-  const config = loadTelemetryConfig({});
+const CA = { POSTGRES_SSLROOTCERT: '/etc/ssl/pg-ca.crt' };
+
+test('defaults: port 8080, never drop partitions, 1 MiB bodies, verify-full, and the config is frozen', () => {
+  const config = loadTelemetryConfig({ POSTGRES_SSLROOTCERT: '/etc/ssl/pg-ca.crt' });
+  assert.equal(config.postgres.sslmode, 'verify-full');
   assert.equal(config.port, 8080);
   assert.equal(config.retentionDays, undefined);
   assert.equal(config.bodyLimitBytes, 1024 * 1024);
@@ -32,9 +35,18 @@ test('every problem is reported at once, unknown TELEMETRY_ names included, and 
   }
 });
 
+test('the default verify-full without POSTGRES_SSLROOTCERT is PMS_ERR_CONFIG naming both; a Unix socket needs neither', () => {
+  assert.throws(
+    () => loadTelemetryConfig({ POSTGRES_HOST: 'db.example' }),
+    (error) =>
+      isPmsError(error, 'PMS_ERR_CONFIG') && /POSTGRES_SSLMODE=verify-full needs POSTGRES_SSLROOTCERT/.test(error.message) && error.exitCode === 2,
+  );
+  assert.equal(loadTelemetryConfig({ POSTGRES_HOST: '/run/postgresql' }).postgres.sslrootcert, undefined);
+});
+
 test('TELEMETRY_RETENTION_DAYS accepts a number of days from 31, or never', () => {
-  assert.equal(loadTelemetryConfig({ TELEMETRY_RETENTION_DAYS: '2922' }).retentionDays, 2922);
-  assert.equal(loadTelemetryConfig({ TELEMETRY_RETENTION_DAYS: 'never' }).retentionDays, undefined);
+  assert.equal(loadTelemetryConfig({ ...CA, TELEMETRY_RETENTION_DAYS: '2922' }).retentionDays, 2922);
+  assert.equal(loadTelemetryConfig({ ...CA, TELEMETRY_RETENTION_DAYS: 'never' }).retentionDays, undefined);
 });
 
 test('/metrics has a port of its own (9464 by default), never the API port', () => {

@@ -42,7 +42,8 @@ export function loadTelemetryConfig(env: Env): TelemetryConfig {
   const settings = new SettingReader(env, p);
   refuseUnknownVariables(env, p, 'pms-telemetry', ['TELEMETRY_', 'POSTGRES_']);
   const config: TelemetryConfig = {
-    postgres: parsePostgres(settings, p),
+    // Every pms-telemetry command works on the database.
+    postgres: parsePostgres(settings, p, { connects: true }),
     host: settings.get('TELEMETRY_HOST'),
     port: settings.get('TELEMETRY_PORT'),
     metricsPort: settings.get('TELEMETRY_METRICS_PORT'),

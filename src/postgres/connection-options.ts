@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
-import type { PostgresConfig } from '../config/postgres-config.js';
+import { type PostgresConfig, missingRootCert } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
 import { childEnv } from '../process/child-env.js';
+import { isUnixSocketHost, noteTransport } from './transport-security.js';
 
 export interface ConnectOverrides {
   readonly database?: string;
@@ -15,7 +16,9 @@ export interface ConnectOverrides {
  * `pg` client settings from the POSTGRES_* configuration. libpq's sslmodes map as follows:
  * disable → no TLS; allow/prefer → TLS without verification, falling back to plain only when the
  * server has no TLS (see connectWithFallback); require → TLS, no certificate check;
- * verify-ca → CA check; verify-full → CA and host name check.
+ * verify-ca → CA check; verify-full (the default) → CA and host name check (pg passes the host to
+ * tls.connect, which matches it against the certificate's DNS or IP names; pg sets SNI itself
+ * and only for names, so no servername here). A Unix socket needs no TLS.
  */
 export function pgClientConfig(config: PostgresConfig, overrides: ConnectOverrides = {}): ClientConfig {
   // pg reads `replication` (a startup parameter) although @types/pg does not declare it.
@@ -29,7 +32,8 @@ export function pgClientConfig(config: PostgresConfig, overrides: ConnectOverrid
   };
   if (config.user !== undefined) base.user = config.user;
   if (config.password !== undefined) base.password = config.password.reveal();
-  if (config.host.startsWith('/')) return base;
+  if (isUnixSocketHost(config.host)) return base;
+  noteTransport(config);
   switch (config.sslmode) {
     case 'disable':
       return base;
@@ -40,12 +44,13 @@ export function pgClientConfig(config: PostgresConfig, overrides: ConnectOverrid
     case 'verify-ca':
       return { ...base, ssl: { ca: readCa(config), checkServerIdentity: () => undefined } };
     case 'verify-full':
-      return { ...base, ssl: { ca: readCa(config), servername: config.host } };
+      return { ...base, ssl: { ca: readCa(config) } };
   }
 }
 
 function readCa(config: PostgresConfig): string {
-  const path = config.sslrootcert ?? '';
+  const path = config.sslrootcert;
+  if (path === undefined) throw new PmsError('PMS_ERR_CONFIG', missingRootCert(config.sslmode));
   try {
     return readFileSync(path, 'utf8');
   } catch (error) {
@@ -68,6 +73,7 @@ export function allowsPlainFallback(config: PostgresConfig): boolean {
  * else of ours (repository credentials, key paths, PG* variables of the caller) reaches them.
  */
 export function libpqEnv(config: PostgresConfig, database?: string): NodeJS.ProcessEnv {
+  if (!isUnixSocketHost(config.host)) noteTransport(config);
   return childEnv({
     PGHOST: config.host,
     PGPORT: String(config.port),

@@ -8,6 +8,7 @@ import { PmsError } from '../errors/catalogue.js';
 import { childEnv } from '../process/child-env.js';
 import { type ToolProcess, runTool, startTool } from '../process/tool-process.js';
 import { findPgProgram } from './binaries.js';
+import { makeThrowawayTls } from './throwaway-tls.js';
 import { usingDataDirectory } from './data-directory-writer.js';
 import {
   type NetworkIsolation,
@@ -28,6 +29,13 @@ export interface ThrowawayClusterOptions {
   readonly settings?: Readonly<Record<string, string | number | boolean>>;
   /** Listen on 127.0.0.1 as well as the Unix socket (default true; never for a sandbox). */
   readonly tcp?: boolean;
+  /**
+   * On TCP, speak only TLS with a certificate for 127.0.0.1/localhost from a CA made for this
+   * cluster (throwaway-tls.ts), and hand out verify-full settings (default: whenever it listens on
+   * TCP). False for a cluster whose own configuration brings its TLS (deploy-proofs): it is then
+   * handed out by its Unix socket.
+   */
+  readonly tls?: boolean;
   /** OS user that owns and runs the server when we are root (PostgreSQL refuses root). */
   readonly osUser?: string;
   /**
@@ -75,11 +83,16 @@ export interface ThrowawayCluster {
   readonly superuser: string;
   readonly binDir: string;
   readonly osUser: string | undefined;
+  /** The CA certificate the server's TLS certificate chains to (undefined without TLS). */
+  readonly caFile: string | undefined;
   /** How a sandboxed server is kept apart (undefined for an ordinary throwaway cluster). */
   readonly isolation: SandboxIsolation | undefined;
   /** libpq environment for programs (psql, pg_dump) connecting as the superuser. */
   readonly libpqEnv: NodeJS.ProcessEnv;
-  /** POSTGRES_* variables as pms-backup / pms-telemetry read them. */
+  /**
+   * POSTGRES_* variables as pms-backup / pms-telemetry read them: TCP with verify-full against
+   * caFile, or the Unix socket (which needs no TLS) for a cluster without TLS.
+   */
   readonly postgresEnv: Readonly<Record<string, string>>;
   psql(sql: string, database?: string): Promise<string>;
   start(): Promise<void>;
@@ -149,6 +162,7 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
   }
   const osUser = sandbox ? identity?.osUser : isRoot ? (options.osUser ?? env['PMS_PG_OS_USER'] ?? 'postgres') : undefined;
   const tcp = sandbox ? false : options.tcp !== false;
+  const tls = tcp && options.tls !== false;
   const root = mkdtempSync(join(options.parentDir ?? tmpdir(), 'pms-pg-'));
   const dataDir = join(root, 'data');
   // The socket lives in the cluster's own 0700 directory: only its owner (and root) can reach it.
@@ -161,13 +175,24 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
   // The log file is created (exclusively) while the directory is still root's, then both are
   // handed over: nothing can be planted in between.
   closeSync(openSync(logFile, 'wx', 0o600));
+  // Made while the directory is still ours, so its CA key (deleted after signing) was never the
+  // server's to read; the server gets its own key and certificate.
+  const certificates = tls
+    ? await makeThrowawayTls(join(root, 'tls')).catch((error: unknown) => {
+        rmSync(root, { recursive: true, force: true });
+        throw error;
+      })
+    : undefined;
   if (osUser) {
     const { uid, gid } = identity ?? (await lookupUser(osUser));
     chownSync(logFile, uid, gid);
+    if (certificates) {
+      for (const file of [join(root, 'tls'), certificates.keyFile, certificates.certFile]) chownSync(file, uid, gid);
+    }
     chownSync(root, uid, gid);
   }
   const port = await freePort();
-  const host = tcp ? '127.0.0.1' : socketDir;
+  const host = tls ? '127.0.0.1' : socketDir;
   const libpqEnv = childEnv({ PGHOST: socketDir, PGPORT: String(port), PGUSER: superuser, PGDATABASE: 'postgres' });
   const isolation: SandboxIsolation | undefined =
     sandbox && identity
@@ -234,8 +259,14 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     binDir,
     osUser,
     isolation,
+    caFile: certificates?.caFile,
     libpqEnv,
-    postgresEnv: { POSTGRES_HOST: host, POSTGRES_PORT: String(port), POSTGRES_USER: superuser, POSTGRES_SSLMODE: 'disable' },
+    postgresEnv: {
+      POSTGRES_HOST: host,
+      POSTGRES_PORT: String(port),
+      POSTGRES_USER: superuser,
+      ...(certificates ? { POSTGRES_SSLMODE: 'verify-full', POSTGRES_SSLROOTCERT: certificates.caFile } : {}),
+    },
     async psql(sql, database = 'postgres') {
       const psql = findPgProgram('psql', env, major);
       const result = await runTool(psql, ['-X', '-v', 'ON_ERROR_STOP=1', '-qAt', '-d', database], { env: libpqEnv, input: sql });
@@ -248,9 +279,12 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
         return;
       }
       const listen = tcp ? '127.0.0.1' : "''";
+      // On the command line, not in postgresql.conf: a base backup of this cluster must not carry
+      // paths to certificates that go with it.
+      const ssl = certificates ? ` -c ssl=on -c ssl_cert_file=${certificates.certFile} -c ssl_key_file=${certificates.keyFile}` : '';
       await runTool(
         pgCtl,
-        ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${listen}`, 'start'],
+        ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${listen}${ssl}`, 'start'],
         { runAs: osUser, env: childEnv(options.serverEnv) },
       ).catch((error: unknown) => {
         throw new PmsError('PMS_ERR_DB_UNAVAILABLE', `throwaway PostgreSQL did not start: ${tailOf(logFile)}`, { cause: error });
@@ -303,6 +337,8 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
           .map(([k, v]) => `${k} = ${formatSetting(v)}`)
           .join('\n')}\n`,
       );
+      // TCP admits TLS only, so a client that fell back to plain text fails instead of passing.
+      if (certificates && !options.populate) await directory.replace('pg_hba.conf', TLS_ONLY_HBA);
       if (sandbox && identity) {
         await directory.replace('pg_hba.conf', sandboxHba(superuser));
         await directory.replace(
@@ -318,6 +354,14 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     throw error;
   }
 }
+
+/** initdb's trust entries, with TCP ones turned into hostssl (a throwaway has no passwords). */
+const TLS_ONLY_HBA = `# pms throwaway cluster: the socket as initdb made it; TCP only over TLS
+local all all trust
+local replication all trust
+hostssl all all 127.0.0.1/32 trust
+hostssl replication all 127.0.0.1/32 trust
+`;
 
 function clientOsUser(): string {
   try {

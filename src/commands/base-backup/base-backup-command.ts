@@ -8,7 +8,7 @@ export async function runBaseBackup(options: { json?: boolean; walTimeout?: numb
     {
       name: 'base-backup',
       logStream: 'backup',
-      needs: { repository: true, encryption: true, signing: true, trust: true },
+      needs: { repository: true, encryption: true, signing: true, trust: true, postgres: true },
       interruptible: true,
     },
     async ({ config, storage, signal, signer, trust, logger }) => {

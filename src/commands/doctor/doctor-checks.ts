@@ -8,6 +8,8 @@ import { inspectSigning } from '../../crypto/signing.js';
 import { isPmsError } from '../../errors/catalogue.js';
 import { findPgProgram } from '../../postgres/binaries.js';
 import { usingClient } from '../../postgres/connect.js';
+import { insecureTransport, isUnixSocketHost } from '../../postgres/transport-security.js';
+import type { PostgresConfig } from '../../config/postgres-config.js';
 import { pgDumpVersion } from '../../postgres/logical-dump.js';
 import { openStorage } from '../../storage/open-storage.js';
 import type { DoctorCheck } from './doctor-check.js';
@@ -22,6 +24,28 @@ function onPath(program: string, env: Env): boolean {
       return false;
     }
   });
+}
+
+/** Whether the database connection is verified TLS (or a Unix socket): a weaker POSTGRES_SSLMODE fails. */
+function transportCheck(postgres: PostgresConfig): DoctorCheck {
+  const insecure = insecureTransport(postgres);
+  if (insecure !== undefined) {
+    return {
+      name: 'database tls',
+      ok: false,
+      detail: insecure,
+      fix: 'set POSTGRES_SSLMODE=verify-full and POSTGRES_SSLROOTCERT to the CA certificate that signed the server certificate',
+    };
+  }
+  if (isUnixSocketHost(postgres.host)) return { name: 'database tls', ok: true, detail: `Unix socket ${postgres.host}: no TLS needed` };
+  return {
+    name: 'database tls',
+    ok: true,
+    detail:
+      postgres.sslmode === 'verify-full'
+        ? `verify-full: TLS, the server certificate must chain to ${postgres.sslrootcert} and name ${postgres.host}`
+        : `verify-ca: TLS, the server certificate must chain to ${postgres.sslrootcert} (its host name is not checked)`,
+  };
 }
 
 /** The seed's troubleshooting section, as checks that each say how to fix what they find. */
@@ -52,7 +76,7 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
 
   let config: BackupConfig;
   try {
-    config = loadBackupConfig(env, { repository: true, encryption: true });
+    config = loadBackupConfig(env, { repository: true, encryption: true, postgres: true });
     checks.push({ name: 'config', ok: true, detail: 'every variable is valid' });
   } catch (error) {
     checks.push({
@@ -64,6 +88,7 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
     return checks;
   }
 
+  checks.push(transportCheck(config.postgres));
   try {
     const [serverVersion, dumpVersion] = await Promise.all([
       usingClient(

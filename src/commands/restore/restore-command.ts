@@ -45,7 +45,7 @@ export async function runRestore(reference: string, options: RestoreCommandOptio
     {
       name: 'restore',
       logStream: 'backup',
-      needs: { repository: true, decryption: true, trust: true, signing: true },
+      needs: { repository: true, decryption: true, trust: true, signing: true, postgres: true },
       interruptible: true,
     },
     async ({ config, storage, signal, trust, logger }) => {

@@ -83,7 +83,8 @@ export async function startConfiguredPostgres(
       });
       serverEnv = { ...container.env, PATH: `${binDir}:${process.env['PATH'] ?? ''}` };
     }
-    cluster = await startThrowawayCluster(serverEnv ? { serverEnv } : {});
+    // Its TLS is the rendered postgresql.conf's, with the certificate made above.
+    cluster = await startThrowawayCluster({ tls: false, ...(serverEnv ? { serverEnv } : {}) });
     const started = cluster;
     const owner = started.osUser ? await ids(started.osUser) : undefined;
     // In the pod, fsGroup makes the volumes the server's; here they are handed to its OS user.

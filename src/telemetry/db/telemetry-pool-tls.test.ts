@@ -75,7 +75,9 @@ before(async () => {
     // The server runs as postgres and refuses a key others can read, so hand it the files.
     for (const f of ['.', 'server.key', 'server.pem']) chownSync(join(dir, f), uid, gid);
   }
+  // This test's own certificates, not the throwaway cluster's (tls: false keeps ours off the command line).
   cluster = await startThrowawayCluster({
+    tls: false,
     settings: { ssl: true, ssl_cert_file: join(dir, 'server.pem'), ssl_key_file: join(dir, 'server.key') },
   });
 });

@@ -39,7 +39,9 @@ test('the default verify-full without POSTGRES_SSLROOTCERT is PMS_ERR_CONFIG nam
   assert.throws(
     () => loadTelemetryConfig({ POSTGRES_HOST: 'db.example' }),
     (error) =>
-      isPmsError(error, 'PMS_ERR_CONFIG') && /POSTGRES_SSLMODE=verify-full needs POSTGRES_SSLROOTCERT/.test(error.message) && error.exitCode === 2,
+      isPmsError(error, 'PMS_ERR_CONFIG') &&
+      /POSTGRES_SSLMODE=verify-full needs POSTGRES_SSLROOTCERT/.test(error.message) &&
+      error.exitCode === 2,
   );
   assert.equal(loadTelemetryConfig({ POSTGRES_HOST: '/run/postgresql' }).postgres.sslrootcert, undefined);
 });

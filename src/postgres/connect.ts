@@ -15,6 +15,10 @@ const UNAVAILABLE_CODES = new Set([
   SQLSTATE.tooManyConnections,
 ]);
 
+/** Node's codes for a server certificate that failed verification (chain or host name). */
+const TLS_VERIFY_CODES =
+  /^(ERR_TLS_CERT_ALTNAME_INVALID|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_(HAS_EXPIRED|NOT_YET_VALID|UNTRUSTED|REJECTED|SIGNATURE_FAILURE))$/;
+
 /** Maps a connection failure to PMS_ERR_DB_UNAVAILABLE naming the server (never the password). */
 export function connectionError(config: PostgresConfig, error: unknown, database = config.database): PmsError {
   const code = (error as { code?: string }).code;
@@ -30,6 +34,20 @@ export function connectionError(config: PostgresConfig, error: unknown, database
     return new PmsError(
       'PMS_ERR_DB_UNAVAILABLE',
       `database ${database} does not exist on ${config.host}:${config.port}: check POSTGRES_DB`,
+      { cause: error },
+    );
+  }
+  if (/does not support SSL/i.test(message)) {
+    return new PmsError(
+      'PMS_ERR_DB_UNAVAILABLE',
+      `PostgreSQL at ${config.host}:${config.port} offers no TLS and POSTGRES_SSLMODE=${config.sslmode} requires it, so nothing (no password) was sent: turn on ssl on the server, or check POSTGRES_HOST/POSTGRES_PORT name the right one`,
+      { cause: error },
+    );
+  }
+  if (code !== undefined && TLS_VERIFY_CODES.test(code)) {
+    return new PmsError(
+      'PMS_ERR_DB_UNAVAILABLE',
+      `the TLS certificate of PostgreSQL at ${config.host}:${config.port} did not verify (${code}), so nothing (no password) was sent: POSTGRES_SSLROOTCERT must be the CA that signed it and, for verify-full, it must name ${config.host}`,
       { cause: error },
     );
   }

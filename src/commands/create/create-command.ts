@@ -8,7 +8,12 @@ import { ProgressLine, formatBytes } from '../../cli/progress.js';
 
 export async function runCreate(options: { json?: boolean }): Promise<number> {
   return runBackupCommand(
-    { name: 'create', logStream: 'backup', needs: { repository: true, encryption: true, signing: true, postgres: true }, interruptible: true },
+    {
+      name: 'create',
+      logStream: 'backup',
+      needs: { repository: true, encryption: true, signing: true, postgres: true },
+      interruptible: true,
+    },
     async ({ config, storage, logger, signal, signer: loadSigner }) => {
       const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
       const signer = await loadSigner();

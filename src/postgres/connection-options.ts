@@ -69,8 +69,9 @@ export function allowsPlainFallback(config: PostgresConfig): boolean {
 
 /**
  * Environment for libpq programs (pg_dump, pg_restore, psql): the allowlist every child gets
- * plus the connection facts; the password goes through the environment, never argv. Nothing
- * else of ours (repository credentials, key paths, PG* variables of the caller) reaches them.
+ * plus the connection facts. Never the password: that goes through a PGPASSFILE of its own
+ * (libpq-tool.ts). Nothing else of ours (repository credentials, key paths, PG* variables of the
+ * caller) reaches them.
  */
 export function libpqEnv(config: PostgresConfig, database?: string): NodeJS.ProcessEnv {
   if (!isUnixSocketHost(config.host)) noteTransport(config);
@@ -82,7 +83,6 @@ export function libpqEnv(config: PostgresConfig, database?: string): NodeJS.Proc
     PGCONNECT_TIMEOUT: '10',
     PGAPPNAME: 'pms-backup',
     PGUSER: config.user,
-    PGPASSWORD: config.password?.reveal(),
     PGSSLROOTCERT: config.sslrootcert,
   });
 }

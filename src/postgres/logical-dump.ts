@@ -1,7 +1,7 @@
 import type { PostgresConfig } from '../config/postgres-config.js';
-import { type ToolProcess, runTool, startTool } from '../process/tool-process.js';
+import { type ToolProcess, runTool } from '../process/tool-process.js';
 import { findPgProgram } from './binaries.js';
-import { libpqEnv } from './connection-options.js';
+import { startLibpqTool } from './libpq-tool.js';
 
 /**
  * `pg_dump` in custom format without its own compression (-Z0): zlib inside pg_dump is the
@@ -9,10 +9,14 @@ import { libpqEnv } from './connection-options.js';
  */
 export function startLogicalDump(config: PostgresConfig, snapshotId: string, signal?: AbortSignal): ToolProcess {
   const pgDump = findPgProgram('pg_dump');
-  return startTool(pgDump, ['--format=custom', '--compress=0', `--snapshot=${snapshotId}`, '--no-password', '--dbname', config.database], {
-    env: libpqEnv(config),
-    ...(signal ? { signal } : {}),
-  });
+  return startLibpqTool(
+    pgDump,
+    ['--format=custom', '--compress=0', `--snapshot=${snapshotId}`, '--no-password', '--dbname', config.database],
+    config,
+    {
+      ...(signal ? { signal } : {}),
+    },
+  );
 }
 
 export async function pgDumpVersion(): Promise<string> {

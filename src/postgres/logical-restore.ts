@@ -1,7 +1,7 @@
 import type { PostgresConfig } from '../config/postgres-config.js';
-import { type ToolProcess, startTool } from '../process/tool-process.js';
+import type { ToolProcess } from '../process/tool-process.js';
 import { findPgProgram } from './binaries.js';
-import { libpqEnv } from './connection-options.js';
+import { startLibpqTool } from './libpq-tool.js';
 
 export interface PgRestoreOptions {
   /** Restore into this database; without it pg_restore writes the SQL script to stdout. */
@@ -25,8 +25,8 @@ export function startPgRestore(config: PostgresConfig, options: PgRestoreOptions
   if (options.section) args.push(`--${options.section}`);
   for (const schema of options.schemas ?? []) args.push('--schema', schema);
   for (const table of options.tables ?? []) args.push('--table', table);
-  return startTool(findPgProgram('pg_restore'), args, {
-    env: libpqEnv(config, options.database),
+  return startLibpqTool(findPgProgram('pg_restore'), args, config, {
+    ...(options.database !== undefined ? { database: options.database } : {}),
     stdin: 'pipe',
     ...(options.signal ? { signal: options.signal } : {}),
   });
@@ -34,8 +34,8 @@ export function startPgRestore(config: PostgresConfig, options: PgRestoreOptions
 
 /** `psql` running a SQL script from stdin, stopping at the first error. */
 export function startPsqlScript(config: PostgresConfig, database: string, signal?: AbortSignal): ToolProcess {
-  return startTool(findPgProgram('psql'), ['--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--dbname', database], {
-    env: libpqEnv(config, database),
+  return startLibpqTool(findPgProgram('psql'), ['--no-psqlrc', '--quiet', '--set', 'ON_ERROR_STOP=1', '--dbname', database], config, {
+    database,
     stdin: 'pipe',
     stdout: 'ignore',
     ...(signal ? { signal } : {}),

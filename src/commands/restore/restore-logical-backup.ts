@@ -1,11 +1,10 @@
-import { pipeline } from 'node:stream/promises';
 import type { LogicalManifest, TableCount } from '../../repository/manifest.js';
 import type { PostgresConfig } from '../../config/postgres-config.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { quoteIdent, usingClient } from '../../postgres/connect.js';
 import { countTableRows } from '../../postgres/dump-snapshot.js';
-import { startPgRestore, startPsqlScript } from '../../postgres/logical-restore.js';
+import { type RestoreProcessOptions, startRestore } from '../../postgres/logical-restore.js';
 import type { Storage } from '../../storage/storage.js';
 import type { Readable } from 'node:stream';
 import { type ReaderTrust, consumeVerified, openEncrypted } from '../../pipeline/open-encrypted.js';
@@ -132,18 +131,18 @@ interface ScopeContext {
   readonly pass: (consume: (archive: Readable) => Promise<void>) => Promise<void>;
 }
 
-type PgRestoreExtra = Omit<Parameters<typeof startPgRestore>[1], 'database' | 'noOwner'>;
+type PgRestoreExtra = Omit<RestoreProcessOptions, 'database' | 'noOwner' | 'signal'>;
 
 function restoreInto(context: ScopeContext, database: string, extra: PgRestoreExtra): Promise<void> {
   const { options } = context;
   return context.pass(async (archive) => {
-    const restore = startPgRestore(options.postgres, {
+    const restore = startRestore(options.postgres, {
       database,
       noOwner: options.noOwner ?? false,
       ...extra,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    await Promise.all([feedStdin(archive, restore.child.stdin!), restore.done]);
+    await Promise.all([feedStdin(archive, restore.input), restore.done]);
   });
 }
 
@@ -202,21 +201,10 @@ async function restoreTables(
 async function restorePatient(context: ScopeContext, staging: string, nhsNumber: string): Promise<undefined> {
   const { options } = context;
   await restoreInto(context, staging, { section: 'schema-only' });
-  await context.pass(async (archive) => {
-    const script = startPgRestore(options.postgres, {
-      schemas: [TELEMETRY_SCHEMA],
-      section: 'data-only',
-      noOwner: options.noOwner ?? false,
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    const psql = startPsqlScript(options.postgres, staging, options.signal);
-    const filter = new CopyRowFilter(PATIENT_COLUMN, nhsNumber);
-    await Promise.all([
-      feedStdin(archive, script.child.stdin!),
-      script.done,
-      pipeline(script.child.stdout!, filter, psql.child.stdin!),
-      psql.done,
-    ]);
+  await restoreInto(context, staging, {
+    schemas: [TELEMETRY_SCHEMA],
+    section: 'data-only',
+    rowFilter: new CopyRowFilter(PATIENT_COLUMN, nhsNumber),
   });
   return undefined;
 }

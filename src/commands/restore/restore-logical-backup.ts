@@ -199,7 +199,6 @@ async function restoreTables(
  * comparable with the manifest's (undefined).
  */
 async function restorePatient(context: ScopeContext, staging: string, nhsNumber: string): Promise<undefined> {
-  const { options } = context;
   await restoreInto(context, staging, { section: 'schema-only' });
   await restoreInto(context, staging, {
     schemas: [TELEMETRY_SCHEMA],

@@ -52,24 +52,24 @@ test('TELEMETRY_RETENTION_DAYS accepts a number of days from 31, or never', () =
 });
 
 test('/metrics has a port of its own (9464 by default), never the API port', () => {
-  assert.equal(loadTelemetryConfig({}).metricsPort, 9464);
-  assert.equal(loadTelemetryConfig({ TELEMETRY_METRICS_PORT: '9100' }).metricsPort, 9100);
+  assert.equal(loadTelemetryConfig(CA).metricsPort, 9464);
+  assert.equal(loadTelemetryConfig({ ...CA, TELEMETRY_METRICS_PORT: '9100' }).metricsPort, 9100);
   assert.throws(
-    () => loadTelemetryConfig({ TELEMETRY_PORT: '9000', TELEMETRY_METRICS_PORT: '9000' }),
+    () => loadTelemetryConfig({ ...CA, TELEMETRY_PORT: '9000', TELEMETRY_METRICS_PORT: '9000' }),
     (error: unknown) => isPmsError(error, 'PMS_ERR_CONFIG') && /TELEMETRY_METRICS_PORT=9000 is invalid: it must differ/.test(error.message),
   );
 });
 
 test('TELEMETRY_TRUSTED_PROXIES takes addresses and CIDR blocks; unset trusts no proxy', () => {
-  assert.deepEqual(loadTelemetryConfig({}).trustedProxies, []);
-  assert.deepEqual(loadTelemetryConfig({ TELEMETRY_TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.4,fd00::/8' }).trustedProxies, [
+  assert.deepEqual(loadTelemetryConfig(CA).trustedProxies, []);
+  assert.deepEqual(loadTelemetryConfig({ ...CA, TELEMETRY_TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.4,fd00::/8' }).trustedProxies, [
     '10.0.0.0/8',
     '192.168.1.4',
     'fd00::/8',
   ]);
   for (const bad of ['10.0.0.0/33', 'proxy.local', '10.0.0.0/8/1', 'fd00::/129', ',']) {
     assert.throws(
-      () => loadTelemetryConfig({ TELEMETRY_TRUSTED_PROXIES: bad }),
+      () => loadTelemetryConfig({ ...CA, TELEMETRY_TRUSTED_PROXIES: bad }),
       (error: unknown) => isPmsError(error, 'PMS_ERR_CONFIG') && /TELEMETRY_TRUSTED_PROXIES/.test(error.message),
       bad,
     );

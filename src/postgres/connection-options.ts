@@ -32,11 +32,13 @@ export function pgClientConfig(config: PostgresConfig, overrides: ConnectOverrid
   };
   if (config.user !== undefined) base.user = config.user;
   if (config.password !== undefined) base.password = config.password.reveal();
-  if (isUnixSocketHost(config.host)) return base;
+  // ssl is always set: left undefined, pg would take it from PGSSLMODE in our own environment
+  // (the runbook exports one for psql), and ask a Unix socket for TLS.
+  if (isUnixSocketHost(config.host)) return { ...base, ssl: false };
   noteTransport(config);
   switch (config.sslmode) {
     case 'disable':
-      return base;
+      return { ...base, ssl: false };
     case 'allow':
     case 'prefer':
     case 'require':

@@ -11,7 +11,7 @@ export const BACKUP_RULES_FILE = join(DEPLOY_DIR, '..', 'monitoring', 'prometheu
 export const BACKUP_PROMETHEUS_RULE_FILE = join(DEPLOY_DIR, 'components', 'monitoring', 'prometheusrule-backup.yaml');
 
 const HEADER = `# GENERATED from monitoring/prometheus/pms-backup-rules.yaml: do not edit by hand.
-# Regenerate with \`npm run build && node dist/deploy/write-prometheus-rule.js\`;
+# Regenerate with \`npm run deploy:rules\`;
 # src/dev-only/deploy-proofs/prometheus-rule.test.ts fails when this file and the rules file disagree.
 `;
 

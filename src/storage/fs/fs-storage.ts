@@ -104,9 +104,17 @@ export class FsStorage implements Storage {
       await handle.close();
       handle = undefined;
       if (options.ifAbsent) {
+        // The sidecar goes first, naming the new file's inode, so that a writer killed between
+        // the two steps leaves either nothing or an object with its metadata (WAL's seal and
+        // sha256), never an object without: that one could never be re-pushed or trusted. It
+        // is written only while nothing is at the key, so an existing object keeps its own. Two
+        // writers racing for one key can still cost the winner its sidecar (a re-push repairs
+        // nothing then): S3, where metadata is part of the PUT, has no such window.
+        if (Object.keys(metadata).length > 0) {
+          if (await exists(path)) await this.#commitIfAbsent(temp, path, key);
+          await writeSidecar(this.#root, key, info.ino, metadata);
+        }
         await this.#commitIfAbsent(temp, path, key);
-        // The object is claimed; its metadata can only follow (see metadata-sidecar.ts).
-        if (Object.keys(metadata).length > 0) await writeSidecar(this.#root, key, info.ino, metadata);
       } else {
         if (Object.keys(metadata).length > 0) await writeSidecar(this.#root, key, info.ino, metadata);
         await rename(temp, path);
@@ -281,5 +289,15 @@ export class FsStorage implements Storage {
 
   #notFound(key: string): PmsError {
     return new PmsError('PMS_ERR_NOT_FOUND', `${key} does not exist in ${this.location}`, { details: { key, location: this.location } });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
   }
 }

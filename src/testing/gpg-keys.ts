@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,7 +80,12 @@ export async function generateGpgKeyPair(options: GpgKeyOptions = {}): Promise<G
     passphraseFile,
     gnupgHome,
     dir,
-    remove: () => rmSync(dir, { recursive: true, force: true }),
+    remove: () => {
+      // gpg started an agent for this home when it generated and exported the secret key: it would
+      // outlive the directory (and keep the key in memory).
+      spawnSync('gpgconf', ['--homedir', gnupgHome, '--kill', 'gpg-agent'], { stdio: 'ignore' });
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -1,10 +1,37 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { REPO_ROOT } from '../../testing/run-cli.js';
+
+/** Debian's default PATH for root, without /usr/local (where this machine has a pg_ctl Debian does not). */
+const DEBIAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Processes whose command line names one of these paths (a postmaster's -D, a gpg-agent's --homedir). */
+function processesMentioning(paths: readonly string[]): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+    } catch {
+      continue;
+    }
+    if (paths.some((p) => cmdline.includes(p))) found.push(`${pid}: ${cmdline}`);
+  }
+  return found;
+}
 
 function runDemo(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -65,10 +92,31 @@ describe('npm run demo', () => {
     check.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
     await new Promise((resolve) => check.once('close', resolve));
     assert.equal(out.trim(), 't', 'the kept server answers');
-    // Run the printed stop commands exactly (pg_ctl as the server's OS user when we are root).
-    const asUser = process.getuid?.() === 0 ? 'runuser -u postgres -- ' : '';
-    const commands = stop.split('; ').map((c) => (c.startsWith('pg_ctl') ? `${asUser}${join('/usr/lib/postgresql/15/bin', c)}` : c));
-    const stopped = spawn('bash', ['-c', commands.join(' && ')], { stdio: 'ignore' });
-    assert.equal(await new Promise((resolve) => stopped.once('close', resolve)), 0);
+    // What the line must stop and remove, read before it runs.
+    const dataDirs = [...stop.matchAll(/ -D (\S+) /g)].map((m) => m[1]!);
+    assert.equal(dataDirs.length, 2, `stops both servers: ${stop}`);
+    const postmasters = dataDirs.map((d) => Number(readFileSync(join(d, 'postmaster.pid'), 'utf8').split('\n')[0]));
+    const gpgHomes = [...stop.matchAll(/gpgconf --homedir (\S+) --kill gpg-agent/g)].map((m) => m[1]!);
+    assert.equal(gpgHomes.length, 2, `kills the agents of both demo key homes: ${stop}`);
+    const removed = /rm -rf (.+)$/.exec(stop)?.[1]?.split(' ') ?? [];
+    for (const path of [...dataDirs, ...gpgHomes]) {
+      assert.ok(
+        removed.some((r) => path.startsWith(`${r}/`)),
+        `${path} is under a removed directory`,
+      );
+    }
+    for (const path of removed) assert.ok(existsSync(path), `${path} exists before the stop line`);
+    // Exactly the printed line, in a fresh bash as the operator (root here) would paste it.
+    const stopped = spawn('bash', ['-c', stop], {
+      env: { PATH: DEBIAN_PATH, HOME: process.env['HOME'] ?? '/root' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stopOutput = '';
+    stopped.stdout.setEncoding('utf8').on('data', (c: string) => (stopOutput += c));
+    stopped.stderr.setEncoding('utf8').on('data', (c: string) => (stopOutput += c));
+    assert.equal(await new Promise((resolve) => stopped.once('close', resolve)), 0, stopOutput);
+    for (const pid of postmasters) assert.equal(alive(pid), false, `postmaster ${pid} stopped`);
+    assert.deepEqual(processesMentioning(removed), [], 'no process (postmaster, gpg-agent) of the demo is left');
+    for (const path of removed) assert.equal(existsSync(path), false, `${path} removed`);
   });
 });

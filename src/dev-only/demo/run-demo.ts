@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { findPgProgram } from '../../postgres/binaries.js';
 import { runTool } from '../../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { binPath, runCli } from '../../testing/run-cli.js';
@@ -99,6 +100,22 @@ async function streamReadings(
     }),
   );
   return acknowledged;
+}
+
+/**
+ * The one line that stops a --keep demo, run as printed (demo.test.ts runs exactly this): pg_ctl by
+ * its full path and as the servers' OS user (it refuses root and is not on Debian's PATH), the gpg
+ * agents of the demo's key homes killed, and `&&` so that nothing is deleted under a server that
+ * did not stop.
+ */
+function stopLine(apiPid: number | undefined, clusters: readonly ThrowawayCluster[], keys: readonly GpgKeyPair[], work: string): string {
+  const pgCtl = findPgProgram('pg_ctl');
+  return [
+    `kill ${apiPid}`,
+    ...clusters.map((c) => `${c.osUser ? `runuser -u ${c.osUser} -- ` : ''}${pgCtl} -D ${c.dataDir} -w stop`),
+    ...keys.map((k) => `gpgconf --homedir ${k.gnupgHome} --kill gpg-agent`),
+    `rm -rf ${[work, ...keys.map((k) => k.dir)].join(' ')}`,
+  ].join(' && ');
 }
 
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
@@ -300,7 +317,7 @@ async function main(): Promise<number> {
           `  PostgreSQL (recovered):  psql -h ${recovered.socketDir} -p ${recovered.port} -U postgres patient_telemetry`,
           `  Ingest API:              ${url}  (GET /readyz, /metrics; POST /v1/readings with a device token)`,
           `  Backup environment:      source ${envFile} && npx pms-backup list`,
-          `  Stop everything:         kill ${api.pid}; pg_ctl -D ${cluster.dataDir} stop; pg_ctl -D ${recovered.dataDir} stop; rm -rf ${work}`,
+          `  Stop everything:         ${stopLine(api.pid, [cluster, recovered], [key, walKey], work)}`,
           '',
         ].join('\n'),
       );

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,11 +9,12 @@ import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../po
 import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
 import { REPO_ROOT, binPath } from '../../testing/run-cli.js';
 import { type S3rverHarness, S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../../testing/s3rver-harness.js';
-import { type RunbookSection, readRunbook } from './runbook-blocks.js';
+import { type DocSection as RunbookSection, runnableSections as readRunbook } from './doc-blocks.js';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
 
 const PATIENT = '9990000018';
 const OTHER = '9990000026';
+const PASSWORD = 'rb:pass\\word 3am';
 const asRoot = process.getuid?.() === 0;
 let cluster: ThrowawayCluster;
 let key: GpgKeyPair;
@@ -24,10 +25,17 @@ let env: Record<string, string>;
 let sections: RunbookSection[];
 const timings: string[] = [];
 
-/** Runs a script as the unprivileged server user (as an operator's shell in the backup pod would). */
-function bash(script: string, extraEnv: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
+/** Debian's default PATH for root without /usr/local (where this machine has a pg_ctl stock Debian lacks). */
+const DEBIAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * Runs a script in a fresh `bash -euo pipefail` with only `env` (what the operator's shell holds:
+ * the documented variables) and what the script itself sets up. `asPostgres` is for the test's own
+ * set-up (the backup jobs that ran before the incident), never for the document's blocks.
+ */
+function bash(script: string, extraEnv: Record<string, string> = {}, asPostgres = false): Promise<{ code: number | null; output: string }> {
   const full = `set -euo pipefail\n${script}\n`;
-  const [command, args] = asRoot ? ['runuser', ['-u', 'postgres', '--', 'bash', '-c', full]] : ['bash', ['-c', full]];
+  const [command, args] = asPostgres && asRoot ? ['runuser', ['-u', 'postgres', '--', 'bash', '-c', full]] : ['bash', ['-c', full]];
   return new Promise((resolve, reject) => {
     const child = spawn(command, args as string[], { env: { ...env, ...extraEnv }, cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -46,7 +54,7 @@ function bash(script: string, extraEnv: Record<string, string> = {}): Promise<{ 
 }
 
 async function must(script: string): Promise<string> {
-  const result = await bash(script);
+  const result = await bash(script, {}, true);
   assert.equal(result.code, 0, result.output);
   return result.output;
 }
@@ -80,7 +88,9 @@ before(async () => {
   ]);
   const files = join(work, 'files');
   mkdirSync(files);
-  for (const dir of ['repository', 'logs', 'bin', 'files']) mkdirSync(join(work, dir), { recursive: true });
+  for (const dir of ['repository', 'logs', 'bin', 'files', 'home']) mkdirSync(join(work, dir), { recursive: true });
+  // A password that needs escaping in a passfile (":" and "\\").
+  writeFileSync(join(files, 'postgres-password'), `${PASSWORD}\n`, { mode: 0o600 });
   writeFileSync(join(files, 'public-keys.asc'), readFileSync(key.publicKeyFile, 'utf8') + readFileSync(breakGlass.publicKeyFile, 'utf8'));
   writeFileSync(join(files, 'private-key.asc'), readFileSync(key.privateKeyFile), { mode: 0o600 });
   writeFileSync(join(files, 'passphrase'), readFileSync(key.passphraseFile!), { mode: 0o600 });
@@ -107,9 +117,12 @@ before(async () => {
     serverEnv: backupEnv,
   });
   env = {
-    PATH: `${join(work, 'bin')}:${cluster.binDir}:${process.env['PATH'] ?? ''}`,
-    HOME: work,
+    // Where pms-backup is installed (/usr/local/bin in the image) after Debian's PATH: no PostgreSQL
+    // bin directory, no variable the document does not name.
+    PATH: `${DEBIAN_PATH}:${join(work, 'bin')}`,
+    HOME: join(work, 'home'),
     ...cluster.postgresEnv,
+    POSTGRES_PASSWORD_FILE: join(files, 'postgres-password'),
     ...backupEnv,
     BACKUP_DR_REPOSITORY: 's3://pms-dr-backups/patient-telemetry',
     BACKUP_DR_AWS_REGION: 'eu-west-1',
@@ -118,7 +131,14 @@ before(async () => {
     BACKUP_DR_S3_ENDPOINT: dr.endpoint,
     BACKUP_DR_S3_FORCE_PATH_STYLE: 'true',
   };
-  await psql('SELECT 1', 'postgres');
+  // The server as in production: TCP only over TLS, and a SCRAM password (throwaway clusters trust
+  // their users). The test's own psql keeps the Unix socket.
+  writeFileSync(
+    join(cluster.dataDir, 'pg_hba.conf'),
+    'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl replication all 127.0.0.1/32 scram-sha-256\n',
+  );
+  await psql(`SET password_encryption = 'scram-sha-256'; ALTER ROLE postgres PASSWORD '${PASSWORD}'`, 'postgres');
+  await psql('SELECT pg_reload_conf()', 'postgres');
   await cluster.psql('CREATE DATABASE patient_telemetry');
   await must('pms-telemetry migrate');
   await must(
@@ -145,6 +165,17 @@ after(async () => {
 });
 
 describe('docs/runbook.md, executed as written', () => {
+  test('"Before you start": psql connects over verified TLS with the password of POSTGRES_PASSWORD_FILE, and the passfile goes with the shell', async () => {
+    const result = await bash(`${section('Before you start').blocks.join('\n')}\necho "passfile=$PGPASSFILE"`);
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /accepting connections/);
+    assert.match(result.output, /^connected as postgres$/m);
+    const passfile = /^passfile=(\S+)$/m.exec(result.output)?.[1];
+    assert.ok(passfile);
+    assert.equal(existsSync(passfile), false, 'the passfile is removed when the shell exits');
+    assert.ok(!result.output.includes(PASSWORD), 'the password is in no output');
+  });
+
   test('"Is my backup good?": list, verify, monitor and audit verify all pass', async () => {
     const output = await runSection('Is my backup good?');
     assert.match(output, /WAL archive: .*point-in-time recovery possible from/);
@@ -155,7 +186,12 @@ describe('docs/runbook.md, executed as written', () => {
 
   test('"Full restore": the restored database replaces the damaged one', async () => {
     await psql("DELETE FROM telemetry.reading WHERE code = '8867-4'");
-    await runSection('Full restore');
+    const output = await runSection('Full restore');
+    assert.match(
+      output,
+      /^restored every table from backup \S+ into database patient_telemetry_restored: .*sha256, OpenPGP integrity and row counts verified/m,
+    );
+    assert.match(output, /^15000$/m, 'then the reading count');
     assert.equal(await psql('SELECT count(*) FROM telemetry.reading'), '15000');
     assert.equal(await psql("SELECT count(*) FROM pg_database WHERE datname = 'patient_telemetry_damaged'", 'postgres'), '1');
   });
@@ -180,15 +216,26 @@ describe('docs/runbook.md, executed as written', () => {
     await sleep(1100);
     await psql('DELETE FROM telemetry.reading WHERE value > 95');
     await psql(`SELECT pg_switch_wal()`);
-    await must(
-      'until [ -n "$(psql -h "$POSTGRES_HOST" -p "$POSTGRES_PORT" -U postgres -d postgres -Atc "SELECT 1 FROM pg_stat_archiver WHERE last_archived_time > now() - interval \'1 minute\'")" ]; do sleep 0.2; done',
-    );
+    while (
+      (await psql("SELECT count(*) FROM pg_stat_archiver WHERE last_archived_time > now() - interval '1 minute'", 'postgres')) !== '1'
+    ) {
+      await sleep(200);
+    }
+    const pitrData = join(work, 'pitr-data');
     const output = await runSection('Point-in-time recovery', {
       TARGET_TIME: targetTime,
-      PITR_DATA: join(work, 'pitr-data'),
+      PITR_DATA: pitrData,
       PITR_PORT: String(await freePort()),
     });
     assert.match(output, /recovery stopping before commit/);
+    assert.match(output, /archive recovery complete/);
+    // The runbook starts the server with the very command restore --pitr prints (plus its port and socket).
+    const printed = /^ {2}(runuser -u postgres -- \/usr\/lib\/postgresql\/15\/bin\/pg_ctl -D \S+ -l \S+ start)$/m.exec(output)?.[1];
+    assert.ok(printed, `restore --pitr prints the runuser/full-path start line:\n${output}`);
+    const documented = section('Point-in-time recovery').blocks.join('\n');
+    assert.ok(documented.includes('runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$PITR_DATA" -l "$PITR_DATA/recovery.log"'));
+    // "When done with it": the documented stop line stopped the server.
+    assert.equal(existsSync(join(pitrData, 'postmaster.pid')), false, 'the recovered server was stopped');
     assert.match(
       output
         .trim()

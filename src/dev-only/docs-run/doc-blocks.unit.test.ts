@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { REPO_ROOT } from '../../testing/run-cli.js';
+import { readDocBlocks, runnableSections, skippedBlocks } from './doc-blocks.js';
+
+const doc = (name: string) => join(REPO_ROOT, name);
+
+/**
+ * Every shell block of the operators' documents that is NOT executed by a docs test, by section and
+ * first line. A new or changed block fails here until it is either marked `bash runbook` (and run)
+ * or added to this list on purpose.
+ */
+const NOT_EXECUTED: Record<string, string[]> = {
+  'docs/runbook.md': [
+    // Needs the Kubernetes cluster.
+    'Before you start: kubectl create job --from=cronjob/pms-backup-verify pms-restore-shell -n patient-monitoring --dry-run=client -o yaml \\',
+  ],
+  // Not yet executed by a docs test (issue 14 item 1 is open for these documents).
+  'docs/pitr.md': [
+    'Repository layout: backups/<id>/pms-base-<id>.tar.zst.gpg          the data directory as one tar, no WAL inside',
+    'Server configuration: archive_mode = on',
+    'Restore runbook (the 14:07 deletion): pms-backup restore --pitr --target-time 2026-11-23T14:06:00Z --pgdata /var/lib/postgresql/15/pitr',
+  ],
+  'docs/break-glass.md': [
+    '1. Find the backup: cat /var/backups/pms/backups/20261123T020000Z-3f9a/manifest.json   # objects[0].key, sha256',
+    '2. Check the manifest is ours, and the object is the one it describes: export GNUPGHOME=$(mktemp -d) && chmod 700 "$GNUPGHOME"',
+    '3. Import the private key (break-glass key or current key) into the same GNUPGHOME: gpg --batch --import /secure/location/backup-private.key',
+    '4. Decrypt, decompress and restore into a NEW database: createdb -T template0 patient_telemetry_restored',
+    '5. Compare row counts: psql -d patient_telemetry_restored -c "SELECT count(*) FROM telemetry.reading"',
+  ],
+  'docs/key-rotation.md': [
+    'Steps (annually, or when the expiry alert fires): export GNUPGHOME=$(mktemp -d)',
+    "Steps (annually, or when the expiry alert fires): kubectl get secret pms-backup-secrets -n patient-monitoring -o jsonpath='{.data.gpg-private-key}' | base64 -d > /tmp/old-private.key",
+    "Steps (annually, or when the expiry alert fires): kubectl patch secret pms-backup-secrets -n patient-monitoring --type='json' -p='[",
+    'Steps (annually, or when the expiry alert fires): kubectl create job --from=cronjob/pms-backup pms-backup-rotation-check -n patient-monitoring',
+    'Rotating a signing key: export GNUPGHOME=$(mktemp -d)',
+    'Rotating a signing key: kubectl get configmap pms-trusted-signers -n patient-monitoring \\',
+    'Rotating a signing key: cat current-trusted-signers.asc new-signing-public.asc > trusted-signers.asc',
+    'Rotating a signing key: kubectl create configmap pms-trusted-signers -n patient-monitoring --dry-run=client -o yaml \\',
+    'Rotating a signing key: sha256sum trusted-signers.asc',
+    'Rotating a signing key: kubectl create secret generic pms-backup-signing -n patient-monitoring --dry-run=client -o yaml \\',
+    'Rotating a signing key: kubectl create job --from=cronjob/pms-backup pms-backup-signing-check -n patient-monitoring',
+    'Rotating a signing key: kubectl -n patient-monitoring exec statefulset/postgres -c postgres -- pms-backup keys',
+  ],
+  'README.md': [
+    // Checked below against package.json: running them would run the demo and the whole suite.
+    'Quick start: npm ci && npm run demo    # the whole chain locally, no cloud account, ~30 s',
+    // Placeholders for a production host and bucket.
+    '`pms-backup`: export POSTGRES_HOST=db.internal POSTGRES_USER=pms_backup POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password',
+  ],
+};
+
+describe('docs that run: which blocks run', () => {
+  test('a block marked `bash runbook` runs, other shell blocks and unlabelled ones do not, indented fences included', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pms-doc-blocks-'));
+    try {
+      const file = join(dir, 'doc.md');
+      writeFileSync(
+        file,
+        [
+          'intro',
+          '```bash',
+          'kubectl get pods',
+          '```',
+          '## One',
+          '```bash runbook',
+          'echo one',
+          '```',
+          '```json',
+          '{"not": "a command"}',
+          '```',
+          '## Two',
+          '1. Step:',
+          '',
+          '   ```bash runbook',
+          '   echo two',
+          '     indented',
+          '   ```',
+          '```',
+          'plain',
+          '```',
+        ].join('\n'),
+      );
+      assert.deepEqual(runnableSections(file), [
+        { title: 'One', blocks: ['echo one'] },
+        { title: 'Two', blocks: ['echo two\n  indented'] },
+      ]);
+      assert.deepEqual(skippedBlocks(file), ['(preamble): kubectl get pods', 'Two: plain']);
+      assert.deepEqual(
+        readDocBlocks(file).map((b) => b.line),
+        [2, 6, 15, 19],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  for (const [name, expected] of Object.entries(NOT_EXECUTED)) {
+    test(`${name}: exactly the listed shell blocks are not executed`, () => {
+      assert.deepEqual(skippedBlocks(doc(name)), expected);
+    });
+  }
+
+  test('docs/runbook.md: every section with commands runs them (the runbook test names each section)', () => {
+    const titles = runnableSections(doc('docs/runbook.md')).map((s) => s.title);
+    assert.deepEqual(titles, [
+      'Before you start',
+      'Is my backup good?',
+      'Full restore',
+      'After a failed or killed restore',
+      'Point-in-time recovery',
+      'Partial recovery: one table',
+      'Partial recovery: one patient, and copying the rows back safely',
+      'Cross-region disaster recovery',
+      'Lost key (break-glass key)',
+    ]);
+    const testSource = readFileSync(join(REPO_ROOT, 'src', 'dev-only', 'docs-run', 'runbook.test.ts'), 'utf8');
+    for (const title of titles) assert.ok(testSource.includes(`'${title}'`), `runbook.test.ts runs "${title}"`);
+  });
+
+  test("README's quick start: each npm command is one package.json defines, with the meaning the README gives it", () => {
+    const block = readDocBlocks(doc('README.md')).find((b) => b.section === 'Quick start');
+    assert.ok(block);
+    const scripts = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const commands = block.code
+      .split('\n')
+      .flatMap((line) => (line.split('#')[0] ?? '').split('&&'))
+      .map((c) => c.trim())
+      .filter(Boolean);
+    assert.deepEqual(commands, ['npm ci', 'npm run demo', 'npm run test:unit', 'npm test']);
+    assert.match(scripts['demo'] ?? '', /node dist\/dev-only\/demo\/run-demo\.js$/);
+    assert.match(scripts['test:unit'] ?? '', /run-test-layers\.js unit$/);
+    assert.match(scripts['test'] ?? '', /run-test-layers\.js all$/);
+  });
+});

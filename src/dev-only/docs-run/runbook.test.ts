@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +9,7 @@ import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../po
 import { type GpgKeyPair, generateGpgKeyPair } from '../../testing/gpg-keys.js';
 import { REPO_ROOT, binPath } from '../../testing/run-cli.js';
 import { type S3rverHarness, S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../../testing/s3rver-harness.js';
-import { type DocSection as RunbookSection, runnableSections as readRunbook } from './doc-blocks.js';
+import { type DocSection as RunbookSection, runnableSections } from './doc-blocks.js';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
 
 const PATIENT = '9990000018';
@@ -78,7 +78,7 @@ async function runSection(title: string, extraEnv: Record<string, string> = {}):
 const psql = (sql: string, database = 'patient_telemetry') => cluster.psql(sql, database);
 
 before(async () => {
-  sections = readRunbook(join(REPO_ROOT, 'docs', 'runbook.md'));
+  sections = runnableSections(join(REPO_ROOT, 'docs', 'runbook.md'));
   work = mkdtempSync(join(tmpdir(), 'pms-runbook-'));
   chmodSync(work, 0o755);
   [key, breakGlass, dr] = await Promise.all([
@@ -280,3 +280,42 @@ describe('docs/runbook.md, executed as written', () => {
     assert.equal(await psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry_breakglass'), '15000');
   });
 });
+
+describe('docs/break-glass.md, executed as written', () => {
+  test('gpg, zstd and pg_restore alone: the signature checks out and the backup restores with its row count', async () => {
+    const backups = JSON.parse(await must('pms-backup list --json')) as Array<{ id: string; kind: string }>;
+    const logical = backups.find((b) => b.kind === 'logical');
+    assert.ok(logical, 'a logical backup to break glass on');
+    const blocks = runnableSections(join(REPO_ROOT, 'docs', 'break-glass.md')).flatMap((s) => s.blocks);
+    const result = await bash(`${section('Before you start').blocks.join('\n')}\n${blocks.join('\n')}`, {
+      BACKUP_DIR: join(work, 'repository', 'backups', logical.id),
+      TRUSTED_SIGNERS_FILE: join(work, 'files', 'trusted-signers.asc'),
+      PRIVATE_KEY_FILE: join(work, 'files', 'break-glass-private.asc'),
+    });
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /Good signature from "PMS Runbook Current Key/);
+    assert.match(result.output, new RegExp(`object@pms-data-platform\\.invalid=backups/${logical.id}/manifest\\.json`));
+    assert.match(result.output, new RegExp(`^sha256 of pms-backup-${logical.id}\\.dump\\.zst\\.gpg matches the manifest$`, 'm'));
+    assert.match(result.output, /^15000$/m);
+    assert.equal(await psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry_restored'), '15000');
+    // The key's GnuPG home and its agent are gone.
+    const home = /^removed (\S+)$/m.exec(result.output)?.[1];
+    assert.ok(home);
+    assert.equal(existsSync(home), false);
+    assert.deepEqual(processesMentioning(home), [], 'no gpg-agent of the break-glass home is left');
+  });
+});
+
+/** Processes whose command line names this path (a gpg-agent's --homedir). */
+function processesMentioning(path: string): string[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .flatMap((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+        return cmdline.includes(path) ? [`${pid}: ${cmdline}`] : [];
+      } catch {
+        return [];
+      }
+    });
+}

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -319,3 +319,40 @@ function processesMentioning(path: string): string[] {
       }
     });
 }
+
+describe('docs/key-rotation.md, executed as written (the blocks that need no cluster)', () => {
+  test('new encryption and signing keys made offline, rotated key files built, the new signer trusted next to the old', async () => {
+    const rotation = join(work, 'rotation');
+    mkdirSync(rotation, { mode: 0o700 });
+    // What the kubectl blocks would fetch from the cluster, and the break-glass key from the safe.
+    writeFileSync(join(rotation, 'old-private.key'), readFileSync(join(work, 'files', 'private-key.asc')), { mode: 0o600 });
+    writeFileSync(join(rotation, 'break-glass-public.key'), readFileSync(breakGlass.publicKeyFile));
+    writeFileSync(join(rotation, 'current-trusted-signers.asc'), readFileSync(join(work, 'files', 'trusted-signers.asc')));
+    const blocks = runnableSections(join(REPO_ROOT, 'docs', 'key-rotation.md')).flatMap((s) => s.blocks);
+    const started = Date.now();
+    const result = await bash(blocks.join('\n'), { ROTATION_DIR: rotation });
+    timings.push(`key rotation: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    try {
+      assert.equal(result.code, 0, result.output);
+      // Step 1 without a terminal: a real, protected private key (not the empty file gpg writes without loopback).
+      const newPrivate = readFileSync(join(rotation, 'new-private.key'), 'utf8');
+      assert.match(newPrivate, /^-----BEGIN PGP PRIVATE KEY BLOCK-----/);
+      assert.match(readFileSync(join(rotation, 'new-passphrase'), 'utf8'), /^\S{40,}\n$/);
+      // Step 2: two public keys (new and break-glass), two secret keys (new and old).
+      assert.match(result.output, /^2\n2$/m);
+      assert.equal(
+        readFileSync(join(rotation, 'rotated-private.key'), 'utf8'),
+        newPrivate + readFileSync(join(rotation, 'old-private.key'), 'utf8'),
+      );
+      // Signing key: the new key is listed next to the old one and signs what readers accept.
+      assert.match(result.output, /PMS Runbook Current Key/);
+      assert.match(result.output, /PMS backup jobs signing key 2028/);
+      assert.match(result.output, / {2}trusted$/m);
+      assert.doesNotMatch(result.output, /NOT TRUSTED/);
+    } finally {
+      for (const home of readdirSync(rotation).filter((d) => d.startsWith('tmp.'))) {
+        spawnSync('gpgconf', ['--homedir', join(rotation, home), '--kill', 'gpg-agent'], { stdio: 'ignore' });
+      }
+    }
+  });
+});

@@ -3,16 +3,18 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { REPO_ROOT } from '../../testing/run-cli.js';
 
 /** Debian's default PATH for root, without /usr/local (where this machine has a pg_ctl Debian does not). */
 const DEBIAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** Running, not a zombie (a daemon's parent here is a pid 1 that may reap late). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
@@ -28,7 +30,7 @@ function processesMentioning(paths: readonly string[]): string[] {
     } catch {
       continue;
     }
-    if (paths.some((p) => cmdline.includes(p))) found.push(`${pid}: ${cmdline}`);
+    if (paths.some((p) => cmdline.includes(p)) && alive(Number(pid))) found.push(`${pid}: ${cmdline}`);
   }
   return found;
 }
@@ -115,7 +117,11 @@ describe('npm run demo', () => {
     stopped.stdout.setEncoding('utf8').on('data', (c: string) => (stopOutput += c));
     stopped.stderr.setEncoding('utf8').on('data', (c: string) => (stopOutput += c));
     assert.equal(await new Promise((resolve) => stopped.once('close', resolve)), 0, stopOutput);
-    for (const pid of postmasters) assert.equal(alive(pid), false, `postmaster ${pid} stopped`);
+    // pg_ctl -w returns once postmaster.pid is gone, a moment before the postmaster itself exits.
+    for (const pid of postmasters) {
+      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
+      assert.equal(alive(pid), false, `postmaster ${pid} stopped`);
+    }
     assert.deepEqual(processesMentioning(removed), [], 'no process (postmaster, gpg-agent) of the demo is left');
     for (const path of removed) assert.equal(existsSync(path), false, `${path} removed`);
   });

@@ -12,12 +12,12 @@ export interface ThrowawayTls {
 }
 
 /**
- * A CA of its own and a server certificate for 127.0.0.1 and localhost, made with openssl in a new
+ * A CA of its own and a server certificate for 127.0.0.1 and localhost (and `dnsNames`), made with openssl in a new
  * 0700 directory `dir`, so a throwaway cluster speaks verified TLS like production. The CA's
  * private key is deleted as soon as it has signed: nothing can be issued under this CA later,
  * and no key worth stealing stays on disk (the server's own key goes with the cluster).
  */
-export async function makeThrowawayTls(dir: string): Promise<ThrowawayTls> {
+export async function makeThrowawayTls(dir: string, options: { dnsNames?: readonly string[] } = {}): Promise<ThrowawayTls> {
   mkdirSync(dir, { mode: 0o700 });
   const caKey = join(dir, 'ca.key');
   const caFile = join(dir, 'ca.crt');
@@ -29,7 +29,8 @@ export async function makeThrowawayTls(dir: string): Promise<ThrowawayTls> {
   try {
     await runTool('openssl', ['req', '-x509', ...ecKey, '-keyout', caKey, '-out', caFile, '-days', '7', '-subj', '/CN=pms throwaway CA']);
     await runTool('openssl', ['req', ...ecKey, '-keyout', keyFile, '-out', csr, '-subj', '/CN=localhost']);
-    writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n');
+    const names = ['IP:127.0.0.1', 'DNS:localhost', ...(options.dnsNames ?? []).map((n) => `DNS:${n}`)];
+    writeFileSync(ext, `subjectAltName=${names.join(',')}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
     await runTool('openssl', [
       'x509',
       '-req',

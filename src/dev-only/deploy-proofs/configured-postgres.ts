@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type ThrowawayCluster, startThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { runTool } from '../../process/tool-process.js';
 import type { Manifest } from './manifest.js';
-import { makeTestCertificates } from './test-certificates.js';
+import { makeThrowawayTls } from '../../postgres/throwaway-tls.js';
 import { findPod, materialiseContainer } from './workload-environment.js';
 
 export interface ConfiguredPostgres {
@@ -56,9 +56,8 @@ export async function startConfiguredPostgres(
   chmodSync(root, 0o755);
   let cluster: ThrowawayCluster | undefined;
   try {
-    const certDir = join(root, 'certs');
-    mkdirSync(certDir, { mode: 0o700 });
-    const certs = await makeTestCertificates(certDir);
+    // The certificate also names the Service the manifests connect to (verify-full).
+    const certs = await makeThrowawayTls(join(root, 'certs'), { dnsNames: ['postgres.patient-monitoring.svc'] });
     const tlsSecret: Manifest = {
       apiVersion: 'v1',
       kind: 'Secret',

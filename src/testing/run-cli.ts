@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -24,13 +24,15 @@ export function runCli(
   name: 'pms-backup' | 'pms-telemetry',
   args: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-  options: { input?: string; cwd?: string } = {},
+  options: { input?: string; cwd?: string; asUser?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [binPath(name), ...args], {
-      env: { PATH: process.env['PATH'], HOME: process.env['HOME'], ...env },
+      // As another OS user (we are root), with that user's ids and no HOME of ours.
+      env: { PATH: process.env['PATH'], ...(options.asUser ? {} : { HOME: process.env['HOME'] }), ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
       ...(options.cwd ? { cwd: options.cwd } : {}),
+      ...(options.asUser ? { ...osUserIds(options.asUser), cwd: options.cwd ?? '/' } : {}),
     });
     let stdout = '';
     let stderr = '';
@@ -40,4 +42,12 @@ export function runCli(
     child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
     child.stdin.end(options.input ?? '');
   });
+}
+
+/** uid and gid of an OS user, for spawning as it. */
+export function osUserIds(user: string): { uid: number; gid: number } {
+  return {
+    uid: Number(execFileSync('id', ['-u', user]).toString().trim()),
+    gid: Number(execFileSync('id', ['-g', user]).toString().trim()),
+  };
 }

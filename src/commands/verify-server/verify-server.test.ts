@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { SANDBOX_OS_USER } from '../../postgres/sandbox.js';
 import { type ThrowawayCluster, startThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../../testing/archive-fixture.js';
-import { type CliResult, binPath, runCli } from '../../testing/run-cli.js';
+import { type CliResult, binPath, osUserIds, runCli } from '../../testing/run-cli.js';
 import { archiveCommand } from '../restore/pitr/recovery-settings.js';
 
 /**
@@ -31,36 +31,14 @@ let server: ChildProcess;
 let sandboxUid: number;
 let env: Record<string, string>;
 
-function uidOf(user: string): { uid: number; gid: number } {
-  return {
-    uid: Number(execFileSync('id', ['-u', user]).toString().trim()),
-    gid: Number(execFileSync('id', ['-g', user]).toString().trim()),
-  };
-}
-
 /** Runs pms-backup as another OS user, with only the given environment (and PATH). */
 function cliAs(user: string, args: string[], extra: Record<string, string>): Promise<CliResult> {
-  const { uid, gid } = uidOf(user);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [binPath('pms-backup'), ...args], {
-      env: { PATH: process.env['PATH'], ...extra },
-      uid,
-      gid,
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  return runCli('pms-backup', args, extra, { asUser: user });
 }
 
 /** Starts verify-server as `user` in `dir`; resolves with the process once it printed its ready line. */
 async function startServer(user: string, dir: string, extra: Record<string, string> = {}): Promise<{ child: ChildProcess; ready: string }> {
-  const { uid, gid } = uidOf(user);
+  const { uid, gid } = osUserIds(user);
   const child = spawn(
     process.execPath,
     [binPath('pms-backup'), 'verify-server', '--socket-dir', dir, '--client-user', 'postgres', '--json'],
@@ -149,7 +127,7 @@ function verificationRecords(): string[] {
 
 before(async () => {
   assert.equal(process.getuid?.(), 0, 'needs root to run the two users');
-  sandboxUid = uidOf(SANDBOX_OS_USER).uid;
+  sandboxUid = osUserIds(SANDBOX_OS_USER).uid;
   fixture = await createArchiveFixture('vserver', { passphrase: PASSPHRASE });
   findings = mkdtempSync(join(tmpdir(), 'pms-vserver-findings-'));
   chmodSync(findings, 0o777);

@@ -65,3 +65,36 @@ export function skippedBlocks(path: string): string[] {
     .filter((b) => !b.runs)
     .map((b) => `${b.section}: ${b.code.split('\n')[0]}`);
 }
+
+export interface DocFence {
+  readonly section: string;
+  readonly line: number;
+  /** The info string after the opening fence (`bash runbook`, `json`, ''). */
+  readonly info: string;
+  readonly code: string;
+}
+
+/**
+ * Every fenced block of a section, whatever its language, in order: a docs test that checks a
+ * command's output against the block that follows it (a `json` block after a `bash runbook` one).
+ */
+export function readSectionFences(path: string, section: string): DocFence[] {
+  const fences: DocFence[] = [];
+  let current = '(preamble)';
+  let open: { info: string; line: number; lines: string[] } | undefined;
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .forEach((line, index) => {
+      if (open) {
+        if (line.trim().startsWith('```')) {
+          if (current === section) fences.push({ section: current, line: open.line, info: open.info, code: open.lines.join('\n') });
+          open = undefined;
+        } else open.lines.push(line);
+        return;
+      }
+      const fence = /^\s*```(.*)$/.exec(line);
+      if (fence) open = { info: (fence[1] ?? '').trim(), line: index + 1, lines: [] };
+      else if (/^#{2,3} /.test(line)) current = line.replace(/^#+ /, '').trim();
+    });
+  return fences;
+}

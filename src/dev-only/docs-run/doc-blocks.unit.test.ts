@@ -34,6 +34,15 @@ const NOT_EXECUTED: Record<string, string[]> = {
     'Rotating a signing key: kubectl create job --from=cronjob/pms-backup pms-backup-signing-check -n patient-monitoring',
     'Rotating a signing key: kubectl -n patient-monitoring exec statefulset/postgres -c postgres -- pms-backup keys',
   ],
+  // The correction examples run (telemetry-corrections.test.ts, each reply compared); these are
+  // command references and sample output, covered by the commands' own tests.
+  'docs/telemetry.md': [
+    '(preamble): pms-telemetry migrate [--json]',
+    "Readers: scopes and the access trail: pms-telemetry reader register --name ward-7-dashboard --patient '999 000 0018' --patient 9990000026",
+    'Readers: scopes and the access trail: pms-telemetry access-log --patient 9990000018 --since 2025-03-01',
+    'Readers: scopes and the access trail: TIME                      READER            PATIENT     OUTCOME    ROWS',
+    'Tests and benchmark: npx tsc -p .',
+  ],
   'README.md': [
     // Checked below against package.json: running them would run the demo and the whole suite.
     'Quick start: npm ci && npm run demo    # the whole chain locally, no cloud account, ~30 s',

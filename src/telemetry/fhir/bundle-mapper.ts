@@ -126,7 +126,11 @@ function entryResponse(e: EntryOutcome): Json {
             outcome: outcome(
               'information',
               'informational',
-              `stored as version ${e.version}: readers now see this version; the earlier versions are kept`,
+              // A withdrawal is a version too, but saying "readers now see it" would tell the
+              // device the opposite of what a reader gets (the reading leaves default reads).
+              e.withdrawn === true
+                ? `stored as version ${e.version}: the reading is withdrawn (entered-in-error); readers leave it out unless they ask for enteredInError=include; the earlier versions are kept`
+                : `stored as version ${e.version}: readers now see this version; the earlier versions are kept`,
             ),
           };
     case 'duplicate':

@@ -4,7 +4,7 @@ import type { QuarantineItem, ReadingStore } from './reading-store.js';
 
 export type EntryOutcome =
   /** `version`: the version stored (1 for a new reading id), or the stored version a duplicate repeats. */
-  | { readonly status: 'accepted' | 'duplicate'; readonly readingId: string; readonly version: number }
+  | { readonly status: 'accepted' | 'duplicate'; readonly readingId: string; readonly version: number; readonly withdrawn?: boolean }
   /** Valid, but not stored because its atomic batch had a rejected entry. */
   | { readonly status: 'not-stored'; readonly readingId: string }
   | { readonly status: 'rejected'; readonly rejection: Rejection };
@@ -79,8 +79,9 @@ export async function ingestBatch(
   validIndex.forEach((index, i) => {
     const readingId = valid[i]?.readingId ?? '';
     const outcome = result.outcomes[i];
-    if (outcome?.kind === 'stored') entries[index] = { status: 'accepted', readingId, version: outcome.version };
-    else if (outcome?.kind === 'duplicate') entries[index] = { status: 'duplicate', readingId, version: outcome.version };
+    if (outcome?.kind === 'stored') {
+      entries[index] = { status: 'accepted', readingId, version: outcome.version, withdrawn: valid[i]?.status === 'entered-in-error' };
+    } else if (outcome?.kind === 'duplicate') entries[index] = { status: 'duplicate', readingId, version: outcome.version };
     else if (outcome?.kind === 'conflict') {
       entries[index] = { status: 'rejected', rejection: outcome.rejection };
       rejected.push({ index, readingId, reason: outcome.rejection.reason, detail: outcome.rejection.detail });

@@ -2,8 +2,10 @@
  * Runs the test suite in two layers (npm test, npm run test:unit):
  *   unit  `*.unit.test.ts`: pure modules and MemoryStorage, no servers or child processes,
  *         run in parallel (a few seconds);
- *   slow  every other `*.test.ts`: real PostgreSQL, gpg, zstd, s3rver, Pushgateway, one file at
- *         a time because they start servers and measure time on a shared machine.
+ *   slow  every other `*.test.ts`: real PostgreSQL, gpg, zstd, s3rver, Pushgateway, Ceph, several
+ *         files at a time (--slow-concurrency, default 1); a file whose source says
+ *         `// test-layer: alone` (kills a process at a chosen moment, measures an outage) then
+ *         runs by itself after the others, so load from its neighbours cannot decide its outcome.
  * `all` runs the unit layer first and stops there if it fails. Test files are found from src/
  * (compiled names in dist/), so a test whose source was deleted or renamed never runs from a
  * stale dist/. Files are passed to `node --test` by name because Node 20 takes no globs.
@@ -17,7 +19,7 @@
  * table then names the compiled .js files, whose lines follow the sources closely.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,8 +46,13 @@ function compiled(source: string, outDir: string): string {
   return join(outDir, relative(SRC, source)).replace(/\.ts$/, '.js');
 }
 
-function filesOf(layer: Layer, outDir: string): string[] {
-  const sources = testSources(SRC).filter((source) => source.endsWith('.unit.test.ts') === (layer === 'unit'));
+/** The marker, on a line of its own near the top of a test source, with the reason after it. */
+const ALONE = /^\/\/ test-layer: alone\b/m;
+
+function filesOf(layer: Layer, outDir: string, which: 'shared' | 'alone' | 'all' = 'all'): string[] {
+  const sources = testSources(SRC)
+    .filter((source) => source.endsWith('.unit.test.ts') === (layer === 'unit'))
+    .filter((source) => which === 'all' || ALONE.test(readFileSync(source, 'utf8').slice(0, 4000)) === (which === 'alone'));
   const files = sources.map((source) => compiled(source, outDir));
   const missing = files.filter((file) => !existsSync(file));
   if (missing.length > 0) {
@@ -69,14 +76,29 @@ async function run(layer: Layer, options: { coverage: boolean; slowConcurrency: 
     const built = await exitOf(process.execPath, [tsc, '-p', 'tsconfig.json', '--sourceMap', 'false', '--outDir', COVERAGE_DIST]);
     if (built !== 0) return built;
   }
-  const files = filesOf(layer, coverage ? COVERAGE_DIST : DIST);
+  const outDir = coverage ? COVERAGE_DIST : DIST;
   // Node's default is availableParallelism() - 1, which is 1 on a 2-core machine: unit tests
   // mostly wait on module loading, so one per core overlaps well.
   const concurrency = layer === 'unit' ? Math.max(2, availableParallelism()) : options.slowConcurrency;
-  const args = ['--test', `--test-concurrency=${concurrency}`, ...(coverage ? ['--experimental-test-coverage'] : [])];
-  process.stdout.write(`\n# ${layer} layer: ${files.length} test files, ${concurrency} at a time\n`);
+  const groups: { files: string[]; concurrency: number; what: string }[] =
+    layer === 'unit' || concurrency === 1
+      ? [{ files: filesOf(layer, outDir), concurrency, what: '' }]
+      : [
+          { files: filesOf(layer, outDir, 'shared'), concurrency, what: '' },
+          { files: filesOf(layer, outDir, 'alone'), concurrency: 1, what: ' (test-layer: alone)' },
+        ];
   const started = Date.now();
-  const code = await exitOf(process.execPath, [...args, ...files]);
+  let code = 0;
+  for (const group of groups) {
+    if (group.files.length === 0) continue;
+    const args = ['--test', `--test-concurrency=${group.concurrency}`, ...(coverage ? ['--experimental-test-coverage'] : [])];
+    process.stdout.write(`\n# ${layer} layer${group.what}: ${group.files.length} test files, ${group.concurrency} at a time\n`);
+    const groupStarted = Date.now();
+    const groupCode = await exitOf(process.execPath, [...args, ...group.files]);
+    process.stdout.write(`# ${layer} layer${group.what}: exit ${groupCode} in ${((Date.now() - groupStarted) / 1000).toFixed(1)} s\n`);
+    // Run the rest even after a failure: CI then shows every failing file at once.
+    if (code === 0) code = groupCode;
+  }
   process.stdout.write(
     `# ${layer} layer: ${code === 0 ? 'passed' : `failed (exit ${code})`} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
   );
@@ -91,7 +113,9 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const slowFlag = flags.find((flag) => flag.startsWith('--slow-concurrency='));
-  const options = { coverage: flags.includes('--coverage'), slowConcurrency: slowFlag ? Number(slowFlag.split('=')[1]) : 1 };
+  // PMS_TEST_SLOW_CONCURRENCY lets .ci/run choose without changing README's test command.
+  const fromEnv = /^[1-9]\d*$/.test(process.env['PMS_TEST_SLOW_CONCURRENCY'] ?? '') ? Number(process.env['PMS_TEST_SLOW_CONCURRENCY']) : 1;
+  const options = { coverage: flags.includes('--coverage'), slowConcurrency: slowFlag ? Number(slowFlag.split('=')[1]) : fromEnv };
   if (which !== 'slow') {
     const code = await run('unit', options);
     if (code !== 0 || which === 'unit') {

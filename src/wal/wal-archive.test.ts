@@ -1,3 +1,4 @@
+// test-layer: alone: kills wal-push mid-upload and waits on PostgreSQL's archiver
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {

@@ -1,3 +1,4 @@
+// test-layer: alone: kills pg_dump and the server at chosen moments of a running backup
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';

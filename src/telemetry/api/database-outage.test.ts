@@ -1,3 +1,4 @@
+// test-layer: alone: stops the database under a running API and times its recovery
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';

@@ -40,11 +40,18 @@ export function toPmsError(error: unknown): PmsError {
 export function action<A extends unknown[]>(run: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     const opts = args.find((a): a is { json?: boolean } => typeof a === 'object' && a !== null && 'json' in a);
+    // A library promise nobody awaits yet (openpgp's signer reading a source that a refused base
+    // backup errored, seen under heavy load) must still end as the typed error, in the same
+    // format and with the same exit status, not as Node's crash dump with exit 1.
+    const lastResort = (reason: unknown): void => reportAndExit(reason, { json: opts?.json === true });
+    process.on('unhandledRejection', lastResort);
     try {
       const code = await run(...args);
       process.exitCode = code ?? EXIT.ok;
     } catch (error) {
       reportAndExit(error, { json: opts?.json === true });
+    } finally {
+      process.off('unhandledRejection', lastResort);
     }
   };
 }

@@ -20,6 +20,26 @@ export interface S3Settings {
   readonly secretAccessKey: Secret | undefined;
   /** S3 Object Lock retention every object is written with; undefined: none. */
   readonly objectLock?: ObjectLockSettings | undefined;
+  /** How the client waits and retries; undefined: the defaults of the settings table. */
+  readonly tuning?: S3ClientTuning | undefined;
+}
+
+/** BACKUP_S3_MAX_ATTEMPTS, _CONNECT_TIMEOUT_SECONDS, _REQUEST_TIMEOUT_SECONDS, _PART_SIZE_MIB (both repositories). */
+export interface S3ClientTuning {
+  readonly maxAttempts: number;
+  readonly connectionTimeoutMs: number;
+  /** Inactivity limit of one attempt, and of a download the reader is waiting on. */
+  readonly socketTimeoutMs: number;
+  readonly partSize: number;
+}
+
+function parseS3Tuning(settings: SettingReader): S3ClientTuning {
+  return {
+    maxAttempts: settings.get('BACKUP_S3_MAX_ATTEMPTS'),
+    connectionTimeoutMs: Math.round(settings.get('BACKUP_S3_CONNECT_TIMEOUT_SECONDS') * 1000),
+    socketTimeoutMs: Math.round(settings.get('BACKUP_S3_REQUEST_TIMEOUT_SECONDS') * 1000),
+    partSize: settings.get('BACKUP_S3_PART_SIZE_MIB') * 1024 * 1024,
+  };
 }
 
 /** BACKUP_S3_OBJECT_LOCK_MODE / _DAYS: the retention S3 enforces on each object version. */
@@ -217,6 +237,7 @@ function parseRepository(
       accessKeyId,
       secretAccessKey,
       objectLock,
+      tuning: parseS3Tuning(settings),
     },
   };
 }

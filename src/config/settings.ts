@@ -167,6 +167,40 @@ export const SETTINGS = {
     help: 'days each version is retained from its write, required with the mode; prune deletes a version only once they have passed',
   },
 
+  // How the S3 client waits and retries (docs/storage.md, "Timeouts and retries"); for both repositories.
+  BACKUP_S3_MAX_ATTEMPTS: {
+    schema: intSchema(1, 20),
+    default: '3',
+    group: 'repository',
+    readBy: BACKUP,
+    hint: 'use a whole number of attempts from 1 to 20',
+    help: 'attempts per S3 request (the first and its retries, with exponential backoff) before a command fails',
+  },
+  BACKUP_S3_CONNECT_TIMEOUT_SECONDS: {
+    schema: z.coerce.number().min(0.1).max(600),
+    default: '5',
+    group: 'repository',
+    readBy: BACKUP,
+    hint: 'use a number of seconds between 0.1 and 600',
+    help: 'TCP connect timeout of one attempt',
+  },
+  BACKUP_S3_REQUEST_TIMEOUT_SECONDS: {
+    schema: z.coerce.number().min(0.1).max(3600),
+    default: '120',
+    group: 'repository',
+    readBy: BACKUP,
+    hint: 'use a number of seconds between 0.1 and 3600',
+    help: 'an attempt fails (and is retried) after this long without a byte sent or received; a download the reader is waiting on fails after this long without a byte',
+  },
+  BACKUP_S3_PART_SIZE_MIB: {
+    schema: intSchema(5, 5120),
+    default: '64',
+    group: 'repository',
+    readBy: BACKUP,
+    hint: 'use a whole number of MiB from 5 (the S3 minimum) to 5120',
+    help: 'multipart part size; S3 allows 10,000 parts per object, and memory per upload is about 4 parts',
+  },
+
   // OpenPGP keys.
   BACKUP_GPG_PUBLIC_KEY_FILE: {
     schema: textSchema,

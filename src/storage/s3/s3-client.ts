@@ -1,13 +1,13 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
-import type { S3Settings } from '../../config/config.js';
+import type { S3ClientTuning, S3Settings } from '../../config/config.js';
 
 /**
  * Knobs with defaults chosen for hundreds-of-GB backups on a small pod. Each is documented
  * beside its value because each trades memory, speed or failure latency.
  */
-export interface S3Tuning {
+export interface S3Tuning extends S3ClientTuning {
   /**
    * Multipart part size. S3 allows 10,000 parts, so 64 MiB parts allow objects up to 640 GiB.
    * Memory for one put is about (queueSize + 2) x partSize (parts in flight plus the part
@@ -21,13 +21,15 @@ export interface S3Tuning {
   /** TCP connect timeout: a black-holed endpoint fails after about maxAttempts x this. */
   readonly connectionTimeoutMs: number;
   /**
-   * Inactivity limit while a request is being sent or its response headers awaited. It is
-   * lifted once a download's headers arrive (see S3Storage.get) because a slow consumer, such
-   * as pg_restore building an index, may legitimately stop reading for minutes.
+   * Inactivity limit of one attempt while its request is sent or its response headers awaited
+   * (the SDK then retries). A download's body is watched by S3Storage.get instead, which counts
+   * only time the reader spends waiting for bytes: a slow consumer, such as pg_restore building
+   * an index, may legitimately stop reading for minutes.
    */
   readonly socketTimeoutMs: number;
 }
 
+/** The defaults of BACKUP_S3_* in src/config/settings.ts (where each is explained for operators). */
 export const DEFAULT_S3_TUNING: S3Tuning = Object.freeze({
   partSize: 64 * 1024 * 1024,
   queueSize: 2,

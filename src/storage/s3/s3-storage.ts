@@ -78,7 +78,7 @@ export class S3Storage implements Storage {
 
   constructor(settings: S3Settings, tuning: Partial<S3Tuning> = {}) {
     this.#settings = settings;
-    this.#tuning = { ...DEFAULT_S3_TUNING, ...tuning };
+    this.#tuning = { ...DEFAULT_S3_TUNING, ...settings.tuning, ...tuning };
     if (this.#tuning.partSize < 5 * 1024 * 1024) {
       throw new PmsError('PMS_ERR_CONFIG', 'the S3 part size must be at least 5 MiB (an S3 limit)');
     }

@@ -44,6 +44,33 @@ function isAccessDenied(error: unknown): boolean {
   return e?.name === 'AccessDenied' || e?.$metadata?.httpStatusCode === 403;
 }
 
+/**
+ * Calls `onIdle` when `source` sent nothing for `ms` while `out` had room (so the wait was the
+ * server's, not the reader's). Returns the function that stops watching.
+ */
+function watchBodyIdle(source: IncomingMessage, out: PassThrough, ms: number, onIdle: () => void): () => void {
+  let progress = Date.now();
+  const touch = (): void => {
+    progress = Date.now();
+  };
+  source.on('data', touch);
+  out.on('drain', touch);
+  const timer = setInterval(
+    () => {
+      if (out.writableNeedDrain) return touch();
+      if (Date.now() - progress >= ms) {
+        clearInterval(timer);
+        onIdle();
+      }
+    },
+    Math.max(50, Math.min(1000, ms / 4)),
+  );
+  const stop = (): void => clearInterval(timer);
+  source.once('end', stop);
+  source.once('close', stop);
+  return stop;
+}
+
 /** The part of a multipart upload's final request we guard (lib-storage passes the put's params through). */
 interface CompleteInput {
   readonly Bucket?: string;
@@ -296,13 +323,22 @@ export class S3Storage implements Storage {
     }
     const source = response.Body as IncomingMessage | undefined;
     if (source === undefined) throw this.#error(new Error('empty body'), `read ${key}`, key);
-    // Headers arrived: the server is alive. From here the consumer sets the pace, and it may
-    // pause for minutes, so an idle-socket timeout would kill healthy restores. TCP keepalive
-    // still detects a dead peer.
+    // Headers arrived: from here the consumer sets the pace, and it may pause for minutes, so
+    // the socket's idle timeout would kill healthy restores. A server that stops sending while
+    // we wait (a stalled body: TCP keepalive sees a live peer) must still fail, so the idle
+    // watch below counts only time the reader is waiting for bytes.
     source.socket?.setTimeout(0);
     const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+    const stopWatch = watchBodyIdle(source, out, this.#tuning.socketTimeoutMs, () => {
+      const stalled = Object.assign(new Error(`no byte of the body arrived for ${this.#tuning.socketTimeoutMs} ms`), {
+        name: 'TimeoutError',
+        code: 'ETIMEDOUT',
+      });
+      source.destroy(stalled);
+    });
     source.on('error', (error: unknown) => out.destroy(this.#error(error, `read ${key}`, key)));
     out.on('close', () => {
+      stopWatch();
       if (!source.readableEnded) source.destroy();
     });
     source.pipe(out);

@@ -199,7 +199,10 @@ export class S3Storage implements Storage {
       client: this.#client,
       partSize: this.#tuning.partSize,
       queueSize: this.#tuning.queueSize,
-      leavePartsOnError: false,
+      // We abort a failed multipart upload ourselves (#abandon): lib-storage would throw the
+      // abort's own failure in place of the part's, e.g. "not supported" or "access denied"
+      // for what was a connection reset.
+      leavePartsOnError: true,
       params: {
         Bucket: this.#settings.bucket,
         Key: objectKey,
@@ -229,6 +232,7 @@ export class S3Storage implements Storage {
     const [fed, uploaded] = await Promise.allSettled([feeding, uploading]);
     options.signal?.removeEventListener('abort', onAbort);
     body.off('error', onBodyError);
+    if (uploaded.status === 'rejected' || fed.status === 'rejected') await this.#abandon(objectKey, upload.uploadId);
     if (fed.status === 'fulfilled' && uploaded.status === 'fulfilled') {
       const versionId = realVersionId(uploaded.value.VersionId);
       try {
@@ -250,6 +254,19 @@ export class S3Storage implements Storage {
     if (bodyError !== undefined) throw bodyError;
     if (uploaded.status === 'rejected') throw this.#error(uploaded.reason, `store ${key}`, key);
     throw (fed as PromiseRejectedResult).reason;
+  }
+
+  /**
+   * Aborts a failed multipart upload so its parts stop costing storage. Best effort: when S3 is
+   * unreachable the abort fails too, and the parts stay invisible until removeIncomplete or the
+   * bucket's AbortIncompleteMultipartUpload rule (docs/storage.md); the put's own error is the
+   * one reported.
+   */
+  async #abandon(objectKey: string, uploadId: string | undefined): Promise<void> {
+    if (uploadId === undefined) return;
+    await this.#client
+      .send(new AbortMultipartUploadCommand({ Bucket: this.#settings.bucket, Key: objectKey, UploadId: uploadId }))
+      .catch(() => undefined);
   }
 
   /**

@@ -191,8 +191,11 @@ export class S3Storage implements Storage {
       },
     });
     let bodyError: unknown;
+    let uploadFailed = false;
     const onBodyError = (error: unknown): void => {
-      bodyError ??= error;
+      // Only a failure of the body itself: once the upload failed, destroying the body makes it
+      // report a bare "operation was aborted" that must not hide the upload's error.
+      if (!uploadFailed) bodyError ??= error;
     };
     body.once('error', onBodyError);
     const upload = new Upload({
@@ -225,6 +228,7 @@ export class S3Storage implements Storage {
     const feeding = pipeline(body, counter, options.signal ? { signal: options.signal } : {});
     const uploading = upload.done().catch((error: unknown) => {
       // Upload stopped pulling: unblock the feeding side so it settles too.
+      uploadFailed = true;
       counter.destroy();
       body.destroy();
       throw error;

@@ -72,15 +72,24 @@ export interface DecryptedStream {
  */
 export async function decryptStream(encrypted: Readable, keys: DecryptionKeys, verifyAs: VerifyAs): Promise<DecryptedStream> {
   let message: openpgp.Message<ReadableStream<Uint8Array>>;
+  // A source that fails while the header is read (a connection reset) is that failure, not a
+  // malformed object: retrying may well succeed, so it must not be reported as corruption.
+  let sourceError: unknown;
+  const onSourceError = (error: unknown): void => {
+    sourceError ??= error;
+  };
+  encrypted.once('error', onSourceError);
   try {
     message = await openpgp.readMessage({ binaryMessage: nodeToWeb(encrypted) });
   } catch (error) {
+    if (sourceError !== undefined) throw sourceError;
     throw new PmsError(
       'PMS_ERR_INTEGRITY',
       `${verifyAs.objectKey} failed its OpenPGP check (expected an OpenPGP message, found: ${(error as Error).message}): the stored object was modified or truncated; refusing it`,
       { cause: error, details: { key: verifyAs.objectKey, check: 'openpgp' } },
     );
   }
+  encrypted.off('error', onSourceError);
   const wanted = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase());
   const available = keys.descriptions.flatMap((d) => d.keyIds);
   if (!wanted.some((id) => available.includes(id))) {

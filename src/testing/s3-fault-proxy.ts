@@ -40,6 +40,8 @@ export interface S3ProxyRequest {
   readonly method: string;
   readonly key: string;
   readonly partNumber: number | undefined;
+  /** The multipart upload a request belongs to (UploadPart, Complete, Abort). */
+  readonly uploadId: string | undefined;
   /** The fault applied, if a rule fired. */
   readonly fault: S3Fault['kind'] | undefined;
   readonly at: number;
@@ -71,6 +73,7 @@ const ERROR_BODIES = {
 interface ParsedTarget {
   readonly key: string;
   readonly partNumber: number | undefined;
+  readonly uploadId: string | undefined;
 }
 
 function parseTarget(url: string): ParsedTarget {
@@ -78,7 +81,11 @@ function parseTarget(url: string): ParsedTarget {
   // Path style: /bucket/key...; the key is what follows the bucket.
   const [, , ...rest] = parsed.pathname.split('/');
   const part = parsed.searchParams.get('partNumber');
-  return { key: decodeURIComponent(rest.join('/')), partNumber: part === null ? undefined : Number(part) };
+  return {
+    key: decodeURIComponent(rest.join('/')),
+    partNumber: part === null ? undefined : Number(part),
+    uploadId: parsed.searchParams.get('uploadId') ?? undefined,
+  };
 }
 
 class Rule implements RuleHandle {
@@ -140,7 +147,10 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
     const out = httpRequest(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent: false },
       (upstreamRes) => {
-        if (onResponse) return onResponse(upstreamRes);
+        if (onResponse) {
+          onResponse(upstreamRes);
+          return;
+        }
         res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
         upstreamRes.pipe(res);
       },
@@ -154,11 +164,19 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
     const parsed = parseTarget(req.url ?? '/');
     const rule = rules.find((r) => r.fires(method, parsed));
     const fault = rule?.fault;
-    requests.push({ method, key: parsed.key, partNumber: parsed.partNumber, fault: fault?.kind, at: Date.now() });
+    requests.push({
+      method,
+      key: parsed.key,
+      partNumber: parsed.partNumber,
+      uploadId: parsed.uploadId,
+      fault: fault?.kind,
+      at: Date.now(),
+    });
     const socket = req.socket;
     switch (fault?.kind) {
       case undefined:
-        return forward(req, res);
+        forward(req, res);
+        return;
       case 'latency': {
         req.pause();
         setTimeout(() => forward(req, res), fault.ms);
@@ -188,7 +206,7 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
         return;
       }
       case 'reset-response':
-        return forward(req, res, (upstreamRes) => {
+        forward(req, res, (upstreamRes) => {
           res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
           let left = fault.afterBytes;
           const cut = (): void => {
@@ -197,7 +215,10 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
             // pause lets what was written cross loopback before the reset discards the rest.
             setTimeout(() => reset(socket), 100);
           };
-          if (left <= 0) return cut();
+          if (left <= 0) {
+            cut();
+            return;
+          }
           upstreamRes.on('data', (chunk: Buffer) => {
             if (left <= 0) return;
             const piece = chunk.subarray(0, left);
@@ -209,13 +230,14 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
             if (left > 0) cut();
           });
         });
+        return;
       case 'stall': {
         const afterBytes = fault.afterBytes;
         if (afterBytes === undefined) {
           req.resume();
           return;
         }
-        return forward(req, res, (upstreamRes) => {
+        forward(req, res, (upstreamRes) => {
           res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
           let left = afterBytes;
           upstreamRes.on('data', (chunk: Buffer) => {
@@ -226,6 +248,7 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
             if (left <= 0) upstreamRes.destroy();
           });
         });
+        return;
       }
     }
   };

@@ -108,7 +108,7 @@ describe('S3 fault proxy in front of s3rver', () => {
     await using(throughProxy({ maxAttempts: 2 }), async (storage) => {
       const { error, ms } = await failure(storage.head('stall/head'));
       assert.ok(isPmsError(error, 'PMS_ERR_REPO_UNAVAILABLE'), String(error));
-      assert.ok(ms >= 2000 && ms < 8000, `two attempts of 1 s inactivity took ${ms} ms`);
+      assert.ok(ms >= 2000 && ms < 20_000, `two attempts of 1 s inactivity took ${ms} ms`);
     });
     assert.deepEqual(faultsOn('HEAD'), ['stall', 'stall']);
   });
@@ -120,7 +120,7 @@ describe('S3 fault proxy in front of s3rver', () => {
       const { error, ms } = await failure(storage.getBytes('stall/body'));
       assert.ok(isPmsError(error, 'PMS_ERR_REPO_UNAVAILABLE'), String(error));
       assert.match(error.message, /ETIMEDOUT/);
-      assert.ok(ms >= 1000 && ms < 5000, `took ${ms} ms`);
+      assert.ok(ms >= 1000 && ms < 15_000, `took ${ms} ms`);
     });
   });
 

@@ -12,7 +12,7 @@ export interface CliResult {
 /** Repository root (dist/testing/ → ../..). */
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export function binPath(name: 'pms-backup' | 'pms-telemetry'): string {
+export function binPath(name: 'pms-backup' | 'pms-telemetry' | 'pms-patroni-config'): string {
   return join(REPO_ROOT, 'bin', `${name}.js`);
 }
 

@@ -340,12 +340,19 @@ describe('egress', () => {
           for (const store of drStore('prod')) assert.ok(!mayReach(objects, job, store), `${job}: the DR object store`);
     });
 
-    test(`${environment}: PostgreSQL reaches DNS and the primary object store only (wal-push)`, () => {
+    test(`${environment}: PostgreSQL reaches DNS and the primary object store (wal-push), in prod also the other members and the API server (Patroni), nothing else`, () => {
       const objects = objectsOf();
       const server = 'StatefulSet/postgres';
       assert.ok(mayReach(objects, server, dns));
       for (const store of primaryStore(environment)) assert.ok(mayReach(objects, server, store));
-      for (const to of [pushgateway, api, database, ...strangers]) assert.ok(!mayReach(objects, server, to), JSON.stringify(to));
+      for (const to of [pushgateway, api, ...strangers]) assert.ok(!mayReach(objects, server, to), JSON.stringify(to));
+      const patroniApi: Destination = { ...database, port: 8008 };
+      const apiServer = ipBlocksOf(objects)
+        .filter((b) => b.policy === 'kubernetes-api-egress')
+        .map((b): Destination => ({ address: b.cidr.replace(/\.\d+\/\d+$/, '.70'), port: 443 }));
+      assert.equal(apiServer.length, environment === 'prod' ? 1 : 0);
+      for (const to of [database, patroniApi, ...apiServer])
+        assert.equal(mayReach(objects, server, to), environment === 'prod', `${environment}: ${JSON.stringify(to)}`);
       if (environment === 'prod') for (const store of drStore('prod')) assert.ok(!mayReach(objects, server, store), 'the DR object store');
     });
 
@@ -431,6 +438,8 @@ describe('release integrity', () => {
       assert.ok(n >= 4, 'every image had a placeholder digest');
       assert.equal((await runGate(work)).code, 1, 'the CIDRs are still placeholders');
       edit('object-store-network.yaml', (t) => t.replace('192.0.2.0/24', '52.95.148.0/23').replace('198.51.100.0/24', '52.218.0.0/17'));
+      assert.equal((await runGate(work)).code, 1, "the API server's CIDR is still a placeholder");
+      edit('kubernetes-api-network.yaml', (t) => t.replace('203.0.113.64/28', '172.20.0.10/32'));
       const passed = await runGate(work);
       assert.equal(passed.code, 0, passed.output);
     } finally {
@@ -612,10 +621,10 @@ describe('RBAC', () => {
     }
   });
 
-  test('the ingest API and PostgreSQL service accounts have no API access', () => {
-    for (const serviceAccount of ['pms-telemetry', 'postgres']) {
-      assert.equal(canI(prod, { serviceAccount, namespace: ns, verb: 'get', resource: 'pods' }), false);
-    }
+  test('the ingest API service account has no API access, nor PostgreSQL in dev (prod: Patroni, postgres-ha.test.ts)', () => {
+    for (const objects of [dev, prod])
+      assert.equal(canI(objects, { serviceAccount: 'pms-telemetry', namespace: ns, verb: 'get', resource: 'pods' }), false);
+    assert.equal(canI(dev, { serviceAccount: 'postgres', namespace: ns, verb: 'get', resource: 'pods' }), false);
   });
 });
 

@@ -51,9 +51,12 @@ export function namespaceViolations(objects: readonly Manifest[]): string[] {
 /** Beyond PSS: read-only root filesystems, requests and limits, no API token unless needed. */
 export function hardeningViolations(objects: readonly Manifest[]): string[] {
   const found: string[] = [];
+  const bound = boundServiceAccounts(objects);
   for (const pod of podTemplates(objects)) {
-    if (pod.spec['automountServiceAccountToken'] !== false)
-      found.push(`${pod.owner}: automountServiceAccountToken must be false (nothing here calls the API)`);
+    // Only a pod whose account a RoleBinding grants something may carry a token (Patroni's DCS).
+    const account = String(pod.spec['serviceAccountName'] ?? 'default');
+    if (pod.spec['automountServiceAccountToken'] !== false && !bound.has(account))
+      found.push(`${pod.owner}: automountServiceAccountToken must be false (its service account ${account} has no RoleBinding)`);
     for (const { name, container } of containersOf(pod)) {
       if (field(container, 'securityContext', 'readOnlyRootFilesystem') !== true)
         found.push(`${pod.owner} container ${name}: readOnlyRootFilesystem must be true`);
@@ -70,6 +73,15 @@ export function hardeningViolations(objects: readonly Manifest[]): string[] {
       found.push(`${describe(object)}: automountServiceAccountToken must be false`);
   }
   return found;
+}
+
+/** Service accounts of this namespace that some RoleBinding names. */
+function boundServiceAccounts(objects: readonly Manifest[]): Set<string> {
+  const names = new Set<string>();
+  for (const binding of objects.filter((o) => o.kind === 'RoleBinding'))
+    for (const subject of Array.isArray(binding['subjects']) ? binding['subjects'] : [])
+      if (isRecord(subject) && subject['kind'] === 'ServiceAccount') names.add(String(subject['name']));
+  return names;
 }
 
 /** An image is pinned when it has a digest, or a version tag (not latest, not a bare name). */

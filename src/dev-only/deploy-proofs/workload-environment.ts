@@ -127,8 +127,10 @@ export function materialiseContainer(
       value = dataOf(objects, 'ConfigMap', String(from['configMapKeyRef']['name']))[String(from['configMapKeyRef']['key'])];
     if (from && isRecord(from['secretKeyRef']))
       value = dataOf(objects, 'Secret', String(from['secretKeyRef']['name']))[String(from['secretKeyRef']['key'])];
-    if (value === undefined) throw new Error(`${pod.owner} container ${containerName}: cannot resolve ${name}`);
-    env[name] = options.envOverrides?.[name] ?? value;
+    // A downward-API value (fieldRef) exists only in a running pod: the caller supplies it.
+    if (value === undefined && options.envOverrides?.[name] === undefined)
+      throw new Error(`${pod.owner} container ${containerName}: cannot resolve ${name}`);
+    env[name] = options.envOverrides?.[name] ?? value ?? '';
   }
   const command = [
     ...(Array.isArray(container['command']) ? container['command'] : []),

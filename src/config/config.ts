@@ -85,6 +85,9 @@ export interface OperationsConfig {
   readonly verifyServerSocketDir: string | undefined;
   /** Kubernetes pod name (POD_NAME via the downward API), for audit records. */
   readonly podName: string | undefined;
+  /** Each HA member's Patroni REST API (doctor and monitor show and check the cluster); empty: no HA check. */
+  readonly patroniUrls: readonly string[];
+  readonly maxReplicationLagSeconds: number;
 }
 
 export interface BackupConfig {
@@ -144,6 +147,8 @@ function parseOperations(settings: SettingReader): OperationsConfig {
     baseBackupZstdWorkers: settings.get('BACKUP_BASE_ZSTD_WORKERS'),
     verifyServerSocketDir: settings.get('BACKUP_VERIFY_SERVER_SOCKET_DIR'),
     podName: settings.get('POD_NAME'),
+    patroniUrls: settings.get('BACKUP_PATRONI_URLS') ?? [],
+    maxReplicationLagSeconds: settings.get('BACKUP_MAX_REPLICATION_LAG_SECONDS'),
   };
 }
 

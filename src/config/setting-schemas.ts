@@ -34,6 +34,17 @@ export const fingerprintListSchema = z
   )
   .refine((list) => list.length > 0 && list.every((f) => /^[0-9A-F]{40}$/.test(f)));
 
+/** A comma-separated list of http(s) base URLs (each member's Patroni REST API), trailing slashes dropped. */
+export const urlListSchema = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((u) => u.trim().replace(/\/+$/, ''))
+      .filter((u) => u !== ''),
+  )
+  .refine((list) => list.length > 0 && list.every((u) => /^https?:\/\/[^\s/]+$/.test(u)));
+
 /** A comma-separated list of IP addresses or CIDR blocks (e.g. 10.0.0.0/8, fd00::/8). */
 export const cidrListSchema = z
   .string()

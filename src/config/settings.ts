@@ -16,6 +16,7 @@ import {
   repositoryUrlSchema,
   telemetryRetentionSchema,
   textSchema,
+  urlListSchema,
 } from './setting-schemas.js';
 
 export type Program = 'pms-backup' | 'pms-telemetry';
@@ -312,6 +313,21 @@ export const SETTINGS = {
     readBy: BACKUP,
     hint: 'use a whole number of days',
     help: 'monitor: warn this long before an encryption key expires',
+  },
+  BACKUP_PATRONI_URLS: {
+    schema: urlListSchema,
+    group: 'operations',
+    readBy: BACKUP,
+    hint: 'use http(s)://host:port of each member, comma-separated',
+    help: "doctor, monitor: each member's Patroni REST API (http://host:8008,...): show and check the HA cluster",
+  },
+  BACKUP_MAX_REPLICATION_LAG_SECONDS: {
+    schema: positiveSchema,
+    default: '30',
+    group: 'operations',
+    readBy: BACKUP,
+    hint: POSITIVE('seconds'),
+    help: 'doctor, monitor: longest a standby may be behind the leader (with BACKUP_PATRONI_URLS)',
   },
   BACKUP_VERIFY_MAX_AGE_DAYS: {
     schema: positiveSchema,

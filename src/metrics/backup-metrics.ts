@@ -29,6 +29,12 @@ export const METRIC = {
   auditHeadSequence: 'pms_backup_audit_head_sequence',
   auditHeadInfo: 'pms_backup_audit_head_info',
   auditChainOk: 'pms_backup_audit_chain_ok',
+  postgresLeaderUp: 'pms_backup_postgres_leader_up',
+  postgresSyncStandbys: 'pms_backup_postgres_sync_standbys',
+  postgresReplicationLag: 'pms_backup_postgres_replication_lag_seconds',
+  postgresReplicationLagLimit: 'pms_backup_postgres_replication_lag_limit_seconds',
+  postgresTimeline: 'pms_backup_postgres_timeline',
+  postgresLastFailover: 'pms_backup_postgres_last_failover_timestamp_seconds',
 } as const;
 
 /** How much of the head's hash the info metric shows: enough for `audit verify --anchor`. */
@@ -155,6 +161,35 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
       'Seconds the oldest complete backup missing from the disaster-recovery repository has existed (0: DR is complete).',
       outcome.drLagSeconds,
     );
+  }
+
+  if (outcome.cluster !== undefined) {
+    const cluster = outcome.cluster;
+    gauge(METRIC.postgresLeaderUp, '1 if Patroni reports a leader for the HA cluster, else 0.', cluster.leaderUp ? 1 : 0);
+    gauge(
+      METRIC.postgresSyncStandbys,
+      'Synchronous standbys streaming from the leader (0: a commit is on one node only).',
+      cluster.syncStandbys,
+    );
+    // Unknown lag (a standby without a position) is pushed as +Inf: it must alert, not vanish.
+    gauge(
+      METRIC.postgresReplicationLag,
+      'Largest replay delay of a standby behind the leader, in seconds (+Inf: unknown).',
+      cluster.replicationLagSeconds ?? Number.POSITIVE_INFINITY,
+    );
+    gauge(
+      METRIC.postgresReplicationLagLimit,
+      'BACKUP_MAX_REPLICATION_LAG_SECONDS, the limit the lag alert compares with.',
+      cluster.maxReplicationLagSeconds,
+    );
+    if (cluster.timeline !== undefined)
+      gauge(METRIC.postgresTimeline, "The leader's timeline (it goes up by one at every failover or switchover).", cluster.timeline);
+    if (cluster.lastFailoverAt !== undefined)
+      gauge(
+        METRIC.postgresLastFailover,
+        'Unix time the current timeline began (the last failover or switchover).',
+        seconds(cluster.lastFailoverAt),
+      );
   }
 
   if (outcome.audit !== undefined) {

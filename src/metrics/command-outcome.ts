@@ -68,4 +68,16 @@ export interface CommandOutcome {
   readonly drLagSeconds?: number | undefined;
   /** The audit log's head and whether its chain verified (monitor). */
   readonly audit?: AuditHeadFacts | undefined;
+  /** The HA cluster as Patroni's REST API describes it (monitor with BACKUP_PATRONI_URLS). */
+  readonly cluster?: ClusterOutcome | undefined;
+}
+
+export interface ClusterOutcome {
+  readonly leaderUp: boolean;
+  readonly syncStandbys: number;
+  /** Largest standby replay delay; undefined when unknown (no standby or no position). */
+  readonly replicationLagSeconds: number | undefined;
+  readonly maxReplicationLagSeconds: number;
+  readonly timeline: number | undefined;
+  readonly lastFailoverAt: Date | undefined;
 }

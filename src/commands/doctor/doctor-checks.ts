@@ -14,6 +14,7 @@ import { pgDumpVersion } from '../../postgres/logical-dump.js';
 import { openStorage } from '../../storage/open-storage.js';
 import type { DoctorCheck } from './doctor-check.js';
 import { checkPointInTimeRecovery } from './pitr-check.js';
+import { clusterChecks, readClusterFacts } from '../../postgres/patroni/cluster-health.js';
 
 function onPath(program: string, env: Env): boolean {
   return (env['PATH'] ?? '').split(delimiter).some((dir) => {
@@ -130,6 +131,28 @@ export async function runDoctor(env: Env): Promise<DoctorCheck[]> {
       detail: (error as Error).message,
       fix: 'check POSTGRES_HOST/PORT/USER/PASSWORD, pg_hba.conf and NetworkPolicies; try pg_isready -h $POSTGRES_HOST -p $POSTGRES_PORT',
     });
+  }
+
+  if (config.operations.patroniUrls.length > 0) {
+    try {
+      const facts = await readClusterFacts(config.operations.patroniUrls);
+      for (const check of clusterChecks(facts, config.operations.maxReplicationLagSeconds))
+        checks.push(
+          check.ok
+            ? check
+            : {
+                ...check,
+                fix: 'patronictl list shows the members; docs/runbook.md#pmsbackuppostgresnosyncstandby and #pmsbackuppostgresreplicationlagging',
+              },
+        );
+    } catch (error) {
+      checks.push({
+        name: 'ha cluster',
+        ok: false,
+        detail: (error as Error).message,
+        fix: "check BACKUP_PATRONI_URLS (each member's REST API, port 8008) and the NetworkPolicy to it",
+      });
+    }
   }
 
   const storage = openStorage(config.repository!);

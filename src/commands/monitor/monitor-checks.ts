@@ -11,6 +11,7 @@ import { measureDrLag } from '../copy/copy-to-dr.js';
 import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
 import { surveyWalTrust } from '../../repository/wal-object-signature.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
+import { type ClusterFacts, clusterChecks, readClusterFacts } from '../../postgres/patroni/cluster-health.js';
 
 function segmentDistance(from: string, to: string): number {
   const a = parseWalFileName(from);
@@ -52,6 +53,9 @@ export interface MonitorReport {
     /** WAL objects whose sealed signature is missing (after sealing began), bad or foreign. */
     readonly untrustedWal?: number;
     readonly audit?: AuditHeadFacts;
+    /** The HA cluster (BACKUP_PATRONI_URLS set); undefined when no member answered. */
+    readonly cluster?: ClusterFacts;
+    readonly maxReplicationLagSeconds?: number;
   };
 }
 
@@ -300,6 +304,16 @@ export async function runMonitorChecks(
     }
   }
 
+  let cluster: ClusterFacts | undefined;
+  if (ops.patroniUrls.length > 0) {
+    try {
+      cluster = await readClusterFacts(ops.patroniUrls, { now });
+      checks.push(...clusterChecks(cluster, ops.maxReplicationLagSeconds));
+    } catch (error) {
+      checks.push({ name: 'ha cluster', ok: false, detail: (error as Error).message });
+    }
+  }
+
   return {
     ok: checks.every((c) => c.ok),
     checkedAt: now.toISOString(),
@@ -319,6 +333,7 @@ export async function runMonitorChecks(
       ...(repositoryUp ? { untrustedBackups: untrusted.length } : {}),
       ...(untrustedWal !== undefined ? { untrustedWal } : {}),
       ...(audit ? { audit } : {}),
+      ...(cluster ? { cluster, maxReplicationLagSeconds: ops.maxReplicationLagSeconds } : {}),
     },
   };
 }

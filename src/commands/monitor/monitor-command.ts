@@ -50,6 +50,16 @@ export async function runMonitor(options: { json?: boolean }): Promise<number> {
           untrustedBackups: facts.untrustedBackups,
           untrustedWal: facts.untrustedWal,
           audit: facts.audit,
+          cluster: facts.cluster
+            ? {
+                syncStandbys: facts.cluster.syncStandbys,
+                replicationLagSeconds: facts.cluster.replicationLagSeconds,
+                maxReplicationLagSeconds: facts.maxReplicationLagSeconds ?? 0,
+                timeline: facts.cluster.timeline,
+                lastFailoverAt: facts.cluster.lastFailoverAt ? new Date(facts.cluster.lastFailoverAt) : undefined,
+                leaderUp: facts.cluster.leader !== undefined,
+              }
+            : undefined,
           keys: facts.keys.map((k) => ({ fingerprint: k.fingerprint, expiresAt: k.expiresAt ? new Date(k.expiresAt) : undefined })),
           signingKeys: facts.signingKeys.map((k) => ({
             fingerprint: k.fingerprint,

@@ -18,6 +18,7 @@ import { type Manifest, isRecord } from './manifest.js';
 import { field } from './pod-templates.js';
 import { HA_OWNER, haViolations } from './postgres-ha.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
+import { mayReach } from './network-reach.js';
 import { findPod, materialiseContainer } from './workload-environment.js';
 
 /**
@@ -64,6 +65,25 @@ describe('prod runs PostgreSQL as three Patroni members', () => {
     const devProblems = haViolations(dev);
     assert.ok(devProblems.includes(`${HA_OWNER}: replicas is 1, not 3`), devProblems.join('\n'));
     assert.ok(devProblems.some((p) => /cannot list pods/.test(p)));
+  });
+
+  test("monitor reads every member's REST API, and only monitor and the members may reach port 8008", () => {
+    const monitor = (findPod(prod, 'CronJob/pms-backup-monitor').spec['containers'] as Json[])[0] ?? {};
+    const urls = ((monitor['env'] as Json[]).find((e) => e['name'] === 'BACKUP_PATRONI_URLS')?.['value'] as string | undefined) ?? '';
+    const replicas = Number((find(prod, 'StatefulSet', 'postgres')['spec'] as Json)['replicas']);
+    assert.deepEqual(
+      urls.split(','),
+      Array.from({ length: replicas }, (_, i) => `http://postgres-${i}.postgres-headless.patient-monitoring.svc:8008`),
+    );
+    const api = { namespace: 'patient-monitoring', labels: { 'app.kubernetes.io/name': 'postgres' }, port: 8008 };
+    assert.ok(mayReach(prod, 'CronJob/pms-backup-monitor', api), 'monitor reaches the REST API');
+    assert.ok(mayReach(prod, 'StatefulSet/postgres', api), 'members reach each other');
+    for (const other of ['CronJob/pms-backup', 'CronJob/pms-backup-verify', 'CronJob/pms-backup-copy', 'Deployment/pms-telemetry']) {
+      assert.ok(!mayReach(prod, other, api), `${other} does not reach the REST API`);
+    }
+    // Without the monitor's egress policy the path is closed (the check above can fail).
+    const without = prod.filter((o) => !(o.kind === 'NetworkPolicy' && o.metadata.name === 'pms-backup-monitor-to-patroni-api'));
+    assert.ok(!mayReach(without, 'CronJob/pms-backup-monitor', api));
   });
 
   test("the Services select by Patroni 3.0's role label: postgres the leader, postgres-replicas the standbys", () => {

@@ -1,7 +1,7 @@
 import { PmsError } from '../errors/catalogue.js';
 import type { Env } from './env-source.js';
 import { type MetricsConfig, parseMetrics } from './metrics-config.js';
-import { type PostgresConfig, parsePostgres } from './postgres-config.js';
+import { type BackupFromStandby, type PostgresConfig, parseBackupFromStandby, parsePostgres } from './postgres-config.js';
 import { Problems, deepFreeze, throwIfProblems } from './problems.js';
 import type { Secret } from './secret.js';
 import { SettingReader } from './setting-reader.js';
@@ -92,6 +92,8 @@ export interface OperationsConfig {
 
 export interface BackupConfig {
   readonly postgres: PostgresConfig;
+  /** Where base-backup and create read (BACKUP_FROM_STANDBY, docs/ha.md). */
+  readonly fromStandby: BackupFromStandby;
   readonly repository: RepositoryConfig | undefined;
   readonly keys: KeyConfig;
   readonly retentionDays: number;
@@ -270,8 +272,10 @@ export function loadBackupConfig<const N extends ConfigNeeds = Record<never, nev
   const problems = new Problems();
   const settings = new SettingReader(env, problems);
   refuseUnknownVariables(env, problems, 'pms-backup', ['BACKUP_', 'POSTGRES_']);
+  const postgres = parsePostgres(settings, problems, { connects: needs?.postgres === true });
   const config: BackupConfig = {
-    postgres: parsePostgres(settings, problems, { connects: needs?.postgres === true }),
+    postgres,
+    fromStandby: parseBackupFromStandby(settings, postgres),
     repository: parseRepository(settings, problems, PRIMARY, {
       derivedUrl: s3BucketUrl(settings.get('S3_BUCKET')),
       regionFallback: settings.get('AWS_DEFAULT_REGION'),

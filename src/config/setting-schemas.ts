@@ -14,6 +14,24 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 
 export const textSchema = z.string();
 export const portSchema = z.coerce.number().int().min(1).max(65535);
+
+/** libpq's multi-host form: h1,h2,h3 (names, addresses or Unix-socket directories), none empty. */
+export const hostListSchema = z
+  .string()
+  .transform((value) => value.split(',').map((host) => host.trim()))
+  .refine((hosts) => hosts.every((host) => host !== ''), {
+    message: 'list hosts as h1,h2,h3 with no empty entry',
+    params: { hint: true },
+  });
+
+/** One port, or one per host as libpq reads PGPORT (5432,5432,5433); the count is checked against the hosts. */
+export const portListSchema = z
+  .string()
+  .transform((value) => value.split(',').map((port) => Number(port.trim() === '' ? Number.NaN : port.trim())))
+  .pipe(z.array(z.number().int().min(1).max(65535)));
+
+export const BACKUP_FROM_STANDBY_MODES = ['no', 'prefer', 'require'] as const;
+export type BackupFromStandby = (typeof BACKUP_FROM_STANDBY_MODES)[number];
 export const boolSchema = z.stringbool();
 export const daysSchema = z.coerce.number().int().min(0).max(36500);
 export const positiveSchema = z.coerce.number().positive().max(1e6);

@@ -11,6 +11,9 @@ import {
   intSchema,
   fingerprintListSchema,
   keyIdSchema,
+  BACKUP_FROM_STANDBY_MODES,
+  hostListSchema,
+  portListSchema,
   portSchema,
   positiveSchema,
   repositoryUrlSchema,
@@ -68,14 +71,20 @@ const POSITIVE = (unit: string) => `use a positive number of ${unit}`;
  */
 export const SETTINGS = {
   // PostgreSQL: shared by both programs (one table, so neither refuses what the other reads).
-  POSTGRES_HOST: { schema: textSchema, default: 'localhost', group: 'postgres', readBy: BOTH, help: 'database server host or address' },
+  POSTGRES_HOST: {
+    schema: hostListSchema,
+    default: 'localhost',
+    group: 'postgres',
+    readBy: BOTH,
+    help: 'database server host, address or socket directory; a cluster as h1,h2,h3 (writers find its primary, docs/ha.md)',
+  },
   POSTGRES_PORT: {
-    schema: portSchema,
+    schema: portListSchema,
     default: '5432',
     group: 'postgres',
     readBy: BOTH,
-    hint: 'use a TCP port number 1-65535',
-    help: 'database server port',
+    hint: 'use a TCP port number 1-65535, or one per POSTGRES_HOST entry as 5432,5433,5434',
+    help: 'database server port, or one per POSTGRES_HOST entry (libpq PGPORT)',
   },
   POSTGRES_DB: { schema: textSchema, default: 'patient_telemetry', group: 'postgres', readBy: BOTH, help: 'database to back up / serve' },
   POSTGRES_USER: { schema: textSchema, file: true, group: 'postgres', readBy: BOTH, help: 'login role (libpq default: the OS user)' },
@@ -94,6 +103,14 @@ export const SETTINGS = {
     group: 'postgres',
     readBy: BOTH,
     help: 'CA certificate file the server certificate must chain to',
+  },
+  BACKUP_FROM_STANDBY: {
+    schema: z.enum(BACKUP_FROM_STANDBY_MODES),
+    defaultText: 'prefer with several POSTGRES_HOST entries, else no',
+    group: 'postgres',
+    readBy: BACKUP,
+    hint: `use one of ${BACKUP_FROM_STANDBY_MODES.join(', ')}`,
+    help: 'base-backup and create read from a standby of the POSTGRES_HOST list (require: refuse without one), sparing the primary',
   },
   // Read by the postgres container image, whose environment archive_command (wal-push) inherits.
   POSTGRES_INITDB_ARGS: { schema: textSchema, group: 'postgres-image', readBy: NOBODY, help: 'initdb options of the postgres image' },

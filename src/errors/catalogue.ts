@@ -51,6 +51,10 @@ export const ERRORS = {
     summary: 'an object in the repository is unsigned, signed by a key not in BACKUP_TRUSTED_SIGNERS_FILE, or its signature is bad',
   },
   PMS_ERR_WAL_TIMEOUT: { exitCode: EXIT.unavailable, summary: 'WAL a base backup needs was not archived in time' },
+  PMS_ERR_STANDBY_PROMOTED: {
+    exitCode: EXIT.unavailable,
+    summary: 'the standby a base backup read was promoted (a failover) before the backup ended',
+  },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

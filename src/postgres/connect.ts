@@ -1,7 +1,8 @@
 import pg from 'pg';
-import type { PostgresConfig } from '../config/postgres-config.js';
+import { type PostgresConfig, type PostgresEndpoint, endpointsOf, pinnedTo } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
 import { allowsPlainFallback, type ConnectOverrides, pgClientConfig } from './connection-options.js';
+import { type FoundServer, type SessionTarget, findServer, serverRole } from './session-target.js';
 import { SQLSTATE } from './sqlstate.js';
 
 const UNAVAILABLE_CODES = new Set([
@@ -62,8 +63,38 @@ export function connectionError(config: PostgresConfig, error: unknown, database
   );
 }
 
-/** Opens a client, honouring sslmode prefer/allow's fallback to plain connections. */
-export async function connect(config: PostgresConfig, options: ConnectOverrides = {}): Promise<pg.Client> {
+/**
+ * Opens a client, honouring sslmode prefer/allow's fallback to plain connections. With several
+ * POSTGRES_HOST servers it connects to the one `options.target` asks for (default read-write: the
+ * primary, as libpq's target_session_attrs=read-write), trying them in order; one server is used
+ * as named, whatever its role (commands that care say why in their own words).
+ */
+export async function connect(config: PostgresConfig, options: ConnectOverrides & { target?: SessionTarget } = {}): Promise<pg.Client> {
+  if (endpointsOf(config).length === 1) return connectOne(config, options);
+  return (await connectToTarget(config, options.target ?? 'read-write', options)).client;
+}
+
+/**
+ * Like connect, and says which server it reached and what it is: for commands that choose by
+ * role (base-backup and create with BACKUP_FROM_STANDBY), and that must then talk to that one
+ * server again (pinnedTo(config, endpoint)).
+ */
+export async function connectToTarget(config: PostgresConfig, target: SessionTarget, options: ConnectOverrides = {}): Promise<FoundServer> {
+  const endpoints = endpointsOf(config);
+  if (endpoints.length === 1) {
+    const endpoint = endpoints[0] as PostgresEndpoint;
+    const client = await connectOne(config, options);
+    try {
+      return { client, endpoint, role: (await serverRole(client)).role };
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw connectionError(config, error, options.database);
+    }
+  }
+  return findServer(config, target, (endpoint) => connectOne(pinnedTo(config, endpoint), options));
+}
+
+async function connectOne(config: PostgresConfig, options: ConnectOverrides): Promise<pg.Client> {
   const attempt = async (clientConfig: pg.ClientConfig): Promise<pg.Client> => {
     const client = new pg.Client(clientConfig);
     client.on('error', () => undefined);
@@ -89,7 +120,7 @@ export async function connect(config: PostgresConfig, options: ConnectOverrides 
 export async function usingClient<T>(
   config: PostgresConfig,
   use: (client: pg.Client) => Promise<T>,
-  options: { database?: string; applicationName?: string } = {},
+  options: { database?: string; applicationName?: string; target?: SessionTarget } = {},
 ): Promise<T> {
   const client = await connect(config, options);
   try {

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
-import { type PostgresConfig, missingRootCert } from '../config/postgres-config.js';
+import { type PostgresConfig, endpointsOf, missingRootCert } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
 import { childEnv } from '../process/child-env.js';
+import type { SessionTarget } from './session-target.js';
 import { isUnixSocketHost, noteTransport } from './transport-security.js';
 
 export interface ConnectOverrides {
@@ -74,12 +75,17 @@ export function allowsPlainFallback(config: PostgresConfig): boolean {
  * plus the connection facts. Never the password: that goes through a PGPASSFILE of its own
  * (libpq-tool.ts). Nothing else of ours (repository credentials, key paths, PG* variables of the
  * caller) reaches them.
+ *
+ * Several POSTGRES_HOST servers reach libpq as its own lists (PGHOST=h1,h2, PGPORT=p1,p2) with
+ * PGTARGETSESSIONATTRS (default read-write), so libpq itself finds the primary.
  */
-export function libpqEnv(config: PostgresConfig, database?: string): NodeJS.ProcessEnv {
-  if (!isUnixSocketHost(config.host)) noteTransport(config);
+export function libpqEnv(config: PostgresConfig, database?: string, target: SessionTarget = 'read-write'): NodeJS.ProcessEnv {
+  const endpoints = endpointsOf(config);
+  if (endpoints.some((e) => !isUnixSocketHost(e.host))) noteTransport(config);
   return childEnv({
-    PGHOST: config.host,
-    PGPORT: String(config.port),
+    PGHOST: endpoints.map((e) => e.host).join(','),
+    PGPORT: endpoints.map((e) => String(e.port)).join(','),
+    PGTARGETSESSIONATTRS: endpoints.length > 1 ? target : undefined,
     PGDATABASE: database ?? config.database,
     PGSSLMODE: config.sslmode,
     PGCONNECT_TIMEOUT: '10',

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PostgresConfig } from '../config/postgres-config.js';
+import { type PostgresConfig, endpointsOf } from '../config/postgres-config.js';
 import { PmsError } from '../errors/catalogue.js';
 
 /** libpq's password-file quoting: a `:` or `\` inside a field is preceded by `\`. */
@@ -42,7 +42,11 @@ process.once('exit', () => {
  */
 export function createPassfile(config: PostgresConfig): Passfile | undefined {
   if (config.password === undefined) return undefined;
-  const line = passfileLine(config.host, config.port, config.user, config.password.reveal());
+  const password = config.password.reveal();
+  // One line per server of a POSTGRES_HOST list: libpq looks the password up by the host it reached.
+  const line = endpointsOf(config)
+    .map((e) => passfileLine(e.host, e.port, config.user, password))
+    .join('');
   const dir = mkdtempSync(join(tmpdir(), 'pms-pgpass-'));
   live.add(dir);
   const path = join(dir, 'pgpass');

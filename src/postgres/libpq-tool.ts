@@ -2,6 +2,7 @@ import type { PostgresConfig } from '../config/postgres-config.js';
 import { type ToolOptions, type ToolProcess, startTool } from '../process/tool-process.js';
 import { libpqEnv } from './connection-options.js';
 import { createPassfile } from './libpq-passfile.js';
+import type { SessionTarget } from './session-target.js';
 
 /**
  * Starts a libpq program (pg_dump, pg_restore, psql) against `config`: the connection facts in
@@ -12,11 +13,11 @@ export function startLibpqTool(
   program: string,
   args: readonly string[],
   config: PostgresConfig,
-  options: Omit<ToolOptions, 'env' | 'runAs'> & { readonly database?: string },
+  options: Omit<ToolOptions, 'env' | 'runAs'> & { readonly database?: string; readonly target?: SessionTarget },
 ): ToolProcess {
-  const { database, ...toolOptions } = options;
+  const { database, target, ...toolOptions } = options;
   const passfile = createPassfile(config);
-  const env = { ...libpqEnv(config, database), ...(passfile ? { PGPASSFILE: passfile.path } : {}) };
+  const env = { ...libpqEnv(config, database, target), ...(passfile ? { PGPASSFILE: passfile.path } : {}) };
   let tool: ToolProcess;
   try {
     tool = startTool(program, args, { ...toolOptions, env });

@@ -8,6 +8,10 @@ export const SQLSTATE = Object.freeze({
   uniqueViolation: '23505',
   /** An insert into a partitioned table with no partition for the row (one was just dropped by retention). */
   checkViolation: '23514',
+  /** A write on a server in recovery: the primary it was moved (a failover demoted this one). */
+  readOnlySqlTransaction: '25006',
+  /** For BASE_BACKUP on a standby: it was promoted while the backup ran. */
+  objectNotInPrerequisiteState: '55000',
   /** Wrong password: a credentials problem, not a network one. */
   invalidPassword: '28P01',
   /** No pg_hba.conf line lets this role in (for base-backup: no "replication" line). */

@@ -226,6 +226,10 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
     'external_pid_file=',
     '-c',
     'archive_mode=off',
+    // A backup's postgresql.conf may turn on TLS with its source's certificate paths (Patroni
+    // writes ssl settings there): a socket-only server needs none, and must not fail on them.
+    '-c',
+    'ssl=off',
   ];
 
   async function startSandboxed(): Promise<void> {
@@ -281,7 +285,10 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
       const listen = tcp ? '127.0.0.1' : "''";
       // On the command line, not in postgresql.conf: a base backup of this cluster must not carry
       // paths to certificates that go with it.
-      const ssl = certificates ? ` -c ssl=on -c ssl_cert_file=${certificates.certFile} -c ssl_key_file=${certificates.keyFile}` : '';
+      // Without TLS of its own, ssl=off: a restored postgresql.conf (Patroni's) may name certificates of its source.
+      const ssl = certificates
+        ? ` -c ssl=on -c ssl_cert_file=${certificates.certFile} -c ssl_key_file=${certificates.keyFile}`
+        : ' -c ssl=off';
       await runTool(
         pgCtl,
         ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${listen}${ssl}`, 'start'],

@@ -406,6 +406,7 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
           POSTGRES_HOST: '127.0.0.1',
           POSTGRES_PORT: String(port),
           POSTGRES_USER: 'postgres',
+          POSTGRES_DB: 'postgres',
           POSTGRES_SSLMODE: 'verify-full',
           POSTGRES_SSLROOTCERT: tls.caFile,
         },
@@ -417,6 +418,7 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
       POSTGRES_HOST: members.map(() => '127.0.0.1').join(','),
       POSTGRES_PORT: members.map((m) => String(m.info.port)).join(','),
       POSTGRES_USER: 'postgres',
+      POSTGRES_DB: 'postgres',
       POSTGRES_SSLMODE: 'verify-full',
       POSTGRES_SSLROOTCERT: tls.caFile,
     };

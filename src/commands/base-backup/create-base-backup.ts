@@ -10,6 +10,10 @@ import { putSignedRecord } from '../../repository/signed-record.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { storeEncrypted } from '../../pipeline/store-encrypted.js';
 import { usingClient } from '../../postgres/connect.js';
+import { chooseBackupSource } from '../../postgres/backup-source.js';
+import { endpointsOf } from '../../config/postgres-config.js';
+import { SQLSTATE } from '../../postgres/sqlstate.js';
+import { askPrimaryToSwitch } from './primary-switch.js';
 import type { Storage } from '../../storage/storage.js';
 import { segmentBeforeLsn, segmentName, segmentOfLsn } from '../../wal/wal-file-name.js';
 import { readArchiveIdentity, systemMismatch } from '../../repository/wal-identity.js';
@@ -59,7 +63,13 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   // stores 83.6 MB against 83.8 MB (docs/performance.md).
   const level = options.zstdLevel ?? 1;
 
-  const server = await usingClient(config.postgres, async (client) => {
+  // BACKUP_FROM_STANDBY picks the server once; every connection of this backup goes to it.
+  const source =
+    endpointsOf(config.postgres).length > 1 || config.fromStandby !== 'no'
+      ? (await chooseBackupSource(config.postgres, config.fromStandby)).config
+      : config.postgres;
+  const where = `${source.host}:${source.port}`;
+  const server = await usingClient(source, async (client) => {
     const result = await client.query<{
       system_identifier: string;
       server_version: string;
@@ -77,21 +87,20 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   if (server.archive_mode === 'off') {
     throw new PmsError(
       'PMS_ERR_CONFIG',
-      `archive_mode is off on ${config.postgres.host}:${config.postgres.port}: a base backup is useless without archived WAL; set archive_mode = on and archive_command = 'pms-backup wal-push %p' (docs/pitr.md)`,
+      `archive_mode is off on ${where}: a base backup is useless without archived WAL; set archive_mode = on and archive_command = 'pms-backup wal-push %p' (docs/pitr.md)`,
     );
   }
-  if (server.in_recovery) {
-    // A standby does not switch segments when a backup stops, so the stop segment would only
-    // reach the archive whenever the primary fills it: the backup could not complete in time.
+  if (server.in_recovery && config.fromStandby === 'no') {
     throw new PmsError(
       'PMS_ERR_CONFIG',
-      `${config.postgres.host}:${config.postgres.port} is a standby (in recovery): take base backups from the primary, whose archive_command is 'pms-backup wal-push %p'`,
+      `${where} is a standby (in recovery) and BACKUP_FROM_STANDBY=no: point POSTGRES_HOST at the primary, or list the cluster's servers with BACKUP_FROM_STANDBY=prefer (docs/ha.md)`,
     );
   }
+  const fromStandby = server.in_recovery;
   if (Number(server.server_version_num) < 150000) {
     throw new PmsError(
       'PMS_ERR_CONFIG',
-      `base-backup needs PostgreSQL 15 or later (server-side compression in BASE_BACKUP); ${config.postgres.host}:${config.postgres.port} runs ${server.server_version}`,
+      `base-backup needs PostgreSQL 15 or later (server-side compression in BASE_BACKUP); ${where} runs ${server.server_version}`,
     );
   }
   const archiveSystem = await readArchiveIdentity(storage, trust);
@@ -103,7 +112,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   const abort = link.controller;
   const written: string[] = [];
   try {
-    const backup = await startBaseBackupStream(config.postgres, {
+    const backup = await startBaseBackupStream(source, {
       label: `pms-base-${id}`,
       level,
       workers: options.serverWorkers ?? config.operations.baseBackupZstdWorkers,
@@ -122,7 +131,13 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       onStored: () => written.push(objectKey),
     });
     const finishedAt = now();
-    const points = await backup.done;
+    const points = await backup.done.catch((error: unknown) => {
+      // PostgreSQL ends a standby's backup with object_not_in_prerequisite_state when the standby
+      // was promoted while it ran ("the backup being taken is corrupt").
+      if (fromStandby && (error as PmsError).details?.['sqlstate'] === SQLSTATE.objectNotInPrerequisiteState) throw promoted(where, error);
+      throw error;
+    });
+    if (fromStandby) await confirmStillStandby(source, where, points.start.timeline, points.stop.timeline);
     const plainBytes = points.plainBytes;
     // The server's backup_manifest (a checksum per file), for pg_verifybackup on a restored copy.
     const manifestObjectKey = baseBackupManifestKey(id);
@@ -140,7 +155,10 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
     const startWalSegment = segmentName(points.start.timeline, segmentOfLsn(points.start.lsn));
     const stopWalSegment = segmentName(timeline, segmentBeforeLsn(points.stop.lsn));
     options.onProgress?.({ phase: 'waiting-for-wal', plainBytes, storedBytes: tar.storedBytes });
-    await waitForArchivedSegment(storage, timeline, stopWalSegment, options.walTimeoutSeconds ?? 300, abort.signal);
+    // A standby cannot switch WAL: the stop segment is complete (and archived, by the standby
+    // with archive_mode = always or by the primary) only once the primary moves past it.
+    const switched = fromStandby ? await askPrimaryToSwitch(config.postgres, timeline, segmentBeforeLsn(points.stop.lsn)) : undefined;
+    await waitForArchivedSegment(storage, timeline, stopWalSegment, options.walTimeoutSeconds ?? 300, abort.signal, switched);
     options.onProgress?.({ phase: 'committing', plainBytes, storedBytes: tar.storedBytes });
     const manifest: BaseManifest = baseManifestSchema.parse({
       formatVersion: 1,
@@ -185,6 +203,28 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   }
 }
 
+function promoted(where: string, cause?: unknown): PmsError {
+  return new PmsError(
+    'PMS_ERR_STANDBY_PROMOTED',
+    `the standby ${where} this base backup read was promoted (a failover) before the backup ended: the copy is not consistent and was discarded; run base-backup again once the cluster has a leader and a sync standby`,
+    { cause },
+  );
+}
+
+/**
+ * After BASE_BACKUP on a standby: still a standby, and on the timeline it started on. A promotion
+ * after the stop point leaves the stop segment of the old timeline only as a .partial file, and a
+ * timeline switch inside the backup means WAL of two histories: both are refused, not guessed at.
+ */
+async function confirmStillStandby(source: BackupConfig['postgres'], where: string, startTimeline: number, stopTimeline: number): Promise<void> {
+  if (startTimeline !== stopTimeline) throw promoted(where);
+  const inRecovery = await usingClient(source, async (client) => {
+    const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+    return rows[0]?.r === true;
+  });
+  if (!inRecovery) throw promoted(where);
+}
+
 /**
  * Waits until the stop segment is in *this* repository (BASE_BACKUP ran with WAIT false, and
  * archive_command could point elsewhere anyway). The server switched to a new segment when the
@@ -197,6 +237,7 @@ async function waitForArchivedSegment(
   name: string,
   timeoutSeconds: number,
   signal: AbortSignal,
+  standbyNote?: string,
 ): Promise<void> {
   const key = walObjectKey({ kind: 'segment', name, timeline, segment: 0 });
   const started = Date.now();
@@ -206,7 +247,7 @@ async function waitForArchivedSegment(
     if (Date.now() >= deadline) {
       throw new PmsError(
         'PMS_ERR_WAL_TIMEOUT',
-        `WAL segment ${name}, which this base backup needs, did not reach ${storage.location} within ${timeoutSeconds} s: check that archive_command is 'pms-backup wal-push %p' with the same BACKUP_REPOSITORY and look for archive failures in pg_stat_archiver; the backup was discarded`,
+        `WAL segment ${name}, which this base backup needs, did not reach ${storage.location} within ${timeoutSeconds} s: check that archive_command is 'pms-backup wal-push %p' with the same BACKUP_REPOSITORY and look for archive failures in pg_stat_archiver${standbyNote ? ` (the backup read a standby: ${standbyNote})` : ''}; the backup was discarded`,
         { details: { segment: name, key } },
       );
     }

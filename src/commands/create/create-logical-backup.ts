@@ -2,10 +2,12 @@ import { hostname } from 'node:os';
 import { type LogicalManifest, logicalManifestSchema } from '../../repository/manifest.js';
 import { logicalDumpKey, manifestKey, newBackupId } from '../../repository/layout.js';
 import type { BackupConfig } from '../../config/config.js';
+import { endpointsOf } from '../../config/postgres-config.js';
 import type { RecipientSet } from '../../crypto/keys.js';
 import type { SigningKey } from '../../crypto/signing.js';
 import { putSignedRecord } from '../../repository/signed-record.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
+import { chooseBackupSource } from '../../postgres/backup-source.js';
 import { exportSnapshot } from '../../postgres/dump-snapshot.js';
 import { pgDumpVersion, startLogicalDump } from '../../postgres/logical-dump.js';
 import type { Storage } from '../../storage/storage.js';
@@ -47,8 +49,10 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
   // because pg_dump's server backend, pg_dump, zstd and Node all share them (docs/performance.md).
   const level = options.zstdLevel ?? 1;
 
+  // The snapshot and pg_dump must meet on one server: with a POSTGRES_HOST list, chosen once here.
+  const source = endpointsOf(config.postgres).length > 1 || config.fromStandby !== 'no' ? (await chooseBackupSource(config.postgres, config.fromStandby)).config : config.postgres;
   // Both before pg_dump starts; in parallel because start-up latency is most of a small backup.
-  const [versionOutcome, snapshotOutcome] = await Promise.allSettled([pgDumpVersion(), exportSnapshot(config.postgres)]);
+  const [versionOutcome, snapshotOutcome] = await Promise.allSettled([pgDumpVersion(), exportSnapshot(source)]);
   if (snapshotOutcome.status === 'rejected') throw snapshotOutcome.reason;
   const snapshot = snapshotOutcome.value;
   if (versionOutcome.status === 'rejected') {
@@ -61,7 +65,7 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
   const abort = link.controller;
   let objectWritten = false;
   try {
-    const dump = startLogicalDump(config.postgres, snapshot.snapshotId, abort.signal);
+    const dump = startLogicalDump(source, snapshot.snapshotId, abort.signal);
     let tables: Awaited<ReturnType<typeof snapshot.countRows>> = [];
     const result = await storeCompressedEncrypted({
       producer: dump,

@@ -5,7 +5,8 @@ import { SQLSTATE, SQLSTATE_PREFIX } from '../../postgres/sqlstate.js';
  * Whether a failure means "the database is not there" (reply 503, retry later) rather than "the
  * statement is wrong". Errors the server reports carry a SQLSTATE; the connection classes are
  * 08 (connection exception), 53 (insufficient resources, e.g. too many connections) and 57P
- * (shutdown, crash recovery). Errors without a SQLSTATE come from the socket or the pool
+ * (shutdown, crash recovery), and 25006 (a write on a standby: after a failover the old primary
+ * serves read-only until the pool finds the new one). Errors without a SQLSTATE come from the socket or the pool
  * (refused, reset, terminated, timed out), which are unavailability too.
  */
 export function isUnavailable(error: unknown): boolean {
@@ -15,7 +16,8 @@ export function isUnavailable(error: unknown): boolean {
       code.startsWith(SQLSTATE_PREFIX.connectionException) ||
       code.startsWith(SQLSTATE_PREFIX.insufficientResources) ||
       code.startsWith(SQLSTATE_PREFIX.serverShutdown) ||
-      code === SQLSTATE.queryCanceled
+      code === SQLSTATE.queryCanceled ||
+      code === SQLSTATE.readOnlySqlTransaction
     );
   }
   return true;

@@ -12,6 +12,8 @@ export interface DataDirectory {
   append(name: string, text: string): Promise<void>;
   /** Removes whatever the name is (a link itself, never its target) and creates a new file. */
   replace(name: string, content: string | Uint8Array): Promise<void>;
+  /** Removes the name if it exists (a link itself, never its target). */
+  remove(name: string): Promise<void>;
   /** Creates a new file; fails if the name exists in any form. */
   create(name: string, content: string | Uint8Array): Promise<void>;
   close(): Promise<void>;
@@ -104,6 +106,11 @@ export async function openDataDirectory(path: string): Promise<DataDirectory> {
         if (error.code !== 'ENOENT') throw refusal(`${path}/${name}`, error);
       });
       await createExclusive(name, content);
+    },
+    async remove(name) {
+      await unlink(at(name)).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw refusal(`${path}/${name}`, error);
+      });
     },
     create: createExclusive,
     close: () => handle.close(),

@@ -49,7 +49,15 @@ export interface RecoverySettings {
 }
 
 export function recoveryConfText(settings: RecoverySettings, note: string): string {
-  const lines = [`# ${note}`, `restore_command = ${confString(settings.restoreCommand)}`, `recovery_target_timeline = 'latest'`];
+  const lines = [
+    `# ${note}`,
+    `restore_command = ${confString(settings.restoreCommand)}`,
+    `recovery_target_timeline = 'latest'`,
+    // A backup read from a standby (or a Patroni member) carries its streaming settings: the
+    // recovered copy replays the archive only and never connects to the live cluster.
+    `primary_conninfo = ''`,
+    `primary_slot_name = ''`,
+  ];
   if (settings.target !== 'latest') {
     lines.push(`recovery_target_time = ${confString(postgresTimestamp(settings.target))}`, `recovery_target_action = 'promote'`);
   }
@@ -65,6 +73,8 @@ export function recoveryConfText(settings: RecoverySettings, note: string): stri
 export async function writeRecoverySettings(dataDir: string, settings: RecoverySettings, note: string): Promise<void> {
   await usingDataDirectory(dataDir, async (directory) => {
     await directory.append('postgresql.auto.conf', recoveryConfText(settings, note));
+    // standby.signal would win over recovery.signal: the copy would wait as a standby forever.
+    await directory.remove('standby.signal');
     await directory.replace('recovery.signal', '');
   });
 }

@@ -85,7 +85,8 @@ test('restore_command survives both quotings: PostgreSQL reads back the command,
 
 test('latest follows the newest timeline and sets no target time; a target time promotes at exactly that instant', () => {
   const latest = settingsOf(recoveryConfText({ restoreCommand: 'x', target: 'latest' }, 'n'));
-  assert.deepEqual([...latest.keys()], ['restore_command', 'recovery_target_timeline']);
+  assert.deepEqual([...latest.keys()], ['restore_command', 'recovery_target_timeline', 'primary_conninfo', 'primary_slot_name']);
+  assert.equal(latest.get('primary_conninfo'), '', 'a copy of a standby never streams from the live cluster');
   assert.equal(latest.get('recovery_target_timeline'), 'latest');
 
   const timed = settingsOf(recoveryConfText({ restoreCommand: 'x', target: new Date('2026-11-23T14:06:00.250Z') }, 'n'));

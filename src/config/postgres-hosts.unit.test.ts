@@ -42,5 +42,8 @@ test('a port count that matches neither one nor the hosts, an empty host, a bad 
   assert.match(problems({ POSTGRES_HOST: 'a,b,c', POSTGRES_PORT: '5001,5002' }), /POSTGRES_PORT lists 2 ports for 3 POSTGRES_HOST entries/);
   assert.match(problems({ POSTGRES_HOST: 'a,,c' }), /POSTGRES_HOST="a,,c" is invalid: list hosts as h1,h2,h3 with no empty entry/);
   assert.match(problems({ POSTGRES_HOST: 'a,b', POSTGRES_PORT: '5001,x' }), /POSTGRES_PORT="5001,x" is invalid/);
-  assert.match(problems({ POSTGRES_HOST: 'a,b', BACKUP_FROM_STANDBY: 'always' }), /BACKUP_FROM_STANDBY="always" is invalid: use one of no, prefer, require/);
+  assert.match(
+    problems({ POSTGRES_HOST: 'a,b', BACKUP_FROM_STANDBY: 'always' }),
+    /BACKUP_FROM_STANDBY="always" is invalid: use one of no, prefer, require/,
+  );
 });

@@ -95,7 +95,11 @@ after(async () => {
 
 describe('HA: base backup from a standby, archiving and PITR across a Patroni failover', () => {
   test('base-backup with BACKUP_FROM_STANDBY=require reads a standby, and waits for its stop segment via the primary', async () => {
-    const result = await runCli('pms-backup', ['base-backup', '--json'], { ...cluster.postgresEnv, ...env, BACKUP_FROM_STANDBY: 'require' });
+    const result = await runCli('pms-backup', ['base-backup', '--json'], {
+      ...cluster.postgresEnv,
+      ...env,
+      BACKUP_FROM_STANDBY: 'require',
+    });
     assert.equal(result.code, 0, result.stderr);
     base = JSON.parse(result.stdout) as BaseManifest;
     assert.equal(base.timeline, 1);

@@ -56,7 +56,10 @@ export function checkContinuity(
     const begin = index === 0 ? cursor : firstOwn;
     if (index > 0) {
       if (!histories.has(timeline)) problems.push(`${segmentName(timeline, 0).slice(0, 8)}.history is not archived`);
-      if (firstOwn > cursor) problems.push(`timeline ${timeline} starts at ${segmentName(timeline, firstOwn)}, after ${segmentName(timelines[index - 1] ?? timeline, cursor - 1)}: segments in between are missing`);
+      if (firstOwn > cursor)
+        problems.push(
+          `timeline ${timeline} starts at ${segmentName(timeline, firstOwn)}, after ${segmentName(timelines[index - 1] ?? timeline, cursor - 1)}: segments in between are missing`,
+        );
       const switchLsn = switchPoints.get(timeline);
       if (switchLsn !== undefined && segmentOfLsn(switchLsn) !== firstOwn)
         problems.push(`timeline ${timeline} branched at ${switchLsn} but its first archived segment is ${segmentName(timeline, firstOwn)}`);
@@ -64,7 +67,13 @@ export function checkContinuity(
     // This timeline must run without a hole until the next one takes over (or to its newest segment).
     const end = next === undefined ? Math.max(...own) : Math.min(...(segments.get(next) ?? new Set([cursor]))) - 1;
     for (let s = begin; s <= end; s += 1) if (!own.has(s)) problems.push(`${segmentName(timeline, s)} is not archived`);
-    if (end >= begin) spans.push({ timeline, first: segmentName(timeline, begin), last: segmentName(timeline, end), history: timeline === 1 || histories.has(timeline) });
+    if (end >= begin)
+      spans.push({
+        timeline,
+        first: segmentName(timeline, begin),
+        last: segmentName(timeline, end),
+        history: timeline === 1 || histories.has(timeline),
+      });
     cursor = end + 1;
   }
   if (timelines.length === 0) problems.push(`no segment of timeline ${start.timeline} or later is archived`);

@@ -7,7 +7,11 @@ const tl1 = [1, 2, 3, 4].map((s) => segmentName(1, s));
 const tl2 = [5, 6].map((s) => segmentName(2, s));
 
 test('a failover in segment 5: timeline 1 through 4, 00000002.history, timeline 2 from 5 on is whole', () => {
-  const report = checkContinuity([...tl1, segmentName(1, 5) + '.partial', '00000002.history', ...tl2], segmentName(1, 2), new Map([[2, '0/5000100']]));
+  const report = checkContinuity(
+    [...tl1, segmentName(1, 5) + '.partial', '00000002.history', ...tl2],
+    segmentName(1, 2),
+    new Map([[2, '0/5000100']]),
+  );
   assert.deepEqual(report.problems, []);
   assert.deepEqual(
     report.timelines.map((t) => [t.timeline, t.first, t.last]),

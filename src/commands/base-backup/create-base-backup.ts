@@ -131,12 +131,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       onStored: () => written.push(objectKey),
     });
     const finishedAt = now();
-    const points = await backup.done.catch((error: unknown) => {
-      // PostgreSQL ends a standby's backup with object_not_in_prerequisite_state when the standby
-      // was promoted while it ran ("the backup being taken is corrupt").
-      if (fromStandby && (error as PmsError).details?.['sqlstate'] === SQLSTATE.objectNotInPrerequisiteState) throw promoted(where, error);
-      throw error;
-    });
+    const points = await backup.done;
     if (fromStandby) await confirmStillStandby(source, where, points.start.timeline, points.stop.timeline);
     const plainBytes = points.plainBytes;
     // The server's backup_manifest (a checksum per file), for pg_verifybackup on a restored copy.
@@ -194,6 +189,11 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
   } catch (error) {
     abort.abort(error);
     for (const key of written) await storage.delete(key).catch(() => undefined);
+    // PostgreSQL ends a standby's backup with object_not_in_prerequisite_state when the standby
+    // was promoted while it ran ("the backup being taken is corrupt"); it reaches us through the
+    // archive stream or the result, whichever fails first.
+    if (fromStandby && isPmsError(error) && error.details?.['sqlstate'] === SQLSTATE.objectNotInPrerequisiteState)
+      throw promoted(where, error);
     if (isPmsError(error)) throw error;
     // A timer or stream stopped by our abort: the reason it was aborted is the story.
     if (isPmsError(abort.signal.reason) && (error as Error).name === 'AbortError') throw abort.signal.reason;
@@ -216,7 +216,12 @@ function promoted(where: string, cause?: unknown): PmsError {
  * after the stop point leaves the stop segment of the old timeline only as a .partial file, and a
  * timeline switch inside the backup means WAL of two histories: both are refused, not guessed at.
  */
-async function confirmStillStandby(source: BackupConfig['postgres'], where: string, startTimeline: number, stopTimeline: number): Promise<void> {
+async function confirmStillStandby(
+  source: BackupConfig['postgres'],
+  where: string,
+  startTimeline: number,
+  stopTimeline: number,
+): Promise<void> {
   if (startTimeline !== stopTimeline) throw promoted(where);
   const inRecovery = await usingClient(source, async (client) => {
     const { rows } = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');

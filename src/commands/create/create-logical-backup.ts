@@ -50,7 +50,10 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
   const level = options.zstdLevel ?? 1;
 
   // The snapshot and pg_dump must meet on one server: with a POSTGRES_HOST list, chosen once here.
-  const source = endpointsOf(config.postgres).length > 1 || config.fromStandby !== 'no' ? (await chooseBackupSource(config.postgres, config.fromStandby)).config : config.postgres;
+  const source =
+    endpointsOf(config.postgres).length > 1 || config.fromStandby !== 'no'
+      ? (await chooseBackupSource(config.postgres, config.fromStandby)).config
+      : config.postgres;
   // Both before pg_dump starts; in parallel because start-up latency is most of a small backup.
   const [versionOutcome, snapshotOutcome] = await Promise.allSettled([pgDumpVersion(), exportSnapshot(source)]);
   if (snapshotOutcome.status === 'rejected') throw snapshotOutcome.reason;

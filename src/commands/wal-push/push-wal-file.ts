@@ -1,21 +1,20 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { startCompressor } from '../../compression/zstd.js';
+import { compressBytes } from '../../compression/zstd.js';
 import type { RecipientSet } from '../../crypto/keys.js';
 import type { SigningKey, TrustPolicy } from '../../crypto/signing.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import type { Storage } from '../../storage/storage.js';
-import { ByteMeter, EndGate } from '../../streams/byte-meter.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 import { claimArchive } from '../../repository/wal-identity.js';
 import { WAL_METADATA, walObjectKey } from '../../repository/wal-layout.js';
 import { sealWalObject } from '../../repository/wal-object-signature.js';
-import { readSegmentHeader } from '../../wal/wal-page-header.js';
-import { storeEncrypted } from '../../pipeline/store-encrypted.js';
+import { parseSegmentHeader } from '../../wal/wal-page-header.js';
+import { storeEncryptedBytes } from '../../pipeline/store-encrypted.js';
 import { linkAbort } from '../../process/linked-abort.js';
-
+import { type FileIdentity, fileIdentity, sameFile } from './push-marker.js';
 export interface WalPushContext {
   readonly storage: Storage;
   readonly recipients: RecipientSet;
@@ -36,25 +35,49 @@ export interface PushedWalFile {
   readonly outcome: 'stored' | 'already-archived';
   readonly bytes: number;
   readonly sha256: string;
+  /** The file as it was read (unchanged from before to after reading): what a marker vouches for. */
+  readonly identity: FileIdentity;
 }
 
-export async function sha256OfFile(path: string): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
+/**
+ * Reads a file PostgreSQL handed over, whole (at most 16 MiB), and proves it did not change
+ * while it was read: same inode, size, mtime and ctime before and after (any write or truncate
+ * moves ctime). The bytes hashed are then the bytes compressed and stored, in one read.
+ */
+async function readStable(path: string, name: string): Promise<{ bytes: Buffer; identity: FileIdentity }> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    throw new PmsError(
+      'PMS_ERR_NOT_FOUND',
+      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
+      { cause: error },
+    );
   }
-  return { sha256: hash.digest('hex'), bytes };
+  try {
+    const before: BigIntStats = await handle.stat({ bigint: true });
+    const bytes = await handle.readFile();
+    const after: BigIntStats = await handle.stat({ bigint: true });
+    const identity = fileIdentity(before);
+    if (!sameFile(identity, fileIdentity(after)) || BigInt(bytes.length) !== before.size) {
+      throw new PmsError('PMS_ERR_INTEGRITY', `${name} changed while it was being archived; PostgreSQL will retry it`);
+    }
+    return { bytes, identity };
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
  * Archives one file PostgreSQL handed to archive_command: file → zstd → OpenPGP → repository,
  * with the plaintext sha256 and a sealed signature over the stored bytes in the object's
- * metadata (one PUT; the object is held in memory whole, at most a compressed 16 MiB). Returns only once the object is durably
- * stored. A file already archived under its name is accepted when the content is identical
- * (PostgreSQL retries after a crash between our exit and its bookkeeping) and refused loudly
- * otherwise: two different histories under one name means a second cluster or a split brain.
+ * metadata, in one write-once PUT. Everything happens in memory (a segment is 16 MiB): one read,
+ * one hash, zstd and openpgp.js on whole buffers, which costs a fraction of the streamed path
+ * (docs/performance.md). Returns only once the object is durably stored. A file already archived
+ * under its name is accepted when the content is identical (PostgreSQL retries after a crash
+ * between our exit and its bookkeeping) and refused loudly otherwise: two different histories
+ * under one name means a second cluster or a split brain.
  */
 export async function pushWalFile(context: WalPushContext, path: string): Promise<PushedWalFile> {
   const { storage } = context;
@@ -66,70 +89,69 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
       `${name} is not a WAL segment, .partial, .backup or .history file name: wal-push is meant to be archive_command = 'pms-backup wal-push %p'`,
     );
   }
-  const plain = await sha256OfFile(path).catch((error: unknown) => {
-    throw new PmsError(
-      'PMS_ERR_NOT_FOUND',
-      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
-      { cause: error },
-    );
-  });
+  const { bytes, identity } = await readStable(path, name);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
   const metadata: Record<string, string> = {
-    [WAL_METADATA.sha256]: plain.sha256,
-    [WAL_METADATA.bytes]: String(plain.bytes),
+    [WAL_METADATA.sha256]: sha256,
+    [WAL_METADATA.bytes]: String(bytes.length),
     [WAL_METADATA.name]: name,
   };
   if (file.kind === 'segment' || file.kind === 'partial') {
-    const header = await readSegmentHeader(path, name);
+    const header = parseSegmentHeader(bytes, name);
     if (!context.claimedSystems?.has(header.systemIdentifier)) {
       await claimArchive(storage, header.systemIdentifier, context.signer, context.trust);
       context.claimedSystems?.add(header.systemIdentifier);
     }
     metadata[WAL_METADATA.systemIdentifier] = header.systemIdentifier;
   }
-  const key = walObjectKey(file, plain.sha256);
-  const existing = await storage.head(key);
-  if (existing !== undefined) {
+  const key = walObjectKey(file, sha256);
+  const pushed = { name, key, sha256, identity };
+  const alreadyArchived = async (): Promise<PushedWalFile | undefined> => {
+    const existing = await storage.head(key);
+    if (existing === undefined) return undefined;
     const stored = existing.metadata[WAL_METADATA.sha256];
-    if (stored === plain.sha256) return { name, key, outcome: 'already-archived', bytes: plain.bytes, sha256: plain.sha256 };
+    if (stored === sha256) return { ...pushed, outcome: 'already-archived', bytes: bytes.length };
     throw new PmsError(
       'PMS_ERR_WAL_CONFLICT',
       `${name} is already archived in ${storage.location} with ${stored === undefined ? 'no recorded checksum' : 'different content'}: refusing to overwrite it. Two servers may be archiving into one repository, or a restored server is reusing a timeline; give it its own BACKUP_REPOSITORY or investigate before deleting ${key}`,
-      { details: { key, storedSha256: stored ?? null, newSha256: plain.sha256 } },
+      { details: { key, storedSha256: stored ?? null, newSha256: sha256 } },
     );
-  }
+  };
+  const before = await alreadyArchived();
+  if (before !== undefined) return before;
 
   const link = linkAbort(context.signal);
   const abort = link.controller;
   try {
-    const zstd = startCompressor({ level: context.zstdLevel ?? 3, threads: 1, signal: abort.signal });
-    const reread = new ByteMeter({ sha256: true });
-    const toCompressor = pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), reread, zstd.child.stdin!);
-    // Nothing may be committed unless zstd exited 0 and the file still hashes the same.
-    const gate = new EndGate(async () => {
-      await zstd.done;
-      await toCompressor;
-      if (reread.sha256 !== plain.sha256) {
-        throw new PmsError('PMS_ERR_INTEGRITY', `${name} changed while it was being archived; PostgreSQL will retry it`);
-      }
-    });
-    const stored = await storeEncrypted({
+    const compressed = await compressBytes(bytes, { level: context.zstdLevel ?? WAL_ZSTD_LEVEL, signal: abort.signal });
+    const stored = await storeEncryptedBytes({
       storage,
       key,
       recipients: context.recipients,
       signer: context.signer,
       abort,
       metadata,
+      bytes: compressed,
       // Copy and monitor hold no decryption key: the sealed signature lets them tell our WAL from a planted object.
       sealMetadata: (sealed) => sealWalObject(key, sealed, context.signer),
-      source: zstd.child.stdout!.pipe(gate),
-      alongside: [toCompressor, zstd.done],
     });
-    return { name, key, outcome: 'stored', bytes: stored.storedBytes, sha256: plain.sha256 };
+    return { ...pushed, outcome: 'stored', bytes: stored.storedBytes };
   } catch (error) {
     abort.abort(error);
+    // Write-once lost a race to an identical push (a manual run beside the server's): harmless.
+    if (isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) {
+      const raced = await alreadyArchived();
+      if (raced !== undefined) return raced;
+    }
     if (isPmsError(error)) throw error;
     throw new PmsError('PMS_ERR_INTERNAL', `archiving ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
   } finally {
     link.unlink();
   }
 }
+
+/**
+ * zstd level for WAL. Level 1 stores pgbench WAL ~5% larger than level 3 for ~30% less CPU on
+ * the database server (docs/performance.md): archiving competes with the server for its cores.
+ */
+export const WAL_ZSTD_LEVEL = 1;

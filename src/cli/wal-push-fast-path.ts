@@ -5,8 +5,10 @@
  * returns undefined (no marker and no pusher, an option given, or any other command).
  */
 export async function answerWalPush(args: readonly string[]): Promise<number | undefined> {
-  if (args[0] !== 'wal-push' || args.length !== 2 || args[1] === undefined || args[1].startsWith('-')) return undefined;
-  const path = args[1];
+  const path = args.at(-1);
+  if (args[0] !== 'wal-push' || args.length < 2 || path === undefined || path.startsWith('-')) return undefined;
+  // Options change how a file is archived, never whether an archived one is: only these skip the CLI.
+  if (args.slice(1, -1).some((a) => !/^--(read-ahead|concurrency)(=\d+)?$|^\d+$/.test(a))) return undefined;
   const [{ consumePushMarker, postmasterOf }, { archiveViaPusher }, { dirname, resolve }] = await Promise.all([
     import('../commands/wal-push/push-marker.js'),
     import('../commands/wal-push/wal-push-client.js'),

@@ -2,7 +2,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { type PmsError, isPmsError } from '../../errors/catalogue.js';
-import { readyFiles } from '../../wal/archive-status.js';
+import { type ArchiveBacklog, archiveBacklog, readyFiles } from '../../wal/archive-status.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 import { hasValidMarker, postmasterOf, removeStaleMarkers, writePushMarker } from './push-marker.js';
 import { type WalPushContext, pushWalFile } from './push-wal-file.js';
@@ -32,7 +32,11 @@ export interface PusherOptions {
   readonly concurrency: number;
   readonly idleMs?: number;
   readonly maxLifeMs?: number;
+  /** Told the backlog at start, every BACKLOG_REPORT_MS and when leaving (the archive-backlog metric). */
+  readonly onBacklog?: (backlog: ArchiveBacklog) => Promise<void>;
 }
+
+export const BACKLOG_REPORT_MS = 15_000;
 
 export const IDLE_MS = 30_000;
 export const MAX_LIFE_MS = 10 * 60_000;
@@ -190,7 +194,13 @@ export class BackgroundPusher {
  * Serves `address` until the pusher leaves. Resolves with the reason. `onListening` runs once
  * the address is held (the lock), before any request is served.
  */
-export async function servePusher(pusher: BackgroundPusher, address: string, walDir: string, onListening: () => void): Promise<string> {
+export async function servePusher(
+  pusher: BackgroundPusher,
+  address: string,
+  walDir: string,
+  onListening: () => void,
+  options: Pick<PusherOptions, 'onBacklog'> = {},
+): Promise<string> {
   const instance = await postmasterOf(walDir);
   if (instance === undefined) return 'no server runs in this data directory';
   const sockets = new Set<Socket>();
@@ -220,10 +230,21 @@ export async function servePusher(pusher: BackgroundPusher, address: string, wal
     // No inotify: the periodic scan below still finds new files.
   }
   pusher.scan();
+  const report = (): Promise<void> =>
+    archiveBacklog(walDir).then(
+      (backlog) => options.onBacklog?.(backlog),
+      () => undefined,
+    );
+  let reported = Date.now();
+  await report();
   let reason: string | undefined;
   while (reason === undefined) {
     await new Promise((r) => setTimeout(r, 1000));
     pusher.scan();
+    if (Date.now() - reported >= BACKLOG_REPORT_MS) {
+      reported = Date.now();
+      await report();
+    }
     reason = await pusher.shouldLeave(instance);
   }
   watcher?.close();
@@ -231,5 +252,6 @@ export async function servePusher(pusher: BackgroundPusher, address: string, wal
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await pusher.drain();
   for (const socket of sockets) socket.destroy();
+  await report();
   return reason;
 }

@@ -48,10 +48,17 @@ export async function runPusherCommand(walDir: string, options: { readAhead: num
       });
       const address = await pusherAddress(dir);
       try {
-        await servePusher(pusher, address, dir, () => {
-          say('ready');
-          process.stdout.end();
-        });
+        const { pushArchiveBacklog } = await import('../../metrics/archive-backlog-metrics.js');
+        await servePusher(
+          pusher,
+          address,
+          dir,
+          () => {
+            say('ready');
+            process.stdout.end();
+          },
+          { onBacklog: async (backlog) => void (await pushArchiveBacklog(config.metrics.pushgateway, backlog)) },
+        );
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
           say('busy');

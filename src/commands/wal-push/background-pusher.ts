@@ -1,10 +1,11 @@
 import { type FSWatcher, watch } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { type PmsError, isPmsError } from '../../errors/catalogue.js';
 import { type ArchiveBacklog, archiveBacklog, readyFiles } from '../../wal/archive-status.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
-import { hasValidMarker, postmasterOf, removeStaleMarkers, writePushMarker } from './push-marker.js';
+import { type FileIdentity, fileIdentity, hasValidMarker, postmasterOf, removeStaleMarkers, sameFile, writePushMarker } from './push-marker.js';
 import { type WalPushContext, pushWalFile } from './push-wal-file.js';
 import { type PusherReply, onLines } from './pusher-socket.js';
 
@@ -71,6 +72,11 @@ export class BackgroundPusher {
   #stopping = false;
   #scanning: Promise<void> | undefined;
   #rescan = false;
+  /**
+   * Files this pusher archived, as they were read: PostgreSQL's wal-push consumes the marker a
+   * moment before it renames .ready to .done, and a scan in between must not archive them again.
+   */
+  readonly #archived = new Map<string, FileIdentity>();
   /** Counts for the report at exit and the tests. */
   readonly stats = { stored: 0, alreadyArchived: 0, failed: 0 };
 
@@ -131,6 +137,7 @@ export class BackgroundPusher {
       const pushed = await pushWalFile(this.#options.context, path);
       // Only now, with the object stored: the marker is what makes wal-push exit 0.
       await writePushMarker(path, pushed.sha256, pushed.identity);
+      this.#archived.set(job.name, pushed.identity);
       if (pushed.outcome === 'stored') this.stats.stored += 1;
       else this.stats.alreadyArchived += 1;
       this.#failures = 0;
@@ -157,16 +164,25 @@ export class BackgroundPusher {
         this.#rescan = false;
         if (Date.now() < this.#pausedUntil) break;
         const names = await readyFiles(this.#options.walDir).catch(() => [] as string[]);
+        const ready = new Set(names);
+        for (const name of this.#archived.keys()) if (!ready.has(name)) this.#archived.delete(name);
         let window = this.#options.readAhead - this.#jobs.size;
         for (const name of names) {
           if (window <= 0) break;
           if (this.#jobs.has(name)) continue;
+          const archived = this.#archived.get(name);
+          if (archived !== undefined && (await this.#unchanged(name, archived))) continue;
           if ((await hasValidMarker(join(this.#options.walDir, name))) === true) continue;
           this.#schedule(name, false);
           window -= 1;
         }
       } while (this.#rescan && !this.#stopping);
     })().finally(() => (this.#scanning = undefined));
+  }
+
+  async #unchanged(name: string, identity: FileIdentity): Promise<boolean> {
+    const now = await stat(join(this.#options.walDir, name), { bigint: true }).then(fileIdentity, () => undefined);
+    return now !== undefined && sameFile(now, identity);
   }
 
   /** Why the pusher should leave now, if it should. */

@@ -90,7 +90,11 @@ function levelAndThreads(options: ZstdOptions): string[] {
 }
 
 interface NativeZstd {
-  zstdCompress(buffer: Uint8Array, options: { params: Record<number, number> }, callback: (error: Error | null, result: Buffer) => void): void;
+  zstdCompress(
+    buffer: Uint8Array,
+    options: { params: Record<number, number> },
+    callback: (error: Error | null, result: Buffer) => void,
+  ): void;
   readonly constants: { readonly ZSTD_c_compressionLevel: number };
 }
 
@@ -105,7 +109,9 @@ export async function compressBytes(bytes: Uint8Array, options: { level: number;
     const native = zlib as NativeZstd;
     return new Promise((resolve, reject) =>
       native.zstdCompress(bytes, { params: { [native.constants.ZSTD_c_compressionLevel]: options.level } }, (error, result) =>
-        error ? reject(new PmsError('PMS_ERR_TOOL_FAILED', `zstd (node:zlib) failed: ${error.message}`, { cause: error })) : resolve(result),
+        error
+          ? reject(new PmsError('PMS_ERR_TOOL_FAILED', `zstd (node:zlib) failed: ${error.message}`, { cause: error }))
+          : resolve(result),
       ),
     );
   }

@@ -27,7 +27,12 @@ export function buildArchiveBacklogRegistry(backlog: ArchiveBacklog): Registry {
 export async function pushArchiveBacklog(gateway: PushgatewayConfig | undefined, backlog: ArchiveBacklog): Promise<string | undefined> {
   if (gateway === undefined) return undefined;
   try {
-    await pushRegistry(gateway, groupingFor(gateway, 'wal-push'), buildArchiveBacklogRegistry(backlog), AbortSignal.timeout(gateway.timeoutMs));
+    await pushRegistry(
+      gateway,
+      groupingFor(gateway, 'wal-push'),
+      buildArchiveBacklogRegistry(backlog),
+      AbortSignal.timeout(gateway.timeoutMs),
+    );
     return undefined;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);

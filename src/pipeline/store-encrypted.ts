@@ -156,7 +156,10 @@ export async function storeEncryptedBytes(
   });
   options.onStored?.();
   if (result.bytes !== encrypted.byteLength) {
-    throw new PmsError('PMS_ERR_INTEGRITY', `the repository stored ${result.bytes} bytes of ${options.key} but ${encrypted.byteLength} were sent`);
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `the repository stored ${result.bytes} bytes of ${options.key} but ${encrypted.byteLength} were sent`,
+    );
   }
   return { sourceBytes: options.bytes.byteLength, storedBytes: encrypted.byteLength, sha256 };
 }

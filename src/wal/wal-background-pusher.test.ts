@@ -84,10 +84,11 @@ async function stopPushers(): Promise<void> {
 async function makeSegments(count: number): Promise<string[]> {
   const names: string[] = [];
   for (let i = 0; i < count; i += 1) {
-    await cluster.psql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
+    await cluster.psql('INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g');
     names.push(await cluster.psql('SELECT pg_walfile_name(pg_current_wal_lsn()) FROM pg_switch_wal()'));
   }
-  for (const name of names) await waitFor(`${name}.ready`, () => (existsSync(join(walDir, 'archive_status', `${name}.ready`)) ? true : undefined));
+  for (const name of names)
+    await waitFor(`${name}.ready`, () => (existsSync(join(walDir, 'archive_status', `${name}.ready`)) ? true : undefined));
   return names;
 }
 
@@ -157,7 +158,7 @@ describe('wal-push background pusher', () => {
     assert.equal(pushers().length, 1);
   });
 
-  test('a repository that fails: wal-push exits non-zero with the reason, the .ready file and PostgreSQL\'s retry stay, no marker; once it is back the same call exits 0', async () => {
+  test("a repository that fails: wal-push exits non-zero with the reason, the .ready file and PostgreSQL's retry stay, no marker; once it is back the same call exits 0", async () => {
     const [name] = await makeSegments(1);
     const hidden = `${repoRoot}.away`;
     renameSync(repoRoot, hidden);
@@ -179,7 +180,9 @@ describe('wal-push background pusher', () => {
   test('the pusher killed with SIGKILL mid-upload: the waiting wal-push exits non-zero, no marker is left, the next call starts a new pusher that stores the file intact', async () => {
     // A real header (this system) and incompressible bytes under a name PostgreSQL will not reach.
     const name = '0000000100000000000000F0';
-    const [current] = readdirSync(walDir).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+    const [current] = readdirSync(walDir)
+      .filter((n) => /^[0-9A-F]{24}$/.test(n))
+      .sort();
     const segment = Buffer.concat([readFileSync(join(walDir, current!)).subarray(0, 8192), randomBytes(16 * 1024 * 1024 - 8192)]);
     writeFileSync(join(walDir, name), segment);
     chownSync(join(walDir, name), PG_UID, -1);
@@ -206,10 +209,11 @@ describe('wal-push background pusher', () => {
       const fetched = join(fixture.work, 'F0');
       const fetchEnv = { PATH: process.env['PATH'], ...env };
       const fetch = await new Promise<number | null>((resolve) =>
-        spawn(process.execPath, [binPath('pms-backup'), 'wal-fetch', name, fetched], { cwd: cluster.dataDir, env: fetchEnv, stdio: 'ignore' }).once(
-          'close',
-          resolve,
-        ),
+        spawn(process.execPath, [binPath('pms-backup'), 'wal-fetch', name, fetched], {
+          cwd: cluster.dataDir,
+          env: fetchEnv,
+          stdio: 'ignore',
+        }).once('close', resolve),
       );
       assert.equal(fetch, 0);
       assert.deepEqual(readFileSync(fetched), segment);
@@ -223,7 +227,8 @@ describe('wal-push background pusher', () => {
     await stopPushers();
     const [name] = await makeSegments(1);
     const squatter = createServer((socket) => socket.on('data', () => socket.end('{"ok":true}\n')));
-    await new Promise<void>(async (resolve) => squatter.listen(await pusherAddress(walDir), resolve));
+    const address = await pusherAddress(walDir);
+    await new Promise<void>((resolve) => squatter.listen(address, resolve));
     try {
       const run = await runAsPostgres(['wal-push', `pg_wal/${name}`]);
       assert.notEqual(run.code, 0);

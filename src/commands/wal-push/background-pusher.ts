@@ -5,7 +5,15 @@ import { join } from 'node:path';
 import { type PmsError, isPmsError } from '../../errors/catalogue.js';
 import { type ArchiveBacklog, archiveBacklog, readyFiles } from '../../wal/archive-status.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
-import { type FileIdentity, fileIdentity, hasValidMarker, postmasterOf, removeStaleMarkers, sameFile, writePushMarker } from './push-marker.js';
+import {
+  type FileIdentity,
+  fileIdentity,
+  hasValidMarker,
+  postmasterOf,
+  removeStaleMarkers,
+  sameFile,
+  writePushMarker,
+} from './push-marker.js';
 import { type WalPushContext, pushWalFile } from './push-wal-file.js';
 import { type PusherReply, onLines } from './pusher-socket.js';
 

@@ -89,45 +89,15 @@ function levelAndThreads(options: ZstdOptions): string[] {
   return [`-${options.level ?? 3}`, `-T${threads}`];
 }
 
-interface NativeZstd {
-  zstdCompress(
-    buffer: Uint8Array,
-    options: { params: Record<number, number> },
-    callback: (error: Error | null, result: Buffer) => void,
-  ): void;
-  readonly constants: { readonly ZSTD_c_compressionLevel: number };
-}
-
 /**
- * Compresses a small buffer (a WAL segment) whole, into one standard zstd frame that `zstd -d`
- * reads. Node ≥ 22.15 has zstd in zlib (thread pool, no process); Node 20 does not, so there the
- * real program runs, fed from memory. Both check nothing themselves: the caller holds the input.
+ * Compresses a whole file (a WAL segment) into one standard zstd frame, held in memory. zstd
+ * reads the file itself: piping 16 MiB through Node cost more CPU than zstd's own work (see
+ * docs/performance.md). The caller proves the file did not change meanwhile (push-wal-file.ts).
  */
-export async function compressBytes(bytes: Uint8Array, options: { level: number; signal?: AbortSignal }): Promise<Buffer> {
-  const zlib = (await import('node:zlib')) as unknown as Partial<NativeZstd>;
-  if (typeof zlib.zstdCompress === 'function' && zlib.constants?.ZSTD_c_compressionLevel !== undefined) {
-    const native = zlib as NativeZstd;
-    return new Promise((resolve, reject) =>
-      native.zstdCompress(bytes, { params: { [native.constants.ZSTD_c_compressionLevel]: options.level } }, (error, result) =>
-        error
-          ? reject(new PmsError('PMS_ERR_TOOL_FAILED', `zstd (node:zlib) failed: ${error.message}`, { cause: error }))
-          : resolve(result),
-      ),
-    );
-  }
-  const tool = startTool('zstd', [`-${options.level}`, '-T1', '-q', '-c', '-'], {
-    stdin: 'pipe',
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
+export async function compressFile(path: string, options: { level: number; signal?: AbortSignal }): Promise<Buffer> {
+  const tool = startTool('zstd', [`-${options.level}`, '-T1', '-q', '-c', '--', path], options.signal ? { signal: options.signal } : {});
   const chunks: Buffer[] = [];
   tool.child.stdout!.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const stdinDone = new Promise<void>((resolve, reject) => {
-    tool.child.stdin!.once('error', reject);
-    tool.child.stdin!.end(bytes, resolve);
-  });
-  stdinDone.catch(() => undefined);
-  // zstd's exit status explains a failure better than the EPIPE its death causes on our side.
   await tool.done;
-  await stdinDone;
   return Buffer.concat(chunks);
 }

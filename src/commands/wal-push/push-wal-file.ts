@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { compressBytes } from '../../compression/zstd.js';
+import { compressFile } from '../../compression/zstd.js';
 import type { RecipientSet } from '../../crypto/keys.js';
 import type { SigningKey, TrustPolicy } from '../../crypto/signing.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
@@ -39,12 +39,19 @@ export interface PushedWalFile {
   readonly identity: FileIdentity;
 }
 
+const CHUNK_BYTES = 1 << 20;
+
 /**
- * Reads a file PostgreSQL handed over, whole (at most 16 MiB), and proves it did not change
- * while it was read: same inode, size, mtime and ctime before and after (any write or truncate
- * moves ctime). The bytes hashed are then the bytes compressed and stored, in one read.
+ * Hashes a file PostgreSQL handed over while zstd compresses it from the same path (the two run
+ * on both cores), and proves it did not change meanwhile: same inode, size, mtime and ctime
+ * before and after both reads (any write or truncate moves ctime). One 1 MiB buffer is reused:
+ * allocating 16 MiB per segment cost more CPU than hashing it.
  */
-async function readStable(path: string, name: string): Promise<{ bytes: Buffer; identity: FileIdentity }> {
+async function readAndCompress(
+  path: string,
+  name: string,
+  compress: () => Promise<Buffer>,
+): Promise<{ sha256: string; bytes: number; head: Buffer; compressed: Buffer; identity: FileIdentity }> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(path, 'r');
@@ -57,13 +64,26 @@ async function readStable(path: string, name: string): Promise<{ bytes: Buffer; 
   }
   try {
     const before: BigIntStats = await handle.stat({ bigint: true });
-    const bytes = await handle.readFile();
+    const compressing = compress();
+    compressing.catch(() => undefined);
+    const hash = createHash('sha256');
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    let head = Buffer.alloc(0);
+    let bytes = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(chunk, 0, CHUNK_BYTES, bytes);
+      if (bytesRead === 0) break;
+      if (bytes === 0) head = Buffer.from(chunk.subarray(0, Math.min(bytesRead, 64)));
+      hash.update(chunk.subarray(0, bytesRead));
+      bytes += bytesRead;
+    }
+    const compressed = await compressing;
     const after: BigIntStats = await handle.stat({ bigint: true });
     const identity = fileIdentity(before);
-    if (!sameFile(identity, fileIdentity(after)) || BigInt(bytes.length) !== before.size) {
+    if (!sameFile(identity, fileIdentity(after)) || BigInt(bytes) !== before.size) {
       throw new PmsError('PMS_ERR_INTEGRITY', `${name} changed while it was being archived; PostgreSQL will retry it`);
     }
-    return { bytes, identity };
+    return { sha256: hash.digest('hex'), bytes, head, compressed, identity };
   } finally {
     await handle.close();
   }
@@ -72,15 +92,14 @@ async function readStable(path: string, name: string): Promise<{ bytes: Buffer; 
 /**
  * Archives one file PostgreSQL handed to archive_command: file → zstd → OpenPGP → repository,
  * with the plaintext sha256 and a sealed signature over the stored bytes in the object's
- * metadata, in one write-once PUT. Everything happens in memory (a segment is 16 MiB): one read,
- * one hash, zstd and openpgp.js on whole buffers, which costs a fraction of the streamed path
- * (docs/performance.md). Returns only once the object is durably stored. A file already archived
+ * metadata, in one write-once PUT. zstd reads the file while Node hashes it; the compressed
+ * segment (at most ~16 MiB) is encrypted by openpgp.js as one buffer, which costs a fraction of
+ * the streamed path (docs/performance.md). Returns only once the object is durably stored. A file already archived
  * under its name is accepted when the content is identical (PostgreSQL retries after a crash
  * between our exit and its bookkeeping) and refused loudly otherwise: two different histories
  * under one name means a second cluster or a split brain.
  */
 export async function pushWalFile(context: WalPushContext, path: string): Promise<PushedWalFile> {
-  const { storage } = context;
   const name = basename(path);
   const file = parseWalFileName(name);
   if (file === undefined) {
@@ -89,15 +108,38 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
       `${name} is not a WAL segment, .partial, .backup or .history file name: wal-push is meant to be archive_command = 'pms-backup wal-push %p'`,
     );
   }
-  const { bytes, identity } = await readStable(path, name);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const link = linkAbort(context.signal);
+  const abort = link.controller;
+  try {
+    return await archive(context, path, name, file, abort);
+  } catch (error) {
+    abort.abort(error);
+    if (isPmsError(error)) throw error;
+    throw new PmsError('PMS_ERR_INTERNAL', `archiving ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
+  } finally {
+    link.unlink();
+  }
+}
+
+async function archive(
+  context: WalPushContext,
+  path: string,
+  name: string,
+  file: NonNullable<ReturnType<typeof parseWalFileName>>,
+  abort: AbortController,
+): Promise<PushedWalFile> {
+  const { storage } = context;
+  const level = context.zstdLevel ?? WAL_ZSTD_LEVEL;
+  const { sha256, bytes, head, compressed, identity } = await readAndCompress(path, name, () =>
+    compressFile(path, { level, signal: abort.signal }),
+  );
   const metadata: Record<string, string> = {
     [WAL_METADATA.sha256]: sha256,
-    [WAL_METADATA.bytes]: String(bytes.length),
+    [WAL_METADATA.bytes]: String(bytes),
     [WAL_METADATA.name]: name,
   };
   if (file.kind === 'segment' || file.kind === 'partial') {
-    const header = parseSegmentHeader(bytes, name);
+    const header = parseSegmentHeader(head, name);
     if (!context.claimedSystems?.has(header.systemIdentifier)) {
       await claimArchive(storage, header.systemIdentifier, context.signer, context.trust);
       context.claimedSystems?.add(header.systemIdentifier);
@@ -110,7 +152,7 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
     const existing = await storage.head(key);
     if (existing === undefined) return undefined;
     const stored = existing.metadata[WAL_METADATA.sha256];
-    if (stored === sha256) return { ...pushed, outcome: 'already-archived', bytes: bytes.length };
+    if (stored === sha256) return { ...pushed, outcome: 'already-archived', bytes };
     throw new PmsError(
       'PMS_ERR_WAL_CONFLICT',
       `${name} is already archived in ${storage.location} with ${stored === undefined ? 'no recorded checksum' : 'different content'}: refusing to overwrite it. Two servers may be archiving into one repository, or a restored server is reusing a timeline; give it its own BACKUP_REPOSITORY or investigate before deleting ${key}`,
@@ -119,11 +161,7 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
   };
   const before = await alreadyArchived();
   if (before !== undefined) return before;
-
-  const link = linkAbort(context.signal);
-  const abort = link.controller;
   try {
-    const compressed = await compressBytes(bytes, { level: context.zstdLevel ?? WAL_ZSTD_LEVEL, signal: abort.signal });
     const stored = await storeEncryptedBytes({
       storage,
       key,
@@ -137,16 +175,12 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
     });
     return { ...pushed, outcome: 'stored', bytes: stored.storedBytes };
   } catch (error) {
-    abort.abort(error);
     // Write-once lost a race to an identical push (a manual run beside the server's): harmless.
     if (isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) {
       const raced = await alreadyArchived();
       if (raced !== undefined) return raced;
     }
-    if (isPmsError(error)) throw error;
-    throw new PmsError('PMS_ERR_INTERNAL', `archiving ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });
-  } finally {
-    link.unlink();
+    throw error;
   }
 }
 

@@ -1,3 +1,4 @@
+// test-layer: alone: kills the background pusher mid-upload and waits on PostgreSQL's archiver
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { type FSWatcher, existsSync, readFileSync, readdirSync, renameSync, rmSync, watch, writeFileSync, chownSync } from 'node:fs';

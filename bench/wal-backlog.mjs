@@ -8,7 +8,7 @@
 // repositories are emptied, then the tool under test is configured and timed from the reload
 // until no .ready file is left. Rounds alternate which tool goes first; per-round ratios, their
 // spread and the per-segment times are printed.
-// Usage: node bench/wal-backlog.mjs [pgbench scale=110] [rounds=2] [pgbackrest compress-level=1]
+// Usage: node bench/wal-backlog.mjs [pgbench scale=200, ~155 segments] [rounds=2] [pgbackrest compress-level=1]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ import { startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
 import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
 import { binPath } from '../dist/testing/run-cli.js';
 
-const scale = Number(process.argv[2] ?? 110);
+const scale = Number(process.argv[2] ?? 200);
 const rounds = Number(process.argv[3] ?? 2);
 const brLevel = Number(process.argv[4] ?? 1);
 const PG_BIN = '/usr/lib/postgresql/15/bin';

@@ -11,6 +11,8 @@ import { pusherAddress } from './pusher-socket.js';
  * stdout with one line: `ready`, `busy` (another pusher holds the address) or a JSON error.
  */
 export async function runPusherCommand(walDir: string, options: { readAhead: number; concurrency: number }): Promise<number> {
+  // wal-push stops reading after the first line; a late write must not kill the pusher (EPIPE).
+  process.stdout.on('error', () => undefined);
   const say = (line: string): void => {
     process.stdout.write(`${line}\n`);
   };

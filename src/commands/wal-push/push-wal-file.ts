@@ -24,8 +24,11 @@ export interface WalPushContext {
   readonly trust: TrustPolicy;
   readonly zstdLevel?: number;
   readonly signal?: AbortSignal;
-  /** Systems already checked against wal/system.json in this run (one lookup per run). */
-  readonly claimedSystems?: Set<string>;
+  /**
+   * Checks of wal/system.json per system in this run, done or under way: one lookup per run, and
+   * concurrent pushes of a pusher wait for the same one (two first claims at once raced).
+   */
+  readonly claims?: Map<string, Promise<void>>;
 }
 
 export interface PushedWalFile {
@@ -140,10 +143,14 @@ async function archive(
   };
   if (file.kind === 'segment' || file.kind === 'partial') {
     const header = parseSegmentHeader(head, name);
-    if (!context.claimedSystems?.has(header.systemIdentifier)) {
-      await claimArchive(storage, header.systemIdentifier, context.signer, context.trust);
-      context.claimedSystems?.add(header.systemIdentifier);
+    let claim = context.claims?.get(header.systemIdentifier);
+    if (claim === undefined) {
+      claim = claimArchive(storage, header.systemIdentifier, context.signer, context.trust);
+      context.claims?.set(header.systemIdentifier, claim);
+      // A failed check is not remembered: the next file checks again.
+      claim.catch(() => context.claims?.delete(header.systemIdentifier));
     }
+    await claim;
     metadata[WAL_METADATA.systemIdentifier] = header.systemIdentifier;
   }
   const key = walObjectKey(file, sha256);

@@ -44,7 +44,7 @@ export async function runPusherCommand(walDir: string, options: { readAhead: num
     try {
       const pusher = new BackgroundPusher({
         walDir: dir,
-        context: { storage, recipients, signer, trust: { trusted }, claimedSystems: new Set() },
+        context: { storage, recipients, signer, trust: { trusted }, claims: new Map() },
         readAhead: options.readAhead,
         concurrency: options.concurrency,
       });

@@ -29,7 +29,7 @@ export interface ArchiveWalResult {
  * (background-pusher.ts) does this instead, across calls.
  */
 export async function archiveWal(options: ArchiveWalOptions): Promise<ArchiveWalResult> {
-  const context: WalPushContext = { ...options, claimedSystems: options.claimedSystems ?? new Set() };
+  const context: WalPushContext = { ...options, claims: options.claims ?? new Map() };
   const requested = await pushWalFile(context, options.path);
   const walDir = dirname(resolve(options.path));
   const limit = options.readAhead ?? 32;

@@ -8,7 +8,10 @@ Meant as PostgreSQL's archive_command, run by the server as its OS user with the
   archive_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-push %p'
 Exits 0 only once the file is durably stored. Re-pushing identical content exits 0; different content
 under an archived name fails (PMS_ERR_WAL_CONFLICT) and PostgreSQL keeps retrying and logging it.
-Other .ready files are archived in the same run (see --read-ahead). See docs/pitr.md.
+While the server runs, a background pusher (one per pg_wal, started by the first call, leaving
+when idle) archives every .ready file ahead, --concurrency at once; each call then only waits for
+its own file. Nothing is ever dropped: a file that cannot be stored stays .ready and every call
+for it fails with the reason. See docs/pitr.md.
 `;
 
 /** `wal-push`, `wal-fetch` and `base-backup` for the pms-backup program (issue 5). */
@@ -17,12 +20,31 @@ export function registerWalCommands(program: Command): void {
     .command('wal-push')
     .description('archive one WAL file (archive_command): zstd → OpenPGP → repository, plus other .ready files')
     .argument('<path>', '%p: the WAL file, relative to the data directory')
-    .addOption(new Option('--read-ahead <n>', 'other .ready files to archive in the same run').argParser(nonNegativeInt).default(32))
+    .addOption(
+      new Option('--read-ahead <n>', 'other .ready files archived ahead of PostgreSQL at once (0: only <path>, in this process)')
+        .argParser(nonNegativeInt)
+        .default(32),
+    )
+    .addOption(new Option('--concurrency <n>', 'files archived at once').argParser(positiveInt).default(2))
+    .option('--no-background', 'archive in this process even when the server runs (no background pusher)')
     .addHelpText('after', WAL_PUSH_HELP)
     .action(
-      action(async (path: string, options: { readAhead: number }) => {
+      action(async (path: string, options: { readAhead: number; concurrency: number; background: boolean }) => {
         const { runWalPush } = await import('../commands/wal-push/wal-push-command.js');
-        return runWalPush(path, { readAhead: options.readAhead });
+        return runWalPush(path, options);
+      }),
+    );
+
+  // Started by wal-push, detached; not for people (its settings arrive on stdin).
+  program
+    .command('wal-pusher', { hidden: true })
+    .argument('<pg_wal>')
+    .addOption(new Option('--read-ahead <n>').argParser(nonNegativeInt).default(32))
+    .addOption(new Option('--concurrency <n>').argParser(positiveInt).default(2))
+    .action(
+      action(async (walDir: string, options: { readAhead: number; concurrency: number }) => {
+        const { runPusherCommand } = await import('../commands/wal-push/pusher-command.js');
+        return runPusherCommand(walDir, options);
       }),
     );
 
@@ -75,6 +97,12 @@ Exit status (restore_command contract):
        failure, WAL from a different system; above 125, so PostgreSQL stops recovery
        instead of promoting early onto a wrong timeline
 `;
+
+function positiveInt(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n === 0) throw new InvalidArgumentError('must be at least 1');
+  return n;
+}
 
 function nonNegativeInt(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${JSON.stringify(value)} is not a whole number`);

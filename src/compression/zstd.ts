@@ -88,3 +88,16 @@ function levelAndThreads(options: ZstdOptions): string[] {
   const threads = options.threads ?? Math.min(4, Math.max(1, cpus().length));
   return [`-${options.level ?? 3}`, `-T${threads}`];
 }
+
+/**
+ * Compresses a whole file (a WAL segment) into one standard zstd frame, held in memory. zstd
+ * reads the file itself: piping 16 MiB through Node cost more CPU than zstd's own work (see
+ * docs/performance.md). The caller proves the file did not change meanwhile (push-wal-file.ts).
+ */
+export async function compressFile(path: string, options: { level: number; signal?: AbortSignal }): Promise<Buffer> {
+  const tool = startTool('zstd', [`-${options.level}`, '-T1', '-q', '-c', '--', path], options.signal ? { signal: options.signal } : {});
+  const chunks: Buffer[] = [];
+  tool.child.stdout!.on('data', (chunk: Buffer) => chunks.push(chunk));
+  await tool.done;
+  return Buffer.concat(chunks);
+}

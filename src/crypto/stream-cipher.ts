@@ -50,6 +50,24 @@ export async function encryptStream(plain: Readable, recipients: RecipientSet, s
   return webToNode(encrypted as unknown as ReadableStream<Uint8Array>);
 }
 
+/**
+ * The same message as encryptStream for bytes already in memory (a WAL segment). openpgp.js
+ * encrypts and hashes a whole buffer with Node's crypto in one call each, where its stream path
+ * goes chunk by chunk through web streams: ~25x less time for a compressed 16 MiB segment
+ * (docs/performance.md).
+ */
+export async function encryptBytes(plain: Uint8Array, recipients: RecipientSet, signAs: SignAs): Promise<Uint8Array> {
+  const message = await openpgp.createMessage({ binary: plain, format: 'binary' });
+  return openpgp.encrypt({
+    message,
+    encryptionKeys: [...recipients.keys],
+    signingKeys: [signAs.signer.key],
+    signatureNotations: [objectNotation(signAs.objectKey)],
+    format: 'binary',
+    config: ENCRYPT_CONFIG,
+  });
+}
+
 /** Whose signatures a reader accepts, for which name. */
 export interface VerifyAs {
   readonly trusted: TrustedSigners;

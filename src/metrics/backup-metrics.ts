@@ -23,6 +23,8 @@ export const METRIC = {
   verificationLast: 'pms_backup_verification_last_timestamp_seconds',
   walLastArchived: 'pms_backup_wal_last_archived_timestamp_seconds',
   walGap: 'pms_backup_wal_gap_segments',
+  walReadyFiles: 'pms_backup_wal_archive_ready_files',
+  walOldestReady: 'pms_backup_wal_archive_oldest_ready_seconds',
   drLag: 'pms_backup_dr_lag_seconds',
   untrustedBackups: 'pms_backup_untrusted_backups',
   untrustedWal: 'pms_backup_untrusted_wal',

@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { startPipedCompressor } from '../compression/zstd.js';
 import type { RecipientSet } from '../crypto/keys.js';
 import type { SigningKey } from '../crypto/signing.js';
-import { encryptStream } from '../crypto/stream-cipher.js';
+import { encryptBytes, encryptStream } from '../crypto/stream-cipher.js';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { ToolProcess } from '../process/tool-process.js';
 import { readAll } from '../storage/read-all.js';
@@ -133,6 +134,34 @@ async function putSealed(
   // `stored` has flushed (its digest is final) before `body`, after it in the pipeline, ends.
   const sealed = await seal({ sha256: stored.sha256, bytes: stored.bytes });
   return target.storage.putBytes(target.key, bytes, { ifAbsent: true, signal, metadata: { ...target.metadata, ...sealed } });
+}
+
+/**
+ * Bytes already in memory (a compressed WAL segment) → OpenPGP → one write-once PUT with
+ * `sealMetadata` computed from the encrypted bytes. Resolves only once the store reports the
+ * object durably written with every byte; nothing is written on any earlier failure.
+ */
+export async function storeEncryptedBytes(
+  options: StoreTarget & { readonly bytes: Uint8Array; readonly sealMetadata: NonNullable<StoreTarget['sealMetadata']> },
+): Promise<StoredStream> {
+  const { abort } = options;
+  const encrypted = await encryptBytes(options.bytes, options.recipients, { signer: options.signer, objectKey: options.key });
+  const sha256 = createHash('sha256').update(encrypted).digest('hex');
+  const sealed = await options.sealMetadata({ sha256, bytes: encrypted.byteLength });
+  abort.signal.throwIfAborted();
+  const result = await options.storage.putBytes(options.key, encrypted, {
+    ifAbsent: true,
+    signal: abort.signal,
+    metadata: { ...options.metadata, ...sealed },
+  });
+  options.onStored?.();
+  if (result.bytes !== encrypted.byteLength) {
+    throw new PmsError(
+      'PMS_ERR_INTEGRITY',
+      `the repository stored ${result.bytes} bytes of ${options.key} but ${encrypted.byteLength} were sent`,
+    );
+  }
+  return { sourceBytes: options.bytes.byteLength, storedBytes: encrypted.byteLength, sha256 };
 }
 
 export interface StoreEncryptedOptions extends StoreTarget {

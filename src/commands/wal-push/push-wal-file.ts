@@ -1,21 +1,20 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { startCompressor } from '../../compression/zstd.js';
+import { compressFile } from '../../compression/zstd.js';
 import type { RecipientSet } from '../../crypto/keys.js';
 import type { SigningKey, TrustPolicy } from '../../crypto/signing.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import type { Storage } from '../../storage/storage.js';
-import { ByteMeter, EndGate } from '../../streams/byte-meter.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 import { claimArchive } from '../../repository/wal-identity.js';
 import { WAL_METADATA, walObjectKey } from '../../repository/wal-layout.js';
 import { sealWalObject } from '../../repository/wal-object-signature.js';
-import { readSegmentHeader } from '../../wal/wal-page-header.js';
-import { storeEncrypted } from '../../pipeline/store-encrypted.js';
+import { parseSegmentHeader } from '../../wal/wal-page-header.js';
+import { storeEncryptedBytes } from '../../pipeline/store-encrypted.js';
 import { linkAbort } from '../../process/linked-abort.js';
-
+import { type FileIdentity, fileIdentity, sameFile } from './push-marker.js';
 export interface WalPushContext {
   readonly storage: Storage;
   readonly recipients: RecipientSet;
@@ -25,8 +24,11 @@ export interface WalPushContext {
   readonly trust: TrustPolicy;
   readonly zstdLevel?: number;
   readonly signal?: AbortSignal;
-  /** Systems already checked against wal/system.json in this run (one lookup per run). */
-  readonly claimedSystems?: Set<string>;
+  /**
+   * Checks of wal/system.json per system in this run, done or under way: one lookup per run, and
+   * concurrent pushes of a pusher wait for the same one (two first claims at once raced).
+   */
+  readonly claims?: Map<string, Promise<void>>;
 }
 
 export interface PushedWalFile {
@@ -36,28 +38,71 @@ export interface PushedWalFile {
   readonly outcome: 'stored' | 'already-archived';
   readonly bytes: number;
   readonly sha256: string;
+  /** The file as it was read (unchanged from before to after reading): what a marker vouches for. */
+  readonly identity: FileIdentity;
 }
 
-export async function sha256OfFile(path: string): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
+const CHUNK_BYTES = 1 << 20;
+
+/**
+ * Hashes a file PostgreSQL handed over while zstd compresses it from the same path (the two run
+ * on both cores), and proves it did not change meanwhile: same inode, size, mtime and ctime
+ * before and after both reads (any write or truncate moves ctime). One 1 MiB buffer is reused:
+ * allocating 16 MiB per segment cost more CPU than hashing it.
+ */
+async function readAndCompress(
+  path: string,
+  name: string,
+  compress: () => Promise<Buffer>,
+): Promise<{ sha256: string; bytes: number; head: Buffer; compressed: Buffer; identity: FileIdentity }> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    throw new PmsError(
+      'PMS_ERR_NOT_FOUND',
+      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
+      { cause: error },
+    );
   }
-  return { sha256: hash.digest('hex'), bytes };
+  try {
+    const before: BigIntStats = await handle.stat({ bigint: true });
+    const compressing = compress();
+    compressing.catch(() => undefined);
+    const hash = createHash('sha256');
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    let head = Buffer.alloc(0);
+    let bytes = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(chunk, 0, CHUNK_BYTES, bytes);
+      if (bytesRead === 0) break;
+      if (bytes === 0) head = Buffer.from(chunk.subarray(0, Math.min(bytesRead, 64)));
+      hash.update(chunk.subarray(0, bytesRead));
+      bytes += bytesRead;
+    }
+    const compressed = await compressing;
+    const after: BigIntStats = await handle.stat({ bigint: true });
+    const identity = fileIdentity(before);
+    if (!sameFile(identity, fileIdentity(after)) || BigInt(bytes) !== before.size) {
+      throw new PmsError('PMS_ERR_INTEGRITY', `${name} changed while it was being archived; PostgreSQL will retry it`);
+    }
+    return { sha256: hash.digest('hex'), bytes, head, compressed, identity };
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
  * Archives one file PostgreSQL handed to archive_command: file → zstd → OpenPGP → repository,
  * with the plaintext sha256 and a sealed signature over the stored bytes in the object's
- * metadata (one PUT; the object is held in memory whole, at most a compressed 16 MiB). Returns only once the object is durably
- * stored. A file already archived under its name is accepted when the content is identical
- * (PostgreSQL retries after a crash between our exit and its bookkeeping) and refused loudly
- * otherwise: two different histories under one name means a second cluster or a split brain.
+ * metadata, in one write-once PUT. zstd reads the file while Node hashes it; the compressed
+ * segment (at most ~16 MiB) is encrypted by openpgp.js as one buffer, which costs a fraction of
+ * the streamed path (docs/performance.md). Returns only once the object is durably stored. A file already archived
+ * under its name is accepted when the content is identical (PostgreSQL retries after a crash
+ * between our exit and its bookkeeping) and refused loudly otherwise: two different histories
+ * under one name means a second cluster or a split brain.
  */
 export async function pushWalFile(context: WalPushContext, path: string): Promise<PushedWalFile> {
-  const { storage } = context;
   const name = basename(path);
   const file = parseWalFileName(name);
   if (file === undefined) {
@@ -66,65 +111,10 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
       `${name} is not a WAL segment, .partial, .backup or .history file name: wal-push is meant to be archive_command = 'pms-backup wal-push %p'`,
     );
   }
-  const plain = await sha256OfFile(path).catch((error: unknown) => {
-    throw new PmsError(
-      'PMS_ERR_NOT_FOUND',
-      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
-      { cause: error },
-    );
-  });
-  const metadata: Record<string, string> = {
-    [WAL_METADATA.sha256]: plain.sha256,
-    [WAL_METADATA.bytes]: String(plain.bytes),
-    [WAL_METADATA.name]: name,
-  };
-  if (file.kind === 'segment' || file.kind === 'partial') {
-    const header = await readSegmentHeader(path, name);
-    if (!context.claimedSystems?.has(header.systemIdentifier)) {
-      await claimArchive(storage, header.systemIdentifier, context.signer, context.trust);
-      context.claimedSystems?.add(header.systemIdentifier);
-    }
-    metadata[WAL_METADATA.systemIdentifier] = header.systemIdentifier;
-  }
-  const key = walObjectKey(file, plain.sha256);
-  const existing = await storage.head(key);
-  if (existing !== undefined) {
-    const stored = existing.metadata[WAL_METADATA.sha256];
-    if (stored === plain.sha256) return { name, key, outcome: 'already-archived', bytes: plain.bytes, sha256: plain.sha256 };
-    throw new PmsError(
-      'PMS_ERR_WAL_CONFLICT',
-      `${name} is already archived in ${storage.location} with ${stored === undefined ? 'no recorded checksum' : 'different content'}: refusing to overwrite it. Two servers may be archiving into one repository, or a restored server is reusing a timeline; give it its own BACKUP_REPOSITORY or investigate before deleting ${key}`,
-      { details: { key, storedSha256: stored ?? null, newSha256: plain.sha256 } },
-    );
-  }
-
   const link = linkAbort(context.signal);
   const abort = link.controller;
   try {
-    const zstd = startCompressor({ level: context.zstdLevel ?? 3, threads: 1, signal: abort.signal });
-    const reread = new ByteMeter({ sha256: true });
-    const toCompressor = pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), reread, zstd.child.stdin!);
-    // Nothing may be committed unless zstd exited 0 and the file still hashes the same.
-    const gate = new EndGate(async () => {
-      await zstd.done;
-      await toCompressor;
-      if (reread.sha256 !== plain.sha256) {
-        throw new PmsError('PMS_ERR_INTEGRITY', `${name} changed while it was being archived; PostgreSQL will retry it`);
-      }
-    });
-    const stored = await storeEncrypted({
-      storage,
-      key,
-      recipients: context.recipients,
-      signer: context.signer,
-      abort,
-      metadata,
-      // Copy and monitor hold no decryption key: the sealed signature lets them tell our WAL from a planted object.
-      sealMetadata: (sealed) => sealWalObject(key, sealed, context.signer),
-      source: zstd.child.stdout!.pipe(gate),
-      alongside: [toCompressor, zstd.done],
-    });
-    return { name, key, outcome: 'stored', bytes: stored.storedBytes, sha256: plain.sha256 };
+    return await archive(context, path, name, file, abort);
   } catch (error) {
     abort.abort(error);
     if (isPmsError(error)) throw error;
@@ -133,3 +123,76 @@ export async function pushWalFile(context: WalPushContext, path: string): Promis
     link.unlink();
   }
 }
+
+async function archive(
+  context: WalPushContext,
+  path: string,
+  name: string,
+  file: NonNullable<ReturnType<typeof parseWalFileName>>,
+  abort: AbortController,
+): Promise<PushedWalFile> {
+  const { storage } = context;
+  const level = context.zstdLevel ?? WAL_ZSTD_LEVEL;
+  const { sha256, bytes, head, compressed, identity } = await readAndCompress(path, name, () =>
+    compressFile(path, { level, signal: abort.signal }),
+  );
+  const metadata: Record<string, string> = {
+    [WAL_METADATA.sha256]: sha256,
+    [WAL_METADATA.bytes]: String(bytes),
+    [WAL_METADATA.name]: name,
+  };
+  if (file.kind === 'segment' || file.kind === 'partial') {
+    const header = parseSegmentHeader(head, name);
+    let claim = context.claims?.get(header.systemIdentifier);
+    if (claim === undefined) {
+      claim = claimArchive(storage, header.systemIdentifier, context.signer, context.trust);
+      context.claims?.set(header.systemIdentifier, claim);
+      // A failed check is not remembered: the next file checks again.
+      claim.catch(() => context.claims?.delete(header.systemIdentifier));
+    }
+    await claim;
+    metadata[WAL_METADATA.systemIdentifier] = header.systemIdentifier;
+  }
+  const key = walObjectKey(file, sha256);
+  const pushed = { name, key, sha256, identity };
+  const alreadyArchived = async (): Promise<PushedWalFile | undefined> => {
+    const existing = await storage.head(key);
+    if (existing === undefined) return undefined;
+    const stored = existing.metadata[WAL_METADATA.sha256];
+    if (stored === sha256) return { ...pushed, outcome: 'already-archived', bytes };
+    throw new PmsError(
+      'PMS_ERR_WAL_CONFLICT',
+      `${name} is already archived in ${storage.location} with ${stored === undefined ? 'no recorded checksum' : 'different content'}: refusing to overwrite it. Two servers may be archiving into one repository, or a restored server is reusing a timeline; give it its own BACKUP_REPOSITORY or investigate before deleting ${key}`,
+      { details: { key, storedSha256: stored ?? null, newSha256: sha256 } },
+    );
+  };
+  const before = await alreadyArchived();
+  if (before !== undefined) return before;
+  try {
+    const stored = await storeEncryptedBytes({
+      storage,
+      key,
+      recipients: context.recipients,
+      signer: context.signer,
+      abort,
+      metadata,
+      bytes: compressed,
+      // Copy and monitor hold no decryption key: the sealed signature lets them tell our WAL from a planted object.
+      sealMetadata: (sealed) => sealWalObject(key, sealed, context.signer),
+    });
+    return { ...pushed, outcome: 'stored', bytes: stored.storedBytes };
+  } catch (error) {
+    // Write-once lost a race to an identical push (a manual run beside the server's): harmless.
+    if (isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) {
+      const raced = await alreadyArchived();
+      if (raced !== undefined) return raced;
+    }
+    throw error;
+  }
+}
+
+/**
+ * zstd level for WAL. Level 1 stores pgbench WAL ~5% larger than level 3 for ~30% less CPU on
+ * the database server (docs/performance.md): archiving competes with the server for its cores.
+ */
+export const WAL_ZSTD_LEVEL = 1;

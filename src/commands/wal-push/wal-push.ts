@@ -1,6 +1,6 @@
-import { readdir } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { PmsError, isPmsError } from '../../errors/catalogue.js';
+import { dirname, join, resolve } from 'node:path';
+import { isPmsError } from '../../errors/catalogue.js';
+import { readyFiles } from '../../wal/archive-status.js';
 import { type PushedWalFile, type WalPushContext, pushWalFile } from './push-wal-file.js';
 import { removeStaleMarkers, writePushMarker } from './push-marker.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
@@ -22,12 +22,14 @@ export interface ArchiveWalResult {
 }
 
 /**
- * archive_command: archives the requested file, then other files PostgreSQL has marked .ready
- * (as WAL-G does), because starting this program costs far more than archiving one segment.
- * Files archived ahead get a local note so PostgreSQL's own call for them returns at once.
+ * archive_command in one process (a manual run, or --no-background): archives the requested
+ * file, then other files PostgreSQL has marked .ready (as WAL-G does), because starting this
+ * program costs far more than archiving one segment. Files archived ahead get a local note so
+ * PostgreSQL's own call for them returns at once. With a server running, the background pusher
+ * (background-pusher.ts) does this instead, across calls.
  */
 export async function archiveWal(options: ArchiveWalOptions): Promise<ArchiveWalResult> {
-  const context: WalPushContext = { ...options, claimedSystems: options.claimedSystems ?? new Set() };
+  const context: WalPushContext = { ...options, claims: options.claims ?? new Map() };
   const requested = await pushWalFile(context, options.path);
   const walDir = dirname(resolve(options.path));
   const limit = options.readAhead ?? 32;
@@ -41,7 +43,7 @@ export async function archiveWal(options: ArchiveWalOptions): Promise<ArchiveWal
       const path = join(walDir, name);
       try {
         const pushed = await pushWalFile(context, path);
-        await writePushMarker(path, pushed.sha256);
+        await writePushMarker(path, pushed.sha256, pushed.identity);
         ahead.push(pushed);
       } catch (error) {
         // PostgreSQL will ask for this file itself and then see the error; never fail the
@@ -52,23 +54,6 @@ export async function archiveWal(options: ArchiveWalOptions): Promise<ArchiveWal
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 2) }, worker));
-  await removeStaleMarkers(walDir).catch(() => undefined);
+  await removeStaleMarkers(walDir, (n) => parseWalFileName(n) !== undefined).catch(() => undefined);
   return { requested, ahead, ...(aheadProblem === undefined ? {} : { aheadProblem }) };
-}
-
-/** .ready files in PostgreSQL's own order: timeline history first, then oldest first. */
-async function readyFiles(walDir: string): Promise<string[]> {
-  let entries: string[];
-  try {
-    entries = await readdir(join(walDir, 'archive_status'));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new PmsError('PMS_ERR_INTERNAL', `cannot list ${join(walDir, 'archive_status')}: ${(error as Error).message}`, { cause: error });
-  }
-  const names = entries
-    .filter((e) => e.endsWith('.ready'))
-    .map((e) => basename(e, '.ready'))
-    .filter((n) => parseWalFileName(n) !== undefined);
-  const rank = (name: string): number => (name.endsWith('.history') ? 0 : 1);
-  return names.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
 }

@@ -278,26 +278,15 @@ export function buildProgram(environmentHelp?: string): Command {
   return program;
 }
 
-// restore_command: a segment the prefetcher already spooled is served before commander, the
-// configuration, keys, the S3 SDK or OpenPGP are loaded (see commands/wal-fetch/prefetch/).
-const servedFromSpool =
-  process.argv[2] === 'wal-fetch' &&
-  !asksForHelp(process.argv.slice(2)) &&
-  (await (await import('../commands/wal-fetch/prefetch/fast-path.js')).serveFromSpool(process.argv.slice(3)));
-
-if (!servedFromSpool) await runProgram();
-
-async function runProgram(): Promise<void> {
-  try {
-    const environmentHelp = asksForHelp(process.argv.slice(2))
-      ? (await import('../config/environment-help.js')).describeEnvironment('pms-backup')
-      : undefined;
-    await buildProgram(environmentHelp).parseAsync(process.argv);
-  } catch (error) {
-    const { reportAndExit } = await import('./exit-boundary.js');
-    // wal-fetch runs as restore_command: PostgreSQL reads any status below 126 other than 1 as
-    // "not archived" and may promote early, so even a usage error must be fatal (200) there.
-    const walFetch = process.argv[2] === 'wal-fetch';
-    reportAndExit(error, { json: process.argv.includes('--json'), ...(walFetch ? { exitCode: 200 } : {}) });
-  }
+try {
+  const environmentHelp = asksForHelp(process.argv.slice(2))
+    ? (await import('../config/environment-help.js')).describeEnvironment('pms-backup')
+    : undefined;
+  await buildProgram(environmentHelp).parseAsync(process.argv);
+} catch (error) {
+  const { reportAndExit } = await import('./exit-boundary.js');
+  // wal-fetch runs as restore_command: PostgreSQL reads any status below 126 other than 1 as
+  // "not archived" and may promote early, so even a usage error must be fatal (200) there.
+  const walFetch = process.argv[2] === 'wal-fetch';
+  reportAndExit(error, { json: process.argv.includes('--json'), ...(walFetch ? { exitCode: 200 } : {}) });
 }

@@ -1,0 +1,16 @@
+/**
+ * The pms-backup program's entry (bin/pms-backup.js imports it). restore_command calls wal-fetch
+ * once per segment while PostgreSQL waits: a segment the prefetcher already spooled is served
+ * here, before the CLI parser, the configuration, keys, the S3 SDK or OpenPGP are loaded (see
+ * commands/wal-fetch/prefetch/). Everything else, and every miss, goes to the full CLI.
+ */
+const args = process.argv.slice(2);
+const servedFromSpool =
+  args[0] === 'wal-fetch' &&
+  !args.includes('--help') &&
+  !args.includes('-h') &&
+  (await (await import('../commands/wal-fetch/prefetch/fast-path.js')).serveFromSpool(args.slice(1)));
+
+if (!servedFromSpool) await import('./pms-backup.js');
+
+export {};

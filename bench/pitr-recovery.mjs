@@ -14,7 +14,7 @@
 // Usage: node bench/pitr-recovery.mjs [segments=150] [rounds=2]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -153,12 +153,21 @@ try {
   async function replay(dataDir, serverEnv) {
     const port = await freePort();
     const options = `-p ${port} -k ${socket} -c listen_addresses= -c archive_mode=off -c hot_standby=off`;
-    const seconds = await timed(() =>
-      run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-l', `${dataDir}.log`, '-w', '-t', '1800', '-o', options, 'start'], {
+    const log = `${dataDir}.log`;
+    // pg_ctl -w returns while recovery still runs (hot_standby off or not): the end is the
+    // server's own "ready to accept connections" line, polled in its log.
+    const seconds = await timed(async () => {
+      await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-l', log, '-W', '-o', options, 'start'], {
         runAs: 'postgres',
         env: { PATH: process.env.PATH, ...serverEnv },
-      }),
-    );
+      });
+      for (;;) {
+        const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
+        if (/database system is ready to accept connections/.test(text)) return;
+        if (/FATAL|PANIC/.test(text) && !/the database system is starting up/.test(text)) throw new Error(`${dataDir}: ${text.slice(-1500)}`);
+        await sleep(100);
+      }
+    });
     const rows = await run(`${PG_BIN}/psql`, ['-X', '-qAt', '-h', socket, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-c', 'SELECT count(*), sum(value)::numeric(20,3) FROM reading'], {
       stdout: 'pipe',
     });

@@ -143,6 +143,15 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       spooled.some((entry) => entry > middle),
       spooled.join(', '),
     );
+    // The prefetcher (alive: recovery took a segment moments ago) holds no BACKUP_* or AWS_*
+    // in its environment and nothing but its subcommand in argv.
+    const pid = readFileSync(join(cluster.dataDir, SPOOL_ROOT, 'prefetcher.lock'), 'utf8').trim();
+    const environment = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+    assert.deepEqual(
+      environment.map((entry) => entry.slice(0, entry.indexOf('='))).filter((name) => !/^(PATH|LANG|LANGUAGE|TZ|TMPDIR|LC_.*)$/.test(name)),
+      [],
+    );
+    assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(2), ['wal-prefetch', 'run']);
     await cluster.stop('immediate');
     appendFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), `recovery_target_lsn = ''\n`);
     await cluster.start();
@@ -169,7 +178,10 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       const dataDir = join(fixture.work, 'tampered-data');
       mkdirSync(join(dataDir, 'global'), { recursive: true });
       mkdirSync(join(dataDir, 'pg_wal'));
-      cpSync(join(source.dataDir, 'global', 'pg_control'), join(dataDir, 'global', 'pg_control'));
+      // As a server in archive recovery has it (DBState 5 at offset 16): the source is in production.
+      const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
+      control.writeUInt32LE(5, 16);
+      writeFileSync(join(dataDir, 'global', 'pg_control'), control);
       const directory = spoolDirectory(dataDir, systemIdentifier, false);
       mkdirSync(directory, { recursive: true });
       markWanted(directory, archived[0]!);

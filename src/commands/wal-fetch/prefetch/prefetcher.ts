@@ -1,4 +1,4 @@
-import { type FSWatcher, existsSync, readdirSync, rmSync, statSync, watch } from 'node:fs';
+import { type FSWatcher, closeSync, existsSync, openSync, readSync, readdirSync, rmSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DecryptionKeys } from '../../../crypto/keys.js';
@@ -55,12 +55,16 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   let lastWanted: number | undefined;
   let endOfArchive: number | undefined;
   let lastProgress = Date.now();
+  let promotedAt: number | undefined;
   let fetched = 0;
   let wake: (() => void) | undefined;
   const nudge = () => wake?.();
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(options.directory, nudge);
+    // Entries appearing and disappearing ('rename'), not every write to a file being fetched.
+    watcher = watch(options.directory, (event) => {
+      if (event === 'rename') nudge();
+    });
     watcher.on('error', () => undefined);
   } catch {
     // Polling below still notices everything, only later.
@@ -71,6 +75,15 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
       if (options.signal?.aborted) return { fetched, failed: failed.size, reason: 'aborted' };
       if (!existsSync(spoolRoot(options.dataDir)) || !existsSync(options.directory))
         return { fetched, failed: failed.size, reason: 'recovery-ended' };
+      if (inProduction(options.dataDir)) {
+        // Recovery ended. recovery_end_command (wal-prefetch clean) normally stops us and removes
+        // the spool; a hand-written configuration without it must not leave segments in pg_wal.
+        promotedAt ??= Date.now();
+        if (Date.now() - promotedAt > END_GRACE_MS) {
+          rmSync(spoolRoot(options.dataDir), { recursive: true, force: true });
+          return { fetched, failed: failed.size, reason: 'recovery-ended' };
+        }
+      }
       const wanted = parseWalFileName(readWanted(options.directory) ?? '');
       if (wanted?.kind === 'segment' && wanted.timeline !== timeline) {
         // A new timeline (or the first request): what was spooled for another one is useless.
@@ -167,6 +180,28 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   } finally {
     watcher?.close();
     await Promise.allSettled(inFlight.values());
+  }
+}
+
+/** DBState DB_IN_PRODUCTION (PostgreSQL 15, src/include/catalog/pg_control.h). */
+const DB_IN_PRODUCTION = 6;
+const END_GRACE_MS = 5_000;
+
+/**
+ * Whether the server left recovery: ControlFileData.state (uint32 at offset 16, after the
+ * system identifier, pg_control_version and catalog_version_no) says "in production".
+ */
+function inProduction(dataDir: string): boolean {
+  try {
+    const fd = openSync(join(dataDir, 'global', 'pg_control'), 'r');
+    try {
+      const buffer = Buffer.alloc(20);
+      return readSync(fd, buffer, 0, 20, 0) === 20 && buffer.readUInt32LE(16) === DB_IN_PRODUCTION;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
   }
 }
 

@@ -14,7 +14,18 @@
 // Usage: node bench/pitr-recovery.mjs [segments=150] [rounds=2]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -112,7 +123,7 @@ try {
   await run('chown', ['-R', 'postgres:postgres', br]);
   await run('pgbackrest', [...conf, 'stanza-create'], { runAs: 'postgres' });
   await cluster.psql('CREATE TABLE reading (id bigserial PRIMARY KEY, device int, value double precision, note text)');
-  await cluster.psql("INSERT INTO reading (device, value, note) SELECT g % 500, random(), md5(g::text) FROM generate_series(1, 200000) g");
+  await cluster.psql('INSERT INTO reading (device, value, note) SELECT g % 500, random(), md5(g::text) FROM generate_series(1, 200000) g');
   const backlog = async () => Number(await cluster.psql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"));
   const drain = async () => {
     await cluster.psql('SELECT pg_switch_wal()');
@@ -130,7 +141,7 @@ try {
   const generated = async () => Number(await cluster.psql(`SELECT (pg_current_wal_lsn() - '${startLsn}'::pg_lsn) / (16*1024*1024)`));
   while ((await generated()) < wantSegments) {
     await cluster.psql(
-      "INSERT INTO reading (device, value, note) SELECT g % 500, random(), md5(g::text) FROM generate_series(1, 400000) g; UPDATE reading SET value = value + 1 WHERE id % 7 = 0 AND id > (SELECT max(id) - 300000 FROM reading)",
+      'INSERT INTO reading (device, value, note) SELECT g % 500, random(), md5(g::text) FROM generate_series(1, 400000) g; UPDATE reading SET value = value + 1 WHERE id % 7 = 0 AND id > (SELECT max(id) - 300000 FROM reading)',
     );
   }
   const drainStart = Date.now();
@@ -164,13 +175,31 @@ try {
       for (;;) {
         const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
         if (/database system is ready to accept connections/.test(text)) return;
-        if (/FATAL|PANIC/.test(text) && !/the database system is starting up/.test(text)) throw new Error(`${dataDir}: ${text.slice(-1500)}`);
+        if (/FATAL|PANIC/.test(text) && !/the database system is starting up/.test(text))
+          throw new Error(`${dataDir}: ${text.slice(-1500)}`);
         await sleep(100);
       }
     });
-    const rows = await run(`${PG_BIN}/psql`, ['-X', '-qAt', '-h', socket, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-c', 'SELECT count(*), sum(value)::numeric(20,3) FROM reading'], {
-      stdout: 'pipe',
-    });
+    const rows = await run(
+      `${PG_BIN}/psql`,
+      [
+        '-X',
+        '-qAt',
+        '-h',
+        socket,
+        '-p',
+        String(port),
+        '-U',
+        'postgres',
+        '-d',
+        'postgres',
+        '-c',
+        'SELECT count(*), sum(value)::numeric(20,3) FROM reading',
+      ],
+      {
+        stdout: 'pipe',
+      },
+    );
     await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-w', '-m', 'immediate', 'stop'], { runAs: 'postgres' });
     if (rows.trim() !== expected) throw new Error(`${dataDir}: recovered ${rows.trim()}, expected ${expected}`);
     return seconds;

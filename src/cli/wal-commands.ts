@@ -62,12 +62,39 @@ export function registerWalCommands(program: Command): void {
       `
 Meant as PostgreSQL's restore_command (pms-backup restore --pitr writes it for you):
   restore_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-fetch %f %p'
+  recovery_end_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-prefetch clean'
+Each call for a segment also makes sure one background prefetcher fetches, verifies and
+decompresses the next BACKUP_WAL_PREFETCH segments into pg_wal/.pms-prefetch, from where later
+calls are answered without loading keys or contacting the repository. See docs/pitr.md.
 ${WAL_FETCH_EXIT_HELP_TEXT}`,
     )
     .action(
       action(async (name: string, path: string, options: { allowUnsigned?: boolean }) => {
         const { runWalFetch } = await import('../commands/wal-fetch/wal-fetch-command.js');
         return runWalFetch(name, path, options);
+      }),
+    );
+
+  const prefetch = program
+    .command('wal-prefetch')
+    .description("wal-fetch's background prefetch spool (pg_wal/.pms-prefetch): `clean` is recovery_end_command");
+  prefetch
+    .command('clean')
+    .description('stop the prefetcher and remove the spool of the data directory this runs in (recovery_end_command)')
+    .action(
+      action(async () => {
+        const { runPrefetchClean } = await import('../commands/wal-fetch/prefetch/prefetch-command.js');
+        return runPrefetchClean();
+      }),
+    );
+  prefetch
+    .command('run', { hidden: true })
+    .description('the detached prefetcher wal-fetch starts; reads its configuration from stdin')
+    .option('--allow-unsigned', 'as the wal-fetch that started it')
+    .action(
+      action(async (options: { allowUnsigned?: boolean }) => {
+        const { runPrefetchWorker } = await import('../commands/wal-fetch/prefetch/prefetch-command.js');
+        return runPrefetchWorker(options);
       }),
     );
 

@@ -81,6 +81,10 @@ export interface OperationsConfig {
   readonly walMaxAgeMinutes: number;
   /** zstd worker threads the database server uses to compress a base backup (0: none). */
   readonly baseBackupZstdWorkers: number;
+  /** Segments wal-fetch's background prefetcher keeps spooled ahead of recovery (0: no prefetch). */
+  readonly walPrefetch: number;
+  /** Bound on the prefetch spool, segments being fetched included. */
+  readonly walPrefetchMaxBytes: number;
   /** Socket directory of a throwaway server run apart by `pms-backup verify-server` (the verify pod's sidecar). */
   readonly verifyServerSocketDir: string | undefined;
   /** Kubernetes pod name (POD_NAME via the downward API), for audit records. */
@@ -147,6 +151,8 @@ function parseOperations(settings: SettingReader): OperationsConfig {
     verifyMaxAgeDays: settings.get('BACKUP_VERIFY_MAX_AGE_DAYS'),
     walMaxAgeMinutes: settings.get('BACKUP_WAL_MAX_AGE_MINUTES'),
     baseBackupZstdWorkers: settings.get('BACKUP_BASE_ZSTD_WORKERS'),
+    walPrefetch: settings.get('BACKUP_WAL_PREFETCH'),
+    walPrefetchMaxBytes: settings.get('BACKUP_WAL_PREFETCH_MAX_BYTES'),
     verifyServerSocketDir: settings.get('BACKUP_VERIFY_SERVER_SOCKET_DIR'),
     podName: settings.get('POD_NAME'),
     patroniUrls: settings.get('BACKUP_PATRONI_URLS') ?? [],

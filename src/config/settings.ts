@@ -370,6 +370,22 @@ export const SETTINGS = {
     hint: 'use a whole number of threads from 0 to 64',
     help: 'zstd threads the database server spends compressing a base backup (0: in the backend itself)',
   },
+  BACKUP_WAL_PREFETCH: {
+    schema: intSchema(0, 256),
+    default: '32',
+    group: 'operations',
+    readBy: BACKUP,
+    hint: 'use a whole number of segments from 0 to 256',
+    help: 'wal-fetch: segments to fetch, verify and spool ahead of recovery in the background (0: off, one fetch per request)',
+  },
+  BACKUP_WAL_PREFETCH_MAX_BYTES: {
+    schema: intSchema(16 * 1024 * 1024, 2 ** 40),
+    default: String(512 * 1024 * 1024),
+    group: 'operations',
+    readBy: BACKUP,
+    hint: 'use a whole number of bytes, at least 16777216 (one segment)',
+    help: 'wal-fetch: most bytes the prefetch spool (pg_wal/.pms-prefetch) may hold, counting segments in flight',
+  },
   BACKUP_VERIFY_SERVER_SOCKET_DIR: {
     schema: absolutePathSchema,
     group: 'operations',

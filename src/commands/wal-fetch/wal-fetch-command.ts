@@ -1,4 +1,6 @@
+import { mkdirSync } from 'node:fs';
 import { toPmsError } from '../../cli/exit-boundary.js';
+import { isSpoolable, markWanted, spoolDirectory } from './prefetch/spool.js';
 
 /**
  * restore_command's exit status is a contract with PostgreSQL: 1 means "not archived" (end of
@@ -40,6 +42,10 @@ export async function runWalFetch(name: string, path: string, options: { allowUn
       loadTrustedSigners(config.keys.trustedSignersFile, new Date(), config.keys.walSignerFingerprints),
     ]);
     const trust = { trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) };
+    if (config.operations.walPrefetch > 0 && isSpoolable(name)) {
+      // Started before this segment is fetched, so the next ones are on their way while it is.
+      await startPrefetch(name, systemIdentifier, options.allowUnsigned ?? false);
+    }
     const storage = openStorage(config.repository);
     try {
       const result = await fetchWalFile({ storage, keys, trust, name, destination: path, systemIdentifier });
@@ -53,5 +59,21 @@ export async function runWalFetch(name: string, path: string, options: { allowUn
     const pms = toPmsError(error);
     process.stderr.write(`pms-backup wal-fetch ${name}: error ${pms.code}: ${pms.message}\n`);
     return WAL_FETCH_EXIT.fatal;
+  }
+}
+
+/** Tells the prefetcher (starting it if none runs) that recovery wants `name`; a failure here only costs speed. */
+async function startPrefetch(name: string, systemIdentifier: string, allowUnsigned: boolean): Promise<void> {
+  try {
+    const { ensurePrefetcher } = await import('./prefetch/start-prefetcher.js');
+    const dataDir = process.cwd();
+    const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    markWanted(directory, name);
+    await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
+  } catch (error) {
+    process.stderr.write(
+      `pms-backup wal-fetch ${name}: prefetch not started (${(error as Error).message}); fetching one segment at a time\n`,
+    );
   }
 }

@@ -174,7 +174,9 @@ export class FsStorage implements Storage {
       throw this.#notFound(key);
     }
     // The open handle pins this version of the object even if it is replaced meanwhile.
-    return handle.createReadStream(options.signal ? { signal: options.signal } : {});
+    // 1 MiB reads: every consumer decrypts and decompresses, and per-chunk costs (OpenPGP's web
+    // stream hops, pipe writes to zstd) dominate at the default 64 KiB.
+    return handle.createReadStream({ highWaterMark: 1 << 20, ...(options.signal ? { signal: options.signal } : {}) });
   }
 
   async getBytes(key: string): Promise<Buffer> {

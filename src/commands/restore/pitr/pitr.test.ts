@@ -128,7 +128,13 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
     assert.equal(await first.psql('SELECT count(*) FROM reading', 'patient_telemetry'), '2000');
     assert.equal((await first.psql('SELECT pg_walfile_name(pg_current_wal_lsn())')).slice(0, 8), '00000002');
     const auto = readFileSync(join(first.dataDir, 'postgresql.auto.conf'), 'utf8');
-    assert.ok(auto.includes(`restore_command = '''${process.execPath}'' ''${binPath('pms-backup')}'' wal-fetch %f %p'`), auto);
+    const system = await source.psql('SELECT system_identifier FROM pg_control_system()');
+    assert.ok(
+      auto.includes(
+        `restore_command = 'mv -f pg_wal/.pms-prefetch/${system}/%f %p 2>/dev/null || exec ''${process.execPath}'' ''${binPath('pms-backup')}'' wal-fetch %f %p'`,
+      ),
+      auto,
+    );
     assert.ok(auto.includes(`recovery_target_time = '${t1.toISOString().replace('T', ' ').replace('Z', '+00')}'`), auto);
     assert.ok(auto.includes("recovery_target_action = 'promote'"));
   });

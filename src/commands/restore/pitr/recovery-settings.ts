@@ -34,6 +34,32 @@ export function restoreCommand(node = process.execPath, bin = pmsBackupBin(), op
 }
 
 /**
+ * restore_command for a data directory restore --pitr prepared: the shell first tries to move
+ * the segment out of the prefetch spool (pg_wal/.pms-prefetch/<system id>/, see
+ * commands/wal-fetch/prefetch/spool.ts), and starts Node only on a miss. A segment enters that
+ * directory only after every check wal-fetch makes, and the path binds it to this system, the
+ * timeline in its name and the trust mode; so the shell hit serves exactly what wal-fetch's own
+ * fast path would, without a Node start per segment, which on a busy server costs more than
+ * PostgreSQL spends replaying the segment. (wal-fetch's fast path additionally re-reads the
+ * page header and refuses entries older than an hour; the prefetcher sweeps those too.)
+ */
+export function spoolFirstRestoreCommand(
+  systemIdentifier: string,
+  node = process.execPath,
+  bin = pmsBackupBin(),
+  options: { allowUnsigned?: boolean } = {},
+): string {
+  if (!/^\d+$/.test(systemIdentifier)) throw new RangeError(`not a system identifier: ${systemIdentifier}`);
+  const spooled = `pg_wal/.pms-prefetch/${systemIdentifier}${options.allowUnsigned ? '-unsigned' : ''}/%f`;
+  return `mv -f ${spooled} %p 2>/dev/null || exec ${restoreCommand(node, bin, options)}`;
+}
+
+/** recovery_end_command: stops wal-fetch's prefetcher and removes its spool. */
+export function prefetchCleanCommand(node = process.execPath, bin = pmsBackupBin()): string {
+  return `${shellQuote(node)} ${shellQuote(bin)} wal-prefetch clean`;
+}
+
+/**
  * recovery_target_time in the form PostgreSQL's GUC check accepts ("2026-11-23 14:06:00.000+00");
  * it rejects the ISO form with T and Z that timestamptz input would take.
  */
@@ -43,6 +69,8 @@ export function postgresTimestamp(time: Date): string {
 
 export interface RecoverySettings {
   readonly restoreCommand: string;
+  /** Run once recovery ended (wal-fetch's prefetch spool is removed by it). */
+  readonly recoveryEndCommand?: string;
   readonly target: TargetTime;
   /** Extra settings (e.g. archive_mode = off for a throwaway verification server). */
   readonly extra?: Readonly<Record<string, string>>;
@@ -58,6 +86,7 @@ export function recoveryConfText(settings: RecoverySettings, note: string): stri
     `primary_conninfo = ''`,
     `primary_slot_name = ''`,
   ];
+  if (settings.recoveryEndCommand !== undefined) lines.push(`recovery_end_command = ${confString(settings.recoveryEndCommand)}`);
   if (settings.target !== 'latest') {
     lines.push(`recovery_target_time = ${confString(postgresTimestamp(settings.target))}`, `recovery_target_action = 'promote'`);
   }

@@ -1,8 +1,18 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { test } from 'node:test';
-import { archiveCommand, pmsBackupBin, postgresTimestamp, recoveryConfText, restoreCommand } from './recovery-settings.js';
+import {
+  archiveCommand,
+  pmsBackupBin,
+  postgresTimestamp,
+  prefetchCleanCommand,
+  recoveryConfText,
+  restoreCommand,
+  spoolFirstRestoreCommand,
+} from './recovery-settings.js';
 
 /**
  * Reads a postgresql.conf line the way PostgreSQL 15's guc-file.l does: a quoted value ends at
@@ -120,4 +130,32 @@ test('the pms-backup this installation runs as restore_command exists at the pat
   const bin = pmsBackupBin();
   assert.equal(basename(bin), 'pms-backup.js');
   assert.ok(existsSync(bin), `${bin} does not exist: the path from dist/ to bin/ is wrong`);
+});
+
+test("restore --pitr's restore_command takes a spooled segment with mv and starts wal-fetch only on a miss", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pms-restore-command-'));
+  try {
+    // /bin/echo stands in for node: it prints the wal-fetch command line it would have run.
+    const command = spoolFirstRestoreCommand('7300000000000000001', '/bin/echo', "/opt/it's/bin.js");
+    const settings = settingsOf(
+      recoveryConfText({ restoreCommand: command, recoveryEndCommand: prefetchCleanCommand('/bin/echo', '/b.js'), target: 'latest' }, 'n'),
+    );
+    assert.equal(settings.get('restore_command'), command, 'PostgreSQL reads back the command written');
+    assert.equal(settings.get('recovery_end_command'), "'/bin/echo' '/b.js' wal-prefetch clean");
+    // As PostgreSQL runs it: %f and %p substituted, through sh, in the data directory.
+    const runAs = (name: string) =>
+      execFileSync('/bin/sh', ['-c', command.replaceAll('%f', name).replaceAll('%p', 'pg_wal/RECOVERYXLOG')], { cwd: dir }).toString();
+    mkdirSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001'), { recursive: true });
+    writeFileSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001', '000000010000000000000003'), 'spooled');
+    assert.equal(runAs('000000010000000000000003'), '', 'a hit starts nothing');
+    assert.equal(readFileSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), 'utf8'), 'spooled');
+    assert.ok(!existsSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001', '000000010000000000000003')));
+    assert.equal(runAs('000000010000000000000004'), "/opt/it's/bin.js wal-fetch 000000010000000000000004 pg_wal/RECOVERYXLOG\n");
+    assert.equal(runAs('00000002.history'), "/opt/it's/bin.js wal-fetch 00000002.history pg_wal/RECOVERYXLOG\n");
+    const unsigned = spoolFirstRestoreCommand('7300000000000000001', '/bin/echo', '/b.js', { allowUnsigned: true });
+    assert.ok(unsigned.includes('.pms-prefetch/7300000000000000001-unsigned/%f') && unsigned.endsWith('wal-fetch --allow-unsigned %f %p'));
+    assert.throws(() => spoolFirstRestoreCommand('1; rm -rf /'), RangeError);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

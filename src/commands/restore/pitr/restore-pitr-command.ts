@@ -29,6 +29,7 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
         trust: trustPolicy,
         target,
         dataDir: options.pgdata,
+        prefetch: config.operations.walPrefetch > 0,
         ...(options.base === undefined ? {} : { base: options.base }),
         onProgress: (done, total) => progress.update(`unpacking: ${formatBytes(done)} of ${formatBytes(total)}`),
       }).finally(() => progress.done());

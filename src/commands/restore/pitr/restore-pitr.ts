@@ -3,7 +3,7 @@ import type { DecryptionKeys } from '../../../crypto/keys.js';
 import type { TrustPolicy } from '../../../crypto/signing.js';
 import type { Storage } from '../../../storage/storage.js';
 import { type TargetTime, chooseBaseBackup } from './choose-base-backup.js';
-import { restoreCommand, writeRecoverySettings } from './recovery-settings.js';
+import { prefetchCleanCommand, restoreCommand, spoolFirstRestoreCommand, writeRecoverySettings } from './recovery-settings.js';
 import { prepareTargetDirectory } from './target-directory.js';
 import { unpackBaseBackup } from './unpack-base-backup.js';
 
@@ -18,6 +18,8 @@ export interface PitrRestoreOptions {
   readonly base?: string;
   readonly onProgress?: (fetchedBytes: number, totalBytes: number) => void;
   readonly signal?: AbortSignal;
+  /** false (BACKUP_WAL_PREFETCH=0): restore_command is plain wal-fetch, without the spool check. */
+  readonly prefetch?: boolean;
 }
 
 export interface PitrRestoreResult {
@@ -50,11 +52,15 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const command = restoreCommand(undefined, undefined, { allowUnsigned: options.trust.allowUnsigned ?? false });
+    const allowUnsigned = options.trust.allowUnsigned ?? false;
+    const command =
+      options.prefetch === false
+        ? restoreCommand(undefined, undefined, { allowUnsigned })
+        : spoolFirstRestoreCommand(base.systemIdentifier, undefined, undefined, { allowUnsigned });
     const target = options.target === 'latest' ? 'latest' : options.target.toISOString();
     await writeRecoverySettings(
       directory.path,
-      { restoreCommand: command, target: options.target },
+      { restoreCommand: command, recoveryEndCommand: prefetchCleanCommand(), target: options.target },
       `pms-backup restore --pitr: base backup ${base.id}, target ${target}`,
     );
     return {

@@ -24,7 +24,8 @@ export interface UnpackOptions {
 }
 
 /**
- * repository → OpenPGP → zstd -d → `tar -x` into the data directory, streamed; then the
+ * repository → OpenPGP → zstd -d → `tar -x` into the data directory, streamed (the three stages
+ * overlap: OpenPGP in this process, zstd and tar as children joined by pipes); then the
  * server's backup_manifest (a second object since base backups are compressed by the server)
  * is written beside the files, where pg_basebackup would have put it, so pg_verifybackup can
  * check the copy. The caller must treat the directory as garbage unless this resolves: the
@@ -33,6 +34,21 @@ export interface UnpackOptions {
 export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes: number }> {
   const object = options.manifest.objects[0];
   if (!object) throw new PmsError('PMS_ERR_MANIFEST', `manifest of ${options.manifest.id} lists no objects`);
+  const serverManifest = options.manifest.objects[1];
+  // Fetched and checked while the tar streams (it is independent of it), written only after
+  // the extracted tree passed inspection.
+  const serverManifestBytes = serverManifest
+    ? readEncryptedBytes({
+        storage: options.storage,
+        key: serverManifest.key,
+        keys: options.keys,
+        trust: options.trust,
+        stored: serverManifest,
+        decompress: false,
+        ...(options.signal ? { signal: options.signal } : {}),
+      })
+    : undefined;
+  serverManifestBytes?.catch(() => undefined);
   try {
     const opened = await openEncrypted({
       storage: options.storage,
@@ -55,17 +71,8 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
     });
     // Before anything else is written here: a crafted tar may have planted links to follow.
     await inspectExtracted(options.dataDir, options.manifest.id);
-    const serverManifest = options.manifest.objects[1];
-    if (serverManifest) {
-      const bytes = await readEncryptedBytes({
-        storage: options.storage,
-        key: serverManifest.key,
-        keys: options.keys,
-        trust: options.trust,
-        stored: serverManifest,
-        decompress: false,
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
+    if (serverManifest && serverManifestBytes) {
+      const bytes = await serverManifestBytes;
       // Created exclusively and chowned through its descriptor (never by path: the directory
       // belongs to the server's OS user), owned like the files tar just wrote.
       const fd = openSync(join(options.dataDir, 'backup_manifest'), 'wx', 0o600);

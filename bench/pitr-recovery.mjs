@@ -1,0 +1,262 @@
+#!/usr/bin/env node
+// Benchmark (issue 15): on one cluster in one run, with the same base backup contents and the same
+// archived WAL (>= 150 16 MiB segments after the base backups), compare
+//   a. pms-backup restore --pitr --target-time latest, then PostgreSQL replaying through
+//      restore_command (wal-fetch with the prefetch spool) to the end of the archive;
+//   b. pgBackRest 2.45 restore, then replay through archive-get with archive-async
+//      (archive-get-queue-max 1 GiB, process-max 2);
+//   c. the floor: our base backup unpacked with every segment already in pg_wal, no
+//      restore_command (PostgreSQL replaying alone).
+// Each run is timed as restore (unpacking the base backup) + replay (pg_ctl start -w with
+// hot_standby off, which returns once recovery ended and the server accepts connections).
+// Every archive_command pushes each segment to both archives and a plain copy, so all three
+// replay the very same WAL. Restored servers run with archive_mode off (nothing flows back).
+// Usage: node bench/pitr-recovery.mjs [segments=150] [rounds=2]
+// Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
+import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
+import { binPath } from '../dist/testing/run-cli.js';
+
+const wantSegments = Number(process.argv[2] ?? 150);
+const rounds = Number(process.argv[3] ?? 2);
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+const PG_UID = 101;
+const PG_GID = 104;
+
+function run(cmd, args, { env, runAs, stdout = 'ignore' } = {}) {
+  return new Promise((resolve, reject) => {
+    const [file, argv] = runAs ? ['runuser', ['-u', runAs, '--', cmd, ...args]] : [cmd, args];
+    const child = spawn(file, argv, { env: env ?? process.env, stdio: ['ignore', stdout, 'pipe'] });
+    let err = '';
+    let out = '';
+    child.stderr.on('data', (c) => (err += c));
+    if (stdout === 'pipe') child.stdout.on('data', (c) => (out += c));
+    child.once('error', reject);
+    child.once('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-1500)}`)),
+    );
+  });
+}
+
+async function timed(fn) {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'pms-bench-pitr-'));
+chmodSync(work, 0o755);
+const key = await generateGpgKeyPair({ name: 'PMS Bench' });
+chownSync(key.privateKeyFile, PG_UID, PG_GID);
+const repo = join(work, 'repo');
+mkdirSync(repo, { mode: 0o700 });
+chownSync(repo, PG_UID, PG_GID);
+const copies = join(work, 'wal-copies');
+mkdirSync(copies);
+chownSync(copies, PG_UID, PG_GID);
+const env = {
+  BACKUP_REPOSITORY: `file://${repo}`,
+  ...signingEnv(key),
+  BACKUP_GPG_PUBLIC_KEY_FILE: key.publicKeyFile,
+  BACKUP_GPG_KEY_ID: key.fingerprint,
+  BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile,
+  BACKUP_LOG_DIR: join(work, 'logs'),
+};
+const br = join(work, 'pgbackrest');
+for (const dir of ['repo', 'log', 'lock', 'spool']) mkdirSync(join(br, dir), { recursive: true });
+const brConf = join(br, 'pgbackrest.conf');
+const conf = [`--config=${brConf}`, '--stanza=bench'];
+const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+const archiveCommand = [
+  `${q(process.execPath)} ${q(binPath('pms-backup'))} wal-push %p`,
+  `pgbackrest ${conf.join(' ')} archive-push %p`,
+  `cp %p ${copies}/%f`,
+].join(' && ');
+const cluster = await startThrowawayCluster({
+  durable: true,
+  settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand, max_wal_size: '4GB', fsync: true },
+  serverEnv: env,
+});
+const results = { ours: [], pgbr: [], floor: [] };
+try {
+  writeFileSync(
+    brConf,
+    [
+      '[global]',
+      `repo1-path=${join(br, 'repo')}`,
+      'repo1-cipher-type=aes-256-cbc',
+      'repo1-cipher-pass=bench-only-not-a-secret',
+      'repo1-retention-full=9',
+      'compress-type=zst',
+      'compress-level=3',
+      'process-max=2',
+      'archive-async=y',
+      'archive-get-queue-max=1GiB',
+      `spool-path=${join(br, 'spool')}`,
+      `log-path=${join(br, 'log')}`,
+      `lock-path=${join(br, 'lock')}`,
+      'start-fast=y',
+      'archive-check=n',
+      '[bench]',
+      `pg1-path=${cluster.dataDir}`,
+      `pg1-port=${cluster.port}`,
+      `pg1-socket-path=${cluster.socketDir}`,
+      '',
+    ].join('\n'),
+  );
+  await run('chown', ['-R', 'postgres:postgres', br]);
+  await run('pgbackrest', [...conf, 'stanza-create'], { runAs: 'postgres' });
+  await cluster.psql('CREATE TABLE reading (id bigserial PRIMARY KEY, device int, value double precision, note text)');
+  await cluster.psql('INSERT INTO reading (device, value, note) SELECT g % 500, random(), md5(g::text) FROM generate_series(1, 200000) g');
+  const backlog = async () => Number(await cluster.psql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"));
+  const drain = async () => {
+    await cluster.psql('SELECT pg_switch_wal()');
+    for (let n = await backlog(); n > 0; n = await backlog()) await sleep(500);
+  };
+  await drain();
+
+  // Both base backups, back to back, so the WAL after them is the same.
+  await run(process.execPath, [binPath('pms-backup'), 'base-backup'], {
+    env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env },
+  });
+  await run('pgbackrest', [...conf, '--type=full', 'backup'], { runAs: 'postgres' });
+  const startLsn = await cluster.psql('SELECT pg_current_wal_lsn()');
+  // Telemetry-like WAL: inserts of new readings and updates of recent ones, until enough segments.
+  const generated = async () => Number(await cluster.psql(`SELECT (pg_current_wal_lsn() - '${startLsn}'::pg_lsn) / (16*1024*1024)`));
+  while ((await generated()) < wantSegments) {
+    await cluster.psql(
+      'INSERT INTO reading (device, value, note) SELECT g % 500, random(), md5(g::text) FROM generate_series(1, 400000) g; UPDATE reading SET value = value + 1 WHERE id % 7 = 0 AND id > (SELECT max(id) - 300000 FROM reading)',
+    );
+  }
+  const drainStart = Date.now();
+  await drain();
+  const expected = await cluster.psql('SELECT count(*), sum(value)::numeric(20,3) FROM reading');
+  const segments = readdirSync(copies).filter((f) => /^[0-9A-F]{24}$/.test(f)).length;
+  const load = (await run('cat', ['/proc/loadavg'], { stdout: 'pipe' })).trim();
+  console.log(
+    `cluster: ${await generated()} segments of WAL after the base backups (${segments} archived in all); archive drained in ${((Date.now() - drainStart) / 1000).toFixed(1)} s; load average ${load}`,
+  );
+
+  const parent = join(work, 'restores');
+  mkdirSync(parent);
+  chownSync(parent, PG_UID, PG_GID);
+  const socket = join(work, 'sock');
+  mkdirSync(socket);
+  chownSync(socket, PG_UID, PG_GID);
+
+  /** pg_ctl start -w on a restored directory: returns when recovery ended and the server is up. */
+  async function replay(dataDir, serverEnv) {
+    const port = await freePort();
+    const options = `-p ${port} -k ${socket} -c listen_addresses= -c archive_mode=off -c hot_standby=off`;
+    const log = `${dataDir}.log`;
+    // pg_ctl -w returns while recovery still runs (hot_standby off or not): the end is the
+    // server's own "ready to accept connections" line, polled in its log.
+    const seconds = await timed(async () => {
+      await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-l', log, '-W', '-o', options, 'start'], {
+        runAs: 'postgres',
+        env: { PATH: process.env.PATH, ...serverEnv },
+      });
+      for (;;) {
+        const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
+        if (/database system is ready to accept connections/.test(text)) return;
+        if (/FATAL|PANIC/.test(text) && !/the database system is starting up/.test(text))
+          throw new Error(`${dataDir}: ${text.slice(-1500)}`);
+        await sleep(100);
+      }
+    });
+    const rows = await run(
+      `${PG_BIN}/psql`,
+      [
+        '-X',
+        '-qAt',
+        '-h',
+        socket,
+        '-p',
+        String(port),
+        '-U',
+        'postgres',
+        '-d',
+        'postgres',
+        '-c',
+        'SELECT count(*), sum(value)::numeric(20,3) FROM reading',
+      ],
+      {
+        stdout: 'pipe',
+      },
+    );
+    await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-w', '-m', 'immediate', 'stop'], { runAs: 'postgres' });
+    if (rows.trim() !== expected) throw new Error(`${dataDir}: recovered ${rows.trim()}, expected ${expected}`);
+    return seconds;
+  }
+
+  const ourRestore = (dataDir) =>
+    run(process.execPath, [binPath('pms-backup'), 'restore', '--pitr', '--target-time', 'latest', '--pgdata', dataDir], {
+      env: { ...process.env, ...env },
+    });
+
+  for (let round = 0; round < rounds; round++) {
+    const ours = join(parent, `ours-${round}`);
+    const restoreOurs = await timed(() => ourRestore(ours));
+    const replayOurs = await replay(ours, env);
+    results.ours.push({ restore: restoreOurs, replay: replayOurs });
+    rmSync(ours, { recursive: true, force: true });
+
+    const pgbr = join(parent, `pgbr-${round}`);
+    mkdirSync(pgbr, { mode: 0o700 });
+    chownSync(pgbr, PG_UID, PG_GID);
+    rmSync(join(br, 'spool'), { recursive: true, force: true });
+    mkdirSync(join(br, 'spool'));
+    chownSync(join(br, 'spool'), PG_UID, PG_GID);
+    const restorePgbr = await timed(() => run('pgbackrest', [...conf, `--pg1-path=${pgbr}`, 'restore'], { runAs: 'postgres' }));
+    const replayPgbr = await replay(pgbr, {});
+    results.pgbr.push({ restore: restorePgbr, replay: replayPgbr });
+    rmSync(pgbr, { recursive: true, force: true });
+
+    // The floor: the same base backup, every archived segment already in pg_wal, no
+    // restore_command and no recovery.signal: PostgreSQL replays from backup_label to the end of pg_wal.
+    const floor = join(parent, `floor-${round}`);
+    await ourRestore(floor);
+    rmSync(join(floor, 'recovery.signal'));
+    for (const f of readdirSync(copies)) if (/^[0-9A-F]{24}$/.test(f)) cpSync(join(copies, f), join(floor, 'pg_wal', f));
+    await run('chown', ['-R', 'postgres:postgres', join(floor, 'pg_wal')]);
+    await run('sync', []);
+    const replayFloor = await replay(floor, {});
+    results.floor.push({ restore: 0, replay: replayFloor });
+    rmSync(floor, { recursive: true, force: true });
+
+    const total = (r) => r.restore + r.replay;
+    const o = results.ours[round];
+    const p = results.pgbr[round];
+    console.log(
+      `round ${round}: ours restore ${o.restore.toFixed(1)} s + replay ${o.replay.toFixed(1)} s = ${total(o).toFixed(1)} s; pgBackRest async ${p.restore.toFixed(1)} + ${p.replay.toFixed(1)} = ${total(p).toFixed(1)} s; floor replay ${replayFloor.toFixed(1)} s`,
+    );
+    console.log(
+      `round ${round}: ours / pgBackRest async = ${(total(o) / total(p)).toFixed(2)} (goal <= 0.8); our replay / floor = ${(o.replay / replayFloor).toFixed(2)} (goal <= 1.5); pgBackRest replay / floor = ${(p.replay / replayFloor).toFixed(2)}; restore ours / pgBackRest = ${(o.restore / p.restore).toFixed(2)}`,
+    );
+  }
+  const spread = (values) => `${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)}`;
+  const total = (r) => r.restore + r.replay;
+  console.log(
+    `spread over ${rounds} rounds: ours / pgBackRest async ${spread(results.ours.map((o, i) => total(o) / total(results.pgbr[i])))}; our replay / floor ${spread(results.ours.map((o, i) => o.replay / results.floor[i].replay))}; restore ours / pgBackRest ${spread(results.ours.map((o, i) => o.restore / results.pgbr[i].restore))}; load average now ${(await run('cat', ['/proc/loadavg'], { stdout: 'pipe' })).trim()}`,
+  );
+} finally {
+  await cluster.destroy();
+  key.remove();
+  if (!process.env.PMS_BENCH_KEEP) rmSync(work, { recursive: true, force: true });
+}

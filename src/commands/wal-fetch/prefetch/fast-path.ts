@@ -1,0 +1,55 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readControlSystemIdentifier } from '../../../wal/wal-page-header.js';
+import { inFlight, isSpoolable, livePrefetcher, markWanted, spoolDirectory, takeFromSpool } from './spool.js';
+
+/** How long a request waits for a segment the prefetcher is fetching right now before fetching it itself. */
+const IN_FLIGHT_WAIT_MS = 60_000;
+const POLL_MS = 10;
+
+/**
+ * `wal-fetch [--allow-unsigned] %f %p` answered from the prefetch spool, before the CLI parser,
+ * the configuration, keys, the S3 SDK or OpenPGP are loaded: PostgreSQL waits for every
+ * restore_command call, so a hit costs a Node start, a rename and nothing else. Returns false
+ * for anything it does not handle (a miss, other arguments, any error), and the caller runs the
+ * ordinary wal-fetch, which is always correct; the exit contract is theirs.
+ */
+export async function serveFromSpool(args: readonly string[], dataDir = process.cwd()): Promise<boolean> {
+  const allowUnsigned = args[0] === '--allow-unsigned';
+  const rest = allowUnsigned ? args.slice(1) : args;
+  if (rest.length !== 2) return false;
+  const [name, destination] = rest as [string, string];
+  if (!isSpoolable(name) || destination.startsWith('-')) return false;
+  let directory: string;
+  let systemIdentifier: string;
+  try {
+    systemIdentifier = await readControlSystemIdentifier(dataDir);
+    directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
+    const served =
+      takeFromSpool(directory, name, destination, systemIdentifier) ||
+      (await waitForInFlight(dataDir, directory, name, destination, systemIdentifier));
+    if (!served) return false;
+  } catch {
+    return false;
+  }
+  try {
+    markWanted(directory, name);
+    if (livePrefetcher(dataDir) === undefined) {
+      // It went idle (PostgreSQL was slow to ask): start it again for the segments after this one.
+      const { ensurePrefetcher } = await import('./start-prefetcher.js');
+      await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
+    }
+  } catch {
+    // The segment is served; a prefetcher that cannot start only means later calls fetch themselves.
+  }
+  return true;
+}
+
+/** The prefetcher is fetching this very segment: waiting for it is cheaper than fetching it twice. */
+async function waitForInFlight(dataDir: string, directory: string, name: string, destination: string, systemIdentifier: string) {
+  const deadline = Date.now() + IN_FLIGHT_WAIT_MS;
+  while (inFlight(directory, name) && livePrefetcher(dataDir) !== undefined && Date.now() < deadline) {
+    await sleep(POLL_MS);
+    if (takeFromSpool(directory, name, destination, systemIdentifier)) return true;
+  }
+  return takeFromSpool(directory, name, destination, systemIdentifier);
+}

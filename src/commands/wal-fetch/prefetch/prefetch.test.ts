@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { type DecryptionKeys, loadDecryptionKeys } from '../../../crypto/keys.js';
+import { type TrustPolicy, loadTrustedSigners } from '../../../crypto/signing.js';
+import { startThrowawayCluster, type ThrowawayCluster } from '../../../postgres/throwaway-cluster.js';
+import { FsStorage } from '../../../storage/fs/fs-storage.js';
+import { type ArchiveFixture, createArchiveFixture } from '../../../testing/archive-fixture.js';
+import { runCli } from '../../../testing/run-cli.js';
+import { parseWalFileName } from '../../../wal/wal-file-name.js';
+import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
+import { restorePitr } from '../../restore/pitr/restore-pitr.js';
+import { runPrefetcher } from './prefetcher.js';
+import { SPOOL_ROOT, markWanted, spoolDirectory } from './spool.js';
+
+let fixture: ArchiveFixture;
+let source: ThrowawayCluster;
+const restored: ThrowawayCluster[] = [];
+let keys: DecryptionKeys;
+let trust: TrustPolicy;
+let env: Record<string, string>;
+let systemIdentifier: string;
+let expectedRows: string;
+/** Segments archived after the base backup, oldest first. */
+let archived: string[];
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, seconds = 120): Promise<T> {
+  for (let i = 0; i < seconds * 20; i += 1) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const serverLog = (cluster: ThrowawayCluster) => readFileSync(join(dirname(cluster.dataDir), 'server.log'), 'utf8');
+const rows = (cluster: ThrowawayCluster) => cluster.psql('SELECT count(*), sum(value) FROM reading', 'patient_telemetry');
+
+/** restore --pitr (as the command does it) into a fresh directory and start PostgreSQL on it. */
+async function restoreAndStart(
+  serverEnv: Record<string, string>,
+  options: { prefetch?: boolean; beforeStart?: (dataDir: string) => void; waitForPromotion?: boolean } = {},
+): Promise<ThrowawayCluster> {
+  const cluster = await startThrowawayCluster({
+    settings: {},
+    serverEnv,
+    populate: async (dataDir) => {
+      await restorePitr({
+        storage: new FsStorage(fixture.repoRoot),
+        keys,
+        trust,
+        target: 'latest',
+        dataDir,
+        prefetch: options.prefetch ?? true,
+      });
+      options.beforeStart?.(dataDir);
+    },
+  });
+  restored.push(cluster);
+  if (options.waitForPromotion !== false) {
+    await waitFor('recovery to finish and promote', async () =>
+      (await cluster.psql('SELECT pg_is_in_recovery()')) === 'f' ? true : undefined,
+    );
+  }
+  return cluster;
+}
+
+before(async () => {
+  fixture = await createArchiveFixture('prefetch-test');
+  env = { ...fixture.env };
+  keys = await loadDecryptionKeys(fixture.key.privateKeyFile, fixture.key.passphraseFile);
+  trust = { trusted: await loadTrustedSigners(fixture.key.publicKeyFile) };
+  source = await startThrowawayCluster({
+    settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand() },
+    serverEnv: env,
+  });
+  systemIdentifier = await source.psql('SELECT system_identifier FROM pg_control_system()');
+  await source.psql('CREATE DATABASE patient_telemetry');
+  await source.psql('CREATE TABLE reading (id bigserial PRIMARY KEY, value int)', 'patient_telemetry');
+  const backup = await runCli('pms-backup', ['base-backup', '--json'], { ...source.postgresEnv, ...env });
+  assert.equal(backup.code, 0, backup.stderr);
+  // Six segments after the base backup, each holding rows: enough for the prefetcher to run
+  // ahead of recovery, few enough to keep the file quick.
+  for (let i = 1; i <= 6; i += 1) {
+    await source.psql(`INSERT INTO reading (value) SELECT g * ${i} FROM generate_series(1, 2000) g`, 'patient_telemetry');
+    await source.psql('SELECT pg_switch_wal()');
+  }
+  const last = await source.psql('SELECT pg_walfile_name(pg_current_wal_lsn() - 1)');
+  await waitFor(`${last} archived`, async () =>
+    (await source.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= last ? true : undefined,
+  );
+  expectedRows = await rows(source);
+  archived = readdirSync(join(fixture.repoRoot, 'wal', '00000001'))
+    .map((key) => key.replace(/\.zst\.gpg$/, ''))
+    .filter((name) => parseWalFileName(name)?.kind === 'segment')
+    .sort();
+});
+
+after(async () => {
+  for (const cluster of restored) await cluster.destroy().catch(() => undefined);
+  await source?.destroy();
+  fixture?.remove();
+});
+
+describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)', () => {
+  test('recovery through restore --pitr with prefetch reaches the same rows, served from the spool, and the spool is gone afterwards', async () => {
+    const cluster = await restoreAndStart(env);
+    assert.equal(await rows(cluster), expectedRows);
+    const auto = readFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), 'utf8');
+    assert.match(auto, new RegExp(`restore_command = 'mv -f pg_wal/\\.pms-prefetch/${systemIdentifier}/%f %p 2>/dev/null \\|\\| exec `));
+    assert.match(auto, /recovery_end_command = .* wal-prefetch clean'/);
+    await waitFor('the spool removed by recovery_end_command', async () =>
+      existsSync(join(cluster.dataDir, SPOOL_ROOT)) ? undefined : true,
+    );
+    const log = serverLog(cluster);
+    const exit = /prefetcher exits \([a-z-]+\): (\d+) fetched, (\d+) failed/.exec(log);
+    assert.ok(exit, log);
+    assert.ok(Number(exit[1]) >= 3, `the prefetcher fetched ahead of recovery: ${exit[0]}`);
+    assert.equal(exit[2], '0');
+  });
+
+  test('a restart of recovery mid-way resumes from the spool the first run left and reaches the same rows', async () => {
+    // Recovery pauses at a target inside the archive (deterministically mid-way), with segments
+    // beyond it already spooled; the server is then killed and restarted without the target.
+    const middle = archived[Math.floor(archived.length / 2)]!;
+    const lsn = `${Number.parseInt(middle.slice(8, 16), 16).toString(16)}/${(Number.parseInt(middle.slice(16), 16) * 0x1000000).toString(16)}`;
+    const cluster = await restoreAndStart(env, {
+      waitForPromotion: false,
+      beforeStart: (dataDir) =>
+        appendFileSync(join(dataDir, 'postgresql.auto.conf'), `recovery_target_lsn = '${lsn}'\nrecovery_target_action = 'pause'\n`),
+    });
+    await waitFor('recovery paused at the target', async () =>
+      (await cluster.psql('SELECT pg_get_wal_replay_pause_state()')) === 'paused' ? true : undefined,
+    );
+    const spool = spoolDirectory(cluster.dataDir, systemIdentifier, false);
+    const spooled = await waitFor('segments spooled beyond the target', async () => {
+      const entries = readdirSync(spool).filter((entry) => parseWalFileName(entry)?.kind === 'segment');
+      return entries.length >= 2 ? entries : undefined;
+    });
+    assert.ok(
+      spooled.some((entry) => entry > middle),
+      spooled.join(', '),
+    );
+    // The prefetcher (alive: recovery took a segment moments ago) holds no BACKUP_* or AWS_*
+    // in its environment and nothing but its subcommand in argv.
+    const pid = readFileSync(join(cluster.dataDir, SPOOL_ROOT, 'prefetcher.lock'), 'utf8').trim();
+    const environment = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+    assert.deepEqual(
+      environment.map((entry) => entry.slice(0, entry.indexOf('='))).filter((name) => !/^(PATH|LANG|LANGUAGE|TZ|TMPDIR|LC_.*)$/.test(name)),
+      [],
+    );
+    assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(2), ['wal-prefetch', 'run']);
+    await cluster.stop('immediate');
+    appendFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), `recovery_target_lsn = ''\n`);
+    await cluster.start();
+    await waitFor('recovery to finish and promote', async () =>
+      (await cluster.psql('SELECT pg_is_in_recovery()')) === 'f' ? true : undefined,
+    );
+    assert.equal(await rows(cluster), expectedRows);
+    await waitFor('the spool removed', async () => (existsSync(join(cluster.dataDir, SPOOL_ROOT)) ? undefined : true));
+  });
+
+  test('a tampered object never enters the spool, and wal-fetch of it exits 200 leaving nothing at %p', async () => {
+    // One segment's ciphertext changed in the middle, in place (the file repository keys an
+    // object's metadata to its inode), and put back afterwards.
+    const repo = fixture.repoRoot;
+    const victim = archived[2]!;
+    const object = join(repo, 'wal', '00000001', `${victim}.zst.gpg`);
+    const original = readFileSync(object);
+    const bytes = Buffer.from(original);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = (bytes[at] ?? 0) ^ 0x40;
+    writeFileSync(object, bytes);
+    try {
+      // A data directory of this system: its pg_control is all wal-fetch reads of it.
+      const dataDir = join(fixture.work, 'tampered-data');
+      mkdirSync(join(dataDir, 'global'), { recursive: true });
+      mkdirSync(join(dataDir, 'pg_wal'));
+      // As a server in archive recovery has it (DBState 5 at offset 16): the source is in production.
+      const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
+      control.writeUInt32LE(5, 16);
+      writeFileSync(join(dataDir, 'global', 'pg_control'), control);
+      const directory = spoolDirectory(dataDir, systemIdentifier, false);
+      mkdirSync(directory, { recursive: true });
+      markWanted(directory, archived[0]!);
+      const logged: string[] = [];
+      const outcome = await runPrefetcher({
+        storage: new FsStorage(repo),
+        keys,
+        trust,
+        dataDir,
+        directory,
+        systemIdentifier,
+        depth: 4,
+        maxBytes: 1 << 30,
+        idleMs: 0,
+        log: (line) => logged.push(line),
+      });
+      const spooled = readdirSync(directory).filter((entry) => parseWalFileName(entry)?.kind === 'segment');
+      assert.deepEqual(spooled, [archived[1], archived[3], archived[4]].filter(Boolean).sort(), logged.join('\n'));
+      assert.equal(outcome.failed, 1);
+      assert.match(
+        logged.join('\n'),
+        new RegExp(`${victim} failed.*PMS_ERR_INTEGRITY|${victim} failed.*(integrity|sha256|MDC|corrupt)`, 'i'),
+      );
+      assert.deepEqual(
+        readdirSync(directory).filter((entry) => entry.startsWith('.pms-fetch-') && !entry.includes('wanted')),
+        [],
+      );
+      // Recovery's own request for it: fetched fresh, refused, fatal for PostgreSQL.
+      const fetch = await runCli(
+        'pms-backup',
+        ['wal-fetch', victim, 'pg_wal/RECOVERYXLOG'],
+        { ...env, BACKUP_REPOSITORY: `file://${repo}`, BACKUP_WAL_PREFETCH: '0' },
+        { cwd: dataDir },
+      );
+      assert.equal(fetch.code, 200, fetch.stderr);
+      assert.ok(!existsSync(join(dataDir, 'pg_wal', 'RECOVERYXLOG')));
+      // A spooled neighbour is served by the fast path without any configuration at all.
+      const hit = await runCli('pms-backup', ['wal-fetch', archived[1]!, 'pg_wal/RECOVERYXLOG'], {}, { cwd: dataDir });
+      assert.equal(hit.code, 0, hit.stderr);
+      assert.ok(existsSync(join(dataDir, 'pg_wal', 'RECOVERYXLOG')));
+      assert.ok(!existsSync(join(directory, archived[1]!)), 'a hit is moved, not copied');
+    } finally {
+      writeFileSync(object, original);
+    }
+  });
+
+  test('BACKUP_WAL_PREFETCH=0: restore_command is plain wal-fetch, no spool is made, and recovery reaches the same rows', async () => {
+    const cluster = await restoreAndStart({ ...env, BACKUP_WAL_PREFETCH: '0' }, { prefetch: false });
+    assert.equal(await rows(cluster), expectedRows);
+    const auto = readFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), 'utf8');
+    assert.match(auto, /restore_command = '''[^']+'' ''[^']+'' wal-fetch %f %p'/);
+    // recovery_end_command echoes a prefetcher's log into the server's: there was none.
+    assert.doesNotMatch(serverLog(cluster), /prefetcher/);
+    assert.ok(!existsSync(join(cluster.dataDir, SPOOL_ROOT)));
+  });
+});

@@ -1,0 +1,221 @@
+import { type FSWatcher, closeSync, existsSync, openSync, readSync, readdirSync, rmSync, statSync, watch } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { DecryptionKeys } from '../../../crypto/keys.js';
+import type { ReaderTrust } from '../../../pipeline/open-encrypted.js';
+import type { Storage } from '../../../storage/storage.js';
+import { WAL_SEGMENT_BYTES, parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
+import { fetchWalFile } from '../fetch-wal-file.js';
+import { SPOOL_STALE_MS, isTemporary, readWanted, spoolRoot } from './spool.js';
+
+export interface PrefetcherOptions {
+  readonly storage: Storage;
+  readonly keys: DecryptionKeys;
+  readonly trust: ReaderTrust;
+  readonly dataDir: string;
+  /** This system's spool directory (spoolDirectory()). */
+  readonly directory: string;
+  readonly systemIdentifier: string;
+  /** Segments to keep spooled ahead of the last one recovery took (BACKUP_WAL_PREFETCH). */
+  readonly depth: number;
+  /** Spooled plus in-flight bytes never exceed this (BACKUP_WAL_PREFETCH_MAX_BYTES). */
+  readonly maxBytes: number;
+  /** Segments fetched at once. */
+  readonly concurrency?: number;
+  /** Exit after this long without recovery taking a segment. */
+  readonly idleMs?: number;
+  readonly log?: (line: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface PrefetcherOutcome {
+  readonly fetched: number;
+  readonly failed: number;
+  readonly reason: 'idle' | 'recovery-ended' | 'aborted';
+}
+
+/**
+ * The background half of wal-fetch: keeps segments N+1..N+depth fetched, verified (fetchWalFile:
+ * every check a wal-fetch makes) and decompressed in the spool, where N is the newest segment
+ * recovery asked for (the `wanted` file) or took from the spool (an entry disappeared). Runs
+ * until recovery ends (the spool is removed) or nothing was taken for idleMs. A segment that
+ * fails a check is logged and left out: recovery's own wal-fetch of it then fails with the
+ * reason (exit 200), so a tampered object can stop recovery but never enter the spool.
+ */
+export async function runPrefetcher(options: PrefetcherOptions): Promise<PrefetcherOutcome> {
+  const concurrency = options.concurrency ?? 3;
+  const idleMs = options.idleMs ?? 30_000;
+  const log = options.log ?? (() => undefined);
+  const inFlight = new Map<number, Promise<void>>();
+  const failed = new Set<number>();
+  /** Segments this process put in the spool and has not seen taken yet. */
+  const spooled = new Set<number>();
+  let timeline: number | undefined;
+  let base = -1;
+  let lastWanted: number | undefined;
+  let endOfArchive: number | undefined;
+  let lastProgress = Date.now();
+  let promotedAt: number | undefined;
+  let fetched = 0;
+  let wake: (() => void) | undefined;
+  const nudge = () => wake?.();
+  let watcher: FSWatcher | undefined;
+  try {
+    // Entries appearing and disappearing ('rename'), not every write to a file being fetched.
+    watcher = watch(options.directory, (event) => {
+      if (event === 'rename') nudge();
+    });
+    watcher.on('error', () => undefined);
+  } catch {
+    // Polling below still notices everything, only later.
+  }
+  removeLeftovers(options.directory);
+  try {
+    for (;;) {
+      if (options.signal?.aborted) return { fetched, failed: failed.size, reason: 'aborted' };
+      if (!existsSync(spoolRoot(options.dataDir)) || !existsSync(options.directory))
+        return { fetched, failed: failed.size, reason: 'recovery-ended' };
+      if (inProduction(options.dataDir)) {
+        // Recovery ended. recovery_end_command (wal-prefetch clean) normally stops us and removes
+        // the spool; a hand-written configuration without it must not leave segments in pg_wal.
+        promotedAt ??= Date.now();
+        if (Date.now() - promotedAt > END_GRACE_MS) {
+          rmSync(spoolRoot(options.dataDir), { recursive: true, force: true });
+          return { fetched, failed: failed.size, reason: 'recovery-ended' };
+        }
+      }
+      const wanted = parseWalFileName(readWanted(options.directory) ?? '');
+      if (wanted?.kind === 'segment' && wanted.timeline !== timeline) {
+        // A new timeline (or the first request): what was spooled for another one is useless.
+        timeline = wanted.timeline;
+        base = -1;
+        lastWanted = undefined;
+        spooled.clear();
+        failed.clear();
+        endOfArchive = undefined;
+      }
+      if (timeline === undefined) {
+        if (Date.now() - lastProgress > idleMs) return { fetched, failed: failed.size, reason: 'idle' };
+        await sleep(100);
+        continue;
+      }
+      const present = new Map<number, string>();
+      for (const entry of safeReaddir(options.directory)) {
+        const file = parseWalFileName(entry);
+        if (file?.kind === 'segment') present.set(file.segment, entry);
+      }
+      let advanced = false;
+      if (wanted?.kind === 'segment' && wanted.segment !== lastWanted) {
+        // A new request. Usually the next segment; an earlier one means recovery restarted from a
+        // restartpoint, and the window starts over from there (what is spooled beyond it stays).
+        lastWanted = wanted.segment;
+        base = wanted.segment;
+        advanced = true;
+      }
+      for (const segment of spooled) {
+        if (present.has(segment) || inFlight.has(segment)) continue;
+        spooled.delete(segment);
+        // Gone without us removing it: recovery took it (a rename onto %p).
+        if (segment > base) {
+          base = segment;
+          advanced = true;
+        }
+      }
+      if (advanced) {
+        lastProgress = Date.now();
+        endOfArchive = undefined;
+      }
+      const now = Date.now();
+      for (const [segment, entry] of present) {
+        const file = parseWalFileName(entry);
+        const stale = now - (statSync(join(options.directory, entry), { throwIfNoEntry: false })?.mtimeMs ?? now) > SPOOL_STALE_MS;
+        if (segment <= base || file?.kind !== 'segment' || file.timeline !== timeline || stale) {
+          rmSync(join(options.directory, entry), { force: true });
+          present.delete(segment);
+          spooled.delete(segment);
+        } else if (!spooled.has(segment)) {
+          // Spooled by an earlier prefetcher (recovery restarted): ours to track now.
+          spooled.add(segment);
+        }
+      }
+      for (let segment = base + 1; segment <= base + options.depth; segment += 1) {
+        if (inFlight.size >= concurrency) break;
+        if (endOfArchive !== undefined && segment >= endOfArchive) break;
+        if ((present.size + inFlight.size + 1) * WAL_SEGMENT_BYTES > options.maxBytes) break;
+        if (present.has(segment) || inFlight.has(segment) || failed.has(segment)) continue;
+        const tl = timeline;
+        const name = segmentName(tl, segment);
+        const job = fetchWalFile({
+          storage: options.storage,
+          keys: options.keys,
+          trust: options.trust,
+          name,
+          destination: join(options.directory, name),
+          systemIdentifier: options.systemIdentifier,
+          ...(options.signal ? { signal: options.signal } : {}),
+        })
+          .then((result) => {
+            if (result.outcome === 'fetched') {
+              fetched += 1;
+              if (tl === timeline) spooled.add(segment);
+            } else endOfArchive = Math.min(endOfArchive ?? segment, segment);
+          })
+          .catch((error: unknown) => {
+            failed.add(segment);
+            log(`prefetch of ${name} failed, left to wal-fetch: ${(error as Error).message ?? String(error)}`);
+          })
+          .finally(() => {
+            inFlight.delete(segment);
+            nudge();
+          });
+        inFlight.set(segment, job);
+      }
+      if (inFlight.size === 0 && Date.now() - lastProgress > idleMs) return { fetched, failed: failed.size, reason: 'idle' };
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        void sleep(inFlight.size === 0 ? 200 : 100).then(resolve);
+      });
+      wake = undefined;
+    }
+  } finally {
+    watcher?.close();
+    await Promise.allSettled(inFlight.values());
+  }
+}
+
+/** DBState DB_IN_PRODUCTION (PostgreSQL 15, src/include/catalog/pg_control.h). */
+const DB_IN_PRODUCTION = 6;
+const END_GRACE_MS = 5_000;
+
+/**
+ * Whether the server left recovery: ControlFileData.state (uint32 at offset 16, after the
+ * system identifier, pg_control_version and catalog_version_no) says "in production".
+ */
+function inProduction(dataDir: string): boolean {
+  try {
+    const fd = openSync(join(dataDir, 'global', 'pg_control'), 'r');
+    try {
+      const buffer = Buffer.alloc(20);
+      return readSync(fd, buffer, 0, 20, 0) === 20 && buffer.readUInt32LE(16) === DB_IN_PRODUCTION;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+function safeReaddir(directory: string): string[] {
+  try {
+    return readdirSync(directory);
+  } catch {
+    return [];
+  }
+}
+
+/** Temporary files of a prefetcher that was killed mid-fetch: never complete, never served. */
+function removeLeftovers(directory: string): void {
+  for (const entry of safeReaddir(directory)) {
+    if (isTemporary(entry) && !entry.includes('-wanted-')) rmSync(join(directory, entry), { force: true });
+  }
+}

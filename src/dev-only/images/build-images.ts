@@ -6,11 +6,11 @@
  * Prints each image's size and the time each step took.
  */
 import { fileURLToPath } from 'node:url';
-import { debianBase } from './debian-base.js';
-import { nodeBase } from './node-base.js';
+import { debianBase, debianBaseTag } from './debian-base.js';
+import { nodeBase, nodeBaseTag } from './node-base.js';
 import { basePins } from './pins.js';
-import { imageSize } from './podman.js';
-import { postgresBase } from './postgres-base.js';
+import { imageExists, imageSize } from './podman.js';
+import { postgresBase, postgresBaseTag } from './postgres-base.js';
 import { buildProjectImage, PROJECT_IMAGES } from './project-images.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -45,6 +45,20 @@ export async function buildImages(root: string = ROOT): Promise<LocalBaseImages>
     console.log(`images: ${image.name} ${Math.round((await imageSize(image.name)) / 1e6)} MB`);
   }
   return { debian, node, postgres };
+}
+
+/**
+ * The bases and images `npm run images` made, for a test that runs them: refuses (naming the
+ * command) when any is missing or its recipe changed since it was built.
+ */
+export async function builtImages(root: string = ROOT): Promise<LocalBaseImages> {
+  const pins = basePins(root);
+  const debian = debianBaseTag();
+  const bases = { debian, node: nodeBaseTag(debian, pins.nodeVersion), postgres: postgresBaseTag(debian, pins.postgresVersion) };
+  for (const image of [...Object.values(bases), ...PROJECT_IMAGES.map((i) => i.name)]) {
+    if (!(await imageExists(image))) throw new Error(`${image} is missing or out of date: run npm run images first`);
+  }
+  return bases;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -31,8 +31,12 @@ async function importTree(dir: string, image: string): Promise<void> {
  * Debian bookworm, minbase, made here with debootstrap (no registry is reachable) and imported
  * as an image: the root of every local base. Cached under a tag derived from its recipe.
  */
+export function debianBaseTag(): string {
+  return `localhost/pms-dev-base/debian:bookworm-${recipeTag('minbase', MIRROR, SOURCES)}`;
+}
+
 export async function debianBase(root: string): Promise<string> {
-  const image = `localhost/pms-dev-base/debian:bookworm-${recipeTag('minbase', MIRROR, SOURCES)}`;
+  const image = debianBaseTag();
   if (await imageExists(image)) return image;
   const dir = join(cacheDir(root), 'debian-rootfs');
   rmSync(dir, { recursive: true, force: true });

@@ -36,8 +36,12 @@ async function unpack(spec: string, dir: string, dest: string): Promise<void> {
  * the CA bundle that `npm run images` mounts read-only into builds; the bundle itself is never
  * in an image.
  */
+export function nodeBaseTag(debian: string, version: string): string {
+  return `localhost/pms-dev-base/node:${version}-bookworm-slim-${recipeTag(debian, version, NPM, CONTAINERFILE, BUILD_CA)}`;
+}
+
 export async function nodeBase(root: string, debian: string, version: string): Promise<string> {
-  const image = `localhost/pms-dev-base/node:${version}-bookworm-slim-${recipeTag(debian, version, NPM, CONTAINERFILE, BUILD_CA)}`;
+  const image = nodeBaseTag(debian, version);
   if (await imageExists(image)) return image;
   const downloads = cacheDir(root, 'downloads');
   const context = join(cacheDir(root), `node-${version}-context`);

@@ -35,9 +35,13 @@ CMD ["postgres"]
  * the Debian base with an entrypoint of our own (postgres-standin/docker-entrypoint.sh). Debian's
  * minor version may differ from the pin; that is reported, not hidden.
  */
-export async function postgresBase(root: string, debian: string, pinnedVersion: string): Promise<string> {
+export function postgresBaseTag(debian: string, pinnedVersion: string): string {
   const entrypoint = readFileSync(ENTRYPOINT, 'utf8');
-  const image = `localhost/pms-dev-base/postgres:${pinnedVersion}-bookworm-${recipeTag(debian, CONTAINERFILE, entrypoint)}`;
+  return `localhost/pms-dev-base/postgres:${pinnedVersion}-bookworm-${recipeTag(debian, CONTAINERFILE, entrypoint)}`;
+}
+
+export async function postgresBase(root: string, debian: string, pinnedVersion: string): Promise<string> {
+  const image = postgresBaseTag(debian, pinnedVersion);
   if (!(await imageExists(image))) {
     const context = join(cacheDir(root), 'postgres-context');
     rmSync(context, { recursive: true, force: true });

@@ -297,7 +297,7 @@ describe('the dev overlay under podman: every workload as its manifest says, end
 printf 'local all all trust\\n' > /tmp/hba.conf
 recover() {
   pms-backup restore --pitr --target-time "$2" --pgdata "/tmp/$1" >&2
-  pg_ctl -D "/tmp/$1" -w -t 300 -l "/tmp/$1.log" -o "-c archive_mode=off -c listen_addresses='' -c unix_socket_directories=/tmp -c port=5433 -c hba_file=/tmp/hba.conf" start >&2 || { cat "/tmp/$1.log" >&2; exit 1; }
+  pg_ctl -D "/tmp/$1" -w -t 300 -l "/tmp/$1.log" -o "-c max_connections=200 -c archive_mode=off -c listen_addresses='' -c unix_socket_directories=/tmp -c port=5433 -c hba_file=/tmp/hba.conf" start >&2 || { cat "/tmp/$1.log" >&2; exit 1; }
   until [ "$(psql -XAt -h /tmp -p 5433 -U postgres -d postgres -c 'SELECT pg_is_in_recovery()')" = f ]; do sleep 0.2; done
   echo "COUNT $1 $(psql -XAt -h /tmp -p 5433 -U postgres -d patient_telemetry -c 'SELECT count(*) FROM telemetry.reading')"
 }
@@ -327,13 +327,15 @@ recover latest latest
     assert.equal(await connects('pms-t-intruder', 'minio.minio.svc', 9000), 'ECONNREFUSED');
   });
 
-  test('the run is sensitive to the manifests: verify without its /tmp volume, or PostgreSQL under another uid, fails', async () => {
+  test('the run is sensitive to the manifests: verify-server without its /tmp volume, or PostgreSQL under another uid, fails', async () => {
     const noTmp = plan(workloads, OWNERS.verify, 'pms-t-verify-no-tmp', (t) => ({
       ...t,
       spec: {
         ...t.spec,
-        containers: (t.spec['containers'] as Json[]).map((c) =>
-          c['name'] === 'pms-backup' ? { ...c, volumeMounts: (c['volumeMounts'] as Json[]).filter((m) => m['mountPath'] !== '/tmp') } : c,
+        initContainers: (t.spec['initContainers'] as Json[]).map((c) =>
+          c['name'] === 'verify-server'
+            ? { ...c, volumeMounts: (c['volumeMounts'] as Json[]).filter((m) => m['mountPath'] !== '/tmp') }
+            : c,
         ),
       },
     }));

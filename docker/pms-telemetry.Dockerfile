@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
-# pms-telemetry: the ingest API (serve), migrations and retention. Node only, no PostgreSQL tools.
+# pms-telemetry: the ingest API (serve), migrations and retention. Node 24 LTS only, no PostgreSQL tools.
 #   docker build -f docker/pms-telemetry.Dockerfile -t ghcr.io/nhs-pms/pms-telemetry:0.1.0 .
 
-FROM node:20.20.2-bookworm-slim AS build
+FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts
@@ -10,7 +10,7 @@ COPY src ./src
 COPY bin ./bin
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
-FROM node:20.20.2-bookworm-slim
+FROM node:24.22.3-bookworm-slim
 RUN groupadd --gid 10001 pms && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pms
 ENV NODE_ENV=production TELEMETRY_PORT=8080
 WORKDIR /opt/pms

@@ -3,12 +3,12 @@
 # (`pms-backup wal-push %p`) and restore_command (`pms-backup wal-fetch %f %p`), and Patroni for the
 # prod overlay's three-member cluster (entrypoint /usr/local/bin/pms-patroni; the single server of
 # dev keeps the official entrypoint).
-#   docker build -f docker/postgres.Dockerfile -t ghcr.io/nhs-pms/pms-postgres:15.18-0.1.0 .
+#   docker build -f docker/postgres.Dockerfile -t ghcr.io/nhs-pms/pms-postgres:15.20-0.1.0 .
 # Node comes from the pinned node image rather than apt, so both images run the same Node build.
 
-FROM node:20.20.2-bookworm-slim AS node
+FROM node:24.22.3-bookworm-slim AS node
 
-FROM node:20.20.2-bookworm-slim AS build
+FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --ignore-scripts
@@ -16,7 +16,7 @@ COPY src ./src
 COPY bin ./bin
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
-FROM postgres:15.18-bookworm
+FROM postgres:15.20-bookworm
 # Patroni from Debian bookworm (3.0), not the PGDG repository the base image also lists (4.x):
 # 4.0 renamed the leader's role label to "primary", which the HA Services select on.
 RUN apt-get update \

@@ -6,11 +6,13 @@
  *         files at a time (--slow-concurrency, default 1); a file whose source says
  *         `// test-layer: alone` (kills a process at a chosen moment, measures an outage) then
  *         runs by itself after the others, so load from its neighbours cannot decide its outcome.
+ *   containers  `*.containers.test.ts`: the images and manifests under podman (npm run
+ *         test:containers); root, podman and nftables needed, so never part of `all`.
  * `all` runs the unit layer first and stops there if it fails. Test files are found from src/
  * (compiled names in dist/), so a test whose source was deleted or renamed never runs from a
  * stale dist/. Files are passed to `node --test` by name because Node 20 takes no globs.
  *
- *   node dist/testing/run-test-layers.js unit|slow|all [--coverage] [--slow-concurrency=N]
+ *   node dist/testing/run-test-layers.js unit|slow|all|containers [--coverage] [--slow-concurrency=N]
  *
  * --coverage adds Node's coverage table (--experimental-test-coverage) to the unit layer's output.
  * It runs the unit layer from a second build without source maps (dist-coverage/, beside dist/
@@ -24,7 +26,7 @@ import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-type Layer = 'unit' | 'slow';
+type Layer = 'unit' | 'slow' | 'containers';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SRC = join(ROOT, 'src');
@@ -46,12 +48,17 @@ function compiled(source: string, outDir: string): string {
   return join(outDir, relative(SRC, source)).replace(/\.ts$/, '.js');
 }
 
+function layerOf(source: string): Layer {
+  if (source.endsWith('.unit.test.ts')) return 'unit';
+  return source.endsWith('.containers.test.ts') ? 'containers' : 'slow';
+}
+
 /** The marker, on a line of its own near the top of a test source, with the reason after it. */
 const ALONE = /^\/\/ test-layer: alone\b/m;
 
 function filesOf(layer: Layer, outDir: string, which: 'shared' | 'alone' | 'all' = 'all'): string[] {
   const sources = testSources(SRC)
-    .filter((source) => source.endsWith('.unit.test.ts') === (layer === 'unit'))
+    .filter((source) => layerOf(source) === layer)
     .filter((source) => which === 'all' || ALONE.test(readFileSync(source, 'utf8').slice(0, 4000)) === (which === 'alone'));
   const files = sources.map((source) => compiled(source, outDir));
   const missing = files.filter((file) => !existsSync(file));
@@ -79,7 +86,7 @@ async function run(layer: Layer, options: { coverage: boolean; slowConcurrency: 
   const outDir = coverage ? COVERAGE_DIST : DIST;
   // Node's default is availableParallelism() - 1, which is 1 on a 2-core machine: unit tests
   // mostly wait on module loading, so one per core overlaps well.
-  const concurrency = layer === 'unit' ? Math.max(2, availableParallelism()) : options.slowConcurrency;
+  const concurrency = layer === 'unit' ? Math.max(2, availableParallelism()) : layer === 'containers' ? 1 : options.slowConcurrency;
   const groups: { files: string[]; concurrency: number; what: string }[] =
     layer === 'unit' || concurrency === 1
       ? [{ files: filesOf(layer, outDir), concurrency, what: '' }]
@@ -108,14 +115,15 @@ async function run(layer: Layer, options: { coverage: boolean; slowConcurrency: 
 async function main(argv: readonly string[]): Promise<number> {
   const [which, ...flags] = argv;
   const unknown = flags.filter((flag) => flag !== '--coverage' && !/^--slow-concurrency=[1-9]\d*$/.test(flag));
-  if ((which !== 'unit' && which !== 'slow' && which !== 'all') || unknown.length > 0) {
-    process.stderr.write('usage: run-test-layers.js unit|slow|all [--coverage] [--slow-concurrency=N]\n');
+  if ((which !== 'unit' && which !== 'slow' && which !== 'all' && which !== 'containers') || unknown.length > 0) {
+    process.stderr.write('usage: run-test-layers.js unit|slow|all|containers [--coverage] [--slow-concurrency=N]\n');
     return 2;
   }
   const slowFlag = flags.find((flag) => flag.startsWith('--slow-concurrency='));
   // PMS_TEST_SLOW_CONCURRENCY lets .ci/run choose without changing README's test command.
   const fromEnv = /^[1-9]\d*$/.test(process.env['PMS_TEST_SLOW_CONCURRENCY'] ?? '') ? Number(process.env['PMS_TEST_SLOW_CONCURRENCY']) : 1;
   const options = { coverage: flags.includes('--coverage'), slowConcurrency: slowFlag ? Number(slowFlag.split('=')[1]) : fromEnv };
+  if (which === 'containers') return run('containers', options);
   if (which !== 'slow') {
     const code = await run('unit', options);
     if (code !== 0 || which === 'unit') {

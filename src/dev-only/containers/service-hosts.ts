@@ -1,0 +1,44 @@
+import { selectorMatches } from '../deploy-proofs/label-selector.js';
+import { type Manifest, isRecord } from '../deploy-proofs/manifest.js';
+import type { NetPod } from './network-policy.js';
+
+/** A Service the cluster would have that the manifests do not define (MinIO, the Pushgateway). */
+export interface ExternalService {
+  readonly name: string;
+  readonly namespace: string;
+  readonly selector: Readonly<Record<string, string>>;
+}
+
+function namesOf(name: string, namespace: string): string[] {
+  return [name, `${name}.${namespace}`, `${name}.${namespace}.svc`, `${name}.${namespace}.svc.cluster.local`];
+}
+
+/**
+ * Service names → the address of the pod behind them, for /etc/hosts of every pod (there is no
+ * cluster DNS): a ClusterIP Service resolves straight to its one backing pod. A Service that
+ * selects no running pod gets no name, as DNS would have no useful answer for it.
+ * Ports are the pods' own (no kube-proxy): a client names the Service and its targetPort.
+ */
+export function serviceHosts(
+  objects: readonly Manifest[],
+  pods: readonly NetPod[],
+  external: readonly ExternalService[],
+): Array<[string, string]> {
+  const services: ExternalService[] = [...external];
+  for (const object of objects) {
+    if (object.kind !== 'Service' || !isRecord(object['spec']) || !isRecord(object['spec']['selector'])) continue;
+    services.push({
+      name: object.metadata.name,
+      namespace: object.metadata.namespace ?? 'default',
+      selector: object['spec']['selector'] as Record<string, string>,
+    });
+  }
+  const hosts: Array<[string, string]> = [];
+  for (const service of services) {
+    const backing = pods.filter((p) => p.namespace === service.namespace && selectorMatches({ matchLabels: service.selector }, p.labels));
+    if (backing.length > 1) throw new Error(`Service ${service.name} selects ${backing.length} test pods; one is expected`);
+    const [pod] = backing;
+    if (pod) for (const name of namesOf(service.name, service.namespace)) hosts.push([name, pod.ip]);
+  }
+  return hosts;
+}

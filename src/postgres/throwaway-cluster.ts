@@ -285,10 +285,14 @@ export async function startThrowawayCluster(options: ThrowawayClusterOptions = {
       const listen = tcp ? '127.0.0.1' : "''";
       // On the command line, not in postgresql.conf: a base backup of this cluster must not carry
       // paths to certificates that go with it.
-      // Without TLS of its own, ssl=off: a restored postgresql.conf (Patroni's) may name certificates of its source.
+      // Without TLS of its own, ssl=off: a restored postgresql.conf (Patroni's) may name
+      // certificates of its source. Except with tls: false, which means the cluster's own
+      // configuration brings its TLS (deploy-proofs' ConfigMap, a test's own certificates).
       const ssl = certificates
         ? ` -c ssl=on -c ssl_cert_file=${certificates.certFile} -c ssl_key_file=${certificates.keyFile}`
-        : ' -c ssl=off';
+        : options.tls === false
+          ? ''
+          : ' -c ssl=off';
       await runTool(
         pgCtl,
         ['-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${port} -k ${socketDir} -c listen_addresses=${listen}${ssl}`, 'start'],

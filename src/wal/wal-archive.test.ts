@@ -77,6 +77,14 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T 
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * What wal-fetch left in pg_wal besides its prefetch spool (`.pms-prefetch/`, where only fully
+ * verified segments are renamed, never the one refused).
+ */
+function leftInPgWal(dataDir: string): string[] {
+  return readdirSync(join(dataDir, 'pg_wal')).filter((name) => name !== '.pms-prefetch');
+}
+
 function archivedNames(timeline = 1): string[] {
   const dir = join(repoRoot, WAL_PREFIX, segmentName(timeline, 0).slice(0, 8));
   return existsSync(dir)
@@ -149,7 +157,7 @@ describe('wal-push / wal-fetch', () => {
     assert.equal(missing.code, 1, missing.stderr);
     const history = await runAsPostgres(['wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY'], fakeDataDir);
     assert.equal(history.code, 1, 'an absent timeline history file is "not found", which recovery expects');
-    assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+    assert.deepEqual(leftInPgWal(fakeDataDir), []);
   });
 
   test('re-pushing an archived segment with identical content exits 0; different content under that name fails loudly and leaves the archive unchanged', async () => {
@@ -193,7 +201,7 @@ describe('wal-push / wal-fetch', () => {
     );
     const asComplete = await runAsPostgres(['wal-fetch', '0000000100000000000000FD', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
     assert.equal(asComplete.code, 1, 'requesting the complete segment finds nothing: a .partial is never served in its place');
-    assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+    assert.deepEqual(leftInPgWal(fakeDataDir), []);
   });
 
   test('wal-fetch of a tampered segment exits above 125 (200) and leaves nothing at %p', async () => {
@@ -206,7 +214,7 @@ describe('wal-push / wal-fetch', () => {
       const result = await runAsPostgres(['wal-fetch', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], fakeDataDir);
       assert.equal(result.code, 200, result.stderr);
       assert.match(result.stderr, /PMS_ERR_INTEGRITY/);
-      assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), [], 'no segment and no temporary file left');
+      assert.deepEqual(leftInPgWal(fakeDataDir), [], 'no segment and no temporary file left');
     } finally {
       writeFileSync(object, original);
     }
@@ -223,7 +231,7 @@ describe('wal-push / wal-fetch', () => {
         result.stderr,
         /PMS_ERR_UNTRUSTED: wal\/00000001\/0000000100000000000000FC.zst.gpg is not trusted: its signature by [0-9A-F]{40} was made for wal\/00000001\/000000010000000000000001.zst.gpg/,
       );
-      assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+      assert.deepEqual(leftInPgWal(fakeDataDir), []);
     } finally {
       rmSync(join(repoRoot, to));
       rmSync(join(repoRoot, '.pms-meta', `${to}.json`));
@@ -269,7 +277,7 @@ describe('wal-push / wal-fetch', () => {
       const history = await runAsPostgres(['wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY'], fakeDataDir);
       assert.equal(history.code, 200, history.stderr);
       assert.match(history.stderr, /PMS_ERR_UNTRUSTED/);
-      assert.deepEqual(readdirSync(join(fakeDataDir, 'pg_wal')), []);
+      assert.deepEqual(leftInPgWal(fakeDataDir), []);
     } finally {
       for (const key of ['wal/00000001/0000000100000000000000FB.zst.gpg', 'wal/history/00000002.history.zst.gpg']) {
         rmSync(join(repoRoot, key), { force: true });
@@ -292,7 +300,7 @@ describe('wal-push / wal-fetch', () => {
     const result = await runAsPostgres(['wal-fetch', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'], other);
     assert.equal(result.code, 200, result.stderr);
     assert.match(result.stderr, /PMS_ERR_SYSTEM_MISMATCH/);
-    assert.deepEqual(readdirSync(join(other, 'pg_wal')), []);
+    assert.deepEqual(leftInPgWal(other), []);
   });
 
   test('wal-push killed with SIGKILL mid-upload leaves no object (fetch says not archived); the retry stores it and it fetches intact', async () => {

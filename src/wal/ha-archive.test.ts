@@ -39,8 +39,13 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, sec
 /** Forces the leader's current segment out and waits until its archiver reports it done. */
 async function archiveCurrentWal(leader: PatroniMember): Promise<string> {
   const name = await cluster.psql(leader, 'SELECT pg_walfile_name(pg_current_wal_lsn()) FROM pg_switch_wal()');
-  await waitFor(`${name} archived`, async () =>
-    (await cluster.psql(leader, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= name ? true : undefined,
+  // 180 s: after a failed archive_command PostgreSQL's archiver waits 60 s before it tries again,
+  // and CI once timed out here at 90 s (the failing call's reason is not in the test's output:
+  // see the session 5 note).
+  await waitFor(
+    `${name} archived`,
+    async () => ((await cluster.psql(leader, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= name ? true : undefined),
+    180,
   );
   return name;
 }

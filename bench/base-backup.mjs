@@ -11,6 +11,7 @@
 // backups back to back after one untimed warm-up; the best time of each, the spread, per-round
 // ratios and their median are printed.
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
+import { PG_GID, PG_UID } from './postgres-user.mjs';
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,9 +55,9 @@ chmodSync(work, 0o755);
 const key = await generateGpgKeyPair({ name: 'PMS Bench' });
 const repo = join(work, 'repo');
 mkdirSync(repo, { mode: 0o700 });
-chownSync(repo, 101, 104);
+chownSync(repo, PG_UID, PG_GID);
 // The server's wal-push signs with the key: its OS user must read it.
-chownSync(key.privateKeyFile, 101, 104);
+chownSync(key.privateKeyFile, PG_UID, PG_GID);
 const env = {
   BACKUP_REPOSITORY: `file://${repo}`,
   ...signingEnv(key),
@@ -202,7 +203,7 @@ try {
   }
   const walDir = join(work, 'cp-archive');
   mkdirSync(walDir);
-  chownSync(walDir, 101, 104);
+  chownSync(walDir, PG_UID, PG_GID);
   await archiving('archive_command = cp        ', `cp %p ${walDir}/%f`);
   await archiving('archive_command = wal-push  ', walPush);
 } finally {

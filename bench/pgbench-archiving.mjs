@@ -8,6 +8,7 @@
 // per-round tps ratios and their spread.
 // Usage: node bench/pgbench-archiving.mjs [pgbench scale=50] [seconds=30] [rounds=2]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg.
+import { PG_GID, PG_UID } from './postgres-user.mjs';
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,8 +42,8 @@ chmodSync(work, 0o755);
 const key = await generateGpgKeyPair({ name: 'PMS Bench' });
 const repo = join(work, 'repo');
 mkdirSync(repo, { mode: 0o700 });
-chownSync(repo, 101, 104);
-chownSync(key.privateKeyFile, 101, 104);
+chownSync(repo, PG_UID, PG_GID);
+chownSync(key.privateKeyFile, PG_UID, PG_GID);
 const env = {
   BACKUP_REPOSITORY: `file://${repo}`,
   ...signingEnv(key),
@@ -71,7 +72,7 @@ try {
   );
   const cpDir = join(work, 'cp-archive');
   mkdirSync(cpDir);
-  chownSync(cpDir, 101, 104);
+  chownSync(cpDir, PG_UID, PG_GID);
 
   async function archiving(label, command) {
     await cluster.psql(`ALTER SYSTEM SET archive_command = '${command.replace(/'/g, "''")}'`);
@@ -111,7 +112,7 @@ try {
     }
     rmSync(cpDir, { recursive: true, force: true });
     mkdirSync(cpDir);
-    chownSync(cpDir, 101, 104);
+    chownSync(cpDir, PG_UID, PG_GID);
     console.log(`round ${round}: wal-push / cp tps = ${(tps.ours[round] / tps.cp[round]).toFixed(2)} (goal >= 0.95)`);
   }
   const ratios = tps.ours.map((t, i) => t / tps.cp[i]).sort((a, b) => a - b);

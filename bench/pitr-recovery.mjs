@@ -13,6 +13,7 @@
 // replay the very same WAL. Restored servers run with archive_mode off (nothing flows back).
 // Usage: node bench/pitr-recovery.mjs [segments=150] [rounds=2]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
+import { PG_GID, PG_UID } from './postgres-user.mjs';
 import { spawn } from 'node:child_process';
 import {
   chmodSync,
@@ -36,8 +37,6 @@ import { binPath } from '../dist/testing/run-cli.js';
 const wantSegments = Number(process.argv[2] ?? 150);
 const rounds = Number(process.argv[3] ?? 2);
 const PG_BIN = '/usr/lib/postgresql/15/bin';
-const PG_UID = 101;
-const PG_GID = 104;
 
 function run(cmd, args, { env, runAs, stdout = 'ignore' } = {}) {
   return new Promise((resolve, reject) => {

@@ -10,6 +10,7 @@
 // spread and the per-segment times are printed.
 // Usage: node bench/wal-backlog.mjs [pgbench scale=200, ~155 segments] [rounds=2] [pgbackrest compress-level=1]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
+import { PG_GID, PG_UID } from './postgres-user.mjs';
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,8 +57,8 @@ chmodSync(work, 0o755);
 const key = await generateGpgKeyPair({ name: 'PMS Bench' });
 const repo = join(work, 'repo');
 mkdirSync(repo, { mode: 0o700 });
-chownSync(repo, 101, 104);
-chownSync(key.privateKeyFile, 101, 104);
+chownSync(repo, PG_UID, PG_GID);
+chownSync(key.privateKeyFile, PG_UID, PG_GID);
 const env = {
   BACKUP_REPOSITORY: `file://${repo}`,
   ...signingEnv(key),
@@ -140,7 +141,7 @@ try {
     rmSync(join(walDir, 'pms_backup_status'), { recursive: true, force: true });
     rmSync(repo, { recursive: true, force: true });
     mkdirSync(repo, { mode: 0o700 });
-    chownSync(repo, 101, 104);
+    chownSync(repo, PG_UID, PG_GID);
     rmSync(join(br, 'repo'), { recursive: true, force: true });
     rmSync(join(br, 'spool'), { recursive: true, force: true });
     mkdirSync(join(br, 'repo'));

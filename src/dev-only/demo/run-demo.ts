@@ -113,6 +113,10 @@ function stopLine(apiPid: number | undefined, clusters: readonly ThrowawayCluste
   return [
     `kill ${apiPid}`,
     ...clusters.map((c) => `${c.osUser ? `runuser -u ${c.osUser} -- ` : ''}${pgCtl} -D ${c.dataDir} -w stop`),
+    // The background WAL pusher leaves within a second of its server, after finishing the upload
+    // in flight; removing the repository under it could leave a half-made directory behind. The
+    // bracket keeps pgrep from matching this very line's shell.
+    ...clusters.map((c) => `while pgrep -f '[w]al-pusher ${c.dataDir}/pg_wal' >/dev/null; do sleep 0.2; done`),
     ...keys.map((k) => `gpgconf --homedir ${k.gnupgHome} --kill gpg-agent`),
     `rm -rf ${[work, ...keys.map((k) => k.dir)].join(' ')}`,
   ].join(' && ');

@@ -12,8 +12,12 @@ export async function runBaseBackup(options: { json?: boolean; walTimeout?: numb
       interruptible: true,
     },
     async ({ config, storage, signal, signer, trust, logger }) => {
-      const recipients = await loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
-      const [signingKey, trustPolicy] = await Promise.all([signer(), trust()]);
+      // Three independent key files: read and parsed side by side.
+      const [recipients, signingKey, trustPolicy] = await Promise.all([
+        loadRecipients(config.keys.publicKeyFile, config.keys.keyId),
+        signer(),
+        trust(),
+      ]);
       const progress = new ProgressLine({ logger });
       const manifest = await createBaseBackup({
         config,

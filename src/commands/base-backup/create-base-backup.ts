@@ -69,6 +69,9 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       ? (await chooseBackupSource(config.postgres, config.fromStandby)).config
       : config.postgres;
   const where = `${source.host}:${source.port}`;
+  // The archive's identity is read while the server answers: two round trips side by side.
+  const archiveIdentity = readArchiveIdentity(storage, trust);
+  archiveIdentity.catch(() => undefined);
   const server = await usingClient(source, async (client) => {
     const result = await client.query<{
       system_identifier: string;
@@ -103,7 +106,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       `base-backup needs PostgreSQL 15 or later (server-side compression in BASE_BACKUP); ${where} runs ${server.server_version}`,
     );
   }
-  const archiveSystem = await readArchiveIdentity(storage, trust);
+  const archiveSystem = await archiveIdentity;
   if (archiveSystem !== undefined && archiveSystem !== server.system_identifier)
     throw systemMismatch(storage, archiveSystem, server.system_identifier);
 

@@ -3,7 +3,6 @@ import { type BackupConfigFor, type ConfigNeeds, loadBackupConfig } from '../con
 import { type ErrorCode, PmsError, isPmsError } from '../errors/catalogue.js';
 import { type LogStream, type Logger, createLogger } from '../logging/json-log.js';
 import type { CommandOutcome } from '../metrics/command-outcome.js';
-import { pushCommandMetrics } from '../metrics/push-command-metrics.js';
 import { type SigningKey, type TrustPolicy, type TrustedSigners, loadSigningKey, loadTrustedSigners } from '../crypto/signing.js';
 import { openStorage } from '../storage/open-storage.js';
 import { reportInsecureTransportTo } from '../postgres/transport-security.js';
@@ -169,6 +168,9 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
         logger.warn('could not append the audit record', { error: (error as Error).message });
       }
     }
+    // Loaded here, not at start-up: prom-client (and the tracing API it pulls in) costs ~0.1 s
+    // of module loading that would otherwise delay the work itself.
+    const { pushCommandMetrics } = await import('../metrics/push-command-metrics.js');
     await pushCommandMetrics(
       config.metrics,
       { command: spec.name, ok, errorCode: failure?.code, startedAt, finishedAt, ...report?.metrics },

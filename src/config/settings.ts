@@ -192,7 +192,7 @@ export const SETTINGS = {
     group: 'repository',
     readBy: BACKUP,
     hint: 'use a whole number of attempts from 1 to 20',
-    help: 'attempts per S3 request (the first and its retries, with exponential backoff) before a command fails',
+    help: 'attempts per S3 request against 5xx, resets and timeouts (the first and its retries, with exponential backoff) before a command fails; SlowDown is retried for up to BACKUP_S3_REQUEST_TIMEOUT_SECONDS instead',
   },
   BACKUP_S3_CONNECT_TIMEOUT_SECONDS: {
     schema: z.coerce.number().min(0.1).max(600),

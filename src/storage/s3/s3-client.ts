@@ -2,6 +2,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { S3ClientTuning, S3Settings } from '../../config/config.js';
+import { s3RetryStrategy } from './s3-retry.js';
 
 /**
  * Knobs with defaults chosen for hundreds-of-GB backups on a small pod. Each is documented
@@ -16,7 +17,10 @@ export interface S3Tuning extends S3ClientTuning {
   readonly partSize: number;
   /** Parts uploaded concurrently; 2 lets reading the next part overlap sending the last. */
   readonly queueSize: number;
-  /** Total attempts per request (SDK retries with backoff). Small so "S3 is down" fails in seconds. */
+  /**
+   * Attempts per request against 5xx, resets and timeouts (s3-retry.ts). Small so "S3 is down"
+   * fails in seconds; throttling (SlowDown) is ridden out for up to socketTimeoutMs instead.
+   */
   readonly maxAttempts: number;
   /** TCP connect timeout: a black-holed endpoint fails after about maxAttempts x this. */
   readonly connectionTimeoutMs: number;
@@ -56,6 +60,7 @@ export function createS3Client(settings: S3Settings, tuning: S3Tuning): S3Client
     forcePathStyle: settings.forcePathStyle,
     ...(credentials === undefined ? {} : { credentials }),
     maxAttempts: tuning.maxAttempts,
+    retryStrategy: s3RetryStrategy({ maxAttempts: tuning.maxAttempts, throttleBudgetMs: tuning.socketTimeoutMs }),
     // Flexible (CRC) checksums use aws-chunked trailers that s3rver and older MinIO store as
     // garbage; integrity is end to end instead (manifest SHA-256 and OpenPGP MDC).
     requestChecksumCalculation: 'WHEN_REQUIRED',

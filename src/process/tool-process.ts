@@ -99,7 +99,12 @@ export async function runTool(
   tool.child.stdout?.on('data', (chunk: string) => {
     stdout += chunk;
   });
-  if (options.input !== undefined) tool.child.stdin?.end(options.input);
+  if (options.input !== undefined) {
+    // A program that exits before reading its input (psql that cannot connect) closes the pipe:
+    // the EPIPE is no news, its exit status and stderr say what happened.
+    tool.child.stdin?.on('error', () => undefined);
+    tool.child.stdin?.end(options.input);
+  }
   await tool.done;
   return { stdout, stderr: tool.stderr() };
 }

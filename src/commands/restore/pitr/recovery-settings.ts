@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { usingDataDirectory } from '../../../postgres/data-directory-writer.js';
+import { SPOOL_STALE_MS } from '../../wal-fetch/prefetch/spool.js';
 import type { TargetTime } from './choose-base-backup.js';
 
 /** bin/pms-backup.js of this installation (dist/commands/restore/pitr/ → ../../../../bin). */
@@ -38,10 +39,14 @@ export function restoreCommand(node = process.execPath, bin = pmsBackupBin(), op
  * the segment out of the prefetch spool (pg_wal/.pms-prefetch/<system id>/, see
  * commands/wal-fetch/prefetch/spool.ts), and starts Node only on a miss. A segment enters that
  * directory only after every check wal-fetch makes, and the path binds it to this system, the
- * timeline in its name and the trust mode; so the shell hit serves exactly what wal-fetch's own
- * fast path would, without a Node start per segment, which on a busy server costs more than
- * PostgreSQL spends replaying the segment. (wal-fetch's fast path additionally re-reads the
- * page header and refuses entries older than an hour; the prefetcher sweeps those too.)
+ * timeline in its name and the trust mode; so the shell hit serves what wal-fetch's own fast path
+ * would, without a Node start per segment, which on a busy server costs more than PostgreSQL
+ * spends replaying the segment. find keeps two of the fast path's rules: only a regular file
+ * (never a link or a directory planted under the name) and only one younger than about an hour
+ * (SPOOL_STALE_MS: a spool left by a recovery long ago may have been verified against signers no
+ * longer trusted). The fast path's third, re-reading the page header, is left to Node: see
+ * docs/pitr.md, "The spool hit in the shell". PostgreSQL removes %p before each call, so a file
+ * there afterwards is the one moved.
  */
 export function spoolFirstRestoreCommand(
   systemIdentifier: string,
@@ -50,8 +55,9 @@ export function spoolFirstRestoreCommand(
   options: { allowUnsigned?: boolean } = {},
 ): string {
   if (!/^\d+$/.test(systemIdentifier)) throw new RangeError(`not a system identifier: ${systemIdentifier}`);
-  const spooled = `pg_wal/.pms-prefetch/${systemIdentifier}${options.allowUnsigned ? '-unsigned' : ''}/%f`;
-  return `mv -f ${spooled} %p 2>/dev/null || exec ${restoreCommand(node, bin, options)}`;
+  const spool = `pg_wal/.pms-prefetch/${systemIdentifier}${options.allowUnsigned ? '-unsigned' : ''}`;
+  const take = `find ${spool} -maxdepth 1 -name %f -type f -mmin -${SPOOL_STALE_MS / 60_000} -exec mv -f {} %p ';' 2>/dev/null`;
+  return `${take}; test -f %p || exec ${restoreCommand(node, bin, options)}`;
 }
 
 /** recovery_end_command: stops wal-fetch's prefetcher and removes its spool. */

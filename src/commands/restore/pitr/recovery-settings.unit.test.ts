@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -132,7 +132,7 @@ test('the pms-backup this installation runs as restore_command exists at the pat
   assert.ok(existsSync(bin), `${bin} does not exist: the path from dist/ to bin/ is wrong`);
 });
 
-test("restore --pitr's restore_command takes a spooled segment with mv and starts wal-fetch only on a miss", () => {
+test("restore --pitr's restore_command takes a spooled segment (a regular file under an hour old) with mv and starts wal-fetch only on a miss", () => {
   const dir = mkdtempSync(join(tmpdir(), 'pms-restore-command-'));
   try {
     // /bin/echo stands in for node: it prints the wal-fetch command line it would have run.
@@ -142,18 +142,37 @@ test("restore --pitr's restore_command takes a spooled segment with mv and start
     );
     assert.equal(settings.get('restore_command'), command, 'PostgreSQL reads back the command written');
     assert.equal(settings.get('recovery_end_command'), "'/bin/echo' '/b.js' wal-prefetch clean");
-    // As PostgreSQL runs it: %f and %p substituted, through sh, in the data directory.
-    const runAs = (name: string) =>
-      execFileSync('/bin/sh', ['-c', command.replaceAll('%f', name).replaceAll('%p', 'pg_wal/RECOVERYXLOG')], { cwd: dir }).toString();
+    // As PostgreSQL runs it: %p removed first, %f and %p substituted, through sh, in the data directory.
+    const runAs = (name: string) => {
+      rmSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
+      return execFileSync('/bin/sh', ['-c', command.replaceAll('%f', name).replaceAll('%p', 'pg_wal/RECOVERYXLOG')], {
+        cwd: dir,
+      }).toString();
+    };
     mkdirSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001'), { recursive: true });
     writeFileSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001', '000000010000000000000003'), 'spooled');
     assert.equal(runAs('000000010000000000000003'), '', 'a hit starts nothing');
     assert.equal(readFileSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), 'utf8'), 'spooled');
     assert.ok(!existsSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001', '000000010000000000000003')));
     assert.equal(runAs('000000010000000000000004'), "/opt/it's/bin.js wal-fetch 000000010000000000000004 pg_wal/RECOVERYXLOG\n");
+    // Two of the fast path's rules hold in the shell too: a link planted under a segment's name
+    // and an entry older than an hour are not served (Node fetches; the prefetcher sweeps them).
+    const spooled = (name: string) => join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001', name);
+    writeFileSync(join(dir, 'elsewhere'), 'not a segment');
+    symlinkSync(join(dir, 'elsewhere'), spooled('000000010000000000000005'));
+    assert.equal(runAs('000000010000000000000005'), "/opt/it's/bin.js wal-fetch 000000010000000000000005 pg_wal/RECOVERYXLOG\n");
+    assert.ok(!existsSync(join(dir, 'pg_wal', 'RECOVERYXLOG')));
+    writeFileSync(spooled('000000010000000000000006'), 'spooled long ago');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(spooled('000000010000000000000006'), twoHoursAgo, twoHoursAgo);
+    assert.equal(runAs('000000010000000000000006'), "/opt/it's/bin.js wal-fetch 000000010000000000000006 pg_wal/RECOVERYXLOG\n");
+    assert.ok(!existsSync(join(dir, 'pg_wal', 'RECOVERYXLOG')));
     assert.equal(runAs('00000002.history'), "/opt/it's/bin.js wal-fetch 00000002.history pg_wal/RECOVERYXLOG\n");
     const unsigned = spoolFirstRestoreCommand('7300000000000000001', '/bin/echo', '/b.js', { allowUnsigned: true });
-    assert.ok(unsigned.includes('.pms-prefetch/7300000000000000001-unsigned/%f') && unsigned.endsWith('wal-fetch --allow-unsigned %f %p'));
+    assert.ok(
+      unsigned.includes('find pg_wal/.pms-prefetch/7300000000000000001-unsigned -maxdepth 1 -name %f ') &&
+        unsigned.endsWith('wal-fetch --allow-unsigned %f %p'),
+    );
     assert.throws(() => spoolFirstRestoreCommand('1; rm -rf /'), RangeError);
   } finally {
     rmSync(dir, { recursive: true, force: true });

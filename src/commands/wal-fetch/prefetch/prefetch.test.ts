@@ -109,7 +109,12 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     const cluster = await restoreAndStart(env);
     assert.equal(await rows(cluster), expectedRows);
     const auto = readFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), 'utf8');
-    assert.match(auto, new RegExp(`restore_command = 'mv -f pg_wal/\\.pms-prefetch/${systemIdentifier}/%f %p 2>/dev/null \\|\\| exec `));
+    assert.match(
+      auto,
+      new RegExp(
+        `restore_command = 'find pg_wal/\\.pms-prefetch/${systemIdentifier} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f \\{\\} %p .*; test -f %p \\|\\| exec `,
+      ),
+    );
     assert.match(auto, /recovery_end_command = .* wal-prefetch clean'/);
     await waitFor('the spool removed by recovery_end_command', async () =>
       existsSync(join(cluster.dataDir, SPOOL_ROOT)) ? undefined : true,

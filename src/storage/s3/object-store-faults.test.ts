@@ -16,7 +16,8 @@ import { S3Storage } from './s3-storage.js';
  * Every command that talks to S3, run as a real process against real PostgreSQL, through the
  * fault proxy in front of s3rver. Each fault either is absorbed by the client's retries or
  * fails the command with PMS_ERR_REPO_UNAVAILABLE within the bound the settings below give
- * (3 attempts of at most 2 s of silence each), and never leaves anything that looks complete.
+ * (3 attempts of at most 2 s of silence each; a SlowDown is waited out for at most the same 2 s,
+ * src/storage/s3/s3-retry.ts), and never leaves anything that looks complete.
  */
 const BUCKET = 'pms-faults';
 const TUNING = {

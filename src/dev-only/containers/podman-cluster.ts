@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { childEnv } from '../../process/child-env.js';
+import { podmanEnv } from '../images/podman.js';
 import { runTool } from '../../process/tool-process.js';
 import { writePodVolumes } from './host-volumes.js';
 import { type PodNetwork, containerRunArgs, envFileText, podCreateArgs } from './podman-args.js';
@@ -14,8 +14,10 @@ export interface Exit {
 
 const LABEL = 'pms.test.containers=1';
 
-async function podmanExit(args: readonly string[]): Promise<Exit> {
-  const child = spawn('podman', args, { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+async function podmanExit(args: readonly string[], input?: string): Promise<Exit> {
+  // stdin is an empty pipe unless input is given (podman reads it only with -i).
+  const child = spawn('podman', args, { env: podmanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end(input ?? '');
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
@@ -108,8 +110,9 @@ export class PodmanCluster {
     return podmanExit(this.#args(pod, main[0] as ContainerPlan, false));
   }
 
-  async exec(pod: string, container: string, command: readonly string[]): Promise<Exit> {
-    return podmanExit(['exec', `${pod}-${container}`, ...command]);
+  /** `input`, when given, is the command's stdin (a password stays out of every argv). */
+  async exec(pod: string, container: string, command: readonly string[], input?: string): Promise<Exit> {
+    return podmanExit(['exec', ...(input === undefined ? [] : ['-i']), `${pod}-${container}`, ...command], input);
   }
 
   /** The container's exit status once it has stopped, undefined while it runs. */

@@ -6,14 +6,22 @@ import { runTool } from '../../process/tool-process.js';
  * podman as these dev-only scripts use it: the allowlisted child environment (no secrets of
  * ours reach it), output captured for queries, passed through for builds so a slow step shows.
  */
+/**
+ * podman's environment: the allowlist plus CONTAINERS_STORAGE_CONF, so a cold build can be
+ * measured (or CI can build) in a storage root of its own without touching the machine's cache.
+ */
+export function podmanEnv(): NodeJS.ProcessEnv {
+  return childEnv({ CONTAINERS_STORAGE_CONF: process.env.CONTAINERS_STORAGE_CONF });
+}
+
 export async function podman(args: readonly string[], input?: string): Promise<string> {
-  const { stdout } = await runTool('podman', args, { env: childEnv(), ...(input === undefined ? {} : { input }) });
+  const { stdout } = await runTool('podman', args, { env: podmanEnv(), ...(input === undefined ? {} : { input }) });
   return stdout;
 }
 
 /** A long podman step (build, import) whose output goes to our stdout and stderr as it comes. */
 export async function podmanLoud(args: readonly string[]): Promise<void> {
-  const child = spawn('podman', args, { env: childEnv(), stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn('podman', args, { env: podmanEnv(), stdio: ['ignore', 'inherit', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`podman ${args[0]} exited with status ${code}`))));

@@ -1,5 +1,6 @@
 import type { DOCKERFILES } from './pins.js';
 import { buildCaVolume } from './build-ca.js';
+import { hostCacheVolumes } from './host-caches.js';
 import { podmanLoud } from './podman.js';
 
 export interface LocalBases {
@@ -22,10 +23,23 @@ export const PROJECT_IMAGES: readonly ProjectImage[] = [
 /**
  * Builds one project image from its Dockerfile exactly as CI does, except that every pinned
  * upstream base is swapped for its local stand-in (--build-context: the Dockerfile is not
- * edited) and the machine's CA bundle is mounted read-only for npm. podman's layer cache makes
+ * edited), the machine's CA bundle is mounted read-only for npm and its apt and npm caches as
+ * throwaway overlays (host-caches.ts). podman's layer cache makes
  * a second build with unchanged sources a matter of seconds.
  */
 export async function buildProjectImage(root: string, image: ProjectImage, bases: LocalBases): Promise<void> {
   const contexts = [...bases.substitutes].flatMap(([upstream, local]) => ['--build-context', `${upstream}=container-image://${local}`]);
-  await podmanLoud(['build', '--pull=never', '--layers', ...contexts, ...buildCaVolume(), '-f', image.dockerfile, '-t', image.name, root]);
+  await podmanLoud([
+    'build',
+    '--pull=never',
+    '--layers',
+    ...contexts,
+    ...buildCaVolume(),
+    ...hostCacheVolumes(),
+    '-f',
+    image.dockerfile,
+    '-t',
+    image.name,
+    root,
+  ]);
 }

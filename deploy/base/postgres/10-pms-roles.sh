@@ -8,7 +8,11 @@
 #     nothing else. Not pg_monitor: what pms-backup reads of the server (pg_stat_archiver,
 #     pg_control_system(), archive_mode, archive_command, pg_is_in_recovery()) is readable by any
 #     login, and it never calls pg_ls_waldir() or reads other sessions' pg_stat_activity;
-#   - the exporter login (postgres-exporter sidecar): pg_monitor only, no table data at all.
+#   - the exporter login (postgres-exporter sidecar): pg_monitor only, no table data at all;
+#   - pms_restore, the full restore's role (docs/runbook.md, "Full restore"): NOLOGIN and without
+#     a password until an operator enables it for a restore. It creates the staging database
+#     (CREATEDB) and, as a member of the schema owner, restores the objects with their owner and
+#     grants; the swap into patient_telemetry stays with the superuser over the socket.
 # Login names come from the Secrets, so pg_hba.conf cannot name them: each login is also a member
 # of one fixed pms_connect_* group (no privileges, NOLOGIN) and pg_hba.conf admits "+group"
 # (docs/deploy.md, "Database roles").
@@ -26,6 +30,7 @@ CREATE ROLE pms_connect_owner NOLOGIN;
 CREATE ROLE pms_connect_ingest NOLOGIN;
 CREATE ROLE pms_connect_backup NOLOGIN;
 CREATE ROLE pms_connect_exporter NOLOGIN;
+CREATE ROLE pms_connect_restore NOLOGIN;
 
 CREATE ROLE "$owner_user" LOGIN IN ROLE pms_connect_owner PASSWORD '$(quote /run/secrets/pms-telemetry/migrate-password)';
 GRANT CONNECT, CREATE, TEMPORARY ON DATABASE "$POSTGRES_DB" TO "$owner_user";
@@ -47,4 +52,6 @@ CREATE ROLE "$exporter_user" LOGIN IN ROLE pms_connect_exporter PASSWORD '$(quot
 GRANT CONNECT ON DATABASE "$POSTGRES_DB" TO "$exporter_user";
 GRANT pg_monitor TO "$exporter_user";
 ALTER ROLE "$exporter_user" SET default_transaction_read_only = on;
+
+CREATE ROLE pms_restore NOLOGIN CREATEDB IN ROLE pms_connect_restore, "$owner_user";
 SQL

@@ -8,6 +8,7 @@
  * API acknowledged. Needs root, podman, nftables (.ci/run installs them).
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +60,53 @@ function withCommand(template: PodTemplate, container: string, command: string[]
   return { ...template, spec: { ...template.spec, containers: edit(template.spec['containers']) } };
 }
 
+/** The login Secret an operator creates for a full restore (docs/runbook.md, "Full restore"). */
+const RESTORE_LOGIN_SECRET = 'pms-restore-login';
+
+/**
+ * The runbook's restore shell: the verify CronJob's pod (it holds the decryption key and the
+ * trusted signers) relabelled `pms-restore`, which the NetworkPolicies let reach the database,
+ * with the backup job's connection settings (host, port, TLS mode and CA) and the pms_restore
+ * login whose password the operator put in a Secret.
+ */
+function restoreShell(verify: PodTemplate, backup: PodTemplate, command: string[]): PodTemplate {
+  const main = (t: PodTemplate) =>
+    (t.spec['containers'] as Json[]).find((c) => c['name'] === 'pms-backup') ?? assert.fail(`${t.owner} has no pms-backup container`);
+  const connection = (main(backup)['env'] as Json[]).filter((e) => /^POSTGRES_(HOST|PORT|SSLMODE|SSLROOTCERT)$/.test(String(e['name'])));
+  const caVolume =
+    (backup.spec['volumes'] as Json[]).find((v) => v['name'] === 'postgres-ca') ?? assert.fail('the backup job mounts no postgres-ca');
+  const caMount = (main(backup)['volumeMounts'] as Json[]).find((m) => m['name'] === 'postgres-ca') ?? assert.fail('no postgres-ca mount');
+  const shell = {
+    ...main(verify),
+    command,
+    args: undefined,
+    env: [
+      ...(main(verify)['env'] as Json[]),
+      ...connection,
+      { name: 'POSTGRES_USER', value: 'pms_restore' },
+      { name: 'POSTGRES_PASSWORD_FILE', value: '/run/secrets/pms-restore/password' },
+    ],
+    volumeMounts: [
+      ...(main(verify)['volumeMounts'] as Json[]),
+      caMount,
+      { name: 'restore-login', mountPath: '/run/secrets/pms-restore', readOnly: true },
+    ],
+  };
+  return {
+    ...verify,
+    labels: { ...verify.labels, 'app.kubernetes.io/component': 'pms-restore' },
+    spec: {
+      ...verify.spec,
+      containers: (verify.spec['containers'] as Json[]).map((c) => (c['name'] === 'pms-backup' ? shell : c)),
+      volumes: [
+        ...(verify.spec['volumes'] as Json[]),
+        caVolume,
+        { name: 'restore-login', secret: { secretName: RESTORE_LOGIN_SECRET, defaultMode: 0o440 } },
+      ],
+    },
+  };
+}
+
 describe('the dev overlay under podman: every workload as its manifest says, end to end', { timeout: 20 * 60_000 }, () => {
   let objects: Manifest[];
   let workloads: DevWorkloads;
@@ -71,6 +119,7 @@ describe('the dev overlay under podman: every workload as its manifest says, end
   let acknowledgedAtTarget = 0;
   let targetTime = '';
   let deviceToken = '';
+  let restorePassword = '';
 
   const addresses = new Map<string, number>([
     ['pms-t-minio', 2],
@@ -176,6 +225,15 @@ describe('the dev overlay under podman: every workload as its manifest says, end
   before(async () => {
     bases = await builtImages(ROOT);
     objects = await renderKustomization(join(DEPLOY_DIR, 'overlays', 'dev'));
+    // What the runbook has the operator create before a full restore: not in the manifests.
+    restorePassword = randomBytes(24).toString('hex');
+    const namespace = objects.find((o) => o.kind === 'StatefulSet')?.metadata.namespace ?? 'patient-monitoring';
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: RESTORE_LOGIN_SECRET, namespace },
+      stringData: { password: restorePassword },
+    } as Manifest);
     workloads = await devWorkloads(objects);
     const secret = (prefix: string, key: string) => {
       const name =
@@ -292,30 +350,66 @@ describe('the dev overlay under podman: every workload as its manifest says, end
     for (const name of ['pms-t-verify', 'pms-t-copy', 'pms-t-monitor', 'pms-t-prune', 'pms-t-dr-prune', 'pms-t-retention']) await job(name);
   });
 
-  test('a pms-backup container restores: point in time, end of archive, and the logical backup, each matching what was acknowledged', async () => {
+  test('a pms-backup container restores: the logical backup over TCP as pms_restore, point in time and end of archive, each matching what was acknowledged', async () => {
+    // The runbook's first step of a full restore: the superuser, over the socket, lets
+    // pms_restore log in with the password of the operator's Secret (stdin, never argv).
+    const enable = await cluster.exec(
+      'pms-t-postgres-0',
+      'postgres',
+      ['psql', '-v', 'ON_ERROR_STOP=1', '-XAtq', '-U', 'postgres', '-d', 'postgres'],
+      `SET password_encryption = 'scram-sha-256';\nALTER ROLE pms_restore LOGIN PASSWORD '${restorePassword}';\n`,
+    );
+    assert.equal(enable.code, 0, enable.output);
     const script = `set -eu
+# The full restore: into a new database on the live server, over verified TLS, as pms_restore.
+pms-backup restore latest --target-db patient_telemetry_restored >&2
+export PGHOST="$POSTGRES_HOST" PGPORT="$POSTGRES_PORT" PGUSER="$POSTGRES_USER" PGSSLMODE="$POSTGRES_SSLMODE" PGSSLROOTCERT="$POSTGRES_SSLROOTCERT"
+PGPASSFILE=/tmp/pgpass; export PGPASSFILE
+sed -e 's/[\\:]/\\&/g' -e 's/^/*:*:*:*:/' "$POSTGRES_PASSWORD_FILE" > "$PGPASSFILE"; chmod 0600 "$PGPASSFILE"
+echo "COUNT logical $(psql -XAt -d patient_telemetry_restored -c 'SELECT count(*) FROM telemetry.reading')"
+rm -f "$PGPASSFILE"
+unset PGHOST PGPORT PGUSER PGSSLMODE PGSSLROOTCERT PGPASSFILE
+# Point-in-time recovery in the pod's /tmp, with the primary's max_connections (recovery
+# refuses a lower value than the primary ran with).
 printf 'local all all trust\\n' > /tmp/hba.conf
 recover() {
   pms-backup restore --pitr --target-time "$2" --pgdata "/tmp/$1" >&2
   pg_ctl -D "/tmp/$1" -w -t 300 -l "/tmp/$1.log" -o "-c max_connections=200 -c archive_mode=off -c listen_addresses='' -c unix_socket_directories=/tmp -c port=5433 -c hba_file=/tmp/hba.conf" start >&2 || { cat "/tmp/$1.log" >&2; exit 1; }
   until [ "$(psql -XAt -h /tmp -p 5433 -U postgres -d postgres -c 'SELECT pg_is_in_recovery()')" = f ]; do sleep 0.2; done
   echo "COUNT $1 $(psql -XAt -h /tmp -p 5433 -U postgres -d patient_telemetry -c 'SELECT count(*) FROM telemetry.reading')"
+  pg_ctl -D "/tmp/$1" -w -m fast stop >&2
 }
 recover pitr "$TARGET_TIME"
-POSTGRES_HOST=/tmp POSTGRES_PORT=5433 POSTGRES_USER=postgres POSTGRES_DB=postgres POSTGRES_SSLMODE=disable pms-backup restore latest --target-db patient_telemetry_restored >&2
-echo "COUNT logical $(psql -XAt -h /tmp -p 5433 -U postgres -d patient_telemetry_restored -c 'SELECT count(*) FROM telemetry.reading')"
-pg_ctl -D /tmp/pitr -w -m fast stop >&2
 recover latest latest
 `;
-    // The runbook's restore shell: a pod from the verify CronJob's template (it holds the
-    // decryption key) with its command replaced.
     const restore = plan(workloads, OWNERS.verify, 'pms-t-restore', (t) =>
-      setEnv(withCommand(t, 'pms-backup', ['sh', '-c', script]), 'pms-backup', { TARGET_TIME: targetTime }),
+      setEnv(
+        restoreShell(t, workloads.templates.get(OWNERS.backup) ?? assert.fail('no backup template'), ['sh', '-c', script]),
+        'pms-backup',
+        { TARGET_TIME: targetTime },
+      ),
     );
     plans.set('pms-t-restore', restore);
     const output = await job('pms-t-restore');
     const counts = Object.fromEntries([...output.matchAll(/^COUNT (\w+) (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
-    assert.deepEqual(counts, { pitr: acknowledgedAtTarget, logical: acknowledgedAtTarget, latest: acknowledged }, output);
+    assert.deepEqual(counts, { logical: acknowledgedAtTarget, pitr: acknowledgedAtTarget, latest: acknowledged }, output);
+    // Restored with owner and grants, so the swap the runbook does next gives the API a
+    // database it can use; then pms_restore is switched off again.
+    const restored = await cluster.exec('pms-t-postgres-0', 'postgres', [
+      'psql',
+      '-XAt',
+      '-U',
+      'postgres',
+      '-d',
+      'patient_telemetry_restored',
+      '-c',
+      "SELECT tableowner, has_table_privilege('pms_telemetry_ingest', 'telemetry.reading', 'INSERT') FROM pg_tables WHERE schemaname = 'telemetry' AND tablename = 'reading'",
+    ]);
+    const ownerSecret = objects.find((o) => o.kind === 'Secret' && 'migrate-user' in ((o['data'] as Json | undefined) ?? {}));
+    const owner = workloads.data.secret(ownerSecret?.metadata.name ?? assert.fail('no Secret holds migrate-user')).get('migrate-user');
+    assert.ok(owner, 'the schema owner login');
+    assert.equal(restored.output.trim(), `${owner.toString('utf8')}|t`);
+    assert.equal(await psql('ALTER ROLE pms_restore NOLOGIN PASSWORD NULL'), 'ALTER ROLE');
   });
 
   test('NetworkPolicies hold between pods: the allowed paths open, a pod no policy admits is refused', async () => {

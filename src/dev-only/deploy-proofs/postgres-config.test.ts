@@ -212,6 +212,31 @@ describe('pg_hba.conf admits each login for its job only', () => {
   });
 });
 
+describe("pms_restore: off as shipped, a full restore's login once an operator enables it (docs/runbook.md)", () => {
+  test("it cannot log in until enabled; then it reaches postgres over TLS, creates a database, owns the schema owner's objects, and never replicates", async () => {
+    const restore = { user: 'pms_restore', password: 'restore-password' };
+    await assert.rejects(as(restore, 'SELECT 1', { database: 'postgres' }), /not permitted to log in|password authentication failed/);
+    await socketPsql(`SET password_encryption = 'scram-sha-256'; ALTER ROLE pms_restore LOGIN PASSWORD ${sqlString(restore.password)};`);
+    try {
+      await as(restore, 'CREATE DATABASE restore_contract TEMPLATE template0', { database: 'postgres' });
+      assert.equal(await as(restore, 'SELECT current_user', { database: 'restore_contract' }), 'pms_restore');
+      // What pg_restore does with the dump's ownership: set the owner login, which needs membership.
+      await as(restore, `CREATE TABLE t (i int); ALTER TABLE t OWNER TO "${logins.owner.user}"`, { database: 'restore_contract' });
+      await rejectedByHba(restore, { replication: true });
+      assert.equal(
+        await as(restore, 'SELECT rolsuper OR rolcreaterole OR rolreplication FROM pg_roles WHERE rolname = current_user', {
+          database: 'postgres',
+        }),
+        'f',
+      );
+    } finally {
+      await socketPsql('ALTER ROLE pms_restore NOLOGIN PASSWORD NULL', 'postgres');
+      // Not in one string with the ALTER: DROP DATABASE cannot run inside a transaction.
+      await socketPsql('DROP DATABASE IF EXISTS restore_contract WITH (FORCE)', 'postgres');
+    }
+  });
+});
+
 describe('each login has exactly the privileges of its job', () => {
   test('ingest: stores readings and reads them back, creates its partition through the definer function', async () => {
     await as(logins.ingest, `SELECT telemetry.ensure_reading_partition(current_date); ${INSERT_READING}`);
@@ -346,6 +371,6 @@ describe('each login has exactly the privileges of its job', () => {
       'patient_telemetry',
     );
     assert.equal(held.trim(), '');
-    assert.equal((await socketPsql("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'pms\\_connect\\_%'")).trim(), '4');
+    assert.equal((await socketPsql("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'pms\\_connect\\_%'")).trim(), '5');
   });
 });

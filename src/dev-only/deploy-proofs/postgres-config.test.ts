@@ -220,8 +220,13 @@ describe("pms_restore: off as shipped, a full restore's login once an operator e
     try {
       await as(restore, 'CREATE DATABASE restore_contract TEMPLATE template0', { database: 'postgres' });
       assert.equal(await as(restore, 'SELECT current_user', { database: 'restore_contract' }), 'pms_restore');
-      // What pg_restore does with the dump's ownership: set the owner login, which needs membership.
-      await as(restore, `CREATE TABLE t (i int); ALTER TABLE t OWNER TO "${logins.owner.user}"`, { database: 'restore_contract' });
+      // What pg_restore does with the dump's ownership (the schema, then each object, given to the
+      // schema owner): allowed only to a member of that login.
+      await as(
+        restore,
+        `CREATE SCHEMA telemetry; ALTER SCHEMA telemetry OWNER TO "${logins.owner.user}"; CREATE TABLE telemetry.t (i int); ALTER TABLE telemetry.t OWNER TO "${logins.owner.user}"`,
+        { database: 'restore_contract' },
+      );
       await rejectedByHba(restore, { replication: true });
       assert.equal(
         await as(restore, 'SELECT rolsuper OR rolcreaterole OR rolreplication FROM pg_roles WHERE rolname = current_user', {

@@ -15,8 +15,10 @@ const doc = (name: string) => join(REPO_ROOT, name);
  */
 const NOT_EXECUTED: Record<string, string[]> = {
   'docs/runbook.md': [
-    // Needs the Kubernetes cluster.
-    'Before you start: kubectl create job --from=cronjob/pms-backup-verify pms-restore-shell -n patient-monitoring --dry-run=client -o yaml \\',
+    // Need the Kubernetes cluster: the restore shell and the pms_restore login (npm run
+    // test:containers makes the same pod from the rendered manifests and enables the login alike).
+    'Before you start: NS=patient-monitoring',
+    `Before you start: kubectl -n "$NS" exec statefulset/postgres -c postgres -- psql -Xq -U postgres -d postgres -c 'ALTER ROLE pms_restore NOLOGIN PASSWORD NULL'`,
   ],
   // No commands of its own: its restore procedure is the runbook's (executed there).
   'docs/pitr.md': [],

@@ -9,6 +9,7 @@
 // until no .ready file is left. Rounds alternate which tool goes first; per-round ratios, their
 // spread and the per-segment times are printed.
 // Usage: node bench/wal-backlog.mjs [pgbench scale=200, ~155 segments] [rounds=2] [pgbackrest compress-level=1]
+// BENCH_WAL_PUSH_ARGS (e.g. '--concurrency 4') is added to our archive_command, to compare pusher settings.
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
 import { PG_GID, PG_UID } from './postgres-user.mjs';
 import { spawn } from 'node:child_process';
@@ -66,7 +67,7 @@ const env = {
   BACKUP_GPG_KEY_ID: key.fingerprint,
   BACKUP_LOG_DIR: join(work, 'logs'),
 };
-const walPush = `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p`;
+const walPush = `'${process.execPath}' '${binPath('pms-backup')}' wal-push ${process.env.BENCH_WAL_PUSH_ARGS ?? ''} %p`;
 const cluster = await startThrowawayCluster({
   durable: true,
   settings: {

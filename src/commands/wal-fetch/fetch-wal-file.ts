@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { DecryptionKeys } from '../../crypto/keys.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { integrityMismatch } from '../../pipeline/integrity-error.js';
-import { type ReaderTrust, readEncrypted } from '../../pipeline/open-encrypted.js';
-import { syncedFileSink } from '../../storage/fs/durable-fs.js';
+import type { SegmentZstd } from '../../compression/zstd.js';
+import { type ReaderTrust, readEncryptedToFile } from '../../pipeline/open-encrypted.js';
 import type { Storage } from '../../storage/storage.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName } from '../../wal/wal-file-name.js';
 import { systemMismatch } from '../../repository/wal-identity.js';
@@ -24,6 +23,8 @@ export interface FetchWalOptions {
   readonly destination: string;
   /** The recovering cluster's system identifier (from its pg_control). */
   readonly systemIdentifier: string;
+  /** How zstd runs: the prefetcher's relay (it never forks itself); unset, a child of this process. */
+  readonly zstd?: SegmentZstd | undefined;
   readonly signal?: AbortSignal;
 }
 
@@ -32,7 +33,7 @@ export type FetchWalResult =
   | { readonly outcome: 'not-found'; readonly key?: string };
 
 /**
- * restore_command: repository → OpenPGP → zstd → %p. The file appears under %p only after
+ * restore_command: repository → OpenPGP → zstd → %p (pipeline/readEncryptedToFile, in memory). The file appears under %p only after
  * every check passed (OpenPGP MDC, zstd checksum, plaintext sha256 from the object's metadata,
  * system identifier in the segment header, segment size), so PostgreSQL never reads a partial
  * or foreign segment. "Not in the archive" is a result, not an error: it is how recovery
@@ -61,23 +62,17 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
     throw systemMismatch(storage, storedSystem, options.systemIdentifier);
 
   const temp = join(dirname(options.destination), `.pms-fetch-${randomBytes(4).toString('hex')}-${name}`);
-  const handle = await open(temp, 'wx', 0o600);
-  let closed = false;
   try {
-    const [, facts] = await readEncrypted(
-      {
-        storage,
-        key,
-        keys: options.keys,
-        trust: options.trust,
-        plainSha256: expectedSha,
-        decompress: true,
-        ...(options.signal ? { signal: options.signal } : {}),
-      },
-      (plaintext) => pipeline(plaintext, syncedFileSink(handle)),
-    );
-    await handle.close();
-    closed = true;
+    const facts = await readEncryptedToFile({
+      storage,
+      key,
+      keys: options.keys,
+      trust: options.trust,
+      plainSha256: expectedSha,
+      output: temp,
+      zstd: options.zstd,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     if (file.kind === 'segment') {
       if (facts.plainBytes !== WAL_SEGMENT_BYTES) {
         throw integrityMismatch(key, 'segment size', `${WAL_SEGMENT_BYTES} bytes`, `${facts.plainBytes} bytes`);
@@ -89,7 +84,6 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
     await rename(temp, options.destination);
     return { outcome: 'fetched', key, bytes: facts.plainBytes };
   } catch (error) {
-    if (!closed) await handle.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
     if (isPmsError(error)) throw error;
     throw new PmsError('PMS_ERR_INTERNAL', `fetching ${name} failed: ${(error as Error).message ?? String(error)}`, { cause: error });

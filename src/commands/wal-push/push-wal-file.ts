@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { compressFile } from '../../compression/zstd.js';
+import { type SegmentZstd, compressFile } from '../../compression/zstd.js';
 import type { RecipientSet } from '../../crypto/keys.js';
 import type { SigningKey, TrustPolicy } from '../../crypto/signing.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
@@ -23,6 +23,8 @@ export interface WalPushContext {
   /** Whose signature wal/system.json must carry. */
   readonly trust: TrustPolicy;
   readonly zstdLevel?: number;
+  /** How zstd runs: the background pusher's relay (it never forks itself); unset, a child of this process. */
+  readonly zstd?: SegmentZstd | undefined;
   readonly signal?: AbortSignal;
   /**
    * Checks of wal/system.json per system in this run, done or under way: one lookup per run, and
@@ -134,7 +136,7 @@ async function archive(
   const { storage } = context;
   const level = context.zstdLevel ?? WAL_ZSTD_LEVEL;
   const { sha256, bytes, head, compressed, identity } = await readAndCompress(path, name, () =>
-    compressFile(path, { level, signal: abort.signal }),
+    compressFile(path, { level, signal: abort.signal, via: context.zstd }),
   );
   const metadata: Record<string, string> = {
     [WAL_METADATA.sha256]: sha256,

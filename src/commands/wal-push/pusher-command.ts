@@ -1,7 +1,11 @@
-import { resolve } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { NATIVE_ZSTD } from '../../compression/zstd.js';
+import { SpawnRelay } from '../../process/spawn-relay.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { readAll } from '../../storage/read-all.js';
 import { BackgroundPusher, servePusher } from './background-pusher.js';
+import { MARKER_DIR } from './push-marker.js';
 import { pusherAddress } from './pusher-socket.js';
 
 /**
@@ -41,10 +45,12 @@ export async function runPusherCommand(walDir: string, options: { readAhead: num
       loadTrustedSigners(config.keys.trustedSignersFile, new Date(), config.keys.walSignerFingerprints),
     ]);
     const storage = openStorage(config.repository);
+    // Node 20: zstd through a relay, so the pusher never forks per segment (process/spawn-relay.ts).
+    const zstd = NATIVE_ZSTD ? undefined : { relay: new SpawnRelay(), scratchDir: await scratchDirectory(dir) };
     try {
       const pusher = new BackgroundPusher({
         walDir: dir,
-        context: { storage, recipients, signer, trust: { trusted }, claims: new Map() },
+        context: { storage, recipients, signer, trust: { trusted }, claims: new Map(), zstd },
         readAhead: options.readAhead,
         concurrency: options.concurrency,
       });
@@ -69,6 +75,7 @@ export async function runPusherCommand(walDir: string, options: { readAhead: num
         throw error;
       }
     } finally {
+      zstd?.relay.close();
       await storage.close();
     }
     return 0;
@@ -79,4 +86,18 @@ export async function runPusherCommand(walDir: string, options: { readAhead: num
     }
     throw error;
   }
+}
+
+/**
+ * The relay's scratch files (compressed segments, until read back) live beside the markers in
+ * pg_wal: same file system, readable only by the server's user. One pusher per pg_wal, so any
+ * scratch file found at start is a killed pusher's leftover.
+ */
+async function scratchDirectory(walDir: string): Promise<string> {
+  const directory = join(walDir, MARKER_DIR);
+  await mkdir(directory, { recursive: true, mode: 0o700 });
+  for (const entry of await readdir(directory)) {
+    if (entry.startsWith('.pms-zstd-')) await rm(join(directory, entry), { force: true });
+  }
+  return directory;
 }

@@ -1,7 +1,9 @@
 import { type FSWatcher, closeSync, existsSync, openSync, readSync, readdirSync, rmSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { NATIVE_ZSTD, type SegmentZstd } from '../../../compression/zstd.js';
 import type { DecryptionKeys } from '../../../crypto/keys.js';
+import { SpawnRelay } from '../../../process/spawn-relay.js';
 import type { ReaderTrust } from '../../../pipeline/open-encrypted.js';
 import type { Storage } from '../../../storage/storage.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
@@ -70,6 +72,9 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     // Polling below still notices everything, only later.
   }
   removeLeftovers(options.directory);
+  // Node 20: zstd through a relay, so this process never forks per segment (process/spawn-relay.ts).
+  const relay = NATIVE_ZSTD ? undefined : new SpawnRelay();
+  const zstd: SegmentZstd | undefined = relay ? { relay, scratchDir: options.directory } : undefined;
   try {
     for (;;) {
       if (options.signal?.aborted) return { fetched, failed: failed.size, reason: 'aborted' };
@@ -152,6 +157,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           name,
           destination: join(options.directory, name),
           systemIdentifier: options.systemIdentifier,
+          zstd,
           ...(options.signal ? { signal: options.signal } : {}),
         })
           .then((result) => {
@@ -180,6 +186,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   } finally {
     watcher?.close();
     await Promise.allSettled(inFlight.values());
+    relay?.close();
   }
 }
 

@@ -45,7 +45,11 @@ test('a test process stopped by SIGTERM mid-start takes its Patroni, PostgreSQL 
   // (no sync standby), so the signal lands while the harness is still waiting.
   const child = spawn(
     process.execPath,
-    ['--input-type=module', '-e', `import { startPatroniCluster } from ${JSON.stringify(harness)}; await startPatroniCluster({ members: 1 });`],
+    [
+      '--input-type=module',
+      '-e',
+      `import { startPatroniCluster } from ${JSON.stringify(harness)}; await startPatroniCluster({ members: 1 });`,
+    ],
     { env: { PATH: process.env['PATH'], HOME: process.env['HOME'] }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

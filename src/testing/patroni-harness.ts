@@ -91,6 +91,11 @@ export interface PatroniCluster {
   waitForHealthy(timeoutSeconds?: number): Promise<{ leader: PatroniMember; syncStandby: PatroniMember }>;
   /** Waits for a leader other than `not` (after a failover); returns it and when its /primary first answered 200. */
   waitForNewLeader(not: PatroniMember, timeoutSeconds?: number): Promise<{ leader: PatroniMember; at: number }>;
+  /**
+   * A member's archiver for a failure message: pg_stat_archiver, and the lines of its log (where
+   * PostgreSQL writes archive_command's stderr) that name the file it last failed on.
+   */
+  describeArchiver(member: PatroniMember): Promise<string>;
   /** Runs SQL with psql on a member's Unix socket as the superuser; returns trimmed unaligned output. */
   psql(member: PatroniMember, sql: string, database?: string): Promise<string>;
   /**
@@ -222,6 +227,23 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
         }
         return undefined;
       });
+    },
+    async describeArchiver(member) {
+      const row = await cluster
+        .psql(
+          member,
+          "SELECT coalesce(last_archived_wal, '-') || ' ' || failed_count || ' ' || coalesce(last_failed_wal, '-') FROM pg_stat_archiver",
+        )
+        .catch((error: Error) => `(psql failed: ${error.message})`);
+      const [archived, failures, failed] = row.split(' ');
+      const lines =
+        failed && failed !== '-'
+          ? readFileSync(member.logFile, 'utf8')
+              .split('\n')
+              .filter((l) => l.includes(failed) || l.includes('PMS_ERR_'))
+              .slice(-6)
+          : [];
+      return `${member.name}: last archived ${archived}, ${failures} failures, last failed ${failed}${lines.length > 0 ? `\n${lines.join('\n')}` : ''}`;
     },
     async psql(member, sql, database = 'postgres') {
       const psql = findPgProgram('psql', process.env, 15);
@@ -515,7 +537,8 @@ function processesMentioning(text: string): number[] {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(text) && alive(Number(entry))) found.push(Number(entry));
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(text) && alive(Number(entry)))
+        found.push(Number(entry));
     } catch {
       // exited meanwhile
     }

@@ -67,6 +67,8 @@ export interface PatroniMember {
 
 export interface PatroniCluster {
   readonly scope: string;
+  /** The directory holding every member's data, etcd's and the TLS files (removed by stop). */
+  readonly root: string;
   readonly members: readonly PatroniMember[];
   /** The CA every member's certificate chains to (POSTGRES_SSLROOTCERT). */
   readonly caFile: string;
@@ -89,6 +91,11 @@ export interface PatroniCluster {
   waitForHealthy(timeoutSeconds?: number): Promise<{ leader: PatroniMember; syncStandby: PatroniMember }>;
   /** Waits for a leader other than `not` (after a failover); returns it and when its /primary first answered 200. */
   waitForNewLeader(not: PatroniMember, timeoutSeconds?: number): Promise<{ leader: PatroniMember; at: number }>;
+  /**
+   * A member's archiver for a failure message: pg_stat_archiver, and the lines of its log (where
+   * PostgreSQL writes archive_command's stderr) that name the file it last failed on.
+   */
+  describeArchiver(member: PatroniMember): Promise<string>;
   /** Runs SQL with psql on a member's Unix socket as the superuser; returns trimmed unaligned output. */
   psql(member: PatroniMember, sql: string, database?: string): Promise<string>;
   /**
@@ -157,8 +164,32 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
   mkdirSync(etcdDir, { mode: 0o700 });
   chownSync(etcdDir, ids.uid, ids.gid);
 
+  // If this process is told to stop (Ctrl-C, the test runner's SIGTERM) or exits before stop()
+  // ran, nothing of the cluster may outlive it: Patroni and postgres detach from us, so an
+  // ordinary exit would leave them running. Synchronous, as 'exit' handlers must be.
+  let emergencyStopped = false;
+  const emergencyStop = (): void => {
+    // Not guarded by `stopped`: a signal may arrive while stop() is under way.
+    if (emergencyStopped) return;
+    emergencyStopped = true;
+    const victims: number[] = [];
+    for (const m of members) {
+      const postmaster = postmasterPid(m.info.dataDir);
+      if (postmaster !== undefined) victims.push(postmaster, ...descendants(postmaster));
+    }
+    victims.push(...processesMentioning(root));
+    for (const child of processes) if (child.pid !== undefined && child.exitCode === null) victims.push(child.pid);
+    for (const pid of new Set(victims)) signal(pid, 'SIGKILL');
+    const deadline = Date.now() + 5_000;
+    while (victims.some(alive) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    rmSync(root, { recursive: true, force: true });
+  };
+  emergencyStops.add(emergencyStop);
+  installExitHandlers();
+
   const cluster: PatroniCluster = {
     scope,
+    root,
     members: [],
     caFile: tls.caFile,
     etcdUrl,
@@ -197,6 +228,23 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
         return undefined;
       });
     },
+    async describeArchiver(member) {
+      const row = await cluster
+        .psql(
+          member,
+          "SELECT coalesce(last_archived_wal, '-') || ' ' || failed_count || ' ' || coalesce(last_failed_wal, '-') FROM pg_stat_archiver",
+        )
+        .catch((error: Error) => `(psql failed: ${error.message})`);
+      const [archived, failures, failed] = row.split(' ');
+      const lines =
+        failed && failed !== '-'
+          ? readFileSync(member.logFile, 'utf8')
+              .split('\n')
+              .filter((l) => l.includes(failed) || l.includes('PMS_ERR_'))
+              .slice(-6)
+          : [];
+      return `${member.name}: last archived ${archived}, ${failures} failures, last failed ${failed}${lines.length > 0 ? `\n${lines.join('\n')}` : ''}`;
+    },
     async psql(member, sql, database = 'postgres') {
       const psql = findPgProgram('psql', process.env, 15);
       const env = childEnv({ PGHOST: member.socketDir, PGPORT: String(member.port), PGUSER: 'postgres', PGDATABASE: database });
@@ -223,6 +271,7 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
       if (etcd) await killAndWait(etcd);
       for (const child of processes) await killAndWait(child);
       rmSync(root, { recursive: true, force: true });
+      emergencyStops.delete(emergencyStop);
     },
   };
 
@@ -264,8 +313,14 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
     const state = members.find((m) => m.info.name === member.name);
     if (!state) throw new Error(`no member ${member.name}`);
     const postmaster = postmasterPid(state.info.dataDir);
-    // Collected before any signal: once the postmaster dies its children are re-parented.
-    const victims = postmaster === undefined ? [] : [postmaster, ...descendants(postmaster)];
+    // Collected before any signal: once the postmaster dies its children are re-parented. The
+    // background WAL pusher runs in a session of its own, so it is found by its argument; it
+    // dies with its node, and would otherwise linger, since a SIGKILLed postmaster leaves its
+    // postmaster.pid behind and the pusher takes that for a live server.
+    const victims = [
+      ...(postmaster === undefined ? [] : [postmaster, ...descendants(postmaster)]),
+      ...processesMentioning(`wal-pusher ${state.info.dataDir}/`),
+    ];
     const patroni = state.process;
     if (patroni) {
       // Patroni first, so it cannot restart postgres in between.
@@ -273,14 +328,8 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
       state.process = undefined;
       state.info.running = false;
     }
-    for (const pid of victims) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    if (postmaster !== undefined) await waitUntil(`postmaster ${postmaster} gone`, 30, () => (alive(postmaster) ? undefined : true));
+    for (const pid of victims) signal(pid, 'SIGKILL');
+    await waitUntil(`${member.name}'s processes gone`, 30, () => (victims.some(alive) ? undefined : true));
   }
 
   function launch(state: MemberState): void {
@@ -449,6 +498,52 @@ export async function usingPatroniCluster<T>(options: PatroniClusterOptions, use
   } finally {
     await cluster.stop();
   }
+}
+
+/** Synchronous stops of the clusters of this process not stopped yet. */
+const emergencyStops = new Set<() => void>();
+let exitHandlersInstalled = false;
+
+function installExitHandlers(): void {
+  if (exitHandlersInstalled) return;
+  exitHandlersInstalled = true;
+  const stopAll = () => {
+    for (const stop of emergencyStops) stop();
+    emergencyStops.clear();
+  };
+  process.once('exit', stopAll);
+  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      stopAll();
+      process.removeListener(name, onSignal);
+      // Ours was the only handler: die of the signal as the process would have without us.
+      if (process.listenerCount(name) === 0) process.kill(process.pid, name);
+    };
+    process.on(name, onSignal);
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+/** Live processes whose command line contains `text` (a path only this cluster uses). */
+function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(text) && alive(Number(entry)))
+        found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
 }
 
 async function restStatus(member: PatroniMember, path: string): Promise<number | undefined> {

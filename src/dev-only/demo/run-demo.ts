@@ -8,7 +8,8 @@ import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../po
 import { findPgProgram } from '../../postgres/binaries.js';
 import { runTool } from '../../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
-import { binPath, runCli } from '../../testing/run-cli.js';
+import { binPath } from '../../testing/run-cli.js';
+import { cli, createSteps, waitFor } from './demo-kit.js';
 import { DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
 
@@ -17,47 +18,15 @@ import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js
  * PostgreSQL 15 (archiving WAL through pms-backup wal-push) → encrypted base and logical
  * backups in a local repository → verification → a disaster (a bad DELETE) → recovery by PITR
  * and by a per-patient partial restore → the counts compared. Exits non-zero if anything was lost.
+ * `--ha` runs ha-demo.ts instead: a Patroni cluster, its leader killed mid-ingest.
  */
 
 const keep = process.argv.includes('--keep');
 /** Where the demo leaves what outlives it (the monthly report): --out-dir DIR, default ./demo-output. */
 const outDirFlag = process.argv.indexOf('--out-dir');
 const outDir = resolve(outDirFlag >= 0 ? (process.argv[outDirFlag + 1] ?? 'demo-output') : 'demo-output');
-const TOTAL_STEPS = 11;
 const started = Date.now();
-let stepStarted = Date.now();
-let stepNumber = 0;
-
-function step(text: string): void {
-  if (stepNumber > 0) process.stdout.write(`      done in ${((Date.now() - stepStarted) / 1000).toFixed(1)} s\n`);
-  stepNumber += 1;
-  stepStarted = Date.now();
-  process.stdout.write(`[${String(stepNumber).padStart(2)}/${TOTAL_STEPS}] ${text}\n`);
-}
-
-function info(text: string): void {
-  process.stdout.write(`      ${text}\n`);
-}
-
-async function cli(name: 'pms-backup' | 'pms-telemetry', args: string[], env: Record<string, string>): Promise<string> {
-  const result = await runCli(name, args, env);
-  if (result.code !== 0)
-    throw new Error(
-      `${name} ${args.join(' ')} failed (exit ${result.code}):\n${result.stderr
-        .split('\n')
-        .filter((l) => !l.startsWith('{'))
-        .join('\n')}`,
-    );
-  return result.stdout;
-}
-
-async function waitFor(what: string, probe: () => Promise<boolean>, seconds = 120): Promise<void> {
-  for (let i = 0; i < seconds * 10; i += 1) {
-    if (await probe().catch(() => false)) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${seconds} s waiting for ${what}`);
-}
+const { step, info, finish } = createSteps(11);
 
 async function postReadings(
   url: string,
@@ -342,7 +311,7 @@ async function main(): Promise<number> {
       );
       api.unref();
     }
-    process.stdout.write(`      done in ${((Date.now() - stepStarted) / 1000).toFixed(1)} s\n\n`);
+    finish();
     process.stdout.write(
       ok
         ? `PMS demo OK in ${seconds} s: ${totalAcknowledged} readings acknowledged = ${stored} stored = ${restoredByPitr} restored by PITR after deleting ${deleted}; patient partial restore ${partial}/${expectedPartial}; backups verified\n`
@@ -364,7 +333,8 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
+// --ha: the same story on a three-member Patroni cluster with a failover (ha-demo.ts).
+(process.argv.includes('--ha') ? import('./ha-demo.js').then((m) => m.runHaDemo()) : main()).then(
   (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { type FileHandle, link, open, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, link, mkdir, open, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +16,8 @@ import { readSidecar, removeSidecar, sidecarPath, writeSidecar } from './metadat
 import { walkKeys, walkTemporaryFiles } from './walk-keys.js';
 
 const FILE_MODE = 0o600; // backups of patient data: owner only, whatever the umask says.
+/** A write-once lock older than this was left by a killed writer (see #withKeyLock). */
+const STALE_LOCK_MS = 30_000;
 
 function abortedError(cause: unknown, key: string): PmsError {
   return new PmsError('PMS_ERR_ABORTED', `writing ${key} was cancelled; nothing was stored under it`, { cause });
@@ -107,14 +110,20 @@ export class FsStorage implements Storage {
         // The sidecar goes first, naming the new file's inode, so that a writer killed between
         // the two steps leaves either nothing or an object with its metadata (WAL's seal and
         // sha256), never an object without: that one could never be re-pushed or trusted. It
-        // is written only while nothing is at the key, so an existing object keeps its own. Two
-        // writers racing for one key can still cost the winner its sidecar (a re-push repairs
-        // nothing then): S3, where metadata is part of the PUT, has no such window.
+        // is written only while nothing is at the key, so an existing object keeps its own.
+        // Writers racing for one key (archive_mode = always: every member pushes the same
+        // segment) take turns through a per-key lock, or the loser's sidecar could land on the
+        // winner's object and leave it without metadata for good. S3, where metadata is part of
+        // the PUT, needs none of this.
         if (Object.keys(metadata).length > 0) {
-          if (await exists(path)) await this.#commitIfAbsent(temp, path, key);
-          await writeSidecar(this.#root, key, info.ino, metadata);
+          await this.#withKeyLock(key, async () => {
+            if (await exists(path)) await this.#commitIfAbsent(temp, path, key);
+            await writeSidecar(this.#root, key, info.ino, metadata);
+            await this.#commitIfAbsent(temp, path, key);
+          });
+        } else {
+          await this.#commitIfAbsent(temp, path, key);
         }
-        await this.#commitIfAbsent(temp, path, key);
       } else {
         if (Object.keys(metadata).length > 0) await writeSidecar(this.#root, key, info.ino, metadata);
         await rename(temp, path);
@@ -128,6 +137,35 @@ export class FsStorage implements Storage {
       await unlink(temp).catch(() => undefined);
       if (isPmsError(error) || !(error as NodeJS.ErrnoException | undefined)?.code) throw error;
       throw fsError(error, `store ${key}`, path);
+    }
+  }
+
+  /**
+   * Runs `critical` holding `<sidecar>.pms-lock` (mkdir is atomic). A lock older than
+   * STALE_LOCK_MS was left by a writer killed inside it (the section is a sidecar write and a
+   * link, milliseconds) and is taken over.
+   */
+  async #withKeyLock(key: string, critical: () => Promise<void>): Promise<void> {
+    const lock = `${sidecarPath(this.#root, key)}.pms-lock`;
+    await makeDirectoryDurably(dirname(lock));
+    for (;;) {
+      try {
+        await mkdir(lock);
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const since = await stat(lock).then(
+          (s) => Date.now() - s.mtimeMs,
+          () => 0,
+        );
+        if (since > STALE_LOCK_MS) await rmdir(lock).catch(() => undefined);
+        else await sleep(5 + Math.random() * 20);
+      }
+    }
+    try {
+      await critical();
+    } finally {
+      await rmdir(lock).catch(() => undefined);
     }
   }
 

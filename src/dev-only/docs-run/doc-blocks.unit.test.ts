@@ -130,7 +130,7 @@ describe('docs that run: which blocks run', () => {
       .flatMap((line) => (line.split('#')[0] ?? '').split('&&'))
       .map((c) => c.trim())
       .filter(Boolean);
-    assert.deepEqual(commands, ['npm ci', 'npm run demo', 'npm run test:unit', 'npm test']);
+    assert.deepEqual(commands, ['npm ci', 'npm run demo', 'npm run demo -- --ha', 'npm run test:unit', 'npm test']);
     assert.match(scripts['demo'] ?? '', /node dist\/dev-only\/demo\/run-demo\.js$/);
     assert.match(scripts['test:unit'] ?? '', /run-test-layers\.js unit$/);
     assert.match(scripts['test'] ?? '', /run-test-layers\.js all$/);

@@ -1,3 +1,4 @@
+// test-layer: alone: measures a failover's write outage, and checks that no pms-demo-/pms-patroni- directory is left, which HA tests beside it would create
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';

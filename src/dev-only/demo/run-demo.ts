@@ -176,6 +176,8 @@ async function main(): Promise<number> {
       ...env,
       TELEMETRY_HOST: '127.0.0.1',
       TELEMETRY_PORT: String(port),
+      // Not the default 9464: two demos (or a demo and a real API) may run on one machine.
+      TELEMETRY_METRICS_PORT: String(await freePort()),
       TELEMETRY_RATE_LIMIT_PER_MINUTE: '100000',
       TELEMETRY_RATE_LIMIT_BURST: '1000',
     };

@@ -1,4 +1,7 @@
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { runCli } from '../../testing/run-cli.js';
 
 /** What both demos (single-node and --ha) print and run: numbered steps with their durations, the CLIs. */
@@ -49,4 +52,31 @@ export async function waitFor(what: string, probe: () => Promise<boolean>, secon
     await sleep(100);
   }
   throw new Error(`timed out after ${seconds} s waiting for ${what}`);
+}
+
+/**
+ * `restore --pitr` into `<work>/pitr-data`, then that directory started as a throwaway server and
+ * waited on until recovery reaches the target and promotes. `onStarted` gets the server as soon
+ * as it runs, so the caller's cleanup stops it even if recovery never completes.
+ */
+export async function recoverToTarget(options: {
+  readonly work: string;
+  readonly targetTime: string;
+  readonly env: Record<string, string>;
+  readonly serverEnv: Record<string, string>;
+  readonly onStarted: (cluster: ThrowawayCluster) => void;
+}): Promise<ThrowawayCluster> {
+  const pitrDir = join(options.work, 'pitr-data');
+  await cli('pms-backup', ['restore', '--pitr', '--target-time', options.targetTime, '--pgdata', pitrDir], options.env);
+  const recovered = await startThrowawayCluster({
+    parentDir: options.work,
+    settings: { archive_mode: 'off' },
+    serverEnv: options.serverEnv,
+    populate: async (dataDir) => {
+      await rename(pitrDir, dataDir);
+    },
+  });
+  options.onStarted(recovered);
+  await waitFor('recovery to reach the target and promote', async () => (await recovered.psql('SELECT pg_is_in_recovery()')) === 'f');
+  return recovered;
 }

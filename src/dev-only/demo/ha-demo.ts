@@ -1,18 +1,17 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
-import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { freePort, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { runTool } from '../../process/tool-process.js';
 import { FsStorage } from '../../storage/fs/fs-storage.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { type PatroniCluster, type PatroniMember, startPatroniCluster } from '../../testing/patroni-harness.js';
 import { binPath } from '../../testing/run-cli.js';
 import { archivedWalNames, checkContinuity } from '../../wal/timeline-continuity.js';
-import { cli, createSteps, waitFor } from './demo-kit.js';
+import { cli, createSteps, recoverToTarget, waitFor } from './demo-kit.js';
 import { type ApiReading, DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 
 /**
@@ -238,18 +237,13 @@ export async function runHaDemo(): Promise<number> {
       for (const p of continuity.problems) info(`gap: ${p}`);
 
       step('Point-in-time recovery to the target from the base backup taken before the failover');
-      const pitrDir = join(work, 'pitr-data');
-      await cli('pms-backup', ['restore', '--pitr', '--target-time', targetTime, '--pgdata', pitrDir], env);
-      const recovered = await startThrowawayCluster({
-        parentDir: work,
-        settings: { archive_mode: 'off' },
+      const recovered = await recoverToTarget({
+        work,
+        targetTime,
+        env,
         serverEnv: backupEnv,
-        populate: async (dataDir) => {
-          await rename(pitrDir, dataDir);
-        },
+        onStarted: (c) => (resources.recovered = c),
       });
-      resources.recovered = recovered;
-      await waitFor('recovery to reach the target and promote', async () => (await recovered.psql('SELECT pg_is_in_recovery()')) === 'f');
       const restored = await recovered.psql(ROWS_DIGEST, 'patient_telemetry');
       info(`recovered server: ${restored.split(' ')[0]} readings`);
 

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +8,7 @@ import { findPgProgram } from '../../postgres/binaries.js';
 import { runTool } from '../../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { binPath } from '../../testing/run-cli.js';
-import { cli, createSteps, waitFor } from './demo-kit.js';
+import { cli, createSteps, recoverToTarget, waitFor } from './demo-kit.js';
 import { DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
 
@@ -242,18 +241,13 @@ async function main(): Promise<number> {
     info(`${deleted} readings deleted at ${new Date().toISOString()}; ${afterDisaster} left. Recovery target: ${targetTime}`);
 
     step('Point-in-time recovery to just before the delete (restore --pitr, then start the server)');
-    const pitrDir = join(work, 'pitr-data');
-    await cli('pms-backup', ['restore', '--pitr', '--target-time', targetTime, '--pgdata', pitrDir], env);
-    const recovered = await startThrowawayCluster({
-      parentDir: work,
-      settings: { archive_mode: 'off' },
+    const recovered = await recoverToTarget({
+      work,
+      targetTime,
+      env,
       serverEnv: backupEnv,
-      populate: async (dataDir) => {
-        await rename(pitrDir, dataDir);
-      },
+      onStarted: (c) => (resources.recovered = c),
     });
-    resources.recovered = recovered;
-    await waitFor('recovery to reach the target and promote', async () => (await recovered.psql('SELECT pg_is_in_recovery()')) === 'f');
     const restoredByPitr = Number(await recovered.psql('SELECT count(*) FROM telemetry.reading', 'patient_telemetry'));
     info(`recovered server on port ${recovered.port}: ${restoredByPitr} readings`);
 

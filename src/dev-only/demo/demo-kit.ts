@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { rename } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
@@ -91,6 +92,17 @@ export async function recoverToTarget(options: {
   options.onStarted(recovered);
   await waitFor('recovery to reach the target and promote', async () => (await recovered.psql('SELECT pg_is_in_recovery()')) === 'f');
   return recovered;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited (at once if it had). */
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  // Bounded: the API's graceful close waits for requests in flight, which a dead server may hold.
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** A cleanup that may run more than once but never twice at a time: each run removes what is there then. */

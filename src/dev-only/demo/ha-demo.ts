@@ -11,7 +11,7 @@ import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/g
 import { type PatroniCluster, type PatroniMember, startPatroniCluster } from '../../testing/patroni-harness.js';
 import { binPath } from '../../testing/run-cli.js';
 import { archivedWalNames, checkContinuity } from '../../wal/timeline-continuity.js';
-import { cleanUpOnInterrupt, cli, createSteps, recoverToTarget, serialized, waitFor } from './demo-kit.js';
+import { cleanUpOnInterrupt, cli, createSteps, recoverToTarget, serialized, stopProcess, waitFor } from './demo-kit.js';
 import { type ApiReading, DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 
 /**
@@ -100,14 +100,7 @@ export async function runHaDemo(): Promise<number> {
     delete resources.api;
     delete resources.recovered;
     delete resources.cluster;
-    if (api && api.exitCode === null && api.signalCode === null) {
-      const exited = new Promise((resolve) => api.once('exit', resolve));
-      api.kill('SIGTERM');
-      // Bounded: its graceful close waits for requests in flight, which a dead server may hold.
-      const timer = setTimeout(() => api.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    if (api) await stopProcess(api);
     await recovered?.destroy().catch(() => undefined);
     await cluster?.stop().catch(() => undefined);
     for (const k of resources.keys.splice(0)) k.remove();

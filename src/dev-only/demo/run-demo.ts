@@ -8,7 +8,7 @@ import { findPgProgram } from '../../postgres/binaries.js';
 import { runTool } from '../../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { binPath } from '../../testing/run-cli.js';
-import { cleanUpOnInterrupt, cli, createSteps, exitWhenDone, recoverToTarget, serialized, waitFor } from './demo-kit.js';
+import { cleanUpOnInterrupt, cli, createSteps, exitWhenDone, recoverToTarget, serialized, stopProcess, waitFor } from './demo-kit.js';
 import { DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
 
@@ -140,7 +140,7 @@ async function main(): Promise<number> {
     if (kept) return;
     const { api, recovered, cluster, key, walKey } = resources;
     for (const name of ['api', 'recovered', 'cluster', 'key', 'walKey'] as const) delete resources[name];
-    api?.kill('SIGTERM');
+    if (api) await stopProcess(api);
     await recovered?.destroy().catch(() => undefined);
     await cluster?.destroy().catch(() => undefined);
     key?.remove();

@@ -155,7 +155,11 @@ export function buildCommandRegistry(outcome: CommandOutcome, previous: CounterV
     );
   }
   if (outcome.walGapSegments !== undefined)
-    gauge(METRIC.walGap, 'WAL segments missing from the archive between the oldest backup and the newest segment.', outcome.walGapSegments);
+    gauge(
+      METRIC.walGap,
+      'WAL files (segments, timeline .history files) missing from the chain between the oldest base backup and the newest segment, timeline by timeline.',
+      outcome.walGapSegments,
+    );
 
   if (outcome.drLagSeconds !== undefined) {
     gauge(

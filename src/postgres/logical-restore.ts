@@ -82,6 +82,8 @@ export function startRestore(config: PostgresConfig, options: RestoreProcessOpti
 
 const SQLSTATE_LINE = /^psql:<stdin>:(\d+): (?:ERROR|FATAL|PANIC):\s+([0-9A-Z]{5})\s*$/m;
 const CONNECTION_LINE = /^psql: error: (connection to server .*)$/m;
+/** The further servers libpq tried (a POSTGRES_HOST list), one line each after the first. */
+const FURTHER_SERVER_LINE = /^(connection to server .*)$/gm;
 
 /**
  * psql's failure as the SQLSTATE and the archive entry, or its connection error (which names
@@ -103,7 +105,10 @@ export function restoreFailure(cause: unknown, stderr: string, objects: Pick<Scr
   }
   const connection = CONNECTION_LINE.exec(stderr);
   if (connection) {
-    return new PmsError('PMS_ERR_TOOL_FAILED', `pg_restore: psql could not connect: ${connection[1]}`, {
+    // psql never connected, so it ran no line of the script: what follows is libpq's, naming
+    // each further server it tried and why it gave up there.
+    const further = [...stderr.slice(connection.index + connection[0].length).matchAll(FURTHER_SERVER_LINE)].map((m) => m[1]);
+    return new PmsError('PMS_ERR_TOOL_FAILED', `pg_restore: psql could not connect: ${[connection[1], ...further].join('; ')}`, {
       details: { tool: 'psql', exitCode },
     });
   }

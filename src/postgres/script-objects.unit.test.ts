@@ -82,6 +82,16 @@ test("psql's error becomes the SQLSTATE and the object; nothing else of its outp
     objects,
   );
   assert.match(connection.message, /^pg_restore: psql could not connect: connection to server at "127\.0\.0\.1", port 5432 failed/);
+  // With a POSTGRES_HOST list libpq gives one line per server it tried: each is named, the last says why it stopped.
+  const list = restoreFailure(
+    failed,
+    'psql: error: connection to server at "127.0.0.1", port 5432 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\nconnection to server at "127.0.0.1", port 5433 failed: FATAL:  database "x__restoring_abc123" does not exist\n',
+    objects,
+  );
+  assert.match(
+    list.message,
+    /port 5432 failed: Connection refused; connection to server at "127\.0\.0\.1", port 5433 failed: FATAL: {2}database "x__restoring_abc123" does not exist$/,
+  );
   const aborted = new PmsError('PMS_ERR_ABORTED', 'psql was stopped because the operation was cancelled');
   assert.equal(restoreFailure(aborted, '', objects), aborted);
 });

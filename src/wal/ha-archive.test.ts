@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -179,6 +179,32 @@ describe('HA: base backup from a standby, archiving and PITR across a Patroni fa
       report.timelines.map((t) => t.timeline),
       [1, 2],
     );
+  });
+
+  test('monitor’s wal-gaps check passes on this archive, and names 00000002.history once it is gone', async () => {
+    const walGaps = async (): Promise<{ ok: boolean; detail: string }> => {
+      const result = await runCli('pms-backup', ['monitor', '--json'], env);
+      assert.ok(result.code === 0 || result.code === 1, result.stderr);
+      const check = (JSON.parse(result.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find(
+        (c) => c.name === 'wal-gaps',
+      );
+      assert.ok(check, result.stdout);
+      return check;
+    };
+    const whole = await walGaps();
+    assert.equal(whole.ok, true, whole.detail);
+    assert.match(whole.detail, /timeline 1 0{7}1[0-9A-F]{16}\.\.0{7}1[0-9A-F]{16}, then timeline 2 /);
+    // Moved aside (same inode, so its metadata sidecar still matches when it comes back for the PITR below).
+    const history = join(fixture.repoRoot, 'wal', 'history', '00000002.history.zst.gpg');
+    const aside = join(fixture.work, '00000002.history.aside');
+    renameSync(history, aside);
+    try {
+      const broken = await walGaps();
+      assert.equal(broken.ok, false);
+      assert.match(broken.detail, /00000002\.history is not archived/);
+    } finally {
+      renameSync(aside, history);
+    }
   });
 
   test('PITR from the standby’s base backup to a moment before the failover and to one after it restores exactly the rows committed by then', async () => {

@@ -17,6 +17,8 @@ export interface ContinuityReport {
   readonly timelines: readonly TimelineSpan[];
   /** One sentence per problem, naming the file that is missing. */
   readonly problems: readonly string[];
+  /** The names of the segments and .history files the chain needs but the archive lacks. */
+  readonly missing: readonly string[];
 }
 
 /**
@@ -34,7 +36,7 @@ export function checkContinuity(
   switchPoints: ReadonlyMap<number, string> = new Map(),
 ): ContinuityReport {
   const start = parseWalFileName(from);
-  if (start?.kind !== 'segment') return { ok: false, timelines: [], problems: [`${from} is not a WAL segment name`] };
+  if (start?.kind !== 'segment') return { ok: false, timelines: [], problems: [`${from} is not a WAL segment name`], missing: [] };
   const segments = new Map<number, Set<number>>();
   const histories = new Set<number>();
   for (const name of names) {
@@ -46,16 +48,21 @@ export function checkContinuity(
     } else if (file?.kind === 'history') histories.add(file.timeline);
   }
   const problems: string[] = [];
+  const missing: string[] = [];
   const timelines = [...segments.keys()].filter((t) => t >= start.timeline).sort((a, b) => a - b);
   const spans: TimelineSpan[] = [];
   let cursor = start.segment;
   for (const [index, timeline] of timelines.entries()) {
     const own = segments.get(timeline) ?? new Set<number>();
     const next = timelines[index + 1];
-    const firstOwn = Math.min(...own);
+    const firstOwn = lowest(own);
     const begin = index === 0 ? cursor : firstOwn;
     if (index > 0) {
-      if (!histories.has(timeline)) problems.push(`${segmentName(timeline, 0).slice(0, 8)}.history is not archived`);
+      if (!histories.has(timeline)) {
+        const history = `${segmentName(timeline, 0).slice(0, 8)}.history`;
+        problems.push(`${history} is not archived`);
+        missing.push(history);
+      }
       if (firstOwn > cursor)
         problems.push(
           `timeline ${timeline} starts at ${segmentName(timeline, firstOwn)}, after ${segmentName(timelines[index - 1] ?? timeline, cursor - 1)}: segments in between are missing`,
@@ -65,8 +72,12 @@ export function checkContinuity(
         problems.push(`timeline ${timeline} branched at ${switchLsn} but its first archived segment is ${segmentName(timeline, firstOwn)}`);
     }
     // This timeline must run without a hole until the next one takes over (or to its newest segment).
-    const end = next === undefined ? Math.max(...own) : Math.min(...(segments.get(next) ?? new Set([cursor]))) - 1;
-    for (let s = begin; s <= end; s += 1) if (!own.has(s)) problems.push(`${segmentName(timeline, s)} is not archived`);
+    const end = next === undefined ? highest(own) : lowest(segments.get(next) ?? new Set([cursor])) - 1;
+    for (let s = begin; s <= end; s += 1) {
+      if (own.has(s)) continue;
+      problems.push(`${segmentName(timeline, s)} is not archived`);
+      missing.push(segmentName(timeline, s));
+    }
     if (end >= begin)
       spans.push({
         timeline,
@@ -77,7 +88,21 @@ export function checkContinuity(
     cursor = end + 1;
   }
   if (timelines.length === 0) problems.push(`no segment of timeline ${start.timeline} or later is archived`);
-  return { ok: problems.length === 0, timelines: spans, problems };
+  return { ok: problems.length === 0, timelines: spans, problems, missing };
+}
+
+// Loops, not Math.min(...set): monitor runs this on whole archives, and a month of WAL at a
+// segment a second is more arguments than a call can take.
+function lowest(values: ReadonlySet<number>): number {
+  let min = Number.POSITIVE_INFINITY;
+  for (const v of values) if (v < min) min = v;
+  return min;
+}
+
+function highest(values: ReadonlySet<number>): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of values) if (v > max) max = v;
+  return max;
 }
 
 /** The names of every WAL file archived in a repository (segments, .history, .partial, .backup). */

@@ -1,6 +1,6 @@
 import { currentActor } from '../../repository/audit-log.js';
 import { observeRecipientKeys } from '../../repository/key-observer.js';
-import { createLogicalBackup } from './create-logical-backup.js';
+import { type BackupServer, createLogicalBackup } from './create-logical-backup.js';
 import { usingRepositoryLock } from '../../repository/repository-lock.js';
 import { loadRecipients } from '../../crypto/keys.js';
 import { runBackupCommand } from '../../cli/backup-command.js';
@@ -20,6 +20,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
       const repository = storage();
       const progress = new ProgressLine({ logger });
       const started = Date.now();
+      let source: BackupServer | undefined;
       const manifest = await usingRepositoryLock(
         repository,
         'create',
@@ -38,6 +39,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
               recipients,
               signer,
               signal,
+              onSource: (chosen) => (source = chosen),
               onProgress: (p) => {
                 const seconds = Math.max(0.001, (Date.now() - started) / 1000);
                 progress.update(
@@ -60,6 +62,7 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
           [
             `backup ${manifest.id} complete`,
             `  database   ${manifest.database} (PostgreSQL ${manifest.serverVersion})`,
+            ...(source ? [`  server     ${source.server}${source.role ? ` (${source.role})` : ''}`] : []),
             `  tables     ${manifest.tables.length} (${rows} rows)`,
             `  size       ${formatBytes(manifest.bytes.plain)} dumped, ${formatBytes(manifest.bytes.compressed)} compressed, ${formatBytes(manifest.bytes.stored)} stored`,
             `  duration   ${manifest.durationSeconds.toFixed(1)} s`,
@@ -72,7 +75,14 @@ export async function runCreate(options: { json?: boolean }): Promise<number> {
       return {
         exitCode: 0,
         backupId: manifest.id,
-        details: { kind: 'logical', bytesStored: manifest.bytes.stored, bytesPlain: manifest.bytes.plain, tables: manifest.tables.length },
+        details: {
+          kind: 'logical',
+          bytesStored: manifest.bytes.stored,
+          bytesPlain: manifest.bytes.plain,
+          tables: manifest.tables.length,
+          // Which member a POSTGRES_HOST list gave (BACKUP_FROM_STANDBY): in the log and the audit record.
+          ...(source ? { server: source.server, ...(source.role ? { serverRole: source.role } : {}) } : {}),
+        },
         metrics: {
           backupSizeBytes: manifest.bytes.stored,
           backupAgeSeconds: 0,

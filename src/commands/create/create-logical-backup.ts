@@ -10,6 +10,7 @@ import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { chooseBackupSource } from '../../postgres/backup-source.js';
 import { exportSnapshot } from '../../postgres/dump-snapshot.js';
 import { pgDumpVersion, startLogicalDump } from '../../postgres/logical-dump.js';
+import type { ServerRole } from '../../postgres/session-target.js';
 import type { Storage } from '../../storage/storage.js';
 import { storeCompressedEncrypted } from '../../pipeline/store-encrypted.js';
 import { osUserName } from '../../process/os-user.js';
@@ -21,6 +22,11 @@ export interface BackupProgress {
   readonly storedBytes: number;
 }
 
+export interface BackupServer {
+  readonly server: string;
+  readonly role?: ServerRole;
+}
+
 export interface CreateLogicalBackupOptions {
   readonly config: BackupConfig;
   readonly storage: Storage;
@@ -29,6 +35,11 @@ export interface CreateLogicalBackupOptions {
   readonly signer: SigningKey;
   readonly zstdLevel?: number;
   readonly onProgress?: (progress: BackupProgress) => void;
+  /**
+   * The server the backup reads, once chosen: `host:port`, and with a POSTGRES_HOST list or
+   * BACKUP_FROM_STANDBY its role (the manifest's `host` is where pms-backup ran, not this).
+   */
+  readonly onSource?: (source: BackupServer) => void;
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
 }
@@ -50,10 +61,12 @@ export async function createLogicalBackup(options: CreateLogicalBackupOptions): 
   const level = options.zstdLevel ?? 1;
 
   // The snapshot and pg_dump must meet on one server: with a POSTGRES_HOST list, chosen once here.
-  const source =
+  const chosen =
     endpointsOf(config.postgres).length > 1 || config.fromStandby !== 'no'
-      ? (await chooseBackupSource(config.postgres, config.fromStandby)).config
-      : config.postgres;
+      ? await chooseBackupSource(config.postgres, config.fromStandby)
+      : undefined;
+  const source = chosen?.config ?? config.postgres;
+  options.onSource?.({ server: `${source.host}:${source.port}`, ...(chosen ? { role: chosen.role } : {}) });
   // Both before pg_dump starts; in parallel because start-up latency is most of a small backup.
   const [versionOutcome, snapshotOutcome] = await Promise.allSettled([pgDumpVersion(), exportSnapshot(source)]);
   if (snapshotOutcome.status === 'rejected') throw snapshotOutcome.reason;

@@ -10,14 +10,10 @@ import { listVerifications } from '../../repository/verification-record.js';
 import { measureDrLag } from '../copy/copy-to-dr.js';
 import { summarizeWalArchive } from '../../wal/wal-archive-summary.js';
 import { surveyWalTrust } from '../../repository/wal-object-signature.js';
-import { parseWalFileName } from '../../wal/wal-file-name.js';
+import { checkContinuity } from '../../wal/timeline-continuity.js';
+import { walFileOfKey } from '../../repository/wal-layout.js';
+import type { BaseManifest } from '../../repository/manifest.js';
 import { type ClusterFacts, clusterChecks, readClusterFacts } from '../../postgres/patroni/cluster-health.js';
-
-function segmentDistance(from: string, to: string): number {
-  const a = parseWalFileName(from);
-  const b = parseWalFileName(to);
-  return a?.kind === 'segment' && b?.kind === 'segment' ? Math.max(0, b.segment - a.segment) : 0;
-}
 
 export interface MonitorCheck {
   readonly name: string;
@@ -230,15 +226,9 @@ export async function runMonitorChecks(
             ? 'no WAL segment sealed by a trusted key: check that wal-push runs this version with the WAL signing key'
             : 'no WAL segment archived yet: check archive_mode and archive_command',
       });
-      walGapSegments = wal.gaps.reduce((sum, g) => sum + segmentDistance(g.from, g.to) + 1, 0);
-      checks.push({
-        name: 'wal-gaps',
-        ok: wal.gaps.length === 0,
-        detail:
-          wal.gaps.length === 0
-            ? `WAL chain whole from the oldest base backup to ${wal.newestSegment ?? 'now'} (${wal.segments} segments)`
-            : `missing WAL: ${wal.gaps.map((g) => (g.from === g.to ? g.from : `${g.from}..${g.to}`)).join(', ')}; point-in-time recovery cannot cross a gap: take a new base backup`,
-      });
+      const gaps = walChainCheck(complete, [...walTrust.trusted.keys(), ...walTrust.legacy.keys()], wal.newestSegment);
+      walGapSegments = gaps.missing;
+      checks.push(gaps.check);
     }
   }
 
@@ -335,6 +325,53 @@ export async function runMonitorChecks(
       ...(audit ? { audit } : {}),
       ...(cluster ? { cluster, maxReplicationLagSeconds: ops.maxReplicationLagSeconds } : {}),
     },
+  };
+}
+
+/**
+ * Whether point-in-time recovery can run from the oldest complete base backup to the newest
+ * segment, across failovers: timeline by timeline (checkContinuity), so a promotion's
+ * `<timeline>.history` and the old timeline's segments up to the switch point are each needed,
+ * by name. A segment number archived on another timeline does not stand in for a missing one
+ * (summarizeWalArchive's merged view, still behind list and report, would let it). Only objects
+ * sealed by a trusted key, or archived before sealing began, count: a planted object fills no
+ * gap. Monitor holds no decryption key, so the switch points inside the .history files are not
+ * read: the new timeline's first archived segment is taken as where it branched.
+ */
+function walChainCheck(
+  complete: readonly BackupEntry[],
+  walKeys: readonly string[],
+  newestSegment: string | undefined,
+): { check: MonitorCheck; missing: number } {
+  const oldestBase = complete
+    .map((e) => e.manifest)
+    .filter((m): m is BaseManifest => m?.kind === 'base')
+    .sort((a, b) => a.finishedAt.localeCompare(b.finishedAt))[0];
+  if (!oldestBase)
+    return {
+      check: { name: 'wal-gaps', ok: true, detail: 'no complete base backup yet: the WAL chain is checked from the oldest one' },
+      missing: 0,
+    };
+  const names = walKeys.map((key) => walFileOfKey(key)?.name).filter((name): name is string => name !== undefined);
+  const report = checkContinuity(names, oldestBase.startWalSegment);
+  if (report.ok) {
+    const timelines = report.timelines.map((t) => `timeline ${t.timeline} ${t.first}..${t.last}`).join(', then ');
+    return {
+      check: {
+        name: 'wal-gaps',
+        ok: true,
+        detail: `WAL chain whole from the oldest base backup ${oldestBase.id} to ${newestSegment ?? 'now'}: ${timelines}`,
+      },
+      missing: 0,
+    };
+  }
+  return {
+    check: {
+      name: 'wal-gaps',
+      ok: false,
+      detail: `missing WAL after the oldest base backup ${oldestBase.id}: ${report.problems.join('; ')}; point-in-time recovery cannot cross a gap: take a new base backup`,
+    },
+    missing: Math.max(1, report.missing.length),
   };
 }
 

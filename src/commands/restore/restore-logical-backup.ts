@@ -1,8 +1,8 @@
 import type { LogicalManifest, TableCount } from '../../repository/manifest.js';
-import type { PostgresConfig } from '../../config/postgres-config.js';
+import { type PostgresConfig, endpointsOf, pinnedTo } from '../../config/postgres-config.js';
 import type { DecryptionKeys } from '../../crypto/keys.js';
 import { PmsError, isPmsError } from '../../errors/catalogue.js';
-import { quoteIdent, usingClient } from '../../postgres/connect.js';
+import { connectToTarget, quoteIdent, usingClient } from '../../postgres/connect.js';
 import { countTableRows } from '../../postgres/dump-snapshot.js';
 import { type RestoreProcessOptions, startRestore } from '../../postgres/logical-restore.js';
 import type { Storage } from '../../storage/storage.js';
@@ -55,7 +55,8 @@ export const TELEMETRY_SCHEMA = 'telemetry';
  * checksum, pg_restore/psql exit status, row counts), so the target name never holds a partial
  * or tampered restore; on any failure the staging database is dropped.
  */
-export async function restoreLogicalBackup(options: RestoreOptions): Promise<RestoreResult> {
+export async function restoreLogicalBackup(given: RestoreOptions): Promise<RestoreResult> {
+  const options = { ...given, postgres: await primaryOf(given.postgres) };
   const { manifest, postgres, targetDb } = options;
   const scope = options.scope ?? { kind: 'full' };
   const started = Date.now();
@@ -123,6 +124,20 @@ export async function restoreLogicalBackup(options: RestoreOptions): Promise<Res
   } catch (error) {
     throw isPmsError(error) ? error : new PmsError('PMS_ERR_INTERNAL', `restore failed: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/**
+ * A restore writes, so with a POSTGRES_HOST list it finds the primary once and every connection
+ * of it (the staging database, psql, the row counts, the rename) goes there. Leaving each to
+ * libpq's read-write search failed after a failover: a standby listed before the primary had not
+ * yet replayed the new staging database, refused the connection for that database, and libpq
+ * tries no further server after a server's refusal (only after one that is down or read-only).
+ */
+async function primaryOf(postgres: PostgresConfig): Promise<PostgresConfig> {
+  if (endpointsOf(postgres).length === 1) return postgres;
+  const found = await connectToTarget({ ...postgres, database: 'postgres' }, 'read-write', { applicationName: 'pms-backup' });
+  await found.client.end().catch(() => undefined);
+  return pinnedTo(postgres, found.endpoint);
 }
 
 interface ScopeContext {

@@ -1,4 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
 import { rename } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
@@ -12,9 +14,19 @@ export interface Steps {
   finish(): void;
 }
 
+/**
+ * `--fail-at-step N`: the demo fails on purpose as step N begins, so a test (or a doubter) can
+ * see that a failed run removes what it started, --keep or not.
+ */
+function failAtStep(): number | undefined {
+  const index = process.argv.indexOf('--fail-at-step');
+  return index >= 0 ? Number(process.argv[index + 1]) : undefined;
+}
+
 export function createSteps(total: number): Steps {
   let stepStarted = Date.now();
   let stepNumber = 0;
+  const failAt = failAtStep();
   const done = () => process.stdout.write(`      done in ${((Date.now() - stepStarted) / 1000).toFixed(1)} s\n`);
   return {
     step(text) {
@@ -22,6 +34,7 @@ export function createSteps(total: number): Steps {
       stepNumber += 1;
       stepStarted = Date.now();
       process.stdout.write(`[${String(stepNumber).padStart(2)}/${total}] ${text}\n`);
+      if (stepNumber === failAt) throw new Error(`--fail-at-step ${failAt}: failing on purpose at step ${failAt}`);
     },
     info(text) {
       process.stdout.write(`      ${text}\n`);
@@ -79,4 +92,73 @@ export async function recoverToTarget(options: {
   options.onStarted(recovered);
   await waitFor('recovery to reach the target and promote', async () => (await recovered.psql('SELECT pg_is_in_recovery()')) === 'f');
   return recovered;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited (at once if it had). */
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  // Bounded: the API's graceful close waits for requests in flight, which a dead server may hold.
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** A cleanup that may run more than once but never twice at a time: each run removes what is there then. */
+export function serialized(run: () => Promise<void>): () => Promise<void> {
+  let chain = Promise.resolve();
+  return () => {
+    chain = chain.then(run, run);
+    return chain;
+  };
+}
+
+let onInterrupt: (() => Promise<void>) | undefined;
+
+/** The running demo's cleanup (made with serialized), for exitWhenDone to run on a signal. */
+export function cleanUpOnInterrupt(cleanup: () => Promise<void>): void {
+  onInterrupt = cleanup;
+}
+
+/** Bounds the wait for an interrupted demo to wind down (its steps fail fast once its servers are gone). */
+const WIND_DOWN_MS = 60_000;
+
+/**
+ * Exits with the demo's code, or on failure 1 with the reason. Interrupted (Ctrl-C, SIGTERM,
+ * SIGHUP), it removes what the demo started as a failure does, --keep or not: the demo's cleanup
+ * runs at once (stopping its servers and the API, so the step under way fails), again once the
+ * demo has wound down (for anything started meanwhile, and files written after the first run),
+ * and the process then exits 128 + the signal's number. Without this the harness's own signal
+ * handler killed Patroni and PostgreSQL, but the API and the work directories were left.
+ */
+export function exitWhenDone(demo: Promise<number>): void {
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (name: NodeJS.Signals): void => {
+    if (interrupted !== undefined) {
+      process.stderr.write(`${name}: still removing what the demo started\n`);
+      return;
+    }
+    interrupted = name;
+    process.stderr.write(`\n${name}: removing everything the demo started\n`);
+    void (async () => {
+      await onInterrupt?.().catch(() => undefined);
+      await Promise.race([demo.catch(() => undefined), sleep(WIND_DOWN_MS)]);
+      await onInterrupt?.().catch(() => undefined);
+      process.stdout.write(`PMS demo INTERRUPTED by ${name}: everything it started was removed\n`);
+      process.exit(128 + (constants.signals[name] ?? 0));
+    })();
+  };
+  for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(name, onSignal);
+  demo.then(
+    (code) => {
+      if (interrupted === undefined) process.exit(code);
+    },
+    (error: unknown) => {
+      if (interrupted !== undefined) return;
+      process.stderr.write(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.stdout.write(`PMS demo FAILED: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -52,6 +52,26 @@ function runDemo(args: string[]): Promise<{ code: number | null; stdout: string;
 
 const demoDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-demo-'));
 
+/** Starts the demo and resolves with its output so far once `line` appears in it (the run goes on). */
+function startDemo(args: string[], line: RegExp) {
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'dev-only', 'demo', 'run-demo.js'), ...args], {
+    env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { stdout: '', stderr: '' };
+  const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+  const reached = new Promise<RegExpExecArray>((resolve, reject) => {
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      output.stdout += c;
+      const found = line.exec(output.stdout);
+      if (found) resolve(found);
+    });
+    closed.then(() => reject(new Error(`the demo ended before ${line}: ${output.stdout}${output.stderr}`)));
+  });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (output.stderr += c));
+  return { child, output, closed, reached };
+}
+
 describe('npm run demo', () => {
   test('runs the whole chain, loses nothing, ends with a one-line summary and cleans up after itself', async () => {
     const before = demoDirs();
@@ -124,5 +144,47 @@ describe('npm run demo', () => {
     }
     assert.deepEqual(processesMentioning(removed), [], 'no process (postmaster, gpg-agent) of the demo is left');
     for (const path of removed) assert.equal(existsSync(path), false, `${path} removed`);
+  });
+
+  test('--help says what --keep keeps, and that a failed or interrupted run removes everything', async () => {
+    const result = await runDemo(['--help']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /--keep +after a successful run/);
+    assert.match(result.stdout, /a run\s+that fails removes everything it started, --keep or not/);
+    assert.match(result.stdout, /Interrupted \(Ctrl-C, SIGTERM, SIGHUP\), either demo removes everything it started/);
+  });
+
+  test('--keep with a run that fails (--fail-at-step 5, once PostgreSQL, the API and ingest run) removes everything anyway', async () => {
+    const before = demoDirs();
+    const result = await runDemo(['--keep', '--fail-at-step', '5']);
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(result.stdout, /PMS demo FAILED: --fail-at-step 5: failing on purpose at step 5/);
+    assert.doesNotMatch(result.stdout, /still running|Stop everything/);
+    const work = /repository file:\/\/(\S+)\/repository/.exec(result.stdout)?.[1];
+    const api = Number(/ingest API on \S+ \(pid (\d+)\)/.exec(result.stdout)?.[1]);
+    assert.ok(work && api > 0, result.stdout);
+    assert.equal(alive(api), false, 'the API was stopped');
+    assert.deepEqual(processesMentioning([work]), [], 'no postmaster (or WAL pusher) of the demo is left');
+    assert.equal(existsSync(work), false, `${work} removed`);
+    assert.deepEqual(
+      demoDirs().filter((d) => !before.includes(d)),
+      [],
+      'no demo directory left behind',
+    );
+  });
+
+  test('--ha interrupted by SIGTERM once the API runs: the API, the cluster and the work directories are removed, exit 143', async () => {
+    const demo = startDemo(['--ha'], /ingest API on \S+ \(pid (\d+)\)/);
+    const api = Number((await demo.reached)[1]);
+    const work = /work directory (\S+);/.exec(demo.output.stdout)?.[1];
+    const root = /cluster files (\S+)/.exec(demo.output.stdout)?.[1];
+    assert.ok(work && root && alive(api), demo.output.stdout);
+    demo.child.kill('SIGTERM');
+    assert.equal(await demo.closed, 143, demo.output.stdout + demo.output.stderr);
+    assert.match(demo.output.stdout, /PMS demo INTERRUPTED by SIGTERM/);
+    for (let i = 0; i < 50 && alive(api); i++) await sleep(100);
+    assert.equal(alive(api), false, 'the API was stopped');
+    assert.deepEqual(processesMentioning([work, root]), [], 'no process of the demo (Patroni, PostgreSQL, etcd, WAL pusher) is left');
+    for (const path of [work, root]) assert.equal(existsSync(path), false, `${path} removed`);
   });
 });

@@ -11,7 +11,7 @@ import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/g
 import { type PatroniCluster, type PatroniMember, startPatroniCluster } from '../../testing/patroni-harness.js';
 import { binPath } from '../../testing/run-cli.js';
 import { archivedWalNames, checkContinuity } from '../../wal/timeline-continuity.js';
-import { cli, createSteps, recoverToTarget, waitFor } from './demo-kit.js';
+import { cleanUpOnInterrupt, cli, createSteps, recoverToTarget, serialized, stopProcess, waitFor } from './demo-kit.js';
 import { type ApiReading, DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 
 /**
@@ -93,6 +93,20 @@ export async function runHaDemo(): Promise<number> {
   const work = mkdtempSync(join(tmpdir(), 'pms-demo-'));
   chmodSync(work, 0o755);
   const resources: { cluster?: PatroniCluster; recovered?: ThrowawayCluster; api?: ChildProcess; keys: GpgKeyPair[] } = { keys: [] };
+  // Run by the finally below and, on Ctrl-C or SIGTERM, by exitWhenDone (the harness's own signal
+  // handler stops only Patroni, PostgreSQL and etcd).
+  const release = serialized(async () => {
+    const { api, recovered, cluster } = resources;
+    delete resources.api;
+    delete resources.recovered;
+    delete resources.cluster;
+    if (api) await stopProcess(api);
+    await recovered?.destroy().catch(() => undefined);
+    await cluster?.stop().catch(() => undefined);
+    for (const k of resources.keys.splice(0)) k.remove();
+    rmSync(work, { recursive: true, force: true });
+  });
+  cleanUpOnInterrupt(release);
   try {
     step('Generating demo-only OpenPGP keys (backups, and the servers’ WAL signing key)');
     const key = await generateGpgKeyPair({ name: 'PMS DEMO ONLY key - not for patient data', passphrase: 'demo-only-passphrase' });
@@ -163,6 +177,7 @@ export async function runHaDemo(): Promise<number> {
     resources.api = api;
     const url = `http://127.0.0.1:${port}`;
     await waitFor('the ingest API', async () => (await fetch(`${url}/readyz`)).status === 200);
+    info(`ingest API on ${url} (pid ${api.pid}), given every member`);
     const ingest: Ingest = { acknowledged: new Map(), acks: 0, unavailable: 0, okAfterKill: new Set(), stop: false };
     const sequences = new Map<string, number>();
     const load = Promise.all(devices.map(async (d) => sequences.set(d.deviceId, await runDevice(url, d, ingest, 0))));
@@ -288,18 +303,6 @@ export async function runHaDemo(): Promise<number> {
       await stopLoad().catch(() => undefined);
     }
   } finally {
-    if (resources.api && resources.api.exitCode === null) {
-      const api = resources.api;
-      const exited = new Promise((resolve) => api.once('exit', resolve));
-      api.kill('SIGTERM');
-      // Bounded: its graceful close waits for requests in flight, which a dead server may hold.
-      const timer = setTimeout(() => api.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    await resources.recovered?.destroy().catch(() => undefined);
-    await resources.cluster?.stop().catch(() => undefined);
-    for (const k of resources.keys) k.remove();
-    rmSync(work, { recursive: true, force: true });
+    await release();
   }
 }

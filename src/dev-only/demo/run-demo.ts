@@ -8,7 +8,7 @@ import { findPgProgram } from '../../postgres/binaries.js';
 import { runTool } from '../../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { binPath } from '../../testing/run-cli.js';
-import { cli, createSteps, recoverToTarget, waitFor } from './demo-kit.js';
+import { cleanUpOnInterrupt, cli, createSteps, exitWhenDone, recoverToTarget, serialized, stopProcess, waitFor } from './demo-kit.js';
 import { DEMO_PATIENTS, type DemoDevice, simulatedReading } from './simulated-devices.js';
 import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js';
 
@@ -19,6 +19,25 @@ import { archiveCommand } from '../../commands/restore/pitr/recovery-settings.js
  * and by a per-patient partial restore → the counts compared. Exits non-zero if anything was lost.
  * `--ha` runs ha-demo.ts instead: a Patroni cluster, its leader killed mid-ingest.
  */
+
+const USAGE = `Usage: npm run demo -- [--keep] [--out-dir DIR]
+       npm run demo -- --ha
+
+The whole chain on this machine, nothing leaves it (README.md; --ha: docs/ha.md). The last line
+is the summary; the exit status is 0 only if every check passed.
+
+  --keep             after a successful run, leave PostgreSQL, the recovered server and the
+                     ingest API running and print how to connect and how to stop them; a run
+                     that fails removes everything it started, --keep or not
+  --out-dir DIR      where the monthly evidence report is written (default ./demo-output)
+  --ha               three Patroni members, the leader SIGKILLed mid-ingest, PITR across the
+                     failover; always removes everything it started
+  --fail-at-step N   fail on purpose as step N begins (to see the cleanup of a failed run)
+  --help             this text
+
+Interrupted (Ctrl-C, SIGTERM, SIGHUP), either demo removes everything it started, --keep or
+not, and exits with 128 + the signal's number.
+`;
 
 const keep = process.argv.includes('--keep');
 /** Where the demo leaves what outlives it (the monthly report): --out-dir DIR, default ./demo-output. */
@@ -114,6 +133,24 @@ async function main(): Promise<number> {
   chmodSync(work, 0o755);
   const resources: { cluster?: ThrowawayCluster; recovered?: ThrowawayCluster; api?: ChildProcess; key?: GpgKeyPair; walKey?: GpgKeyPair } =
     {};
+  // Only a run whose every check passed stays up with --keep: a failed one must not leave a
+  // PostgreSQL (and patient-like data) running that nobody asked for.
+  let kept = false;
+  const release = serialized(async () => {
+    if (kept) return;
+    const { api, recovered, cluster, key, walKey } = resources;
+    for (const name of ['api', 'recovered', 'cluster', 'key', 'walKey'] as const) delete resources[name];
+    if (api) await stopProcess(api);
+    await recovered?.destroy().catch(() => undefined);
+    await cluster?.destroy().catch(() => undefined);
+    key?.remove();
+    walKey?.remove();
+    // The background WAL pusher leaves a moment after its server, finishing its upload into
+    // the repository under `work`: removing that first could leave a directory it then makes.
+    await waitUntilNoProcessMentions(work, 30_000);
+    rmSync(work, { recursive: true, force: true });
+  });
+  cleanUpOnInterrupt(release);
   try {
     step('Generating a demo-only OpenPGP key pair with gpg');
     const key = await generateGpgKeyPair({ name: 'PMS DEMO ONLY key - not for patient data', passphrase: 'demo-only-passphrase' });
@@ -188,6 +225,7 @@ async function main(): Promise<number> {
     resources.api = api;
     const url = `http://127.0.0.1:${port}`;
     await waitFor('the ingest API', async () => (await fetch(`${url}/readyz`)).status === 200);
+    info(`ingest API on ${url} (pid ${api.pid})`);
     const before = await streamReadings(url, devices, 20, 50, 0);
     info(`${sum(before)} readings acknowledged by the API (${devices.length} devices × 20 batches × 50)`);
 
@@ -284,7 +322,9 @@ async function main(): Promise<number> {
     info(`monthly evidence report: ${reportFile} (open it in a browser)`);
     const seconds = ((Date.now() - started) / 1000).toFixed(0);
 
-    if (keep) {
+    kept = keep && ok;
+    if (keep && !ok) info('--keep: not kept, because a check failed; everything the demo started is removed');
+    if (kept) {
       const envFile = join(work, 'demo.env');
       writeFileSync(
         envFile,
@@ -315,26 +355,13 @@ async function main(): Promise<number> {
     );
     return ok ? 0 : 1;
   } finally {
-    if (!keep) {
-      resources.api?.kill('SIGTERM');
-      await resources.recovered?.destroy().catch(() => undefined);
-      await resources.cluster?.destroy().catch(() => undefined);
-      resources.key?.remove();
-      resources.walKey?.remove();
-      // The background WAL pusher leaves a moment after its server, finishing its upload into
-      // the repository under `work`: removing that first could leave a directory it then makes.
-      await waitUntilNoProcessMentions(work, 30_000);
-      rmSync(work, { recursive: true, force: true });
-    }
+    await release();
   }
 }
 
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 // --ha: the same story on a three-member Patroni cluster with a failover (ha-demo.ts).
-(process.argv.includes('--ha') ? import('./ha-demo.js').then((m) => m.runHaDemo()) : main()).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.stdout.write(`PMS demo FAILED: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n`);
-    process.exit(1);
-  },
-);
+exitWhenDone(process.argv.includes('--ha') ? import('./ha-demo.js').then((m) => m.runHaDemo()) : main());

@@ -4,7 +4,8 @@ import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { loadTelemetryConfig } from '../../config/telemetry-config.js';
-import { type PatroniCluster, startPatroniCluster } from '../../testing/patroni-harness.js';
+import { type ArchiveFixture, createArchiveFixture } from '../../testing/archive-fixture.js';
+import { type PatroniCluster, type PatroniMember, startPatroniCluster } from '../../testing/patroni-harness.js';
 import { runCli } from '../../testing/run-cli.js';
 import { registerDevice } from '../devices/device-registry.js';
 import { openTelemetryPool } from '../db/telemetry-pool.js';
@@ -12,6 +13,7 @@ import { LogCapture, PATIENT_A, heartRate } from '../testing/telemetry-harness.j
 import { buildServer } from './build-server.js';
 
 let cluster: PatroniCluster;
+let fixture: ArchiveFixture;
 let env: Record<string, string>;
 let admin: pg.Pool;
 let pool: pg.Pool;
@@ -20,7 +22,7 @@ let app: FastifyInstance;
 before(async () => {
   // Strict, as prod runs it (components/postgres-ha, patroni-config.ts): no commit is acknowledged
   // without a second member.
-  cluster = await startPatroniCluster({ synchronousModeStrict: true });
+  [cluster, fixture] = await Promise.all([startPatroniCluster({ synchronousModeStrict: true }), createArchiveFixture('ha-failover')]);
   const leader = await cluster.leader();
   await cluster.psql(leader, 'CREATE DATABASE patient_telemetry');
   env = { ...cluster.postgresEnv, POSTGRES_DB: 'patient_telemetry' };
@@ -45,6 +47,7 @@ after(async () => {
   await pool?.end();
   await admin?.end();
   await cluster?.stop();
+  fixture?.remove();
 });
 
 test('the leader’s Patroni and PostgreSQL SIGKILLed mid-ingest: 503 with Retry-After in the gap, the API recovers without a restart, every reading answered 200 is stored exactly once', async () => {
@@ -117,4 +120,84 @@ test('the leader’s Patroni and PostgreSQL SIGKILLed mid-ingest: 503 with Retry
   assert.ok(unavailable > 0, 'the gap was answered 503');
   assert.ok(outageSeconds <= 30, `write outage ${outageSeconds} s is within 30 s`);
   assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+});
+
+/** The log line a pms-backup command ends with (JSON on stderr). */
+function finishedLine(stderr: string, command: string): Record<string, unknown> {
+  const line = stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .find((l) => l['msg'] === `${command} finished`);
+  assert.ok(line, `no "${command} finished" line in: ${stderr}`);
+  return line;
+}
+
+/** Until `member` has replayed everything the leader wrote (a sync standby has flushed it, not necessarily applied it). */
+async function caughtUp(leader: PatroniMember, member: PatroniMember): Promise<void> {
+  const lsn = await cluster.psql(leader, 'SELECT pg_current_wal_lsn()');
+  for (let i = 0; i < 300; i += 1) {
+    if ((await cluster.psql(member, `SELECT pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn`)) === 't') return;
+    await sleep(100);
+  }
+  throw new Error(`${member.name} did not replay up to ${lsn}`);
+}
+
+const READINGS_DIGEST = "SELECT count(*) || ' ' || md5(string_agg(reading_id, ',' ORDER BY reading_id)) FROM telemetry.reading";
+
+/**
+ * The members as a POSTGRES_HOST list in the order hardest for a writer after the failover: the
+ * dead old leader first, then the standby, then the new primary (nothing reconfigured: the same
+ * three servers as before the failover, only listed in this order).
+ */
+async function afterFailover(): Promise<{ leader: PatroniMember; standby: PatroniMember; env: Record<string, string> }> {
+  const { leader } = await cluster.waitForHealthy();
+  const dead = cluster.members.filter((m) => !m.running);
+  const standbys = cluster.members.filter((m) => m.running && m.name !== leader.name);
+  assert.equal(dead.length, 1, 'the old leader is still dead');
+  assert.equal(standbys.length, 1, 'one standby left');
+  const standby = standbys[0]!;
+  const order = [dead[0]!, standby, leader];
+  return {
+    leader,
+    standby,
+    env: { ...env, POSTGRES_HOST: order.map((m) => m.host).join(','), POSTGRES_PORT: order.map((m) => m.port).join(',') },
+  };
+}
+
+test('after the failover, with POSTGRES_HOST listing the dead member and the standby before the new primary: create reads the standby (prefer and require), and restore, given the same list, writes its copy on the new primary', async () => {
+  const { leader, standby, env: listed } = await afterFailover();
+  await caughtUp(leader, standby);
+  const backupEnv = { ...listed, ...fixture.env };
+  const ids: string[] = [];
+  for (const fromStandby of ['prefer', 'require']) {
+    const created = await runCli('pms-backup', ['create', '--json'], { ...backupEnv, BACKUP_FROM_STANDBY: fromStandby });
+    assert.equal(created.code, 0, created.stderr);
+    const finished = finishedLine(created.stderr, 'create');
+    assert.equal(finished['server'], `${standby.host}:${standby.port}`, `BACKUP_FROM_STANDBY=${fromStandby} read ${standby.name}`);
+    assert.equal(finished['serverRole'], 'standby');
+    ids.push((JSON.parse(created.stdout) as { id: string }).id);
+  }
+  const restored = await runCli('pms-backup', ['restore', ids[1]!, '--target-db', 'from_standby', '--json'], backupEnv);
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.equal(
+    await cluster.psql(leader, READINGS_DIGEST, 'from_standby'),
+    await cluster.psql(leader, READINGS_DIGEST, 'patient_telemetry'),
+    'the copy restored on the new primary holds exactly the readings stored',
+  );
+});
+
+test('after the failover, retention given the same list reaches the new primary: it recreates a partition dropped there', async () => {
+  const { leader, env: listed } = await afterFailover();
+  const newest = await cluster.psql(
+    leader,
+    "SELECT max(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'telemetry.reading'::regclass AND c.relname ~ '^reading_p[0-9]{4}_[0-9]{2}$'",
+    'patient_telemetry',
+  );
+  assert.match(newest, /^reading_p\d{4}_\d{2}$/);
+  // A future month, so empty: retention must create it again, which only the primary can.
+  await cluster.psql(leader, `DROP TABLE telemetry.${newest}`, 'patient_telemetry');
+  const result = await runCli('pms-telemetry', ['retention', '--json'], listed);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(await cluster.psql(leader, `SELECT to_regclass('telemetry.${newest}') IS NOT NULL`, 'patient_telemetry'), 't');
 });

@@ -122,12 +122,22 @@ try {
   // the benchmark's first round finds outside the page cache.
   await run(`${PG_BIN}/pg_basebackup`, ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast'], { env: libpq });
   await drain();
-  const times = { ours: [], plain: [], pgbr: [], floor: [], serverZstd: [] };
+  const times = { ours: [], oursOneWorker: [], plain: [], pgbr: [], floor: [], serverZstd: [] };
   for (let round = 0; round < rounds; round++) {
     times.ours.push(
       await timed('pms-backup base-backup (server zstd -1, OpenPGP AES-256)', () =>
         run(process.execPath, [binPath('pms-backup'), 'base-backup'], {
           env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env },
+        }),
+      ),
+    );
+    await drain();
+    // The same with one server-side zstd thread: on 2 cores two workers, the backend and Node
+    // compete (docs/performance.md); interleaved here so both see the same machine.
+    times.oursOneWorker.push(
+      await timed('pms-backup base-backup, BACKUP_BASE_ZSTD_WORKERS=1', () =>
+        run(process.execPath, [binPath('pms-backup'), 'base-backup'], {
+          env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env, BACKUP_BASE_ZSTD_WORKERS: '1' },
         }),
       ),
     );
@@ -186,6 +196,8 @@ try {
   );
   const ratios = times.ours.map((t, i) => t / times.pgbr[i]).sort((a, b) => a - b);
   const median = ratios.length % 2 ? ratios[(ratios.length - 1) / 2] : (ratios[ratios.length / 2 - 1] + ratios[ratios.length / 2]) / 2;
+  const oneWorker = times.oursOneWorker.map((t, i) => t / times.pgbr[i]).sort((a, b) => a - b);
+  console.log(`per-round ours (1 zstd worker) / pgBackRest: ${oneWorker.map((r) => r.toFixed(2)).join(', ')}`);
   console.log(`per-round ours / pgBackRest: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${median.toFixed(2)} (goal <= 0.5)`);
   console.log(
     `ratio (best): ours / pgBackRest = ${(best('ours') / best('pgbr')).toFixed(2)} (goal <= 0.5); ours / (pg_basebackup | zstd) = ${(best('ours') / best('plain')).toFixed(2)}; (pg_basebackup | zstd) / pgBackRest = ${(best('plain') / best('pgbr')).toFixed(2)}; pg_basebackup alone / pgBackRest = ${(best('floor') / best('pgbr')).toFixed(2)}; server-zstd floor / pgBackRest = ${(best('serverZstd') / best('pgbr')).toFixed(2)}; ours / server-zstd floor = ${(best('ours') / best('serverZstd')).toFixed(2)}`,

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { isRunning, processesMentioning } from '../../process/process-scan.js';
 import { REPO_ROOT } from '../../testing/run-cli.js';
+import { directoriesNamed } from './named-directories.js';
 
 /** Debian's default PATH for root, without /usr/local (where this machine has a pg_ctl Debian does not). */
 const DEBIAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -25,8 +26,6 @@ function runDemo(args: string[]): Promise<{ code: number | null; stdout: string;
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
-
-const demoDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-demo-'));
 
 /** Starts the demo and resolves with its output so far once `line` appears in it (the run goes on). */
 function startDemo(args: string[], line: RegExp) {
@@ -50,7 +49,6 @@ function startDemo(args: string[], line: RegExp) {
 
 describe('npm run demo', () => {
   test('runs the whole chain, loses nothing, ends with a one-line summary and cleans up after itself', async () => {
-    const before = demoDirs();
     const outDir = mkdtempSync(join(tmpdir(), 'pms-report-demo-'));
     const result = await runDemo(['--out-dir', outDir]);
     assert.equal(result.code, 0, result.stdout + result.stderr);
@@ -67,10 +65,12 @@ describe('npm run demo', () => {
     assert.match(result.stdout, /\[11\/11\] Comparing/);
     assert.doesNotMatch(result.stdout, /FAIL/);
     assert.match(result.stdout, /DEMO-ONLY/);
+    const created = directoriesNamed(result.stdout + result.stderr);
+    assert.notDeepEqual(created, [], result.stdout);
     assert.deepEqual(
-      demoDirs().filter((d) => !before.includes(d)),
+      created.filter((d) => existsSync(d)),
       [],
-      'no demo directory left behind',
+      'no directory of this run left behind',
     );
   });
 
@@ -131,7 +131,6 @@ describe('npm run demo', () => {
   });
 
   test('--keep with a run that fails (--fail-at-step 5, once PostgreSQL, the API and ingest run) removes everything anyway', async () => {
-    const before = demoDirs();
     const result = await runDemo(['--keep', '--fail-at-step', '5']);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, /PMS demo FAILED: --fail-at-step 5: failing on purpose at step 5/);
@@ -142,10 +141,12 @@ describe('npm run demo', () => {
     assert.equal(isRunning(api), false, 'the API was stopped');
     assert.deepEqual(processesMentioning([work]), [], 'no postmaster (or WAL pusher) of the demo is left');
     assert.equal(existsSync(work), false, `${work} removed`);
+    const created = directoriesNamed(result.stdout + result.stderr);
+    assert.notDeepEqual(created, [], result.stdout);
     assert.deepEqual(
-      demoDirs().filter((d) => !before.includes(d)),
+      created.filter((d) => existsSync(d)),
       [],
-      'no demo directory left behind',
+      'no directory of this run left behind',
     );
   });
 

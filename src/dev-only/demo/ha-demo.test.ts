@@ -6,17 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { processesMentioning } from '../../process/process-scan.js';
 import { REPO_ROOT } from '../../testing/run-cli.js';
-
-/**
- * Every pms-demo-/pms-patroni- directory the run's output names (its work directory, the cluster
- * files, anything it logs under them). Only this run's: another run beside it (a second checkout
- * on the same machine) has directories of its own in the same tmpdir, and they are none of ours.
- */
-function directoriesNamed(output: string): string[] {
-  // Any absolute path, not only under this process's tmpdir(): the demo's TMPDIR may differ from ours.
-  const named = output.matchAll(/(?:\/[^\s/;]+)*?\/pms-(?:demo|patroni)-[A-Za-z0-9]+/g);
-  return [...new Set([...named].map((m) => m[0]))];
-}
+import { directoriesNamed } from './named-directories.js';
 
 test('npm run demo -- --ha: the leader killed mid-ingest, acknowledged = stored, PITR across the failover, nothing left behind', async () => {
   const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'dev-only', 'demo', 'run-demo.js'), '--ha'], {

@@ -1,43 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { isRunning, parentPid, processArgv, processIds } from '../process/process-scan.js';
 import { REPO_ROOT } from './run-cli.js';
-
-function procEntries(): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map(Number);
-}
-
-function cmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
-  }
-}
-
-function parentOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 test('a test process stopped by SIGTERM mid-start takes its Patroni, PostgreSQL and etcd with it and removes their files', async () => {
   const harness = pathToFileURL(join(REPO_ROOT, 'dist', 'testing', 'patroni-harness.js')).href;
@@ -63,15 +32,15 @@ test('a test process stopped by SIGTERM mid-start takes its Patroni, PostgreSQL 
   for (let i = 0; i < 1200 && postmaster === undefined; i += 1) {
     assert.equal(child.exitCode, null, `the child exited early: ${stderr}`);
     if (root === undefined) {
-      const etcd = procEntries().find((pid) => parentOf(pid) === child.pid && cmdline(pid).some((a) => a.endsWith('etcd')));
-      const args = etcd === undefined ? [] : cmdline(etcd);
+      const etcd = processIds().find((pid) => parentPid(pid) === child.pid && processArgv(pid).some((a) => a.endsWith('etcd')));
+      const args = etcd === undefined ? [] : processArgv(etcd);
       const dataDir = args[args.indexOf('--data-dir') + 1];
       if (etcd !== undefined && dataDir) root = dirname(dataDir);
     }
     if (root !== undefined) {
       try {
         const pid = Number(readFileSync(join(root, 'm1', 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-        if (pid > 0 && alive(pid)) postmaster = pid;
+        if (pid > 0 && isRunning(pid)) postmaster = pid;
       } catch {
         // not started yet
       }
@@ -79,13 +48,13 @@ test('a test process stopped by SIGTERM mid-start takes its Patroni, PostgreSQL 
     await sleep(100);
   }
   assert.ok(root && postmaster, `PostgreSQL never started under Patroni: ${stderr}`);
-  const patroni = procEntries().filter((pid) => parentOf(pid) === child.pid);
+  const patroni = processIds().filter((pid) => parentPid(pid) === child.pid);
   assert.ok(patroni.length >= 2, 'etcd and Patroni run as the child’s children');
 
   child.kill('SIGTERM');
   assert.equal(await exited, 'SIGTERM', 'the process still dies of the signal');
-  const left = procEntries().filter((pid) => alive(pid) && (pid === postmaster || cmdline(pid).join(' ').includes(root)));
+  const left = processIds().filter((pid) => isRunning(pid) && (pid === postmaster || processArgv(pid).join(' ').includes(root)));
   assert.deepEqual(left, [], 'no process of the cluster is left');
-  for (const pid of patroni) assert.equal(alive(pid), false, `${pid} (${cmdline(pid).join(' ')}) stopped`);
+  for (const pid of patroni) assert.equal(isRunning(pid), false, `${pid} (${processArgv(pid).join(' ')}) stopped`);
   assert.equal(existsSync(root), false, `${root} removed`);
 });

@@ -1,7 +1,7 @@
 /**
  * Runs the test suite in two layers (npm test, npm run test:unit):
- *   unit  `*.unit.test.ts`: pure modules and MemoryStorage, no servers or child processes,
- *         run in parallel (a few seconds);
+ *   unit  `*.unit.test.ts`: pure modules and MemoryStorage, no servers; a child process at most
+ *         as small as `sleep` (process-scan); run in parallel (a few seconds);
  *   slow  every other `*.test.ts`: real PostgreSQL, gpg, zstd, s3rver, Pushgateway, Ceph, several
  *         files at a time (--slow-concurrency, default 1); a file whose source says
  *         `// test-layer: alone` (kills a process at a chosen moment, measures an outage) then

@@ -1,39 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
+import { isRunning, processesMentioning } from '../../process/process-scan.js';
 import { REPO_ROOT } from '../../testing/run-cli.js';
+import { directoriesNamed } from './named-directories.js';
 
 /** Debian's default PATH for root, without /usr/local (where this machine has a pg_ctl Debian does not). */
 const DEBIAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** Running, not a zombie (a daemon's parent here is a pid 1 that may reap late). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** Processes whose command line names one of these paths (a postmaster's -D, a gpg-agent's --homedir). */
-function processesMentioning(paths: readonly string[]): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    } catch {
-      continue;
-    }
-    if (paths.some((p) => cmdline.includes(p)) && alive(Number(pid))) found.push(`${pid}: ${cmdline}`);
-  }
-  return found;
-}
 
 function runDemo(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -49,8 +26,6 @@ function runDemo(args: string[]): Promise<{ code: number | null; stdout: string;
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
-
-const demoDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-demo-'));
 
 /** Starts the demo and resolves with its output so far once `line` appears in it (the run goes on). */
 function startDemo(args: string[], line: RegExp) {
@@ -74,7 +49,6 @@ function startDemo(args: string[], line: RegExp) {
 
 describe('npm run demo', () => {
   test('runs the whole chain, loses nothing, ends with a one-line summary and cleans up after itself', async () => {
-    const before = demoDirs();
     const outDir = mkdtempSync(join(tmpdir(), 'pms-report-demo-'));
     const result = await runDemo(['--out-dir', outDir]);
     assert.equal(result.code, 0, result.stdout + result.stderr);
@@ -91,10 +65,12 @@ describe('npm run demo', () => {
     assert.match(result.stdout, /\[11\/11\] Comparing/);
     assert.doesNotMatch(result.stdout, /FAIL/);
     assert.match(result.stdout, /DEMO-ONLY/);
+    const created = directoriesNamed(result.stdout + result.stderr);
+    assert.notDeepEqual(created, [], result.stdout);
     assert.deepEqual(
-      demoDirs().filter((d) => !before.includes(d)),
+      created.filter((d) => existsSync(d)),
       [],
-      'no demo directory left behind',
+      'no directory of this run left behind',
     );
   });
 
@@ -139,8 +115,8 @@ describe('npm run demo', () => {
     assert.equal(await new Promise((resolve) => stopped.once('close', resolve)), 0, stopOutput);
     // pg_ctl -w returns once postmaster.pid is gone, a moment before the postmaster itself exits.
     for (const pid of postmasters) {
-      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-      assert.equal(alive(pid), false, `postmaster ${pid} stopped`);
+      for (let i = 0; i < 50 && isRunning(pid); i++) await sleep(100);
+      assert.equal(isRunning(pid), false, `postmaster ${pid} stopped`);
     }
     assert.deepEqual(processesMentioning(removed), [], 'no process (postmaster, gpg-agent) of the demo is left');
     for (const path of removed) assert.equal(existsSync(path), false, `${path} removed`);
@@ -155,7 +131,6 @@ describe('npm run demo', () => {
   });
 
   test('--keep with a run that fails (--fail-at-step 5, once PostgreSQL, the API and ingest run) removes everything anyway', async () => {
-    const before = demoDirs();
     const result = await runDemo(['--keep', '--fail-at-step', '5']);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, /PMS demo FAILED: --fail-at-step 5: failing on purpose at step 5/);
@@ -163,13 +138,15 @@ describe('npm run demo', () => {
     const work = /repository file:\/\/(\S+)\/repository/.exec(result.stdout)?.[1];
     const api = Number(/ingest API on \S+ \(pid (\d+)\)/.exec(result.stdout)?.[1]);
     assert.ok(work && api > 0, result.stdout);
-    assert.equal(alive(api), false, 'the API was stopped');
+    assert.equal(isRunning(api), false, 'the API was stopped');
     assert.deepEqual(processesMentioning([work]), [], 'no postmaster (or WAL pusher) of the demo is left');
     assert.equal(existsSync(work), false, `${work} removed`);
+    const created = directoriesNamed(result.stdout + result.stderr);
+    assert.notDeepEqual(created, [], result.stdout);
     assert.deepEqual(
-      demoDirs().filter((d) => !before.includes(d)),
+      created.filter((d) => existsSync(d)),
       [],
-      'no demo directory left behind',
+      'no directory of this run left behind',
     );
   });
 
@@ -178,12 +155,12 @@ describe('npm run demo', () => {
     const api = Number((await demo.reached)[1]);
     const work = /work directory (\S+);/.exec(demo.output.stdout)?.[1];
     const root = /cluster files (\S+)/.exec(demo.output.stdout)?.[1];
-    assert.ok(work && root && alive(api), demo.output.stdout);
+    assert.ok(work && root && isRunning(api), demo.output.stdout);
     demo.child.kill('SIGTERM');
     assert.equal(await demo.closed, 143, demo.output.stdout + demo.output.stderr);
     assert.match(demo.output.stdout, /PMS demo INTERRUPTED by SIGTERM/);
-    for (let i = 0; i < 50 && alive(api); i++) await sleep(100);
-    assert.equal(alive(api), false, 'the API was stopped');
+    for (let i = 0; i < 50 && isRunning(api); i++) await sleep(100);
+    assert.equal(isRunning(api), false, 'the API was stopped');
     assert.deepEqual(processesMentioning([work, root]), [], 'no process of the demo (Patroni, PostgreSQL, etcd, WAL pusher) is left');
     for (const path of [work, root]) assert.equal(existsSync(path), false, `${path} removed`);
   });

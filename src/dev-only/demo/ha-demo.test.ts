@@ -1,32 +1,14 @@
-// test-layer: alone: measures a failover's write outage, and checks that no pms-demo-/pms-patroni- directory is left, which HA tests beside it would create
+// test-layer: alone: measures a failover's write outage, which load from tests beside it would lengthen
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { processesMentioning } from '../../process/process-scan.js';
 import { REPO_ROOT } from '../../testing/run-cli.js';
-
-/** Live (not zombie) processes whose command line names one of these paths. */
-function processesMentioning(paths: readonly string[]): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const zombie = stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
-      if (!zombie && paths.some((p) => cmdline.includes(p))) found.push(`${pid}: ${cmdline}`);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return found;
-}
-
-const ours = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pms-demo-') || d.startsWith('pms-patroni-'));
+import { directoriesNamed } from './named-directories.js';
 
 test('npm run demo -- --ha: the leader killed mid-ingest, acknowledged = stored, PITR across the failover, nothing left behind', async () => {
-  const before = ours();
   const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'dev-only', 'demo', 'run-demo.js'), '--ha'], {
     env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -50,11 +32,12 @@ test('npm run demo -- --ha: the leader killed mid-ingest, acknowledged = stored,
   const work = /work directory (\S+);/.exec(stdout)?.[1];
   const root = /cluster files (\S+)/.exec(stdout)?.[1];
   assert.ok(work && root, stdout);
-  assert.deepEqual(processesMentioning([work, root]), [], 'no process of the demo is left');
-  for (const path of [work, root]) assert.equal(existsSync(path), false, `${path} removed`);
+  const created = directoriesNamed(stdout + stderr);
+  assert.ok(created.includes(work) && created.includes(root), `${work} and ${root} found in the output: ${created.join(' ')}`);
+  assert.deepEqual(processesMentioning(created), [], 'no process of the demo is left');
   assert.deepEqual(
-    ours().filter((d) => !before.includes(d)),
+    created.filter((d) => existsSync(d)),
     [],
-    'no demo directory left behind',
+    'no directory of this run left behind',
   );
 });

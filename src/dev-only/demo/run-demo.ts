@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
 import { findPgProgram } from '../../postgres/binaries.js';
+import { waitUntilNoneMention } from '../../process/process-scan.js';
 import { runTool } from '../../process/tool-process.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { binPath } from '../../testing/run-cli.js';
@@ -95,21 +96,6 @@ async function streamReadings(
  * agents of the demo's key homes killed, and `&&` so that nothing is deleted under a server that
  * did not stop.
  */
-/** Waits (bounded) until no process's command line names `path`. */
-async function waitUntilNoProcessMentions(path: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const mentions = (): boolean =>
-    readdirSync('/proc').some((pid) => {
-      if (!/^\d+$/.test(pid) || Number(pid) === process.pid) return false;
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(`${path}/`);
-      } catch {
-        return false;
-      }
-    });
-  while (mentions() && Date.now() < deadline) await sleep(200);
-}
-
 function stopLine(apiPid: number | undefined, clusters: readonly ThrowawayCluster[], keys: readonly GpgKeyPair[], work: string): string {
   const pgCtl = findPgProgram('pg_ctl');
   return [
@@ -147,7 +133,8 @@ async function main(): Promise<number> {
     walKey?.remove();
     // The background WAL pusher leaves a moment after its server, finishing its upload into
     // the repository under `work`: removing that first could leave a directory it then makes.
-    await waitUntilNoProcessMentions(work, 30_000);
+    // Bounded: a process that never leaves must not hang the demo's cleanup.
+    await waitUntilNoneMention([`${work}/`], 30_000);
     rmSync(work, { recursive: true, force: true });
   });
   cleanUpOnInterrupt(release);

@@ -9,6 +9,17 @@ import { isRunning, processesMentioning } from '../../process/process-scan.js';
 import { REPO_ROOT } from '../../testing/run-cli.js';
 import { directoriesNamed } from './named-directories.js';
 
+/** The run named at least one directory of its own, and none of them is left. */
+function assertNoDirectoryLeft(output: string): void {
+  const created = directoriesNamed(output);
+  assert.notDeepEqual(created, [], output);
+  assert.deepEqual(
+    created.filter((d) => existsSync(d)),
+    [],
+    'no directory of this run left behind',
+  );
+}
+
 /** Debian's default PATH for root, without /usr/local (where this machine has a pg_ctl Debian does not). */
 const DEBIAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -65,13 +76,7 @@ describe('npm run demo', () => {
     assert.match(result.stdout, /\[11\/11\] Comparing/);
     assert.doesNotMatch(result.stdout, /FAIL/);
     assert.match(result.stdout, /DEMO-ONLY/);
-    const created = directoriesNamed(result.stdout + result.stderr);
-    assert.notDeepEqual(created, [], result.stdout);
-    assert.deepEqual(
-      created.filter((d) => existsSync(d)),
-      [],
-      'no directory of this run left behind',
-    );
+    assertNoDirectoryLeft(result.stdout + result.stderr);
   });
 
   test('--keep leaves the stack running and prints how to connect and how to stop it', async () => {
@@ -141,13 +146,7 @@ describe('npm run demo', () => {
     assert.equal(isRunning(api), false, 'the API was stopped');
     assert.deepEqual(processesMentioning([work]), [], 'no postmaster (or WAL pusher) of the demo is left');
     assert.equal(existsSync(work), false, `${work} removed`);
-    const created = directoriesNamed(result.stdout + result.stderr);
-    assert.notDeepEqual(created, [], result.stdout);
-    assert.deepEqual(
-      created.filter((d) => existsSync(d)),
-      [],
-      'no directory of this run left behind',
-    );
+    assertNoDirectoryLeft(result.stdout + result.stderr);
   });
 
   test('--ha interrupted by SIGTERM once the API runs: the API, the cluster and the work directories are removed, exit 143', async () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isPmsError } from '../errors/catalogue.js';
-import { parseZstdCounts, startPipedCompressor } from './zstd.js';
+import { parseZstdCounts, startPipedCompressor, startPipedDecompressor } from './zstd.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pms-zstd-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -72,6 +72,35 @@ describe('zstd reading another program directly', () => {
     );
     assert.throws(
       () => parseZstdCounts(''),
+      (error: unknown) => isPmsError(error, 'PMS_ERR_TOOL_FAILED'),
+    );
+  });
+});
+
+describe('zstd -d writing into another program directly', () => {
+  test('the reader gets every byte, end-of-file when zstd ends, and the exact size is reported', async () => {
+    const input = Buffer.concat([Buffer.from('heart-rate,'.repeat(700_000)), randomBytes(2_000_003)]);
+    const compressed = spawnSync('zstd', ['-1', '-q', '-c'], { input, maxBuffer: 1 << 26 }).stdout;
+    // sha256sum stands in for tar: a program reading its stdin to the end.
+    const reader = spawn('sha256sum', ['-b', '-'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const zstd = startPipedDecompressor(reader.stdin);
+    zstd.child.stdin!.end(compressed);
+    const [digest] = await Promise.all([drain(reader.stdout), zstd.done]);
+    const expected = spawnSync('sha256sum', ['-b', '-'], { input }).stdout.toString();
+    assert.equal(digest.toString(), expected);
+    assert.equal(zstd.plainBytes(), input.length);
+  });
+
+  test('a corrupt frame fails zstd (non-zero) and the reader still ends', async () => {
+    const compressed = spawnSync('zstd', ['-1', '-q', '-c'], { input: randomBytes(500_000) }).stdout;
+    compressed.writeUInt8(compressed.readUInt8(compressed.length >> 1) ^ 0xff, compressed.length >> 1);
+    const reader = spawn('wc', ['-c'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const zstd = startPipedDecompressor(reader.stdin);
+    zstd.child.stdin!.end(compressed);
+    await assert.rejects(zstd.done, (error: unknown) => isPmsError(error, 'PMS_ERR_TOOL_FAILED'));
+    await drain(reader.stdout);
+    assert.throws(
+      () => zstd.plainBytes(),
       (error: unknown) => isPmsError(error, 'PMS_ERR_TOOL_FAILED'),
     );
   });

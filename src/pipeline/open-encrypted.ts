@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
-import { type Readable, Readable as NodeReadable } from 'node:stream';
+import { type Readable, Readable as NodeReadable, type Writable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
-import { type SegmentZstd, decompressToFile, startDecompressor } from '../compression/zstd.js';
+import { type SegmentZstd, decompressToFile, startDecompressor, startPipedDecompressor } from '../compression/zstd.js';
 import type { DecryptionKeys } from '../crypto/keys.js';
 import type { SignatureFacts, TrustPolicy } from '../crypto/signing.js';
 import { classifyCipherError, decryptBytes, decryptStream } from '../crypto/stream-cipher.js';
@@ -32,6 +32,12 @@ export interface OpenEncryptedOptions {
   readonly plainSha256?: string;
   /** Whether the plaintext is a zstd frame to undo (false: the object holds it as is). */
   readonly decompress: boolean;
+  /**
+   * With `decompress`: zstd writes the plaintext straight into this pipe (a program's stdin,
+   * which this call takes over and closes on its side), and `plaintext` is empty. For large
+   * objects read by another program (a base backup into tar); no plainSha256 then.
+   */
+  readonly decompressInto?: Writable;
   readonly onProgress?: (fetchedBytes: number) => void;
   readonly signal?: AbortSignal;
 }
@@ -66,6 +72,8 @@ export interface OpenedObject {
  * readEncryptedBytes), so each check exists once and its failure is worded once.
  */
 export async function openEncrypted(options: OpenEncryptedOptions): Promise<OpenedObject> {
+  if (options.decompressInto && options.plainSha256 !== undefined)
+    throw new PmsError('PMS_ERR_INTERNAL', 'decompressInto cannot check a plaintext sha256 (the plaintext bypasses this process)');
   const link = linkAbort(options.signal);
   try {
     if (options.stored) await checkStoredSize(options.storage, options.key, options.stored);
@@ -95,8 +103,12 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
     throw error;
   }
   const stages: Promise<unknown>[] = [];
+  const into = options.decompress ? options.decompressInto : undefined;
+  let directPlainBytes: (() => number) | undefined;
   if (options.decompress) {
-    const zstd = startDecompressor({ signal: abort.signal });
+    const piped = into ? startPipedDecompressor(into, { signal: abort.signal }) : undefined;
+    directPlainBytes = piped?.plainBytes;
+    const zstd = piped ?? startDecompressor({ signal: abort.signal });
     const zstdVerdict = zstd.done.catch((error: unknown) => {
       // zstd dies of a broken pipe, or is stopped by us, when the consumer or another stage
       // failed first (a full disk): that is their story, not a corrupt object.
@@ -121,8 +133,10 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
         throw classifyCipherError(error, options.key) ?? error;
       }),
       zstdVerdict,
-      pipeline(zstd.child.stdout!, plainMeter),
+      piped ? Promise.resolve() : pipeline(zstd.child.stdout!, plainMeter),
     );
+    // The plaintext went to `into`: what this object hands its consumer is empty.
+    if (piped) plainMeter.end();
   } else {
     stages.push(
       pipeline(decrypted, plainMeter).catch((error: unknown) => {
@@ -149,7 +163,7 @@ async function decryptFrom(source: Readable, options: OpenEncryptedOptions, link
         signer: signed?.signer,
         storedBytes: fetched.bytes,
         storedSha256: fetched.sha256,
-        plainBytes: plainMeter.bytes,
+        plainBytes: directPlainBytes ? directPlainBytes() : plainMeter.bytes,
         plainSha256: options.plainSha256 === undefined ? undefined : plainMeter.sha256,
       };
     })

@@ -1,6 +1,5 @@
 import { closeSync, fchownSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { DecryptionKeys } from '../../../crypto/keys.js';
 import { PmsError, isPmsError } from '../../../errors/catalogue.js';
 import { type ReaderTrust, consumeVerified, openEncrypted, readEncryptedBytes } from '../../../pipeline/open-encrypted.js';
@@ -50,25 +49,35 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
     : undefined;
   serverManifestBytes?.catch(() => undefined);
   try {
-    const opened = await openEncrypted({
-      storage: options.storage,
-      key: object.key,
-      keys: options.keys,
-      trust: options.trust,
-      stored: object,
-      decompress: true,
-      ...(options.onProgress ? { onProgress: (n: number) => options.onProgress?.(n, object.bytes) } : {}),
+    // tar first: zstd then writes into tar's stdin itself, and the 1.9 GB of a large cluster's
+    // plaintext never passes through this process (only the compressed object does).
+    const tar = startTool('tar', ['-x', '-f', '-', '-C', options.dataDir], {
+      stdin: 'pipe',
+      stdout: 'ignore',
+      runAs: options.runAs,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    const [, facts] = await consumeVerified(opened, async (tarStream) => {
-      const tar = startTool('tar', ['-x', '-f', '-', '-C', options.dataDir], {
-        stdin: 'pipe',
-        stdout: 'ignore',
-        runAs: options.runAs,
+    tar.done.catch(() => undefined);
+    let opened: Awaited<ReturnType<typeof openEncrypted>>;
+    try {
+      opened = await openEncrypted({
+        storage: options.storage,
+        key: object.key,
+        keys: options.keys,
+        trust: options.trust,
+        stored: object,
+        decompress: true,
+        decompressInto: tar.child.stdin!,
+        ...(options.onProgress ? { onProgress: (n: number) => options.onProgress?.(n, object.bytes) } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      await Promise.all([pipeline(tarStream, tar.child.stdin!), tar.done]);
-    });
+    } catch (error) {
+      // Refused before zstd started (size, header, key): tar is given nothing and stopped.
+      tar.child.stdin?.destroy();
+      tar.child.kill('SIGTERM');
+      throw error;
+    }
+    const [, facts] = await consumeVerified(opened, () => tar.done);
     // Before anything else is written here: a crafted tar may have planted links to follow.
     await inspectExtracted(options.dataDir, options.manifest.id);
     if (serverManifest && serverManifestBytes) {

@@ -168,14 +168,16 @@ export async function runBackupCommand<const N extends ConfigNeeds>(
         logger.warn('could not append the audit record', { error: (error as Error).message });
       }
     }
-    // Loaded here, not at start-up: prom-client (and the tracing API it pulls in) costs ~0.1 s
-    // of module loading that would otherwise delay the work itself.
-    const { pushCommandMetrics } = await import('../metrics/push-command-metrics.js');
-    await pushCommandMetrics(
-      config.metrics,
-      { command: spec.name, ok, errorCode: failure?.code, startedAt, finishedAt, ...report?.metrics },
-      { warn: (message) => logger.warn(message) },
-    );
+    // Loaded here, not at start-up, and only when there is a Pushgateway to push to: prom-client
+    // (and the tracing API it pulls in) costs ~0.1 s of module loading.
+    if (config.metrics.pushgateway !== undefined) {
+      const { pushCommandMetrics } = await import('../metrics/push-command-metrics.js');
+      await pushCommandMetrics(
+        config.metrics,
+        { command: spec.name, ok, errorCode: failure?.code, startedAt, finishedAt, ...report?.metrics },
+        { warn: (message) => logger.warn(message) },
+      );
+    }
     await storage?.close().catch(() => undefined);
   }
 }

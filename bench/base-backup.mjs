@@ -5,6 +5,7 @@
 //   2. pg_basebackup -Ft -X none -D - | zstd -3 -T2 > /dev/null
 //   3. pgBackRest full backup, compress-type=zst, repo1-cipher-type=aes-256-cbc
 //   4. the floor for ours: pg_basebackup with the same server-side zstd to /dev/null
+// then restores of the newest backups (restore --pitr against pgbackrest restore, issue 15),
 // and WAL archiving under pgbench: segments/s archived by wal-push vs a plain cp, and the
 // .ready backlog at the end. Usage: node bench/base-backup.mjs [pgbench scale=100] [pgbench seconds=30] [rounds=2]
 // The archive backlog left by pgbench -i is drained before anything is timed (with -X none the
@@ -201,6 +202,41 @@ try {
   console.log(`per-round ours / pgBackRest: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${median.toFixed(2)} (goal <= 0.5)`);
   console.log(
     `ratio (best): ours / pgBackRest = ${(best('ours') / best('pgbr')).toFixed(2)} (goal <= 0.5); ours / (pg_basebackup | zstd) = ${(best('ours') / best('plain')).toFixed(2)}; (pg_basebackup | zstd) / pgBackRest = ${(best('plain') / best('pgbr')).toFixed(2)}; pg_basebackup alone / pgBackRest = ${(best('floor') / best('pgbr')).toFixed(2)}; server-zstd floor / pgBackRest = ${(best('serverZstd') / best('pgbr')).toFixed(2)}; ours / server-zstd floor = ${(best('ours') / best('serverZstd')).toFixed(2)}`,
+  );
+
+  // Restores of the newest backups, interleaved: `restore --pitr` (unpacking and checking only;
+  // no replay; sha256, OpenPGP MDC and signature checked) against `pgbackrest restore` into an
+  // empty directory.
+  const restoreTimes = { ours: [], pgbr: [] };
+  const restoreRoot = join(work, 'restores');
+  mkdirSync(restoreRoot);
+  chownSync(restoreRoot, PG_UID, PG_GID);
+  for (let round = 0; round < rounds; round++) {
+    const oursDir = join(restoreRoot, `ours-${round}`);
+    const pgbrDir = join(restoreRoot, `pgbr-${round}`);
+    restoreTimes.ours.push(
+      await timed('pms-backup restore --pitr (unpack + checks)', () =>
+        run(process.execPath, [binPath('pms-backup'), 'restore', '--pitr', '--target-time', 'latest', '--pgdata', oursDir], {
+          env: { ...process.env, ...env, BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile },
+        }),
+      ),
+    );
+    mkdirSync(pgbrDir, { mode: 0o700 });
+    chownSync(pgbrDir, PG_UID, PG_GID);
+    restoreTimes.pgbr.push(
+      await timed('pgBackRest restore (process-max 2)', () =>
+        run('pgbackrest', [...conf, `--pg1-path=${pgbrDir}`, 'restore'], { runAs: 'postgres' }),
+      ),
+    );
+    rmSync(oursDir, { recursive: true, force: true });
+    rmSync(pgbrDir, { recursive: true, force: true });
+    console.log(
+      `restore round ${round}: ours / pgBackRest = ${(restoreTimes.ours[round] / restoreTimes.pgbr[round]).toFixed(2)} (goal <= 1.0)`,
+    );
+  }
+  const restoreRatios = restoreTimes.ours.map((t, i) => t / restoreTimes.pgbr[i]).sort((a, b) => a - b);
+  console.log(
+    `restore: ours ${Math.min(...restoreTimes.ours).toFixed(2)}-${Math.max(...restoreTimes.ours).toFixed(2)} s, pgBackRest ${Math.min(...restoreTimes.pgbr).toFixed(2)}-${Math.max(...restoreTimes.pgbr).toFixed(2)} s; per-round ours / pgBackRest: ${restoreRatios.map((r) => r.toFixed(2)).join(', ')}`,
   );
 
   async function archiving(label, command) {

@@ -12,12 +12,12 @@ export async function runBaseBackup(options: { json?: boolean; walTimeout?: numb
       interruptible: true,
     },
     async ({ config, storage, signal, signer, trust, logger }) => {
-      // Three independent key files: read and parsed side by side.
-      const [recipients, signingKey, trustPolicy] = await Promise.all([
-        loadRecipients(config.keys.publicKeyFile, config.keys.keyId),
-        signer(),
-        trust(),
-      ]);
+      // Three independent key files, read and parsed side by side while the server is asked
+      // for the backup (createBaseBackup awaits each where it first needs it).
+      const recipients = loadRecipients(config.keys.publicKeyFile, config.keys.keyId);
+      const signingKey = signer();
+      const trustPolicy = trust();
+      for (const loading of [recipients, signingKey, trustPolicy]) loading.catch(() => undefined);
       const progress = new ProgressLine({ logger });
       const manifest = await createBaseBackup({
         config,

@@ -31,11 +31,15 @@ export interface BaseBackupProgress {
 export interface CreateBaseBackupOptions {
   readonly config: BackupConfig;
   readonly storage: Storage;
-  readonly recipients: RecipientSet;
+  /**
+   * The keys may still be loading: they are awaited only once the server has begun the backup,
+   * so unlocking them overlaps with its checkpoint (a failure still ends the backup).
+   */
+  readonly recipients: RecipientSet | Promise<RecipientSet>;
   /** Signs every object and the manifest (BACKUP_SIGNING_KEY_FILE). */
-  readonly signer: SigningKey;
+  readonly signer: SigningKey | Promise<SigningKey>;
   /** Whose signature wal/system.json must carry. */
-  readonly trust: TrustPolicy;
+  readonly trust: TrustPolicy | Promise<TrustPolicy>;
   /** zstd level the server compresses with (default 1). */
   readonly zstdLevel?: number;
   /** zstd worker threads on the database server (default: BACKUP_BASE_ZSTD_WORKERS, 2). */
@@ -54,7 +58,7 @@ export interface CreateBaseBackupOptions {
  * is in the repository: a base backup without its WAL restores nothing.
  */
 export async function createBaseBackup(options: CreateBaseBackupOptions): Promise<BaseManifest> {
-  const { config, storage, recipients, signer, trust } = options;
+  const { config, storage } = options;
   const now = options.now ?? (() => new Date());
   const startedAt = now();
   const id = newBackupId(startedAt);
@@ -70,7 +74,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       : config.postgres;
   const where = `${source.host}:${source.port}`;
   // The archive's identity is read while the server answers: two round trips side by side.
-  const archiveIdentity = readArchiveIdentity(storage, trust);
+  const archiveIdentity = Promise.resolve(options.trust).then((trust) => readArchiveIdentity(storage, trust));
   archiveIdentity.catch(() => undefined);
   const server = await usingClient(source, async (client) => {
     const result = await client.query<{
@@ -121,6 +125,7 @@ export async function createBaseBackup(options: CreateBaseBackupOptions): Promis
       workers: options.serverWorkers ?? config.operations.baseBackupZstdWorkers,
       signal: abort.signal,
     });
+    const [recipients, signer] = await Promise.all([options.recipients, options.signer]);
     const tar = await storeEncrypted({
       source: backup.archive,
       alongside: [backup.done],

@@ -19,9 +19,14 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
   const target = parseTargetTime(options.targetTime);
   return runBackupCommand(
     { name: 'restore-pitr', logStream: 'backup', needs: { repository: true, decryption: true, trust: true, signing: true } },
-    async ({ config, storage, trust, logger }) => {
+    async ({ config, storage, trust, logger, signer }) => {
+      // The private key is decrypted (its passphrase's key derivation) while the base backup is
+      // chosen; a key that fails still fails the restore, before anything is unpacked. The
+      // signing key, needed only for the audit record at the end, is unlocked meanwhile too.
+      const keys = loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
+      keys.catch(() => undefined);
+      signer().catch(() => undefined);
       const trustPolicy = await trust({ allowUnsigned: options.allowUnsigned ?? false });
-      const keys = await loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile);
       const progress = new ProgressLine({ logger });
       const result = await restorePitr({
         storage: storage(),

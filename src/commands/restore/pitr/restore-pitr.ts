@@ -9,7 +9,8 @@ import { unpackBaseBackup } from './unpack-base-backup.js';
 
 export interface PitrRestoreOptions {
   readonly storage: Storage;
-  readonly keys: DecryptionKeys;
+  /** May still be loading (a passphrase-protected key takes a while): needed only once the download starts. */
+  readonly keys: DecryptionKeys | Promise<DecryptionKeys>;
   /** Whose signatures the base backup (and, through restore_command, the WAL) must carry. */
   readonly trust: TrustPolicy;
   readonly target: TargetTime;
@@ -45,7 +46,7 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
     const { bytes } = await unpackBaseBackup({
       storage: options.storage,
       manifest: base,
-      keys: options.keys,
+      keys: await options.keys,
       trust: options.trust,
       dataDir: directory.path,
       runAs: directory.osUser,

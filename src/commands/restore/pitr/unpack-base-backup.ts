@@ -50,8 +50,10 @@ export async function unpackBaseBackup(options: UnpackOptions): Promise<{ bytes:
   serverManifestBytes?.catch(() => undefined);
   try {
     // tar first: zstd then writes into tar's stdin itself, and the 1.9 GB of a large cluster's
-    // plaintext never passes through this process (only the compressed object does).
-    const tar = startTool('tar', ['-x', '-f', '-', '-C', options.dataDir], {
+    // plaintext never passes through this process (only the compressed object does). 1 MiB
+    // records (-b 2048), reassembled from the pipe's short reads (-B), make tar write files in
+    // 1 MiB calls instead of 10 KiB: a third less system time unpacking 1.5 GB here.
+    const tar = startTool('tar', ['-x', '-b', '2048', '-B', '-f', '-', '-C', options.dataDir], {
       stdin: 'pipe',
       stdout: 'ignore',
       runAs: options.runAs,

@@ -63,10 +63,15 @@ export function checkContinuity(
         problems.push(`${history} is not archived`);
         missing.push(history);
       }
-      if (firstOwn > cursor)
+      if (firstOwn > cursor) {
+        const previous = timelines[index - 1] ?? timeline;
         problems.push(
-          `timeline ${timeline} starts at ${segmentName(timeline, firstOwn)}, after ${segmentName(timelines[index - 1] ?? timeline, cursor - 1)}: segments in between are missing`,
+          `timeline ${timeline} starts at ${segmentName(timeline, firstOwn)}, after ${segmentName(previous, cursor - 1)}: segments in between are missing`,
         );
+        // A timeline's first segment is where it branched, so what lies before it was the
+        // previous timeline's to archive.
+        for (let s = cursor; s < firstOwn; s += 1) missing.push(segmentName(previous, s));
+      }
       const switchLsn = switchPoints.get(timeline);
       if (switchLsn !== undefined && segmentOfLsn(switchLsn) !== firstOwn)
         problems.push(`timeline ${timeline} branched at ${switchLsn} but its first archived segment is ${segmentName(timeline, firstOwn)}`);

@@ -19,8 +19,11 @@ RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 FROM postgres:15.20-bookworm
 # Patroni from Debian bookworm (3.0), not the PGDG repository the base image also lists (4.x):
 # 4.0 renamed the leader's role label to "primary", which the HA Services select on.
+# python3-etcd is named, not left to the package's "python3-etcd | python3-consul | ..." choice:
+# Patroni 3.0's etcd3 DCS (PMS_PATRONI_DCS=etcd3, for sites without Kubernetes API access)
+# imports it and, through it, python3-dnspython; the Kubernetes DCS needs nothing more than urllib3.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends -t bookworm zstd ca-certificates patroni \
+ && apt-get install -y --no-install-recommends -t bookworm zstd ca-certificates patroni python3-etcd \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 WORKDIR /opt/pms

@@ -19,13 +19,14 @@ export const LOCAL_IMAGES: ReadonlyMap<string, string> = new Map([
 export const NOT_RUN: ReadonlySet<string> = new Set(['quay.io/prometheuscommunity/postgres-exporter']);
 
 /**
- * The dev overlay's postgres-tls Secret as cert-manager would issue it (ca.crt, tls.crt,
- * tls.key), from a throwaway CA for the Certificate's own DNS names.
+ * The postgres-tls Secret as cert-manager would issue it (ca.crt, tls.crt, tls.key) from the
+ * overlay's Certificate, by a throwaway CA for the Certificate's own DNS names (prod's include
+ * the members' wildcard *.postgres-headless.<namespace>.svc).
  */
-export async function issueDevTls(objects: readonly Manifest[]): Promise<Map<string, Buffer>> {
+export async function issuePostgresTls(objects: readonly Manifest[]): Promise<Map<string, Buffer>> {
   const certificate = objects.find((o) => o.kind === 'Certificate' && isRecord(o['spec']) && o['spec']['secretName'] === 'postgres-tls');
   const spec = certificate && isRecord(certificate['spec']) ? certificate['spec'] : undefined;
-  if (!spec) throw new Error('the dev overlay has no Certificate for postgres-tls');
+  if (!spec) throw new Error('the overlay has no Certificate for postgres-tls');
   const dnsNames = (Array.isArray(spec['dnsNames']) ? spec['dnsNames'] : []).map(String).filter((n) => n !== 'localhost');
   const dir = mkdtempSync(join(tmpdir(), 'pms-dev-tls-'));
   try {
@@ -46,7 +47,7 @@ export interface DevWorkloads {
 }
 
 export async function devWorkloads(objects: readonly Manifest[]): Promise<DevWorkloads> {
-  const data = clusterData(objects, new Map([['postgres-tls', await issueDevTls(objects)]]));
+  const data = clusterData(objects, new Map([['postgres-tls', await issuePostgresTls(objects)]]));
   return { data, templates: new Map(podTemplates(objects).map((t) => [t.owner, t])) };
 }
 
@@ -54,7 +55,13 @@ export async function devWorkloads(objects: readonly Manifest[]): Promise<DevWor
 export function withoutUnavailable(template: PodTemplate): PodTemplate {
   const keep = (list: unknown) =>
     Array.isArray(list)
-      ? list.filter((c) => !(isRecord(c) && [...NOT_RUN].some((image) => String(c['image']).startsWith(`${image}:`))))
+      ? list.filter(
+          (c) =>
+            !(
+              isRecord(c) &&
+              [...NOT_RUN].some((image) => /^[:@]/.test(String(c['image']).slice(image.length)) && String(c['image']).startsWith(image))
+            ),
+        )
       : list;
   return {
     ...template,
@@ -62,12 +69,18 @@ export function withoutUnavailable(template: PodTemplate): PodTemplate {
   };
 }
 
-export function plan(workloads: DevWorkloads, owner: string, podName: string, edit: (t: PodTemplate) => PodTemplate = (t) => t): PodPlan {
+export function plan(
+  workloads: DevWorkloads,
+  owner: string,
+  podName: string,
+  edit: (t: PodTemplate) => PodTemplate = (t) => t,
+  pod: { readonly metadataName?: string; readonly podIp?: string } = {},
+): PodPlan {
   const template = workloads.templates.get(owner);
-  if (!template) throw new Error(`${owner} is not in the rendered dev overlay`);
-  return planPod(edit(withoutUnavailable(template)), { podName, data: workloads.data, images: LOCAL_IMAGES });
+  if (!template) throw new Error(`${owner} is not in the rendered overlay`);
+  return planPod(edit(withoutUnavailable(template)), { podName, data: workloads.data, images: LOCAL_IMAGES, ...pod });
 }
 
-export function netPod(pod: PodPlan, ip: string): NetPod {
-  return { name: pod.name, namespace: pod.namespace, labels: pod.labels, ip };
+export function netPod(pod: PodPlan, ip: string, hostname?: string): NetPod {
+  return { name: pod.name, namespace: pod.namespace, labels: pod.labels, ip, ...(hostname === undefined ? {} : { hostname }) };
 }

@@ -105,3 +105,43 @@ export function pushgatewayPod(debianImage: string): PodPlan {
 export function probePod(name: string, namespace: string, labels: Record<string, string>, nodeImage: string): PodPlan {
   return pod(name, namespace, labels, [], [container('probe', nodeImage, ['sleep', 'infinity'])]);
 }
+
+/** The etcd the HA members use as their DCS in place of the Kubernetes API (ha-cluster.ts says why). */
+export const ETCD_PORT = 2379;
+
+/**
+ * One etcd member (Debian's etcd-server binary, in the plain Debian base) on port 2379,
+ * advertising itself under `clientHost`: Patroni's etcd3 client asks etcd for its members and then
+ * talks to the addresses they advertise, so that name must resolve in the Patroni pods.
+ */
+export function etcdPod(debianImage: string, namespace: string, clientHost: string): PodPlan {
+  return pod(
+    'pms-t-etcd',
+    namespace,
+    { 'app.kubernetes.io/name': 'etcd' },
+    [
+      { name: 'binary', kind: 'hostPath', path: '/usr/bin/etcd' },
+      { name: 'data', kind: 'emptyDir' },
+    ],
+    [
+      container(
+        'etcd',
+        debianImage,
+        [
+          '/opt/etcd',
+          '--name=e1',
+          '--data-dir=/var/lib/etcd/e1',
+          `--listen-client-urls=http://0.0.0.0:${ETCD_PORT}`,
+          `--advertise-client-urls=http://${clientHost}:${ETCD_PORT}`,
+          '--listen-peer-urls=http://127.0.0.1:2380',
+          '--initial-advertise-peer-urls=http://127.0.0.1:2380',
+          '--initial-cluster=e1=http://127.0.0.1:2380',
+        ],
+        [
+          { volume: 'binary', mountPath: '/opt/etcd', subPath: undefined, readOnly: true },
+          { volume: 'data', mountPath: '/var/lib/etcd', subPath: undefined, readOnly: false },
+        ],
+      ),
+    ],
+  );
+}

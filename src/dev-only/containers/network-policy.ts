@@ -10,6 +10,8 @@ export interface NetPod {
   readonly namespace: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly ip: string;
+  /** A StatefulSet pod's metadata.name (postgres-0), which its headless Service names it by. */
+  readonly hostname?: string;
 }
 
 /** One permitted kind of new connection: to every port (port undefined) or to one TCP/UDP port. */

@@ -14,7 +14,8 @@ export interface VolumeFile {
 
 export type VolumePlan =
   | { readonly name: string; readonly kind: 'files'; readonly files: readonly VolumeFile[] }
-  | { readonly name: string; readonly kind: 'emptyDir' }
+  /** medium Memory: a tmpfs of sizeLimit bytes (the kubelet's default: the pod's memory), else a directory on disk. */
+  | { readonly name: string; readonly kind: 'emptyDir'; readonly memoryBytes?: number | undefined }
   | { readonly name: string; readonly kind: 'claim'; readonly claim: string }
   /** Only the test's own helper pods use a host directory; a manifest's hostPath is refused. */
   | { readonly name: string; readonly kind: 'hostPath'; readonly path: string };
@@ -59,6 +60,10 @@ export interface PodPlan {
 
 export interface PlanContext {
   readonly podName: string;
+  /** The pod's metadata.name when it differs from the podman pod's name (a StatefulSet's postgres-0). */
+  readonly metadataName?: string;
+  /** status.podIP, for a template whose env asks for it. */
+  readonly podIp?: string;
   readonly data: ClusterData;
   /** The image a manifest names → the local image that runs for it (by repository, tag ignored). */
   readonly images: ReadonlyMap<string, string>;
@@ -103,7 +108,11 @@ function keyOf(data: ReadonlyMap<string, Buffer>, key: string, what: string, opt
   return value?.toString('utf8');
 }
 
-function resolveEnv(container: Json, ctx: PlanContext, pod: { name: string; namespace: string }): Array<[string, string]> {
+function resolveEnv(
+  container: Json,
+  ctx: PlanContext,
+  pod: { name: string; namespace: string; ip: string | undefined },
+): Array<[string, string]> {
   const env = new Map<string, string>();
   for (const source of list(container['envFrom'])) {
     const prefix = String(source['prefix'] ?? '');
@@ -135,7 +144,11 @@ function resolveEnv(container: Json, ctx: PlanContext, pod: { name: string; name
       value = keyOf(ctx.data.secret(String(ref['name'])), String(ref['key']), what, ref['optional'] === true);
     } else if (isRecord(from['fieldRef'])) {
       const path = String(from['fieldRef']['fieldPath']);
-      const fields: Record<string, string> = { 'metadata.name': pod.name, 'metadata.namespace': pod.namespace };
+      const fields: Record<string, string | undefined> = {
+        'metadata.name': pod.name,
+        'metadata.namespace': pod.namespace,
+        'status.podIP': pod.ip,
+      };
       value = fields[path];
       if (value === undefined) throw new Error(`env ${name}: fieldRef ${path} is not translated`);
     } else {
@@ -163,7 +176,13 @@ function volumeOf(volume: Json, ctx: PlanContext): VolumePlan {
     });
     return { name, kind: 'files', files };
   }
-  if (isRecord(volume['emptyDir'])) return { name, kind: 'emptyDir' };
+  if (isRecord(volume['emptyDir'])) {
+    const emptyDir = volume['emptyDir'];
+    if (emptyDir['medium'] === undefined || emptyDir['medium'] === '') return { name, kind: 'emptyDir' };
+    if (emptyDir['medium'] !== 'Memory') throw new Error(`volume ${name}: emptyDir medium ${String(emptyDir['medium'])} is not translated`);
+    if (emptyDir['sizeLimit'] === undefined) throw new Error(`volume ${name}: a Memory emptyDir without sizeLimit is not translated`);
+    return { name, kind: 'emptyDir', memoryBytes: memoryBytes(String(emptyDir['sizeLimit'])) };
+  }
   if (isRecord(volume['persistentVolumeClaim']))
     return { name, kind: 'claim', claim: String(volume['persistentVolumeClaim']['claimName']) };
   throw new Error(
@@ -178,7 +197,7 @@ function containerOf(
   role: ContainerPlan['role'],
   podSpec: Json,
   ctx: PlanContext,
-  pod: { name: string; namespace: string },
+  pod: { name: string; namespace: string; ip: string | undefined },
 ) {
   for (const field of UNSUPPORTED_CONTAINER)
     if (container[field] !== undefined) throw new Error(`container field ${field} is not translated`);
@@ -225,10 +244,14 @@ export function planPod(template: PodTemplate, ctx: PlanContext): PodPlan {
   const spec = template.spec;
   for (const field of UNSUPPORTED_POD)
     if (spec[field] !== undefined && spec[field] !== false) throw new Error(`pod field ${field} is not translated`);
-  const pod = { name: ctx.podName, namespace: template.namespace ?? 'default' };
+  const pod = { name: ctx.metadataName ?? ctx.podName, namespace: template.namespace ?? 'default', ip: ctx.podIp };
   const volumes = list(spec['volumes']).map((v) => volumeOf(v, ctx));
   for (const claim of template.claimTemplates) {
-    volumes.push({ name: claim, kind: 'claim', claim: ctx.claimName ? ctx.claimName(claim) : `${claim}-${ctx.podName}` });
+    volumes.push({
+      name: claim,
+      kind: 'claim',
+      claim: ctx.claimName ? ctx.claimName(claim) : `${claim}-${ctx.metadataName ?? ctx.podName}`,
+    });
   }
   const containers = [
     ...list(spec['initContainers']).map((c) => containerOf(c, c['restartPolicy'] === 'Always' ? 'sidecar' : 'init', spec, ctx, pod)),

@@ -109,3 +109,43 @@ test('memory quantities', () => {
   assert.equal(memoryBytes('128M'), 128e6);
   assert.throws(() => memoryBytes('1 gig'));
 });
+
+test("a StatefulSet member: the downward API's name, namespace and pod IP, its claim by member name, and Memory emptyDirs sized", () => {
+  const member = {
+    ...template,
+    owner: 'StatefulSet/db',
+    claimTemplates: ['data'],
+    spec: {
+      ...template.spec,
+      initContainers: [],
+      containers: [
+        {
+          name: 'db',
+          image: 'ghcr.io/x/app@sha256:0000',
+          env: [
+            { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+            { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+            { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+          ],
+          volumeMounts: [{ name: 'run', mountPath: '/run/app' }],
+        },
+      ],
+      volumes: [{ name: 'run', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }],
+    },
+  };
+  const pod = planPod(member, { ...ctx, podName: 'harness-db-1', metadataName: 'db-1', podIp: '10.0.0.7' });
+  assert.equal(pod.name, 'harness-db-1');
+  assert.deepEqual(pod.containers[0]?.env, [
+    ['POD_NAME', 'db-1'],
+    ['POD_NAMESPACE', 'ns'],
+    ['POD_IP', '10.0.0.7'],
+  ]);
+  assert.deepEqual(pod.volumes, [
+    { name: 'run', kind: 'emptyDir', memoryBytes: 2 ** 20 },
+    { name: 'data', kind: 'claim', claim: 'data-db-1' },
+  ]);
+  // Without an address to give, status.podIP is refused rather than left empty.
+  assert.throws(() => planPod(member, ctx), /fieldRef status.podIP is not translated/);
+  const unsized = { ...member, spec: { ...member.spec, volumes: [{ name: 'run', emptyDir: { medium: 'Memory' } }] } };
+  assert.throws(() => planPod(unsized, ctx), /Memory emptyDir without sizeLimit/);
+});

@@ -3,7 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { podmanEnv } from '../images/podman.js';
 import { runTool } from '../../process/tool-process.js';
-import { writePodVolumes } from './host-volumes.js';
+import { unmountVolumes, writePodVolumes } from './host-volumes.js';
 import { type PodNetwork, containerRunArgs, envFileText, podCreateArgs } from './podman-args.js';
 import type { ContainerPlan, PodPlan } from './pod-plan.js';
 
@@ -11,8 +11,6 @@ export interface Exit {
   readonly code: number;
   readonly output: string;
 }
-
-const LABEL = 'pms.test.containers=1';
 
 async function podmanExit(args: readonly string[], input?: string): Promise<Exit> {
   // stdin is an empty pipe unless input is given (podman reads it only with -i).
@@ -55,16 +53,22 @@ export class PodmanCluster {
     readonly subnet: string,
   ) {}
 
+  /** Each cluster's pods carry its network's name, so one test's clean-up never touches another's pods. */
+  get #label(): string {
+    return `pms.test.containers=${this.network}`;
+  }
+
   /** Removes what an earlier, killed run of this test may have left, then makes the network. */
   async setUp(): Promise<void> {
     await this.removeLeftovers();
+    unmountVolumes(this.runDir);
     rmSync(this.runDir, { recursive: true, force: true });
     mkdirSync(this.runDir, { recursive: true });
-    await podman(['network', 'create', '--subnet', this.subnet, '--label', LABEL, this.network]);
+    await podman(['network', 'create', '--subnet', this.subnet, '--label', this.#label, this.network]);
   }
 
   async removeLeftovers(): Promise<void> {
-    const pods = (await podman(['pod', 'ls', '-q', '--filter', `label=${LABEL}`])).split('\n').filter(Boolean);
+    const pods = (await podman(['pod', 'ls', '-q', '--filter', `label=${this.#label}`])).split('\n').filter(Boolean);
     if (pods.length > 0) await podman(['pod', 'rm', '-f', ...pods]);
     if ((await podmanExit(['network', 'exists', this.network])).code === 0) await podman(['network', 'rm', '-f', this.network]);
   }
@@ -72,7 +76,7 @@ export class PodmanCluster {
   async createPod(plan: PodPlan, net: Omit<PodNetwork, 'network'>): Promise<RunningPod> {
     mkdirSync(join(this.runDir, 'pods', plan.name), { recursive: true });
     const volumeDirs = writePodVolumes(plan, this.runDir);
-    await podman([...podCreateArgs(plan, { ...net, network: this.network }), '--label', LABEL]);
+    await podman([...podCreateArgs(plan, { ...net, network: this.network }), '--label', this.#label]);
     this.#pods.add(plan.name);
     return { plan, ip: net.ip, volumeDirs };
   }
@@ -123,6 +127,11 @@ export class PodmanCluster {
     return status === 'exited' || status === 'stopped' ? Number(code) : undefined;
   }
 
+  /** SIGKILL to the container's process tree: a crash without any chance to clean up. */
+  async kill(pod: string, container: string): Promise<void> {
+    await podman(['kill', '--signal', 'KILL', `${pod}-${container}`]);
+  }
+
   async logs(pod: string, container: string): Promise<string> {
     return (await podmanExit(['logs', `${pod}-${container}`])).output;
   }
@@ -135,6 +144,7 @@ export class PodmanCluster {
   async tearDown(): Promise<void> {
     for (const pod of [...this.#pods]) await this.removePod(pod).catch(() => undefined);
     await this.removeLeftovers().catch(() => undefined);
+    unmountVolumes(this.runDir);
   }
 }
 

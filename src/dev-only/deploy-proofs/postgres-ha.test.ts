@@ -281,7 +281,64 @@ describe("the member's patroni.yml, written by pms-patroni-config from the rende
     assert.equal(dcs['postgresql'].use_pg_rewind, true);
     assert.ok(dcs['ttl'] <= 30 && dcs['loop_wait'] <= 10, 'a dead leader is replaced within about 30 s');
     assert.equal(config['bootstrap'].post_bootstrap, '/usr/local/bin/pms-patroni-post-bootstrap');
+    // A member being cloned does not wait for a spread checkpoint on the leader.
+    assert.deepEqual(config['postgresql'].basebackup, [{ checkpoint: 'fast' }]);
     assert.ok(isRecord(config['watchdog']) && config['watchdog']['mode'] === 'off');
+  });
+
+  test('with PMS_PATRONI_DCS=etcd3 (a site without Kubernetes API access) it uses etcd instead, accepted by Patroni 3.0', async () => {
+    const objects = withStandInSecrets(prod);
+    const container = materialiseContainer(objects, findPod(objects, HA_OWNER), 'postgres', {
+      root: join(root, 'member-etcd3'),
+      envOverrides: { POD_NAME: 'postgres-1', POD_NAMESPACE: 'patient-monitoring', POD_IP: podIp },
+    });
+    const file = join(container.mapPath('/run/patroni'), 'patroni.yml');
+    const env = {
+      ...container.env,
+      PATH: process.env['PATH'],
+      PMS_PATRONI_DCS: 'etcd3',
+      PMS_PATRONI_ETCD3_HOSTS: '10.96.0.21:2379,10.96.0.22:2379',
+    };
+    await runTool(process.execPath, [binPath('pms-patroni-config'), file], { env });
+    const etcd = JSON.parse(readFileSync(file, 'utf8')) as Json;
+    // The validator resolves each host, hence addresses rather than names here.
+    await runTool('patroni', ['--validate-config', file]);
+    assert.deepEqual(etcd['etcd3'], { hosts: ['10.96.0.21:2379', '10.96.0.22:2379'], protocol: 'http' });
+    assert.equal(etcd['kubernetes'], undefined);
+    // Only the DCS differs from the Kubernetes member's configuration.
+    const { etcd3: _etcd3, ...rest } = etcd;
+    const { kubernetes: _kubernetes, ...k8sRest } = config;
+    assert.deepEqual(
+      {
+        ...rest,
+        name: 'x',
+        postgresql: { ...rest['postgresql'], connect_address: 'x', data_dir: 'x', custom_conf: 'x', pgpass: 'x', authentication: 'x' },
+        restapi: 'x',
+        bootstrap: { ...rest['bootstrap'], post_bootstrap: 'x' },
+      },
+      {
+        ...k8sRest,
+        name: 'x',
+        postgresql: { ...k8sRest['postgresql'], connect_address: 'x', data_dir: 'x', custom_conf: 'x', pgpass: 'x', authentication: 'x' },
+        restapi: 'x',
+        bootstrap: { ...k8sRest['bootstrap'], post_bootstrap: 'x' },
+      },
+    );
+    // A DCS setting that does not fit is refused, with the others, before anything is written.
+    const refused = await runTool(process.execPath, [binPath('pms-patroni-config'), join(root, 'refused-etcd3.yml')], {
+      env: { ...env, PMS_PATRONI_ETCD3_HOSTS: 'etcd-a', PMS_PATRONI_DCS: 'etcd3' },
+    }).then(
+      () => '',
+      (error: Error) => error.message,
+    );
+    assert.match(refused, /PMS_PATRONI_ETCD3_HOSTS: etcd-a is invalid: use host:port/);
+    const mixed = await runTool(process.execPath, [binPath('pms-patroni-config'), join(root, 'refused-mixed.yml')], {
+      env: { ...env, PMS_PATRONI_DCS: '' },
+    }).then(
+      () => '',
+      (error: Error) => error.message,
+    );
+    assert.match(mixed, /PMS_PATRONI_ETCD3_HOSTS is set but PMS_PATRONI_DCS is kubernetes/);
   });
 
   test('without its Secrets it refuses to write anything, naming every missing file but no value', async () => {

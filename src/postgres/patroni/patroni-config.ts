@@ -1,5 +1,5 @@
 /**
- * The Patroni configuration of one member of the Kubernetes StatefulSet (deploy/components/postgres-ha),
+ * The Patroni configuration of one member of the StatefulSet (deploy/components/postgres-ha),
  * built from what the pod knows about itself. Pure: inputs in, a plain object out (written as YAML
  * by src/cli/pms-patroni-config.ts), so the contract tests can check it and `patroni --validate-config` can too.
  */
@@ -14,6 +14,23 @@ export const REPLICATION_USER = 'pms_replicator';
 export const REWIND_USER = 'pms_rewind';
 export const RESTAPI_USER = 'patroni';
 
+/**
+ * Where the members keep the leader lock and the cluster state. `kubernetes` (the StatefulSet's
+ * default): ConfigMaps and pod labels through the pod's service account. `etcd3`: an etcd cluster
+ * of the site's own, for a site whose members may not write to the Kubernetes API (and the
+ * container test, which has no API server); Patroni then labels no pods, so nothing selects the
+ * leader by its role label and clients find it through the REST API (GET /primary).
+ */
+export type PatroniDcs =
+  | { readonly kind: 'kubernetes' }
+  | {
+      readonly kind: 'etcd3';
+      /** host:port of each etcd member. */
+      readonly hosts: readonly string[];
+      /** The CA etcd's certificate is verified with: https when set, plain http when not (a trusted network only). */
+      readonly caFile: string | undefined;
+    };
+
 export interface PatroniMemberInputs {
   /** The pod's name (downward API metadata.name): Patroni's member name, the pod it labels. */
   readonly podName: string;
@@ -26,6 +43,7 @@ export interface PatroniMemberInputs {
   readonly scopeLabel: string;
   /** Labels every member's pod carries, besides the scope label (Patroni lists pods by them). */
   readonly memberLabels: Readonly<Record<string, string>>;
+  readonly dcs: PatroniDcs;
   /** The headless Service giving each pod a DNS name (the name the server certificate carries). */
   readonly headlessService: string;
   readonly dataDir: string;
@@ -67,16 +85,7 @@ export function patroniConfig(inputs: PatroniMemberInputs): Record<string, unkno
       // change (POST /switchover, /restart, PATCH /config) needs this password.
       authentication: { username: RESTAPI_USER, password: inputs.restApiPassword },
     },
-    kubernetes: {
-      namespace: inputs.podNamespace,
-      labels: { ...inputs.memberLabels },
-      scope_label: inputs.scopeLabel,
-      role_label: PATRONI_ROLE_LABEL,
-      pod_ip: inputs.podIp,
-      // ConfigMaps, not Endpoints: the Services select by the role label, so Patroni needs no
-      // right to create Services or write Endpoints (docs/deploy.md, "High availability").
-      use_endpoints: false,
-    },
+    ...dcsSection(inputs),
     bootstrap: {
       dcs: {
         ttl: 30,
@@ -111,6 +120,11 @@ export function patroniConfig(inputs: PatroniMemberInputs): Record<string, unkno
       data_dir: inputs.dataDir,
       bin_dir: inputs.binDir,
       custom_conf: inputs.baseConfigFile,
+      // A new or rebuilt member clones the leader with pg_basebackup, which by default waits for a
+      // spread checkpoint: checkpoint_completion_target x checkpoint_timeout (13.5 min with the
+      // ConfigMap's), all of it running with one copy fewer (the container test saw 96 s on a fresh,
+      // idle cluster). A fast checkpoint costs the leader one burst of at most shared_buffers.
+      basebackup: [{ checkpoint: 'fast' }],
       pgpass: `${inputs.runDir}/pgpass`,
       use_unix_socket: true,
       authentication: {
@@ -125,6 +139,27 @@ export function patroniConfig(inputs: PatroniMemberInputs): Record<string, unkno
     },
     // No /dev/watchdog in a restricted pod: the leader lock's ttl is the only fence.
     watchdog: { mode: 'off' },
+  };
+}
+
+function dcsSection(inputs: PatroniMemberInputs): Record<string, unknown> {
+  if (inputs.dcs.kind === 'etcd3') {
+    const { hosts, caFile } = inputs.dcs;
+    // Patroni 3.0's etcd3 module speaks etcd's v3 JSON gateway; it needs python3-etcd (which the
+    // pms-postgres image installs by name) and no gRPC library.
+    return { etcd3: { hosts: [...hosts], ...(caFile === undefined ? { protocol: 'http' } : { protocol: 'https', cacert: caFile }) } };
+  }
+  return {
+    kubernetes: {
+      namespace: inputs.podNamespace,
+      labels: { ...inputs.memberLabels },
+      scope_label: inputs.scopeLabel,
+      role_label: PATRONI_ROLE_LABEL,
+      pod_ip: inputs.podIp,
+      // ConfigMaps, not Endpoints: the Services select by the role label, so Patroni needs no
+      // right to create Services or write Endpoints (docs/deploy.md, "High availability").
+      use_endpoints: false,
+    },
   };
 }
 

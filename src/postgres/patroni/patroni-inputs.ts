@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PmsError } from '../../errors/catalogue.js';
-import { type PatroniMemberInputs, hbaRuleLines, parseLabels } from './patroni-config.js';
+import { type PatroniDcs, type PatroniMemberInputs, hbaRuleLines, parseLabels } from './patroni-config.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -26,6 +26,9 @@ export const PATRONI_VARIABLES = {
   PMS_PATRONI_POST_BOOTSTRAP: 'script run once after initdb (creates the database and logins)',
   PMS_PATRONI_BIN_DIR: 'PostgreSQL 15 programs',
   PGDATA: 'the data directory',
+  PMS_PATRONI_DCS: 'kubernetes (the default: the pod service account) or etcd3 (a site without Kubernetes API access)',
+  PMS_PATRONI_ETCD3_HOSTS: 'with etcd3: the etcd members, host:port,host:port',
+  PMS_PATRONI_ETCD3_CA: 'with etcd3: the CA etcd is verified with (https); unset means plain http',
 } as const;
 
 const DEFAULTS: Partial<Record<keyof typeof PATRONI_VARIABLES, string>> = {
@@ -36,7 +39,33 @@ const DEFAULTS: Partial<Record<keyof typeof PATRONI_VARIABLES, string>> = {
   PMS_PATRONI_RUN_DIR: '/run/patroni',
   PMS_PATRONI_POST_BOOTSTRAP: '/usr/local/bin/pms-patroni-post-bootstrap',
   PMS_PATRONI_BIN_DIR: '/usr/lib/postgresql/15/bin',
+  PMS_PATRONI_DCS: 'kubernetes',
 };
+
+const HOST_PORT = /^[A-Za-z0-9.-]+:[0-9]{1,5}$/;
+
+function readDcs(env: Env, problems: string[]): PatroniDcs {
+  const kind = env['PMS_PATRONI_DCS'] || DEFAULTS.PMS_PATRONI_DCS;
+  const hostsText = env['PMS_PATRONI_ETCD3_HOSTS'] ?? '';
+  const caFile = env['PMS_PATRONI_ETCD3_CA'] || undefined;
+  if (kind === 'kubernetes') {
+    // Set but unused would mislead whoever reads the manifest: the member would not use etcd.
+    for (const name of ['PMS_PATRONI_ETCD3_HOSTS', 'PMS_PATRONI_ETCD3_CA'] as const)
+      if (env[name]) problems.push(`${name} is set but PMS_PATRONI_DCS is kubernetes: set PMS_PATRONI_DCS=etcd3 or remove it`);
+    return { kind };
+  }
+  if (kind !== 'etcd3') {
+    problems.push(`PMS_PATRONI_DCS=${kind} is invalid: use kubernetes or etcd3`);
+    return { kind: 'kubernetes' };
+  }
+  const hosts = hostsText
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h !== '');
+  if (hosts.length === 0) problems.push(`PMS_PATRONI_ETCD3_HOSTS is not set: ${PATRONI_VARIABLES.PMS_PATRONI_ETCD3_HOSTS}`);
+  for (const host of hosts) if (!HOST_PORT.test(host)) problems.push(`PMS_PATRONI_ETCD3_HOSTS: ${host} is invalid: use host:port`);
+  return { kind, hosts, caFile };
+}
 
 const NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 
@@ -85,6 +114,7 @@ export function readPatroniInputs(env: Env): PatroniMemberInputs {
     scope,
     scopeLabel: get('PMS_PATRONI_SCOPE_LABEL'),
     memberLabels: memberLabels ?? {},
+    dcs: readDcs(env, problems),
     headlessService: get('PMS_PATRONI_HEADLESS_SERVICE'),
     dataDir: get('PGDATA'),
     binDir: get('PMS_PATRONI_BIN_DIR'),

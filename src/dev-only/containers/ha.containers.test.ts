@@ -331,11 +331,14 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
   test('a point-in-time restore from a pms-backup container has every acknowledged row', async () => {
     // A Patroni member's data directory holds Patroni's postgresql.conf, which includes the
     // StatefulSet's /etc/postgresql/postgresql.conf: a file of the postgres pod, not of this one.
-    // The recovery gets a config file of its own (config_file, on the command line).
+    // restore --pitr warns of it; the recovery gets a config file of its own (config_file, on
+    // the command line).
     const script = `set -eu
 printf 'local all all trust\\n' > /tmp/hba.conf
 printf '# recovery of a Patroni base backup outside the postgres pod\\n' > /tmp/recovery.conf
-pms-backup restore --pitr --target-time latest --pgdata /tmp/latest >&2
+pms-backup restore --pitr --target-time latest --pgdata /tmp/latest > /tmp/restore.out
+cat /tmp/restore.out >&2
+grep -q "has include '/etc/postgresql/postgresql.conf', which this host lacks" /tmp/restore.out
 pg_ctl -D /tmp/latest -w -t 300 -l /tmp/latest.log -o "-c config_file=/tmp/recovery.conf -c max_connections=200 -c max_wal_senders=10 -c max_replication_slots=10 -c archive_mode=off -c listen_addresses='' -c unix_socket_directories=/tmp -c port=5434 -c hba_file=/tmp/hba.conf" start >&2 || { cat /tmp/latest.log >&2; exit 1; }
 until [ "$(psql -XAt -h /tmp -p 5434 -U postgres -d postgres -c 'SELECT pg_is_in_recovery()')" = f ]; do sleep 0.2; done
 echo "COUNT $(psql -XAt -h /tmp -p 5434 -U postgres -d patient_telemetry -c 'SELECT count(*) FROM public.ha_acknowledged')"

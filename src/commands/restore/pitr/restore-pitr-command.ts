@@ -38,11 +38,13 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
         ...(options.base === undefined ? {} : { base: options.base }),
         onProgress: (done, total) => progress.update(`unpacking: ${formatBytes(done)} of ${formatBytes(total)}`),
       }).finally(() => progress.done());
+      for (const m of result.missingIncludes)
+        logger.warn(`the restored postgresql.conf has ${m.directive} '${m.path}', which this host lacks`, { ...m });
       const asUser = result.osUser ? `runuser -u ${result.osUser} -- ` : '';
       const start = `${asUser}${findPgProgram('pg_ctl')} -D ${result.dataDir} -l ${result.dataDir}/recovery.log start`;
       if (options.json) {
         process.stdout.write(
-          `${JSON.stringify({ ok: true, baseBackup: result.base.id, dataDir: result.dataDir, target: result.target, restoreCommand: result.restoreCommand, startCommand: start, bytes: result.bytes, durationSeconds: result.durationSeconds }, null, 2)}\n`,
+          `${JSON.stringify({ ok: true, baseBackup: result.base.id, dataDir: result.dataDir, target: result.target, restoreCommand: result.restoreCommand, startCommand: start, bytes: result.bytes, durationSeconds: result.durationSeconds, missingIncludes: result.missingIncludes }, null, 2)}\n`,
         );
       } else {
         process.stdout.write(
@@ -57,6 +59,10 @@ export async function runPitrRestore(options: PitrRestoreCommandOptions): Promis
             '(add -o "-p 5433" if the damaged server still runs on this host and port)',
             'It replays archived WAL up to the target, promotes, and keeps archiving on a new timeline with its',
             'archive_command. Check the outcome in the log ("recovery stopping before commit ..." / "archive recovery complete").',
+            ...result.missingIncludes.map(
+              (m) =>
+                `warning: the restored postgresql.conf has ${m.directive} '${m.path}', which this host lacks: the server will not start until it exists (a Patroni member includes its pod's configuration, docs/ha.md "Restoring a member's backup elsewhere") or is given its own: add -c config_file=FILE to -o`,
+            ),
             '',
           ].join('\n'),
         );

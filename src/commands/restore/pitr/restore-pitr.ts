@@ -6,6 +6,7 @@ import { type TargetTime, chooseBaseBackup } from './choose-base-backup.js';
 import { prefetchCleanCommand, restoreCommand, spoolFirstRestoreCommand, writeRecoverySettings } from './recovery-settings.js';
 import { prepareTargetDirectory } from './target-directory.js';
 import { unpackBaseBackup } from './unpack-base-backup.js';
+import { type MissingInclude, missingConfigIncludes } from './config-includes.js';
 
 export interface PitrRestoreOptions {
   readonly storage: Storage;
@@ -31,6 +32,8 @@ export interface PitrRestoreResult {
   readonly restoreCommand: string;
   readonly bytes: number;
   readonly durationSeconds: number;
+  /** Files the restored postgresql.conf includes that this host lacks (a Patroni member's pod configuration). */
+  readonly missingIncludes: readonly MissingInclude[];
 }
 
 /**
@@ -64,8 +67,10 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
       { restoreCommand: command, recoveryEndCommand: prefetchCleanCommand(), target: options.target },
       `pms-backup restore --pitr: base backup ${base.id}, target ${target}`,
     );
+    const missingIncludes = await missingConfigIncludes(directory.path);
     return {
       base,
+      missingIncludes,
       dataDir: directory.path,
       osUser: directory.osUser,
       target,

@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
 import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
 import { binPath } from '../dist/testing/run-cli.js';
+import { BENCH_NODE } from './bench-node.mjs';
 
 const scale = Number(process.argv[2] ?? 50);
 const seconds = Number(process.argv[3] ?? 30);
@@ -51,7 +52,7 @@ const env = {
   BACKUP_GPG_KEY_ID: key.fingerprint,
   BACKUP_LOG_DIR: join(work, 'logs'),
 };
-const walPush = `'${process.execPath}' '${binPath('pms-backup')}' wal-push %p`;
+const walPush = `'${BENCH_NODE}' '${binPath('pms-backup')}' wal-push %p`;
 const cluster = await startThrowawayCluster({
   durable: true,
   settings: { archive_mode: 'on', wal_level: 'replica', archive_command: walPush, max_wal_size: '4GB', fsync: true },

@@ -33,6 +33,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
 import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
 import { binPath } from '../dist/testing/run-cli.js';
+import { BENCH_NODE } from './bench-node.mjs';
 
 const wantSegments = Number(process.argv[2] ?? 150);
 const rounds = Number(process.argv[3] ?? 2);
@@ -83,13 +84,22 @@ const brConf = join(br, 'pgbackrest.conf');
 const conf = [`--config=${brConf}`, '--stanza=bench'];
 const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 const archiveCommand = [
-  `${q(process.execPath)} ${q(binPath('pms-backup'))} wal-push %p`,
+  `${q(BENCH_NODE)} ${q(binPath('pms-backup'))} wal-push %p`,
   `pgbackrest ${conf.join(' ')} archive-push %p`,
   `cp %p ${copies}/%f`,
 ].join(' && ');
 const cluster = await startThrowawayCluster({
   durable: true,
-  settings: { archive_mode: 'on', wal_level: 'replica', archive_command: archiveCommand, max_wal_size: '4GB', fsync: true },
+  // autovacuum off: its visits to the table after the load (hint bits, freezing, full-page images)
+  // kept adding tens of segments to the archive between runs, so a later run replayed more WAL.
+  settings: {
+    archive_mode: 'on',
+    wal_level: 'replica',
+    archive_command: archiveCommand,
+    max_wal_size: '4GB',
+    fsync: true,
+    autovacuum: 'off',
+  },
   serverEnv: env,
 });
 const results = { ours: [], pgbr: [], floor: [] };
@@ -131,7 +141,7 @@ try {
   await drain();
 
   // Both base backups, back to back, so the WAL after them is the same.
-  await run(process.execPath, [binPath('pms-backup'), 'base-backup'], {
+  await run(BENCH_NODE, [binPath('pms-backup'), 'base-backup'], {
     env: { ...process.env, ...cluster.postgresEnv, POSTGRES_DB: 'postgres', ...env },
   });
   await run('pgbackrest', [...conf, '--type=full', 'backup'], { runAs: 'postgres' });
@@ -201,11 +211,35 @@ try {
     );
     await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-w', '-m', 'immediate', 'stop'], { runAs: 'postgres' });
     if (rows.trim() !== expected) throw new Error(`${dataDir}: recovered ${rows.trim()}, expected ${expected}`);
+    console.log(`  ${dataDir.split('/').pop()}: ${replayDiagnostics(readFileSync(log, 'utf8'))}`);
     return seconds;
   }
 
+  /**
+   * Where a replay's time went, from the server's log (log_line_prefix '%m' stamps every line):
+   * when the first segment arrived, and the waits between segments (a wait well above the
+   * replay of one segment is PostgreSQL waiting for restore_command).
+   */
+  function replayDiagnostics(text) {
+    const stamp = (line) => Date.parse(`${line.slice(0, 23).replace(' ', 'T')}Z`);
+    const lines = text.split('\n');
+    const start = lines.find((l) => /starting PostgreSQL/.test(l));
+    const restored = lines.filter((l) => /restored log file "[0-9A-F]{24}"/.test(l)).map(stamp);
+    const ready = lines.find((l) => /ready to accept connections/.test(l));
+    if (!start || restored.length === 0) return 'no segment restored through restore_command';
+    const gaps = restored
+      .slice(1)
+      .map((t, i) => t - restored[i])
+      .sort((a, b) => a - b);
+    const pct = (q) => gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))] ?? 0;
+    const slow = gaps.filter((g) => g > 250);
+    const prefetcher =
+      lines.find((l) => /prefetcher exits|prefetcher stopped/.test(l))?.replace(/^.*pms-backup wal-prefetch: /, '') ?? 'no prefetcher line';
+    return `${restored.length} segments via restore_command; first at +${((restored[0] - stamp(start)) / 1000).toFixed(1)} s, last at +${((restored.at(-1) - stamp(start)) / 1000).toFixed(1)} s, ready at +${((stamp(ready ?? start) - stamp(start)) / 1000).toFixed(1)} s; gap between segments median ${pct(0.5)} ms, p90 ${pct(0.9)} ms, max ${gaps.at(-1) ?? 0} ms, ${slow.length} gaps > 250 ms totalling ${(slow.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s; ${prefetcher}`;
+  }
+
   const ourRestore = (dataDir) =>
-    run(process.execPath, [binPath('pms-backup'), 'restore', '--pitr', '--target-time', 'latest', '--pgdata', dataDir], {
+    run(BENCH_NODE, [binPath('pms-backup'), 'restore', '--pitr', '--target-time', 'latest', '--pgdata', dataDir], {
       env: { ...process.env, ...env },
     });
 

@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
 import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
 import { binPath } from '../dist/testing/run-cli.js';
+import { BENCH_NODE } from './bench-node.mjs';
 
 const scale = Number(process.argv[2] ?? 200);
 const rounds = Number(process.argv[3] ?? 2);
@@ -67,7 +68,7 @@ const env = {
   BACKUP_GPG_KEY_ID: key.fingerprint,
   BACKUP_LOG_DIR: join(work, 'logs'),
 };
-const walPush = `'${process.execPath}' '${binPath('pms-backup')}' wal-push ${process.env.BENCH_WAL_PUSH_ARGS ?? ''} %p`;
+const walPush = `'${BENCH_NODE}' '${binPath('pms-backup')}' wal-push ${process.env.BENCH_WAL_PUSH_ARGS ?? ''} %p`;
 const cluster = await startThrowawayCluster({
   durable: true,
   settings: {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isPmsError } from '../errors/catalogue.js';
 import { SpawnRelay } from '../process/spawn-relay.js';
-import { NATIVE_ZSTD, compressFile, decompressToFile } from './zstd.js';
+import { NATIVE_ZSTD, compressFile, decompressToFile, isSingleChecksummedFrame } from './zstd.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pms-segment-zstd-'));
 const relay = new SpawnRelay();
@@ -32,6 +32,8 @@ describe('per-segment zstd (compressFile, decompressToFile)', () => {
     test(`${way.name}: a standard frame that zstd -d and we restore byte for byte, no scratch file left`, async () => {
       const frame = await compressFile(path, { level: 1, via: way.via, program: way.program });
       assert.ok(frame.length < segment.length / 2, 'compressed');
+      // The WAL read path relies on it (pipeline/open-encrypted.ts readEncryptedToFile).
+      assert.ok(isSingleChecksummedFrame(frame), 'one frame carrying its content checksum');
       const cli = spawnSync('zstd', ['-d', '-c'], { input: frame, maxBuffer: 1 << 26 });
       assert.equal(cli.status, 0);
       assert.ok(cli.stdout.equals(segment), 'the zstd program reads the frame');

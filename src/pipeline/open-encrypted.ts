@@ -3,7 +3,15 @@ import { open, unlink } from 'node:fs/promises';
 import { type Readable, Readable as NodeReadable, type Writable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
-import { type SegmentZstd, decompressToFile, startDecompressor, startPipedDecompressor } from '../compression/zstd.js';
+import {
+  NATIVE_ZSTD,
+  type SegmentZstd,
+  decompressBytes,
+  decompressToFile,
+  isSingleChecksummedFrame,
+  startDecompressor,
+  startPipedDecompressor,
+} from '../compression/zstd.js';
 import type { DecryptionKeys } from '../crypto/keys.js';
 import type { SignatureFacts, TrustPolicy } from '../crypto/signing.js';
 import { classifyCipherError, decryptBytes, decryptStream } from '../crypto/stream-cipher.js';
@@ -50,6 +58,7 @@ export interface ReadFacts {
   readonly storedBytes: number;
   readonly storedSha256: string;
   readonly plainBytes: number;
+  /** Computed over the plaintext; undefined when no sha256 was expected, or (readEncryptedToFile) when a stronger check made it redundant. */
   readonly plainSha256: string | undefined;
 }
 
@@ -234,9 +243,18 @@ export interface ReadToFileOptions extends Omit<OpenEncryptedOptions, 'decompres
  * A zstd-compressed object small enough for memory (a WAL segment) → a file, with the same
  * checks as openEncrypted in the same order: stored size and sha256, OpenPGP (MDC and
  * signature, both before any plaintext exists: decryptBytes), zstd's checksum, then the
- * plaintext's sha256 and size read back from `output` once it is on disk. `output` exists only
- * if every check passed (it is removed otherwise), and is fsynced; the caller renames it into
- * place. One buffer per stage instead of web streams over 1 MiB chunks (docs/performance.md).
+ * plaintext's size (and its sha256, where it still proves something: see below). `output`
+ * exists only if every check passed (it is removed otherwise), and is fsynced; the caller
+ * renames it into place. One buffer per stage instead of web streams over 1 MiB chunks
+ * (docs/performance.md).
+ *
+ * The plaintext sha256 pass is skipped when the object carried a trusted signature and its
+ * plaintext is exactly one zstd frame with a content checksum: the signature proves the frame
+ * is the one the signer compressed, and zstd refuses to finish a frame whose output does not
+ * match the checksum inside it, so the output is the content the signer hashed. The recorded
+ * sha256 sits in unsigned object metadata and adds nothing to that (docs/architecture.md,
+ * "Checks on the WAL read path"). Unsigned objects (--allow-unsigned) and any other frame shape
+ * are still hashed and compared.
  */
 export async function readEncryptedToFile(options: ReadToFileOptions): Promise<ReadFacts> {
   const fetched = new ByteMeter({ sha256: true });
@@ -249,10 +267,16 @@ export async function readEncryptedToFile(options: ReadToFileOptions): Promise<R
     objectKey: options.key,
     ...(options.trust.allowUnsigned ? { allowUnsigned: true } : {}),
   });
+  const hash = options.plainSha256 !== undefined && (signature === undefined || !isSingleChecksummedFrame(frame));
+  let written: { sha256: string | undefined; bytes: number };
   try {
-    await decompressToFile(frame, options.output, { ...(options.signal ? { signal: options.signal } : {}), via: options.zstd });
+    written = NATIVE_ZSTD
+      ? await decompressInMemory(frame, options.output, hash, options.signal)
+      : await decompressWithProgram(frame, options, hash);
   } catch (error) {
-    if (!isPmsError(error, 'PMS_ERR_TOOL_FAILED') || error.details?.['relay'] === true) throw error;
+    await unlink(options.output).catch(() => undefined);
+    if (isPmsError(error) && (!isPmsError(error, 'PMS_ERR_TOOL_FAILED') || error.details?.['relay'] === true)) throw error;
+    if (!isPmsError(error) && (error as NodeJS.ErrnoException).code?.startsWith('ZSTD_') !== true) throw error;
     throw new PmsError(
       'PMS_ERR_INTEGRITY',
       `${options.key} failed its zstd check (${firstLine((error as Error).message)}): the data is corrupt`,
@@ -263,16 +287,15 @@ export async function readEncryptedToFile(options: ReadToFileOptions): Promise<R
     );
   }
   try {
-    const { sha256, bytes } = await hashAndSync(options.output);
-    if (options.plainSha256 !== undefined && sha256 !== options.plainSha256) {
-      throw integrityMismatch(options.key, 'plaintext sha256', options.plainSha256, sha256);
+    if (written.sha256 !== undefined && written.sha256 !== options.plainSha256) {
+      throw integrityMismatch(options.key, 'plaintext sha256', options.plainSha256 ?? '', written.sha256);
     }
     return {
       signer: signature?.signer,
       storedBytes: fetched.bytes,
       storedSha256: fetched.sha256,
-      plainBytes: bytes,
-      plainSha256: options.plainSha256 === undefined ? undefined : sha256,
+      plainBytes: written.bytes,
+      plainSha256: written.sha256,
     };
   } catch (error) {
     await unlink(options.output).catch(() => undefined);
@@ -280,25 +303,67 @@ export async function readEncryptedToFile(options: ReadToFileOptions): Promise<R
   }
 }
 
+/** zlib's zstd (Node >= 22.15): decompressed in memory on the thread pool, hashed there if asked, written once and fsynced. */
+async function decompressInMemory(
+  frame: Uint8Array,
+  output: string,
+  hash: boolean,
+  signal: AbortSignal | undefined,
+): Promise<{ sha256: string | undefined; bytes: number }> {
+  const plain = await decompressBytes(frame);
+  signal?.throwIfAborted();
+  const sha256 = hash ? createHash('sha256').update(plain).digest('hex') : undefined;
+  const handle = await open(output, 'wx', 0o600);
+  try {
+    await handle.writeFile(plain);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return { sha256, bytes: plain.byteLength };
+}
+
+/** The zstd program (Node 20) writes `output` itself; it is read back only when it must be hashed, and fsynced. */
+async function decompressWithProgram(
+  frame: Uint8Array,
+  options: ReadToFileOptions,
+  hash: boolean,
+): Promise<{ sha256: string | undefined; bytes: number }> {
+  await decompressToFile(frame, options.output, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    via: options.zstd,
+    program: true,
+  });
+  return syncAndMaybeHash(options.output, hash);
+}
+
 /** 1 MiB read buffers, reused: on these VMs a page touched for the first time costs ~40 µs. */
 const spareBuffers: Buffer[] = [];
 
-async function hashAndSync(path: string): Promise<{ sha256: string; bytes: number }> {
-  const chunk = spareBuffers.pop() ?? Buffer.allocUnsafe(1 << 20);
+async function syncAndMaybeHash(path: string, hash: boolean): Promise<{ sha256: string | undefined; bytes: number }> {
   const handle = await open(path, 'r+');
   try {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, bytes);
-      if (bytesRead === 0) break;
-      hash.update(chunk.subarray(0, bytesRead));
-      bytes += bytesRead;
+    if (!hash) {
+      const { size } = await handle.stat();
+      await handle.sync();
+      return { sha256: undefined, bytes: size };
     }
-    await handle.sync();
-    return { sha256: hash.digest('hex'), bytes };
+    const chunk = spareBuffers.pop() ?? Buffer.allocUnsafe(1 << 20);
+    try {
+      const digest = createHash('sha256');
+      let bytes = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(chunk, 0, chunk.length, bytes);
+        if (bytesRead === 0) break;
+        digest.update(chunk.subarray(0, bytesRead));
+        bytes += bytesRead;
+      }
+      await handle.sync();
+      return { sha256: digest.digest('hex'), bytes };
+    } finally {
+      spareBuffers.push(chunk);
+    }
   } finally {
-    spareBuffers.push(chunk);
     await handle.close();
   }
 }

@@ -6,7 +6,7 @@ import { PmsError, isPmsError } from '../../errors/catalogue.js';
 import { integrityMismatch } from '../../pipeline/integrity-error.js';
 import type { SegmentZstd } from '../../compression/zstd.js';
 import { type ReaderTrust, readEncryptedToFile } from '../../pipeline/open-encrypted.js';
-import type { Storage } from '../../storage/storage.js';
+import type { ObjectInfo, Storage } from '../../storage/storage.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName } from '../../wal/wal-file-name.js';
 import { systemMismatch } from '../../repository/wal-identity.js';
 import { WAL_METADATA, walObjectKey } from '../../repository/wal-layout.js';
@@ -25,6 +25,8 @@ export interface FetchWalOptions {
   readonly systemIdentifier: string;
   /** How zstd runs: the prefetcher's relay (it never forks itself); unset, a child of this process. */
   readonly zstd?: SegmentZstd | undefined;
+  /** The object's HEAD, when the caller already asked for it (wal-fetch does, to answer "not archived" early). */
+  readonly head?: ObjectInfo | undefined;
   readonly signal?: AbortSignal;
 }
 
@@ -51,7 +53,7 @@ export async function fetchWalFile(options: FetchWalOptions): Promise<FetchWalRe
   // PostgreSQL never asks for a .partial: it must not be mistaken for a complete segment.
   if (file.kind === 'partial') return { outcome: 'not-found' };
   const key = walObjectKey(file);
-  const info = await storage.head(key);
+  const info = options.head ?? (await storage.head(key));
   if (info === undefined) return { outcome: 'not-found', key };
   const expectedSha = info.metadata[WAL_METADATA.sha256];
   if (expectedSha === undefined) {

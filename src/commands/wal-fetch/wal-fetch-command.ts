@@ -20,35 +20,47 @@ export async function runWalFetch(name: string, path: string, options: { allowUn
     if (!settled) process.exitCode = WAL_FETCH_EXIT.fatal;
   });
   try {
-    const [
-      { loadBackupConfig },
-      { loadDecryptionKeys },
-      { loadTrustedSigners },
-      { openStorage },
-      { fetchWalFile },
-      { readControlSystemIdentifier },
-    ] = await Promise.all([
-      import('../../config/config.js'),
-      import('../../crypto/keys.js'),
-      import('../../crypto/signing.js'),
-      import('../../storage/open-storage.js'),
-      import('./fetch-wal-file.js'),
-      import('../../wal/wal-page-header.js'),
-    ]);
+    // What a "not archived" answer needs comes first: at both ends of recovery PostgreSQL asks
+    // for files that are not there (history files of later timelines, the segment after the
+    // last), and each such call then exits without loading OpenPGP, keys or trusted signers.
+    const [{ loadBackupConfig }, { openStorage }, { readControlSystemIdentifier }, { parseWalFileName }, { walObjectKey }] =
+      await Promise.all([
+        import('../../config/config.js'),
+        import('../../storage/open-storage.js'),
+        import('../../wal/wal-page-header.js'),
+        import('../../wal/wal-file-name.js'),
+        import('../../repository/wal-layout.js'),
+      ]);
     const config = loadBackupConfig(process.env, { repository: true, decryption: true, trust: true });
     const systemIdentifier = await readControlSystemIdentifier(process.cwd());
-    const [keys, trusted] = await Promise.all([
-      loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile),
-      loadTrustedSigners(config.keys.trustedSignersFile, new Date(), config.keys.walSignerFingerprints),
-    ]);
-    const trust = { trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) };
-    if (config.operations.walPrefetch > 0 && isSpoolable(name)) {
-      // Started before this segment is fetched, so the next ones are on their way while it is.
-      await startPrefetch(name, systemIdentifier, options.allowUnsigned ?? false);
-    }
+    const file = parseWalFileName(name);
     const storage = openStorage(config.repository);
     try {
-      const result = await fetchWalFile({ storage, keys, trust, name, destination: path, systemIdentifier });
+      // The prefetcher is told (and started) before this process loads its keys and fetches this
+      // segment, so its own start-up (Node, modules, keys) overlaps ours.
+      const prefetch =
+        config.operations.walPrefetch > 0 && isSpoolable(name)
+          ? startPrefetch(name, systemIdentifier, options.allowUnsigned ?? false)
+          : undefined;
+      const [head] = await Promise.all([
+        file !== undefined && file.kind !== 'partial' ? storage.head(walObjectKey(file)) : undefined,
+        prefetch,
+      ]);
+      if (file !== undefined && file.kind !== 'partial' && head === undefined) {
+        settled = true;
+        return WAL_FETCH_EXIT.notFound;
+      }
+      const [{ loadDecryptionKeys }, { loadTrustedSigners }, { fetchWalFile }] = await Promise.all([
+        import('../../crypto/keys.js'),
+        import('../../crypto/signing.js'),
+        import('./fetch-wal-file.js'),
+      ]);
+      const [keys, trusted] = await Promise.all([
+        loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile),
+        loadTrustedSigners(config.keys.trustedSignersFile, new Date(), config.keys.walSignerFingerprints),
+      ]);
+      const trust = { trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) };
+      const result = await fetchWalFile({ storage, keys, trust, name, destination: path, systemIdentifier, head });
       settled = true;
       return result.outcome === 'fetched' ? WAL_FETCH_EXIT.fetched : WAL_FETCH_EXIT.notFound;
     } finally {

@@ -74,3 +74,36 @@ export function withEtcdDcs(template: PodTemplate, etcdHosts: string): PodTempla
   );
   return { ...template, spec: { ...template.spec, containers } };
 }
+
+/** Where a site address of prod's NetworkPolicies is found in this run. */
+export interface LocalSite {
+  readonly ip: string;
+  readonly port: number;
+}
+
+/**
+ * prod's NetworkPolicies as they apply here. Two kinds of destination are admitted by address
+ * (ipBlock) in prod, both outside the cluster's pods: the Kubernetes API server (Patroni's DCS)
+ * and the object stores. Their stand-ins here are pods (etcd, the S3 pod), so each named policy's
+ * ipBlocks become the stand-in's address and its ports the stand-in's port. Every other policy
+ * and rule is prod's as rendered, the namespace's default deny included; a policy named here but
+ * not rendered fails the run (the substitution must not silently stop applying).
+ */
+export function withLocalSites(objects: readonly Manifest[], sites: Readonly<Record<string, LocalSite>>): Manifest[] {
+  const unused = new Set(Object.keys(sites));
+  const out = objects.map((object) => {
+    const site = object.kind === 'NetworkPolicy' ? sites[object.metadata.name] : undefined;
+    if (!site) return object;
+    unused.delete(object.metadata.name);
+    const spec = object['spec'] as Record<string, unknown>;
+    const egress = (spec['egress'] as Array<Record<string, unknown>>).map((rule) => {
+      const to = (rule['to'] as Array<Record<string, unknown>>).map((peer) =>
+        peer['ipBlock'] === undefined ? peer : { ipBlock: { cidr: `${site.ip}/32` } },
+      );
+      return { ...rule, to, ports: [{ protocol: 'TCP', port: site.port }] };
+    });
+    return { ...object, spec: { ...spec, egress } } as Manifest;
+  });
+  if (unused.size > 0) throw new Error(`no rendered NetworkPolicy named ${[...unused].join(', ')} to point at a local stand-in`);
+  return out;
+}

@@ -20,9 +20,12 @@
  *   failover the new one.
  * - Secrets and site values: the dev overlay's throwaway values for prod's SealedSecrets and
  *   site ConfigMaps; a throwaway CA for cert-manager's certificate.
- * The NetworkPolicies are not enforced in this part (the dev part enforces them; prod's admit the
- * Kubernetes API and the site's object store, neither of which is here). A killed member is not
- * restarted (kubelet behaviour): the two that are left carry on.
+ * - The site addresses of the NetworkPolicies: prod admits the Kubernetes API server and the
+ *   object stores by address (ipBlock); here those are the etcd pod (in kube-system, outside the
+ *   namespace's default deny, as the API server is) and the S3 pod, so those rules name their
+ *   addresses and ports instead (withLocalSites). Every other policy is prod's, enforced between
+ *   pod namespaces by nftables as in the dev part.
+ * A killed member is not restarted (kubelet behaviour): the two that are left carry on.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -34,10 +37,10 @@ import { DEPLOY_DIR, renderKustomization } from '../deploy-proofs/render.js';
 import { type LocalBaseImages, builtImages } from '../images/build-images.js';
 import { PATRONI_LEADER_ROLE, PATRONI_REPLICA_ROLE, PATRONI_REST_PORT, PATRONI_ROLE_LABEL } from '../../postgres/patroni/patroni-config.js';
 import { type DevWorkloads, netPod, plan } from './dev-cluster.js';
-import { haWorkloads, withEtcdDcs } from './ha-cluster.js';
-import { ETCD_PORT, etcdPod, pushgatewayPod, s3Pod } from './helper-pods.js';
-import type { NetPod } from './network-policy.js';
-import { type Exit, PodmanCluster } from './podman-cluster.js';
+import { haWorkloads, withEtcdDcs, withLocalSites } from './ha-cluster.js';
+import { ETCD_PORT, etcdPod, probePod, pushgatewayPod, s3Pod } from './helper-pods.js';
+import { type NetPod, allowedConnections, nftRuleset } from './network-policy.js';
+import { type Exit, PodmanCluster, nft, nftDeleteTable } from './podman-cluster.js';
 import type { PodPlan } from './pod-plan.js';
 import { serviceHosts } from './service-hosts.js';
 
@@ -45,7 +48,11 @@ const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const SUBNET = '10.90.18.0/24';
 const ip = (n: number) => `10.90.18.${n}`;
 const NAMESPACE = 'patient-monitoring';
-const ETCD_HOST = `pms-etcd.${NAMESPACE}.svc`;
+const TABLE = 'pms_containers_ha_test';
+// Where a cluster's API lives: outside the application namespace and its default deny.
+const ETCD_NAMESPACE = 'kube-system';
+const ETCD_HOST = `pms-etcd.${ETCD_NAMESPACE}.svc`;
+const S3_PORT = 9000;
 const MEMBERS = [0, 1, 2] as const;
 const memberPod = (i: number) => `pms-ha-postgres-${i}`;
 const memberIp = (i: number) => ip(10 + i);
@@ -100,10 +107,27 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
     ['pms-ha-backup-2', 25],
     ['pms-ha-backup-base-2', 26],
     ['pms-ha-no-run-dir', 30],
+    ['pms-ha-intruder', 31],
+    ['pms-ha-backup-probe', 32],
   ]);
   const addressOf = (name: string) => ip(addresses.get(name) ?? assert.fail(`no address for ${name}`));
   const helpers: NetPod[] = [];
   const members: PodPlan[] = [];
+  /** Every pod of the run so far, as NetworkPolicies see it (the Patroni role label plays no part in them). */
+  const netPods = new Map<string, NetPod>();
+  let policies: Manifest[];
+
+  /** (Re)writes the nftables table for every pod so far (established connections survive by conntrack). */
+  async function enforcePolicies(): Promise<void> {
+    await nftDeleteTable(TABLE);
+    await nft(nftRuleset(TABLE, SUBNET, allowedConnections(policies, [...netPods.values()])));
+  }
+
+  /** What a new TCP connection from a pod's container gets: open, or the error code (ECONNREFUSED when a policy refuses it). */
+  async function connects(pod: string, container: string, host: string, port: number): Promise<string> {
+    const program = `const s=require('net').connect(${port},'${host}');s.setTimeout(5000);s.on('connect',()=>{console.log('open');s.destroy()});s.on('error',e=>console.log(e.code));s.on('timeout',()=>{console.log('timeout');s.destroy()})`;
+    return (await cluster.exec(pod, container, ['node', '-e', program])).output.trim();
+  }
   const alive = new Set<number>(MEMBERS);
   let acknowledged = 0;
   let leader = -1;
@@ -129,13 +153,15 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
       [
         { name: 'minio', namespace: 'minio', selector: { 'app.kubernetes.io/name': 'minio' } },
         { name: 'pushgateway', namespace: 'monitoring', selector: { 'app.kubernetes.io/name': 'pushgateway' } },
-        { name: 'pms-etcd', namespace: NAMESPACE, selector: { 'app.kubernetes.io/name': 'etcd' } },
+        { name: 'pms-etcd', namespace: ETCD_NAMESPACE, selector: { 'app.kubernetes.io/name': 'etcd' } },
       ],
     );
   }
 
   async function job(name: string, owner: string, edit?: (t: PodTemplate) => PodTemplate): Promise<string> {
     const pod = plan(workloads, owner, name, edit);
+    netPods.set(name, netPod(pod, addressOf(name)));
+    await enforcePolicies();
     const handle = await cluster.createPod(pod, { ip: addressOf(name), hosts: await hostsNow() });
     const exit: Exit = await cluster.runJob(handle);
     await cluster.removePod(name);
@@ -227,8 +253,22 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
         },
       ],
     );
-    const helperPlans = [s3.plan, pushgatewayPod(bases.debian), etcdPod(bases.debian, NAMESPACE, ETCD_HOST)];
+    policies = withLocalSites(prod, {
+      'kubernetes-api-egress': { ip: addressOf('pms-t-etcd'), port: ETCD_PORT },
+      'prod-object-store-egress': { ip: addressOf('pms-t-minio'), port: S3_PORT },
+      'prod-dr-object-store-egress': { ip: addressOf('pms-t-minio'), port: S3_PORT },
+    });
+    // Probes: a pod no policy admits, and one labelled as the backup job's pod.
+    const backupLabels = plan(workloads, OWNERS.backup, 'pms-ha-backup-probe').labels;
+    const helperPlans = [
+      s3.plan,
+      pushgatewayPod(bases.debian),
+      etcdPod(bases.debian, ETCD_NAMESPACE, ETCD_HOST),
+      probePod('pms-ha-intruder', NAMESPACE, { 'app.kubernetes.io/name': 'intruder' }, bases.node),
+      probePod('pms-ha-backup-probe', NAMESPACE, backupLabels, bases.node),
+    ];
     for (const p of helperPlans) helpers.push(netPod(p, addressOf(p.name)));
+    for (const h of helpers) netPods.set(h.name, h);
     for (const i of MEMBERS) {
       members.push(
         plan(workloads, OWNERS.postgres, memberPod(i), (t) => withEtcdDcs(t, `${ETCD_HOST}:${ETCD_PORT}`), {
@@ -237,7 +277,9 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
         }),
       );
     }
+    for (const i of MEMBERS) netPods.set(memberPod(i), netPod(members[i] as PodPlan, memberIp(i), `postgres-${i}`));
     await cluster.setUp();
+    await enforcePolicies();
     const hosts = await hostsNow();
     for (const p of helperPlans) await cluster.startServer(await cluster.createPod(p, { ip: addressOf(p.name), hosts }));
     // podManagementPolicy Parallel: all three at once; Patroni decides who initialises.
@@ -246,6 +288,7 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
 
   after(async () => {
     await cluster.tearDown();
+    await nftDeleteTable(TABLE);
   });
 
   test('the three members form a cluster (leader, sync standby, replica) replicating over verify-full TLS', async () => {
@@ -328,6 +371,24 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
     assert.match(output, /ha leader/, output);
   });
 
+  test("prod's NetworkPolicies hold between the pods: the members and the jobs' paths open, the rest refused", async () => {
+    const other = [...alive].find((i) => i !== leader) ?? assert.fail('no standby left');
+    // Between members: replication and Patroni's REST API (the leader race reads it).
+    assert.equal(await connects(memberPod(other), 'postgres', `postgres-${leader}.postgres-headless.${NAMESPACE}.svc`, 5432), 'open');
+    assert.equal(
+      await connects(memberPod(other), 'postgres', `postgres-${leader}.postgres-headless.${NAMESPACE}.svc`, PATRONI_REST_PORT),
+      'open',
+    );
+    // A backup job's pod reaches the database, not the REST API (only monitor reads it) and not etcd.
+    // (By address: the probes' hosts files were written before the Service had a leader to name.)
+    assert.equal(await connects('pms-ha-backup-probe', 'probe', memberIp(leader), 5432), 'open');
+    assert.equal(await connects('pms-ha-backup-probe', 'probe', memberIp(leader), PATRONI_REST_PORT), 'ECONNREFUSED');
+    assert.equal(await connects('pms-ha-backup-probe', 'probe', ETCD_HOST, ETCD_PORT), 'ECONNREFUSED');
+    // A pod no policy admits reaches nothing.
+    assert.equal(await connects('pms-ha-intruder', 'probe', memberIp(leader), 5432), 'ECONNREFUSED');
+    assert.equal(await connects('pms-ha-intruder', 'probe', 'minio.minio.svc', S3_PORT), 'ECONNREFUSED');
+  });
+
   test('a point-in-time restore from a pms-backup container has every acknowledged row', async () => {
     // A Patroni member's data directory holds Patroni's postgresql.conf, which includes the
     // StatefulSet's /etc/postgresql/postgresql.conf: a file of the postgres pod, not of this one.
@@ -381,6 +442,8 @@ pg_ctl -D /tmp/latest -w -m fast stop >&2
       },
       { metadataName: 'postgres-3', podIp: addressOf('pms-ha-no-run-dir') },
     );
+    netPods.set(broken.name, netPod(broken, addressOf(broken.name), 'postgres-3'));
+    await enforcePolicies();
     const handle = await cluster.createPod(broken, { ip: addressOf(broken.name), hosts: await hostsNow() });
     await cluster.startServer(handle);
     const code = await until('the member without /run/patroni to exit', 60, () => cluster.exitCode(broken.name, 'postgres'));

@@ -4,6 +4,7 @@
  * manifest is checked by the real schema and signed through the real signing code, so a
  * fixture cannot drift from the format. Keys are made by openpgp.js in this process (no gpg).
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,9 @@ import { type BaseManifest, type LogicalManifest, baseManifestSchema, logicalMan
 import { baseBackupKey, logicalDumpKey, manifestKey } from '../repository/layout.js';
 import { putSignedRecord } from '../repository/signed-record.js';
 import type { Storage } from '../storage/storage.js';
+import { walObjectKey } from '../repository/wal-layout.js';
+import { sealWalObject } from '../repository/wal-object-signature.js';
+import { parseWalFileName } from '../wal/wal-file-name.js';
 
 export interface TestSigning {
   /** What the backup jobs sign with. */
@@ -122,4 +126,17 @@ export async function storeBackup(
   const text = `${JSON.stringify(manifest, null, 2)}\n`;
   if (signer === 'unsigned') await storage.putBytes(manifestKey(manifest.id), text, { ifAbsent: true });
   else await putSignedRecord(storage, manifestKey(manifest.id), text, signer, { ifAbsent: true });
+}
+
+/**
+ * One WAL file as wal-push leaves it, for tests that read only names and seals: an object under
+ * its name and (stand-in) content digest, sealed in its metadata by `by`. The bytes are not WAL.
+ */
+export async function storeSealedWal(storage: Storage, name: string, by: SigningKey): Promise<void> {
+  const file = parseWalFileName(name);
+  if (!file) throw new Error(`${name} is not a WAL file name`);
+  const bytes = Buffer.from(`encrypted ${name}`);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const key = walObjectKey(file, sha256);
+  await storage.putBytes(key, bytes, { ifAbsent: true, metadata: await sealWalObject(key, { sha256, bytes: bytes.length }, by) });
 }

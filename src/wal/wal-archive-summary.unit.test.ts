@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { walObjectKey } from '../repository/wal-layout.js';
-import { sealWalObject } from '../repository/wal-object-signature.js';
 import { FsStorage } from '../storage/fs/fs-storage.js';
-import { baseManifest, storeBackup, testSigning } from '../testing/manifest-fixtures.js';
+import { baseManifest, storeBackup, storeSealedWal, testSigning } from '../testing/manifest-fixtures.js';
 import { summarizeWalArchive } from './wal-archive-summary.js';
-import { parseWalFileName, segmentName } from './wal-file-name.js';
+import { segmentName } from './wal-file-name.js';
 
 /**
  * The gaps `list` and `report` show, on a file:// repository holding what wal-push leaves (one
@@ -35,14 +32,7 @@ async function gapsOf(names: readonly string[]): Promise<ReadonlyArray<{ from: s
     baseManifest('2026-12-02T10:00:00.000Z', { startWalSegment: segmentName(1, 2), stopWalSegment: segmentName(1, 2) }),
     signer,
   );
-  for (const name of names) {
-    const file = parseWalFileName(name);
-    assert.ok(file, name);
-    const bytes = Buffer.from(`encrypted ${name}`);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const key = walObjectKey(file, sha256);
-    await storage.putBytes(key, bytes, { ifAbsent: true, metadata: await sealWalObject(key, { sha256, bytes: bytes.length }, signer) });
-  }
+  for (const name of names) await storeSealedWal(storage, name, signer);
   return (await summarizeWalArchive(storage, trust)).gaps;
 }
 

@@ -160,6 +160,14 @@ describe('wal-push / wal-fetch', () => {
     assert.deepEqual(leftInPgWal(fakeDataDir), []);
   });
 
+  test('wal-push of a %p that does not exist fails (non-zero) saying where %p must point, and archives nothing', async () => {
+    const before = archivedNames();
+    const pushed = await runAsPostgres(['wal-push', 'pg_wal/0000000100000000000000FD'], fakeDataDir);
+    assert.notEqual(pushed.code, 0, pushed.stderr);
+    assert.match(pushed.stderr, /cannot read pg_wal\/0000000100000000000000FD \(ENOENT\).*%p must name a file in pg_wal/);
+    assert.deepEqual(archivedNames(), before);
+  });
+
   test('re-pushing an archived segment with identical content exits 0; different content under that name fails loudly and leaves the archive unchanged', async () => {
     const name = '000000010000000000000001';
     const dir = join(work, 'repush', 'pg_wal');

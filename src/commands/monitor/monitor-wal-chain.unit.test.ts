@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { SigningKey } from '../../crypto/signing.js';
 import { loadBackupConfig } from '../../config/config.js';
-import { walObjectKey } from '../../repository/wal-layout.js';
-import { sealWalObject } from '../../repository/wal-object-signature.js';
 import { FsStorage } from '../../storage/fs/fs-storage.js';
-import { baseManifest, storeBackup, testSigning } from '../../testing/manifest-fixtures.js';
-import { parseWalFileName, segmentName } from '../../wal/wal-file-name.js';
+import { baseManifest, storeBackup, storeSealedWal, testSigning } from '../../testing/manifest-fixtures.js';
+import { segmentName } from '../../wal/wal-file-name.js';
 import { type MonitorCheck, runMonitorChecks } from './monitor-checks.js';
 
 /**
@@ -35,14 +32,7 @@ const FAILOVER = [
   ...[5, 6, 7].map((s) => segmentName(2, s)),
 ];
 
-async function archive(storage: FsStorage, name: string, by: SigningKey = signer): Promise<void> {
-  const file = parseWalFileName(name);
-  assert.ok(file, name);
-  const bytes = Buffer.from(`encrypted ${name}`);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const key = walObjectKey(file, sha256);
-  await storage.putBytes(key, bytes, { ifAbsent: true, metadata: await sealWalObject(key, { sha256, bytes: bytes.length }, by) });
-}
+const archive = (storage: FsStorage, name: string, by: SigningKey = signer): Promise<void> => storeSealedWal(storage, name, by);
 
 /** A repository with a base backup starting in timeline 1's segment 2 and the given WAL files. */
 async function repository(names: readonly string[]): Promise<FsStorage> {

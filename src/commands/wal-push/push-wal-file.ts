@@ -46,6 +46,19 @@ export interface PushedWalFile {
 
 const CHUNK_BYTES = 1 << 20;
 
+/** The file PostgreSQL handed over, or the error that says where %p must point. */
+async function openSegment(path: string): Promise<Awaited<ReturnType<typeof open>>> {
+  try {
+    return await open(path, 'r');
+  } catch (error) {
+    throw new PmsError(
+      'PMS_ERR_NOT_FOUND',
+      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
+      { cause: error },
+    );
+  }
+}
+
 /**
  * Hashes a file PostgreSQL handed over while zstd compresses it from the same path (the two run
  * on both cores), and proves it did not change meanwhile: same inode, size, mtime and ctime
@@ -57,16 +70,7 @@ async function readAndCompress(
   name: string,
   compress: () => Promise<Buffer>,
 ): Promise<{ sha256: string; bytes: number; head: Buffer; compressed: Buffer; identity: FileIdentity }> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    throw new PmsError(
-      'PMS_ERR_NOT_FOUND',
-      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
-      { cause: error },
-    );
-  }
+  const handle = await openSegment(path);
   try {
     const before: BigIntStats = await handle.stat({ bigint: true });
     const compressing = compress();
@@ -109,16 +113,7 @@ async function readHashAndCompress(
   name: string,
   level: number,
 ): Promise<{ sha256: string; bytes: number; head: Buffer; compressed: Buffer; identity: FileIdentity }> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    throw new PmsError(
-      'PMS_ERR_NOT_FOUND',
-      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): archive_command runs in the data directory and %p must name a file in pg_wal`,
-      { cause: error },
-    );
-  }
+  const handle = await openSegment(path);
   try {
     const before: BigIntStats = await handle.stat({ bigint: true });
     const size = Number(before.size);

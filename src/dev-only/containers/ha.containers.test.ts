@@ -41,6 +41,7 @@ import { haWorkloads, withEtcdDcs, withLocalSites } from './ha-cluster.js';
 import { ETCD_PORT, etcdPod, probePod, pushgatewayPod, s3Pod } from './helper-pods.js';
 import { type NetPod, allowedConnections, nftRuleset } from './network-policy.js';
 import { type Exit, PodmanCluster, nft, nftDeleteTable } from './podman-cluster.js';
+import { connects as connectsFrom, psqlIn, until } from './pod-probes.js';
 import type { PodPlan } from './pod-plan.js';
 import { serviceHosts } from './service-hosts.js';
 
@@ -123,11 +124,7 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
     await nft(nftRuleset(TABLE, SUBNET, allowedConnections(policies, [...netPods.values()])));
   }
 
-  /** What a new TCP connection from a pod's container gets: open, or the error code (ECONNREFUSED when a policy refuses it). */
-  async function connects(pod: string, container: string, host: string, port: number): Promise<string> {
-    const program = `const s=require('net').connect(${port},'${host}');s.setTimeout(5000);s.on('connect',()=>{console.log('open');s.destroy()});s.on('error',e=>console.log(e.code));s.on('timeout',()=>{console.log('timeout');s.destroy()})`;
-    return (await cluster.exec(pod, container, ['node', '-e', program])).output.trim();
-  }
+  const connects = (pod: string, container: string, host: string, port: number) => connectsFrom(cluster, pod, container, host, port);
   const alive = new Set<number>(MEMBERS);
   let acknowledged = 0;
   let leader = -1;
@@ -169,33 +166,7 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
     return exit.output;
   }
 
-  async function until<T>(what: string, seconds: number, probe: () => Promise<T | undefined>): Promise<T> {
-    const deadline = Date.now() + seconds * 1000;
-    for (;;) {
-      const value = await probe().catch(() => undefined);
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) assert.fail(`${what}: not within ${seconds} s`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-
-  /** psql in member i's postgres container, as the superuser over the socket (peer authentication). */
-  const psql = async (i: number, sql: string, database = 'patient_telemetry') => {
-    const exit = await cluster.exec(memberPod(i), 'postgres', [
-      'psql',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-XAt',
-      '-U',
-      'postgres',
-      '-d',
-      database,
-      '-c',
-      sql,
-    ]);
-    assert.equal(exit.code, 0, exit.output);
-    return exit.output.trim();
-  };
+  const psql = (i: number, sql: string, database?: string) => psqlIn(cluster, memberPod(i), sql, database);
 
   async function clusterMembers(): Promise<PatroniMember[]> {
     for (const i of alive) {

@@ -19,6 +19,7 @@ import { type DevWorkloads, devWorkloads, netPod, plan } from './dev-cluster.js'
 import { probePod, pushgatewayPod, s3Pod } from './helper-pods.js';
 import { allowedConnections, nftRuleset } from './network-policy.js';
 import { type Exit, PodmanCluster, type RunningPod, nft, nftDeleteTable } from './podman-cluster.js';
+import { connects as connectsFrom, psqlIn, until } from './pod-probes.js';
 import type { PodPlan } from './pod-plan.js';
 import { serviceHosts } from './service-hosts.js';
 import type { Manifest } from '../deploy-proofs/manifest.js';
@@ -169,42 +170,9 @@ describe('the dev overlay under podman: every workload as its manifest says, end
     return exit.output;
   }
 
-  async function until<T>(what: string, seconds: number, probe: () => Promise<T | undefined>): Promise<T> {
-    const deadline = Date.now() + seconds * 1000;
-    for (;;) {
-      const value = await probe().catch(() => undefined);
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) assert.fail(`${what}: not within ${seconds} s`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
+  const psql = (sql: string) => psqlIn(cluster, 'pms-t-postgres-0', sql);
 
-  const psql = async (sql: string) => {
-    const exit = await cluster.exec('pms-t-postgres-0', 'postgres', [
-      'psql',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-XAt',
-      '-U',
-      'postgres',
-      '-d',
-      'patient_telemetry',
-      '-c',
-      sql,
-    ]);
-    assert.equal(exit.code, 0, exit.output);
-    return exit.output.trim();
-  };
-
-  /** Runs a small Node program in a probe pod's container: how a client in that pod sees the network. */
-  const probe = (pod: string, program: string) => cluster.exec(pod, 'probe', ['node', '-e', program]);
-  const connects = async (pod: string, host: string, port: number) => {
-    const exit = await probe(
-      pod,
-      `const s=require('net').connect(${port},'${host}');s.setTimeout(5000);s.on('connect',()=>{console.log('open');s.destroy()});s.on('error',e=>console.log(e.code));s.on('timeout',()=>{console.log('timeout');s.destroy()})`,
-    );
-    return exit.output.trim();
-  };
+  const connects = (pod: string, host: string, port: number) => connectsFrom(cluster, pod, 'probe', host, port);
 
   const sendReadings = async (from: number, count: number) => {
     const readings = Array.from({ length: count }, (_, i) => ({

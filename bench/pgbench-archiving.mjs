@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // Benchmark (issue 15 item 5): pgbench throughput on one cluster in one run with
 //   archive_command = cp %p <dir>/%f            (the floor: archiving costs nothing)
-//   archive_command = pms-backup wal-push %p    (background pusher, zstd -1, OpenPGP, file repository)
+//   archive_command = pms-backup wal-push %p    (background pusher, zstd -1, OpenPGP, file repository),
+//                     in the deployed shell-first form (src/commands/wal-push/archive-command.ts)
 // Each run starts after the backlog is drained and a checkpoint (both pay the same full-page-write
 // burst); rounds alternate which goes first. Printed per run: tps, WAL generated and archived per
 // second, the .ready backlog every 5 s and how long it took to drain after pgbench ended; then the
 // per-round tps ratios and their spread.
 // Usage: node bench/pgbench-archiving.mjs [pgbench scale=50] [seconds=30] [rounds=2]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg.
+import { shellFirstArchiveCommand } from '../dist/commands/wal-push/archive-command.js';
 import { PG_GID, PG_UID } from './postgres-user.mjs';
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -52,7 +54,7 @@ const env = {
   BACKUP_GPG_KEY_ID: key.fingerprint,
   BACKUP_LOG_DIR: join(work, 'logs'),
 };
-const walPush = `'${BENCH_NODE}' '${binPath('pms-backup')}' wal-push %p`;
+const walPush = shellFirstArchiveCommand(`'${BENCH_NODE}' '${binPath('pms-backup')}' wal-push`);
 const cluster = await startThrowawayCluster({
   durable: true,
   settings: { archive_mode: 'on', wal_level: 'replica', archive_command: walPush, max_wal_size: '4GB', fsync: true },

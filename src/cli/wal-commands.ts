@@ -6,6 +6,8 @@ const WAL_PUSH_HELP = `
 Meant as PostgreSQL's archive_command, run by the server as its OS user with the BACKUP_* environment:
   archive_mode = on
   archive_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-push %p'
+(docs/pitr.md shows the shell-first form the deployment uses: a file the background pusher archived
+ahead is acknowledged without starting Node.)
 Exits 0 only once the file is durably stored. Re-pushing identical content exits 0; different content
 under an archived name fails (PMS_ERR_WAL_CONFLICT) and PostgreSQL keeps retrying and logging it.
 While the server runs, a background pusher (one per pg_wal, started by the first call, leaving

@@ -1,22 +1,26 @@
 import type { BigIntStats } from 'node:fs';
-import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 /**
  * Local notes that a .ready file was already archived ahead of PostgreSQL asking for it (WAL-G's
  * walg_archive_status). They make PostgreSQL's later `wal-push` call for that file cheap: no
- * configuration, keys or storage client is loaded, only this module and one stat(2).
+ * configuration, keys or storage client is loaded, only this module and one stat(2) — or no Node
+ * at all, when archive_command is the shell-first form (archive-command.ts).
  *
- * A note names the file as it was read for archiving (device, inode, size, mtime and ctime in
- * nanoseconds, unchanged from before to after the read) and is written only after the object was
- * durably stored. Any write, truncate or replacement of the file since moves ctime or the inode,
- * so a note never vouches for content it did not archive; the sha256 is kept for people reading it.
+ * A note's *name* says what it vouches for: `<WAL file>@<postmaster pid>-<postmaster start>-<dev>-
+ * <inode>-<size>-<mtime>-<ctime>` (times as seconds.nanoseconds), the file as it was read for
+ * archiving, unchanged from before to after the read, and the server then running. It is written
+ * only after the object was durably stored. Any write, truncate or replacement of the file since
+ * moves ctime or the inode, so a note never vouches for content it did not archive; a restart of
+ * the server (which may bring a different BACKUP_REPOSITORY) changes the postmaster part, and then
+ * every file is checked against the repository again. Because the whole proof is the name, a
+ * shell can check it with `read` (postmaster.pid) and `stat -L -c`, in the same format as
+ * identityToken below; the content (the sha256) is for people reading it.
  *
  * They live in pg_wal/pms_backup_status/: pg_basebackup never copies pg_wal's contents, so a
- * restored cluster cannot inherit them. A note is believed only while the same postmaster is
- * running (pid and start time from postmaster.pid): a restart may bring a different
- * BACKUP_REPOSITORY, and then every file is checked against the repository again.
- * This module imports nothing heavy on purpose; keep it that way.
+ * restored cluster cannot inherit them. This module imports nothing heavy on purpose; keep it
+ * that way.
  */
 export const MARKER_DIR = 'pms_backup_status';
 
@@ -26,13 +30,6 @@ export interface FileIdentity {
   readonly size: string;
   readonly mtimeNs: string;
   readonly ctimeNs: string;
-}
-
-interface Marker {
-  readonly v: 2;
-  readonly sha256: string;
-  readonly file: FileIdentity;
-  readonly postmaster: string;
 }
 
 export function fileIdentity(stats: BigIntStats): FileIdentity {
@@ -49,22 +46,44 @@ export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
+/** Nanoseconds as GNU stat's `%.9Y` prints them: seconds, a dot, nine digits. */
+function statSeconds(ns: string): string {
+  const value = BigInt(ns);
+  return `${value / 1_000_000_000n}.${String(value % 1_000_000_000n).padStart(9, '0')}`;
+}
+
+/** `<dev>-<inode>-<size>-<mtime>-<ctime>`: what `stat -L -c %d-%i-%s-%.9Y-%.9Z` prints for the file. */
+export function identityToken(file: FileIdentity): string {
+  return `${file.dev}-${file.ino}-${file.size}-${statSeconds(file.mtimeNs)}-${statSeconds(file.ctimeNs)}`;
+}
+
 function walDirOf(walPath: string): string {
   return dirname(resolve(walPath));
 }
 
-export function markerPathOf(walPath: string): string {
-  return join(walDirOf(walPath), MARKER_DIR, basename(walPath));
+/** The note's file name for `walName` read as `file` while `postmaster` (`<pid>-<start>`) ran. */
+export function markerNameOf(walName: string, postmaster: string, file: FileIdentity): string {
+  return `${walName}@${postmaster}-${identityToken(file)}`;
 }
 
-/** `<pid>@<start time>` of the postmaster whose data directory holds `walDir`, if one runs. */
+/** `<pid>-<start time>` of the postmaster whose data directory holds `walDir`, if one runs. */
 export async function postmasterOf(walDir: string): Promise<string | undefined> {
   try {
     const lines = (await readFile(join(dirname(resolve(walDir)), 'postmaster.pid'), 'utf8')).split('\n');
-    return lines[0] && lines[2] ? `${lines[0].trim()}@${lines[2].trim()}` : undefined;
+    const pid = lines[0]?.trim();
+    const start = lines[2]?.trim();
+    return pid && start ? `${pid}-${start}` : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The path of the note that would vouch for `walPath` as it is now, if a server runs and the file exists. */
+async function currentMarkerPath(walPath: string): Promise<string | undefined> {
+  const instance = await postmasterOf(walDirOf(walPath));
+  if (instance === undefined) return undefined;
+  const now = await stat(walPath, { bigint: true }).then(fileIdentity, () => undefined);
+  return now === undefined ? undefined : join(walDirOf(walPath), MARKER_DIR, markerNameOf(basename(walPath), instance, now));
 }
 
 /**
@@ -73,23 +92,23 @@ export async function postmasterOf(walDir: string): Promise<string | undefined> 
  * asks again.
  */
 export async function consumePushMarker(walPath: string): Promise<boolean> {
-  const valid = await hasValidMarker(walPath);
-  if (valid !== undefined) await unlink(markerPathOf(walPath)).catch(() => undefined);
-  return valid === true;
+  const path = await currentMarkerPath(walPath);
+  if (path === undefined || !(await isPlainFile(path))) return false;
+  await unlink(path).catch(() => undefined);
+  return true;
 }
 
-/** true: a note vouches for the file; false: a note exists but does not; undefined: no note. */
-export async function hasValidMarker(walPath: string): Promise<boolean | undefined> {
-  let marker: Partial<Marker>;
-  try {
-    marker = JSON.parse(await readFile(markerPathOf(walPath), 'utf8')) as Partial<Marker>;
-  } catch {
-    return undefined;
-  }
-  const instance = await postmasterOf(walDirOf(walPath));
-  if (marker.v !== 2 || instance === undefined || marker.postmaster !== instance || marker.file === undefined) return false;
-  const now = await stat(walPath, { bigint: true }).then(fileIdentity, () => undefined);
-  return now !== undefined && sameFile(now, marker.file);
+/** True when a note vouches for the file as it is now. */
+export async function hasValidMarker(walPath: string): Promise<boolean> {
+  const path = await currentMarkerPath(walPath);
+  return path !== undefined && (await isPlainFile(path));
+}
+
+async function isPlainFile(path: string): Promise<boolean> {
+  return lstat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 /**
@@ -102,14 +121,17 @@ export async function writePushMarker(walPath: string, sha256: string, file: Fil
   if (instance === undefined) return false;
   const dir = join(walDirOf(walPath), MARKER_DIR);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const marker: Marker = { v: 2, sha256, file, postmaster: instance };
   const temp = join(dir, `.tmp-${process.pid}-${basename(walPath)}`);
-  await writeFile(temp, JSON.stringify(marker), { mode: 0o600 });
-  await rename(temp, join(dir, basename(walPath)));
+  await writeFile(temp, JSON.stringify({ v: 3, sha256 }), { mode: 0o600 });
+  await rename(temp, join(dir, markerNameOf(basename(walPath), instance, file)));
   return true;
 }
 
-/** Drops notes whose WAL file is gone (archived and recycled) or that a dead writer left. */
+/**
+ * Drops notes that can no longer vouch for anything: their WAL file is gone (archived and
+ * recycled) or changed, the server that wrote them stopped, a dead writer left a temporary file,
+ * or an older version wrote them (named by the WAL file alone).
+ */
 export async function removeStaleMarkers(walDir: string, isWalName: (name: string) => boolean): Promise<void> {
   const dir = join(walDir, MARKER_DIR);
   let names: string[];
@@ -118,14 +140,18 @@ export async function removeStaleMarkers(walDir: string, isWalName: (name: strin
   } catch {
     return;
   }
+  const instance = await postmasterOf(walDir);
   for (const name of names) {
-    const stale =
-      (name.startsWith('.tmp-') && !name.startsWith(`.tmp-${process.pid}-`)) ||
-      (isWalName(name) &&
-        (await stat(join(walDir, name)).then(
-          () => false,
-          () => true,
-        )));
+    const at = name.indexOf('@');
+    const walName = at < 0 ? name : name.slice(0, at);
+    let stale: boolean;
+    if (name.startsWith('.tmp-')) stale = !name.startsWith(`.tmp-${process.pid}-`);
+    else if (!isWalName(walName)) stale = false;
+    else if (at < 0 || instance === undefined) stale = true;
+    else {
+      const now = await stat(join(walDir, walName), { bigint: true }).then(fileIdentity, () => undefined);
+      stale = now === undefined || name !== markerNameOf(walName, instance, now);
+    }
     if (stale) await unlink(join(dir, name)).catch(() => undefined);
   }
 }

@@ -17,6 +17,8 @@ import { DEPLOY_DIR, renderKustomization } from './render.js';
 import { trustedSignersText } from './signing-key-placement.js';
 import { validateManifest, validateManifests } from './schema-validation.js';
 import { VERIFY_OWNER, verifyPodViolations } from './verify-pod.js';
+import { shellFirstArchiveCommand } from '../../commands/wal-push/archive-command.js';
+import { REPO_ROOT } from '../../testing/run-cli.js';
 
 let dev: Manifest[];
 let prod: Manifest[];
@@ -239,11 +241,19 @@ describe('rendering', () => {
     }
   });
 
-  test('archive_command in the PostgreSQL ConfigMap is pms-backup wal-push', () => {
+  test('archive_command in the PostgreSQL ConfigMap is pms-backup wal-push, behind the shell-first check', () => {
     const config = dev.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('postgres-config'));
     assert.ok(config);
     const conf = (config['data'] as Record<string, string>)['postgresql.conf'] ?? '';
-    assert.match(conf, /^archive_command = 'pms-backup wal-push %p'$/m);
+    const line = `archive_command = '${shellFirstArchiveCommand('pms-backup wal-push')}'`;
+    assert.ok(conf.split('\n').includes(line), conf);
+    // docs/pitr.md shows operators the same line.
+    assert.ok(
+      readFileSync(join(REPO_ROOT, 'docs', 'pitr.md'), 'utf8')
+        .split('\n')
+        .includes(line),
+      'docs/pitr.md shows the deployed archive_command',
+    );
     assert.match(conf, /^archive_mode = on$/m);
   });
 });

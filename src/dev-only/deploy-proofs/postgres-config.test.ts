@@ -13,6 +13,7 @@ import { type DatabaseLogin, type PsqlOptions, libpqEnvFor, loginOf, psqlAs } fr
 import type { Manifest } from './manifest.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
 import { findPod, materialiseContainer } from './workload-environment.js';
+import { shellFirstArchiveCommand } from '../../commands/wal-push/archive-command.js';
 
 /**
  * Contract test: the postgresql.conf and pg_hba.conf from the rendered dev ConfigMap, mounted as
@@ -143,7 +144,7 @@ describe('PostgreSQL configuration from the ConfigMap', () => {
     assert.equal(await show('wal_compression'), 'zstd');
     assert.equal(await show('max_wal_size'), '4GB');
     assert.equal(await show('archive_mode'), 'on');
-    assert.equal(await show('archive_command'), 'pms-backup wal-push %p');
+    assert.equal(await show('archive_command'), shellFirstArchiveCommand('pms-backup wal-push'));
     assert.equal(await show('archive_timeout'), '5min');
     assert.equal(await show('autovacuum_vacuum_insert_scale_factor'), '0.05');
     assert.equal(await show('shared_preload_libraries'), 'pg_stat_statements');

@@ -20,6 +20,7 @@ import { HA_OWNER, haViolations } from './postgres-ha.js';
 import { DEPLOY_DIR, renderKustomization } from './render.js';
 import { mayReach } from './network-reach.js';
 import { findPod, materialiseContainer } from './workload-environment.js';
+import { shellFirstArchiveCommand } from '../../commands/wal-push/archive-command.js';
 
 /**
  * Contract test of the prod overlay's PostgreSQL HA (deploy/components/postgres-ha): the rendered
@@ -270,7 +271,9 @@ describe("the member's patroni.yml, written by pms-patroni-config from the rende
     assert.deepEqual(config['postgresql'].pg_hba, [...patroniHbaLines(), ...hbaRuleLines(data['pg_hba.conf'] ?? '')]);
     for (const line of patroniHbaLines())
       assert.match(line, new RegExp(`^hostssl (replication ${REPLICATION_USER}|postgres ${REWIND_USER}) \\S+ scram-sha-256$`));
-    assert.match(data['postgresql.conf'] ?? '', /^archive_command = 'pms-backup wal-push %p'$/m);
+    assert.ok(
+      (data['postgresql.conf'] ?? '').split('\n').includes(`archive_command = '${shellFirstArchiveCommand('pms-backup wal-push')}'`),
+    );
   });
 
   test('every member archives (archive_mode always), with strict synchronous replication and pg_rewind', () => {

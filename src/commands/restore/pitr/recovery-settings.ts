@@ -1,5 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shellFirstArchiveCommand } from '../../wal-push/archive-command.js';
 import { usingDataDirectory } from '../../../postgres/data-directory-writer.js';
 import { SPOOL_STALE_MS } from '../../wal-fetch/prefetch/spool.js';
 import type { TargetTime } from './choose-base-backup.js';
@@ -23,9 +24,12 @@ function confString(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
-/** archive_command calling wal-push by absolute paths (tests, the demo, a server without pms-backup on PATH). */
+/**
+ * archive_command calling wal-push by absolute paths (tests, the demo, a server without pms-backup
+ * on PATH), in its shell-first form: a file archived ahead is answered without starting Node.
+ */
 export function archiveCommand(node = process.execPath, bin = pmsBackupBin()): string {
-  return `${shellQuote(node)} ${shellQuote(bin)} wal-push %p`;
+  return shellFirstArchiveCommand(`${shellQuote(node)} ${shellQuote(bin)} wal-push`);
 }
 
 /** restore_command calling wal-fetch by absolute paths: the server's PATH may not hold node. */

@@ -90,7 +90,11 @@ test('restore_command survives both quotings: PostgreSQL reads back the command,
     const settings = settingsOf(recoveryConfText({ restoreCommand: command, target: 'latest' }, 'restored'));
     assert.equal(settings.get('restore_command'), command, `${node} ${bin}`);
   }
-  assert.deepEqual(shellWords(archiveCommand("/opt/it's/node", '/b.js')), ["/opt/it's/node", '/b.js', 'wal-push', '%p']);
+  // archive_command: the shell-first check (archive-command.unit.test.ts), then exec of these words.
+  const archive = archiveCommand("/opt/it's/node", '/b.js');
+  const exec = archive.lastIndexOf('; exec ');
+  assert.ok(exec > 0, archive);
+  assert.deepEqual(shellWords(archive.slice(exec + '; exec '.length)), ["/opt/it's/node", '/b.js', 'wal-push', '%p']);
 });
 
 test('latest follows the newest timeline and sets no target time; a target time promotes at exactly that instant', () => {

@@ -179,7 +179,11 @@ export async function decryptBytes(
     try {
       return await openpgp.decryptSessionKeys({ message, decryptionKeys: [...keys.keys] });
     } catch (error) {
-      throw new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error });
+      // As openpgp.decrypt's failure is read below: an altered PKESK can fail its key wrap's integrity check.
+      throw (
+        classifyCipherError(error, verifyAs.objectKey) ??
+        new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error })
+      );
     }
   };
   let opened: Awaited<ReturnType<typeof openBytes>>;

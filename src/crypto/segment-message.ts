@@ -50,7 +50,6 @@ interface Packet {
   readonly start: number;
   readonly body: Uint8Array;
   readonly end: number;
-  readonly partial: boolean;
 }
 
 /**
@@ -74,7 +73,7 @@ function packetAt(bytes: Uint8Array, at: number, allowPartial: boolean): Packet 
     for (let i = 0; i < size; i++) length = length * 256 + bytes[pos + i]!;
     pos += size;
     if (!need(length)) return undefined;
-    return { tag, start: at, body: bytes.subarray(pos, pos + length), end: pos + length, partial: false };
+    return { tag, start: at, body: bytes.subarray(pos, pos + length), end: pos + length };
   }
   const tag = first & 0x3f;
   const parts: Uint8Array[] = [];
@@ -106,7 +105,7 @@ function packetAt(bytes: Uint8Array, at: number, allowPartial: boolean): Packet 
     if (!partial) break;
   }
   const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  return { tag, start: at, body, end: pos, partial: parts.length > 1 };
+  return { tag, start: at, body, end: pos };
 }
 
 /** The literal data packet's own header: binary, no file name, the given time (RFC 9580 §5.9). */

@@ -32,7 +32,7 @@ const { openStorage } = await import(`${D}/storage/open-storage.js`);
 const { pushWalFile } = await import(`${D}/commands/wal-push/push-wal-file.js`);
 const { fetchWalFile } = await import(`${D}/commands/wal-fetch/fetch-wal-file.js`);
 const { NATIVE_ZSTD, compressFile, decompressToFile } = await import(`${D}/compression/zstd.js`);
-const { encryptBytes, decryptBytes } = await import(`${D}/crypto/stream-cipher.js`);
+const { encryptBytes, decryptBytes, encryptBytesWithOpenPgp, decryptBytesWithOpenPgp } = await import(`${D}/crypto/stream-cipher.js`);
 const { SpawnRelay } = await import(`${D}/process/spawn-relay.js`);
 const work = mkdtempSync(join(tmpdir(), 'pms-prof-'));
 const key = await generateGpgKeyPair({ name: 'Prof' });
@@ -151,6 +151,17 @@ await measure('  compressFile level 1', async (n) => {
 });
 console.log(`  compressed bytes ${comp.length}`);
 let enc;
+// The same work by openpgp.js alone (encryptBytes/decryptBytes before issue 15's node:crypto
+// path, and still their fallback), then the node:crypto path, in the same process.
+if (encryptBytesWithOpenPgp) {
+  let old;
+  await measure('  openpgp.js encrypt (sign+encrypt)', async () => {
+    old = await encryptBytesWithOpenPgp(comp, recipients, { signer, objectKey: 'k' });
+  });
+  await measure('  openpgp.js decrypt (decrypt+verify)', async () => {
+    await decryptBytesWithOpenPgp(old, keys, { trusted, objectKey: 'k' });
+  });
+}
 await measure('  encryptBytes (sign+encrypt)', async () => {
   enc = await encryptBytes(comp, recipients, { signer, objectKey: 'k' });
 });

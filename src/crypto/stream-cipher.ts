@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { DecryptionKeys, RecipientSet } from './keys.js';
+import { openBytes, sealBytes } from './segment-message.js';
 import { type SignatureFacts, type SigningKey, type TrustedSigners, checkSignatures, objectNotation, untrusted } from './signing.js';
 import { nodeToWeb, webToNode } from './web-stream-bridge.js';
 
@@ -56,12 +57,25 @@ export async function encryptStream(plain: Readable, recipients: RecipientSet, s
 }
 
 /**
- * The same message as encryptStream for bytes already in memory (a WAL segment). openpgp.js
- * encrypts and hashes a whole buffer with Node's crypto in one call each, where its stream path
- * goes chunk by chunk through web streams: ~25x less time for a compressed 16 MiB segment
- * (docs/performance.md).
+ * The same message as encryptStream for bytes already in memory (a WAL segment). The symmetric
+ * layer and the packet framing are done with node:crypto over the buffer in place, openpgp.js
+ * choosing the session key, encrypting it to each recipient and making the signature
+ * (segment-message.ts): about half the CPU of openpgp.encrypt on a buffer, which is itself ~25x
+ * less than its stream path for a compressed 16 MiB segment (docs/performance.md). A choice
+ * that path does not make (a recipient without AES, SEIPD v2) goes through openpgp.encrypt.
  */
 export async function encryptBytes(plain: Uint8Array, recipients: RecipientSet, signAs: SignAs): Promise<Uint8Array> {
+  const sealed = await sealBytes(plain, {
+    encryptionKeys: recipients.keys,
+    signingKey: signAs.signer.key,
+    notation: objectNotation(signAs.objectKey),
+    config: ENCRYPT_CONFIG,
+  });
+  return sealed ?? encryptBytesWithOpenPgp(plain, recipients, signAs);
+}
+
+/** encryptBytes by openpgp.js alone: for the shapes segment-message.ts does not make, and the tests' reference. */
+export async function encryptBytesWithOpenPgp(plain: Uint8Array, recipients: RecipientSet, signAs: SignAs): Promise<Uint8Array> {
   const message = await openpgp.createMessage({ binary: plain, format: 'binary' });
   return openpgp.encrypt({
     message,
@@ -143,11 +157,51 @@ export async function decryptStream(encrypted: Readable, keys: DecryptionKeys, v
 
 /**
  * The same message as decryptStream, whole in memory (a WAL segment: at most ~16 MiB). Nothing is
- * returned before every check passed: openpgp.js checks the MDC over a buffer before it resolves
- * (no unauthenticated release is needed), then the signature is held to checkSignatures' rule.
- * One call instead of web streams over 1 MiB chunks: a third to half the CPU (docs/performance.md).
+ * returned before every check passed: the MDC over the whole buffer, then the signature held to
+ * checkSignatures' rule. Our own shape (sealBytes', which is also openpgp.encrypt's for a buffer)
+ * is decrypted with node:crypto in place, openpgp.js decrypting the session key and verifying
+ * the signature (segment-message.ts); any other (gpg's compressed messages, partial lengths,
+ * SEIPD v2, unsigned, several signatures) is read by openpgp.decrypt in one call, as before.
  */
 export async function decryptBytes(
+  encrypted: Uint8Array,
+  keys: DecryptionKeys,
+  verifyAs: VerifyAs,
+): Promise<{ readonly plaintext: Uint8Array; readonly signature: SignatureFacts | undefined }> {
+  const session = async (pkesk: Uint8Array) => {
+    let message: openpgp.Message<Uint8Array>;
+    try {
+      message = await openpgp.readMessage({ binaryMessage: pkesk });
+    } catch (error) {
+      throw notOpenPgp(verifyAs.objectKey, error);
+    }
+    checkDecryptionKey(message, keys);
+    try {
+      return await openpgp.decryptSessionKeys({ message, decryptionKeys: [...keys.keys] });
+    } catch (error) {
+      // As openpgp.decrypt's failure is read below: an altered PKESK can fail its key wrap's integrity check.
+      throw (
+        classifyCipherError(error, verifyAs.objectKey) ??
+        new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error })
+      );
+    }
+  };
+  let opened: Awaited<ReturnType<typeof openBytes>>;
+  try {
+    opened = await openBytes(encrypted, session, verifyAs.trusted.keys);
+  } catch (error) {
+    if (isPmsError(error)) throw error;
+    throw (
+      classifyCipherError(error, verifyAs.objectKey) ??
+      new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error })
+    );
+  }
+  if (opened === undefined) return decryptBytesWithOpenPgp(encrypted, keys, verifyAs);
+  return { plaintext: opened.plaintext, signature: await checkSignatures(opened.signatures, verifyAs.trusted, verifyAs.objectKey) };
+}
+
+/** decryptBytes by openpgp.js alone: every message shape openpgp.js reads. */
+export async function decryptBytesWithOpenPgp(
   encrypted: Uint8Array,
   keys: DecryptionKeys,
   verifyAs: VerifyAs,

@@ -11,10 +11,11 @@ import { nodeToWeb, webToNode } from './web-stream-bridge.js';
  * - aeadProtect false: SEIPDv1 with MDC, because GnuPG 2.2 (Debian 12) cannot read SEIPDv2 and
  *   the break-glass path is plain `gpg --decrypt`.
  * - no OpenPGP compression: the payload is already zstd-compressed.
- * - SHA-256 for the signature over the data, not openpgp.js's default SHA-512: every OpenPGP
- *   implementation must support it, it is what RFC 9580 asks of an Ed25519 signature, and this
- *   machine's CPUs hash SHA-256 in hardware at about twice SHA-512's speed (a base backup hashes
- *   every stored byte for it; docs/performance.md).
+ * - SHA-256 preferred for the signature over the data, not openpgp.js's default SHA-512: every
+ *   OpenPGP implementation must support it, it is what RFC 9580 asks of an Ed25519 signature,
+ *   and this machine's CPUs hash SHA-256 in hardware at about twice SHA-512's speed. openpgp.js
+ *   takes it only where the signing key allows: a legacy EdDSA key (what gpg 2.2 makes for
+ *   Ed25519) is signed with its curve's SHA-512 whatever this says (docs/performance.md).
  */
 const ENCRYPT_CONFIG: openpgp.PartialConfig = {
   aeadProtect: false,

@@ -235,7 +235,15 @@ try {
     const slow = gaps.filter((g) => g > 250);
     const prefetcher =
       lines.find((l) => /prefetcher exits|prefetcher stopped/.test(l))?.replace(/^.*pms-backup wal-prefetch: /, '') ?? 'no prefetcher line';
-    return `${restored.length} segments via restore_command; first at +${((restored[0] - stamp(start)) / 1000).toFixed(1)} s, last at +${((restored.at(-1) - stamp(start)) / 1000).toFixed(1)} s, ready at +${((stamp(ready ?? start) - stamp(start)) / 1000).toFixed(1)} s; gap between segments median ${pct(0.5)} ms, p90 ${pct(0.9)} ms, max ${gaps.at(-1) ?? 0} ms, ${slow.length} gaps > 250 ms totalling ${(slow.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s; ${prefetcher}`;
+    // The end, after the last segment: the probes that find nothing more (the next segment, the
+    // next timeline's history), recovery_end_command, the end-of-recovery checkpoint.
+    const last = restored.at(-1);
+    const after = (re) => {
+      const line = lines.find((l) => re.test(l) && stamp(l) >= last);
+      return line ? `+${((stamp(line) - last) / 1000).toFixed(2)}` : '-';
+    };
+    const end = `end after the last segment: redo done ${after(/redo done at/)}, new timeline ${after(/selected new timeline ID/)}, archive recovery complete ${after(/archive recovery complete/)}, ready ${after(/ready to accept connections/)} s`;
+    return `${end}; ${restored.length} segments via restore_command; first at +${((restored[0] - stamp(start)) / 1000).toFixed(1)} s, last at +${((restored.at(-1) - stamp(start)) / 1000).toFixed(1)} s, ready at +${((stamp(ready ?? start) - stamp(start)) / 1000).toFixed(1)} s; gap between segments median ${pct(0.5)} ms, p90 ${pct(0.9)} ms, max ${gaps.at(-1) ?? 0} ms, ${slow.length} gaps > 250 ms totalling ${(slow.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s; ${prefetcher}`;
   }
 
   const ourRestore = (dataDir) =>

@@ -340,9 +340,11 @@ const HASHES: ReadonlyMap<number, string> = new Map([
  * the field openpgp.js fills the same way when it verifies a one-pass-signed stream
  * (`hashed`, read by SignaturePacket.verify), and everything else stays openpgp.js's: the
  * 2-octet digest prefix, the public-key check, key validity at signing time, expiry, rejected
- * hashes, critical subpackets. It can only fail closed: a digest of other bytes than the ones
- * returned would not match the signer's signature, and a version of openpgp.js that ignored
- * the field would hash the same data itself.
+ * hashes, critical subpackets. With the field set, openpgp.js checks the signature against this
+ * digest and never hashes the message it is handed (a review showed a digest of A verifying a
+ * call that passed B): the one rule that keeps this closed is that the bytes hashed here are
+ * the bytes returned, which readSigned keeps by hashing and returning the same `plaintext` view.
+ * A version of openpgp.js that ignored the field would hash the same data itself.
  */
 function presetDigest(packet: openpgp.SignaturePacket, data: Uint8Array): void {
   const name = packet.hashAlgorithm === null ? undefined : HASHES.get(packet.hashAlgorithm);

@@ -1,11 +1,31 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
 import { shellFirstArchiveCommand } from './archive-command.js';
-import { MARKER_DIR, consumePushMarker, fileIdentity, hasValidMarker, markerNameOf, writePushMarker } from './push-marker.js';
+import {
+  MARKER_DIR,
+  consumePushMarker,
+  fileIdentity,
+  hasValidMarker,
+  identityToken,
+  markerNameOf,
+  writePushMarker,
+} from './push-marker.js';
 
 const SEGMENT = '000000010000000000000007';
 const NODE_PATH_EXIT = 42;
@@ -97,6 +117,36 @@ describe('shell-first archive_command', () => {
     mkdirSync(note);
     assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT);
     assert.equal(await consumePushMarker(walPath), false);
+  });
+
+  test('never takes an empty file, or a file of another user, planted under the note name', async () => {
+    await archivedAhead();
+    const [name] = notes();
+    const note = join(dataDir, 'pg_wal', MARKER_DIR, name as string);
+    writeFileSync(note, '');
+    assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'empty');
+    assert.equal(await hasValidMarker(walPath), false);
+    writeFileSync(note, '{"v":3}');
+    chownSync(note, 65534, 65534);
+    assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, "another user's");
+    assert.equal(await consumePushMarker(walPath), false);
+    chownSync(note, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+    assert.equal(runArchiveCommand(dataDir), 0, 'the same note, ours again');
+  });
+
+  test('the identity Node writes is what stat(1) prints, before 1970 too', async () => {
+    for (const seconds of [-1.5, -0.25, -3, 0.000000123, 1796233187.5]) {
+      utimesSync(walPath, seconds, seconds);
+      const shell = spawnSync('stat', ['-L', '-c', '%d-%i-%s-%.9Y-%.9Z', walPath], { encoding: 'utf8' }).stdout.trim();
+      const node = identityToken(fileIdentity(statSync(walPath, { bigint: true })));
+      // ctime is now, not settable: compare the fields up to and including mtime.
+      assert.equal(node.split('-').slice(0, -1).join('-'), shell.split('-').slice(0, -1).join('-'), `mtime ${seconds}`);
+    }
+  });
+
+  test('refuses a wal-push path so long that PostgreSQL 15 would cut the expanded command', () => {
+    assert.ok(shellFirstArchiveCommand(`/${'p'.repeat(500)}/pms-backup wal-push`).length < 1023);
+    assert.throws(() => shellFirstArchiveCommand(`/${'p'.repeat(700)}/pms-backup wal-push`), /PostgreSQL 15 cuts it at 1023/);
   });
 
   test("a note for one file never answers another file's call", async () => {

@@ -34,8 +34,9 @@ export interface FileIdentity {
 
 export function fileIdentity(stats: BigIntStats): FileIdentity {
   return {
-    dev: String(stats.dev),
-    ino: String(stats.ino),
+    // Unsigned, as stat(1) prints them: Node's bigint stats are signed 64-bit (an NFS inode can exceed 2^63).
+    dev: String(BigInt.asUintN(64, stats.dev)),
+    ino: String(BigInt.asUintN(64, stats.ino)),
     size: String(stats.size),
     mtimeNs: String(stats.mtimeNs),
     ctimeNs: String(stats.ctimeNs),
@@ -49,7 +50,9 @@ export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
 /** Nanoseconds as GNU stat's `%.9Y` prints them: seconds, a dot, nine digits. */
 function statSeconds(ns: string): string {
   const value = BigInt(ns);
-  return `${value / 1_000_000_000n}.${String(value % 1_000_000_000n).padStart(9, '0')}`;
+  // Before 1970 the sign leads and the fraction counts away from zero, as stat(1) prints it.
+  const magnitude = value < 0n ? -value : value;
+  return `${value < 0n ? '-' : ''}${magnitude / 1_000_000_000n}.${String(magnitude % 1_000_000_000n).padStart(9, '0')}`;
 }
 
 /** `<dev>-<inode>-<size>-<mtime>-<ctime>`: what `stat -L -c %d-%i-%s-%.9Y-%.9Z` prints for the file. */
@@ -104,9 +107,14 @@ export async function hasValidMarker(walPath: string): Promise<boolean> {
   return path !== undefined && (await isPlainFile(path));
 }
 
+/**
+ * A note is a non-empty regular file of this user's, exactly what the shell's `[ -f ] && [ ! -L ]
+ * && [ -s ] && [ -O ]` accepts: never a link, a directory, an empty file a stray `touch` made, or
+ * a file another user planted (archive-command.ts).
+ */
 async function isPlainFile(path: string): Promise<boolean> {
   return lstat(path).then(
-    (s) => s.isFile(),
+    (s) => s.isFile() && s.size > 0 && (process.geteuid === undefined || s.uid === process.geteuid()),
     () => false,
   );
 }
@@ -145,7 +153,14 @@ export async function removeStaleMarkers(walDir: string, isWalName: (name: strin
     const at = name.indexOf('@');
     const walName = at < 0 ? name : name.slice(0, at);
     let stale: boolean;
-    if (name.startsWith('.tmp-')) stale = !name.startsWith(`.tmp-${process.pid}-`);
+    // Another writer's temporary note only once it is old: a wal-push beside the pusher may be about to rename it.
+    if (name.startsWith('.tmp-'))
+      stale =
+        !name.startsWith(`.tmp-${process.pid}-`) &&
+        (await stat(join(dir, name)).then(
+          (s) => Date.now() - s.mtimeMs > 60_000,
+          () => false,
+        ));
     else if (!isWalName(walName)) stale = false;
     else if (at < 0 || instance === undefined) stale = true;
     else {

@@ -181,10 +181,7 @@ export async function decryptBytes(
       return await openpgp.decryptSessionKeys({ message, decryptionKeys: [...keys.keys] });
     } catch (error) {
       // As openpgp.decrypt's failure is read below: an altered PKESK can fail its key wrap's integrity check.
-      throw (
-        classifyCipherError(error, verifyAs.objectKey) ??
-        new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error })
-      );
+      throw cipherFailure(error, verifyAs.objectKey);
     }
   };
   let opened: Awaited<ReturnType<typeof openBytes>>;
@@ -192,10 +189,7 @@ export async function decryptBytes(
     opened = await openBytes(encrypted, session, verifyAs.trusted.keys);
   } catch (error) {
     if (isPmsError(error)) throw error;
-    throw (
-      classifyCipherError(error, verifyAs.objectKey) ??
-      new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error })
-    );
+    throw cipherFailure(error, verifyAs.objectKey);
   }
   if (opened === undefined) return decryptBytesWithOpenPgp(encrypted, keys, verifyAs);
   return { plaintext: opened.plaintext, signature: await checkSignatures(opened.signatures, verifyAs.trusted, verifyAs.objectKey) };
@@ -223,15 +217,19 @@ export async function decryptBytesWithOpenPgp(
       format: 'binary',
     });
   } catch (error) {
-    throw (
-      classifyCipherError(error, verifyAs.objectKey) ??
-      new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error })
-    );
+    throw cipherFailure(error, verifyAs.objectKey);
   }
   if (result.signatures.length === 0 && verifyAs.allowUnsigned) return { plaintext: result.data, signature: undefined };
   if (result.signatures.length === 0)
     throw untrusted(verifyAs.objectKey, 'it is not signed (made before signing was introduced? see --allow-unsigned)');
   return { plaintext: result.data, signature: await checkSignatures(result.signatures, verifyAs.trusted, verifyAs.objectKey) };
+}
+
+/** A failure inside decryption: integrity (MDC, tampering) as classifyCipherError names it, else a key problem. */
+function cipherFailure(error: unknown, objectKey: string): PmsError {
+  return (
+    classifyCipherError(error, objectKey) ?? new PmsError('PMS_ERR_KEY', `decryption failed: ${(error as Error).message}`, { cause: error })
+  );
 }
 
 function notOpenPgp(objectKey: string, error: unknown): PmsError {

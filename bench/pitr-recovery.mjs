@@ -281,6 +281,37 @@ try {
     results.floor.push({ restore: 0, replay: replayFloor });
     rmSync(floor, { recursive: true, force: true });
 
+    // Diagnostic floors (BENCH_PITR_FLOORS=1): what archive recovery itself costs PostgreSQL per
+    // segment, without any fetching. (d) every segment already in pg_wal and a restore_command
+    // that answers "not archived" at once, so PostgreSQL reads pg_wal; (e) every segment in a
+    // plain local directory and restore_command = mv, so PostgreSQL handles each as restored from
+    // the archive (rename into pg_wal, fsyncs, .done) after one mv per call.
+    if (process.env.BENCH_PITR_FLOORS === '1') {
+      const variants = [
+        ['archive recovery, segments in pg_wal, restore_command false', 'false', 'pg_wal'],
+        ['archive recovery, restore_command mv from a local directory', null, 'local'],
+      ];
+      for (const [index, [label, command, where]] of variants.entries()) {
+        const dir = join(parent, `diag-${round}-${index}`);
+        await ourRestore(dir);
+        const local = join(parent, `diag-${round}-${index}-wal`);
+        const target = where === 'pg_wal' ? join(dir, 'pg_wal') : local;
+        mkdirSync(target, { recursive: true });
+        for (const f of readdirSync(copies)) if (/^[0-9A-F]{24}$/.test(f)) cpSync(join(copies, f), join(target, f));
+        await run('chown', ['-R', 'postgres:postgres', target]);
+        await run('sync', []);
+        const restore = command ?? `mv -f ${local}/%f %p`;
+        writeFileSync(
+          join(dir, 'postgresql.auto.conf'),
+          `${readFileSync(join(dir, 'postgresql.auto.conf'), 'utf8')}\nrestore_command = '${restore}'\nrecovery_end_command = ''\n`,
+        );
+        const seconds = await replay(dir, {});
+        console.log(`round ${round}: ${label}: replay ${seconds.toFixed(1)} s = ${(seconds / replayFloor).toFixed(2)}x the floor`);
+        // rm(1): Node's rmSync met ENOTEMPTY here, a file appearing in pg_wal after the stop.
+        await run('rm', ['-rf', dir, local]);
+      }
+    }
+
     const total = (r) => r.restore + r.replay;
     const o = results.ours[round];
     const p = results.pgbr[round];

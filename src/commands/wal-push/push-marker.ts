@@ -1,6 +1,6 @@
-import type { BigIntStats } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { type FileIdentity, fileIdentity, identityToken, postmasterOfDataDir } from '../../wal/file-identity.js';
 
 /**
  * Local notes that a .ready file was already archived ahead of PostgreSQL asking for it (WAL-G's
@@ -24,41 +24,7 @@ import { basename, dirname, join, resolve } from 'node:path';
  */
 export const MARKER_DIR = 'pms_backup_status';
 
-export interface FileIdentity {
-  readonly dev: string;
-  readonly ino: string;
-  readonly size: string;
-  readonly mtimeNs: string;
-  readonly ctimeNs: string;
-}
-
-export function fileIdentity(stats: BigIntStats): FileIdentity {
-  return {
-    // Unsigned, as stat(1) prints them: Node's bigint stats are signed 64-bit (an NFS inode can exceed 2^63).
-    dev: String(BigInt.asUintN(64, stats.dev)),
-    ino: String(BigInt.asUintN(64, stats.ino)),
-    size: String(stats.size),
-    mtimeNs: String(stats.mtimeNs),
-    ctimeNs: String(stats.ctimeNs),
-  };
-}
-
-export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
-}
-
-/** Nanoseconds as GNU stat's `%.9Y` prints them: seconds, a dot, nine digits. */
-function statSeconds(ns: string): string {
-  const value = BigInt(ns);
-  // Before 1970 the sign leads and the fraction counts away from zero, as stat(1) prints it.
-  const magnitude = value < 0n ? -value : value;
-  return `${value < 0n ? '-' : ''}${magnitude / 1_000_000_000n}.${String(magnitude % 1_000_000_000n).padStart(9, '0')}`;
-}
-
-/** `<dev>-<inode>-<size>-<mtime>-<ctime>`: what `stat -L -c %d-%i-%s-%.9Y-%.9Z` prints for the file. */
-export function identityToken(file: FileIdentity): string {
-  return `${file.dev}-${file.ino}-${file.size}-${statSeconds(file.mtimeNs)}-${statSeconds(file.ctimeNs)}`;
-}
+export { type FileIdentity, fileIdentity, identityToken, sameFile } from '../../wal/file-identity.js';
 
 function walDirOf(walPath: string): string {
   return dirname(resolve(walPath));
@@ -70,15 +36,8 @@ export function markerNameOf(walName: string, postmaster: string, file: FileIden
 }
 
 /** `<pid>-<start time>` of the postmaster whose data directory holds `walDir`, if one runs. */
-export async function postmasterOf(walDir: string): Promise<string | undefined> {
-  try {
-    const lines = (await readFile(join(dirname(resolve(walDir)), 'postmaster.pid'), 'utf8')).split('\n');
-    const pid = lines[0]?.trim();
-    const start = lines[2]?.trim();
-    return pid && start ? `${pid}-${start}` : undefined;
-  } catch {
-    return undefined;
-  }
+export function postmasterOf(walDir: string): Promise<string | undefined> {
+  return postmasterOfDataDir(dirname(resolve(walDir)));
 }
 
 /** The path of the note that would vouch for `walPath` as it is now, if a server runs and the file exists. */

@@ -16,7 +16,7 @@ import { pruneWal } from '../../../wal/wal-retention.js';
 import { summarizeWalArchive } from '../../../wal/wal-archive-summary.js';
 import { recoverBaseBackupInThrowawayCluster } from './recover-in-throwaway-cluster.js';
 import { restorePitr } from './restore-pitr.js';
-import { archiveCommand } from './recovery-settings.js';
+import { archiveCommand, spoolFirstRestoreCommand } from './recovery-settings.js';
 
 let fixture: ArchiveFixture;
 let source: ThrowawayCluster;
@@ -131,7 +131,7 @@ describe('point-in-time recovery (base-backup, wal-push, restore --pitr, wal-fet
     const system = await source.psql('SELECT system_identifier FROM pg_control_system()');
     assert.ok(
       auto.includes(
-        `restore_command = 'find pg_wal/.pms-prefetch/${system} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f {} %p '';'' 2>/dev/null; test -f %p || exec ''${process.execPath}'' ''${binPath('pms-backup')}'' wal-fetch %f %p'`,
+        `restore_command = '${spoolFirstRestoreCommand(system, process.execPath, binPath('pms-backup')).replaceAll("'", "''")}'`,
       ),
       auto,
     );

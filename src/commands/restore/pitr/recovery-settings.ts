@@ -39,18 +39,17 @@ export function restoreCommand(node = process.execPath, bin = pmsBackupBin(), op
 }
 
 /**
- * restore_command for a data directory restore --pitr prepared: the shell first tries to move
- * the segment out of the prefetch spool (pg_wal/.pms-prefetch/<system id>/, see
- * commands/wal-fetch/prefetch/spool.ts), and starts Node only on a miss. A segment enters that
- * directory only after every check wal-fetch makes, and the path binds it to this system, the
- * timeline in its name and the trust mode; so the shell hit serves what wal-fetch's own fast path
- * would, without a Node start per segment, which on a busy server costs more than PostgreSQL
- * spends replaying the segment. find keeps two of the fast path's rules: only a regular file
- * (never a link or a directory planted under the name) and only one younger than about an hour
- * (SPOOL_STALE_MS: a spool left by a recovery long ago may have been verified against signers no
- * longer trusted). The fast path's third, re-reading the page header, is left to Node: see
- * docs/pitr.md, "The spool hit in the shell". PostgreSQL removes %p before each call, so a file
- * there afterwards is the one moved.
+ * restore_command for a data directory restore --pitr prepared, answered in the shell when it
+ * can. First, a segment the prefetcher published in place (commands/wal-fetch/prefetch/spool.ts):
+ * `read` (a builtin) of postmaster.pid and one `stat` of pg_wal/%f build the name of the note that
+ * would vouch for that very file in this server run; a non-empty regular note of the server's
+ * user is emptied (a builtin redirection, so it vouches once) and the shell exits 1, upon which
+ * PostgreSQL reads pg_wal/%f itself, as it does with any segment its restore_command did not
+ * deliver. So a segment costs PostgreSQL a shell and a stat, with no rename and fsyncs of a
+ * restored file. Second, a segment still in the spool directory is moved onto %p (find keeps two
+ * of the fast path's rules there: a regular file only, younger than SPOOL_STALE_MS). Anything
+ * else starts Node (wal-fetch), which decides as before. PostgreSQL removes %p before each call,
+ * so a file there afterwards is the one moved. See docs/pitr.md, "Segments published in place".
  */
 export function spoolFirstRestoreCommand(
   systemIdentifier: string,
@@ -60,8 +59,20 @@ export function spoolFirstRestoreCommand(
 ): string {
   if (!/^\d+$/.test(systemIdentifier)) throw new RangeError(`not a system identifier: ${systemIdentifier}`);
   const spool = `pg_wal/.pms-prefetch/${systemIdentifier}${options.allowUnsigned ? '-unsigned' : ''}`;
+  const inPlace = [
+    `{ read -r pm_pid; read -r pm_dir; read -r pm_start; } 2>/dev/null < postmaster.pid`,
+    `[ -f pg_wal/%f ]`,
+    `[ ! -L pg_wal/%f ]`,
+    `m="${spool}/%f@$pm_pid-$pm_start-$(stat -c %%d-%%i-%%s-%%.9Y-%%.9Z pg_wal/%f 2>/dev/null)"`,
+    `[ -f "$m" ]`,
+    `[ ! -L "$m" ]`,
+    `[ -s "$m" ]`,
+    `[ -O "$m" ]`,
+    `: > "$m"`,
+    `exit 1`,
+  ].join(' && ');
   const take = `find ${spool} -maxdepth 1 -name %f -type f -mmin -${SPOOL_STALE_MS / 60_000} -exec mv -f {} %p ';' 2>/dev/null`;
-  return `${take}; test -f %p || exec ${restoreCommand(node, bin, options)}`;
+  return `${inPlace}; ${take}; test -f %p || exec ${restoreCommand(node, bin, options)}`;
 }
 
 /** recovery_end_command: stops wal-fetch's prefetcher and removes its spool. */

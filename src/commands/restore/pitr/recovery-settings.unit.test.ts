@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -13,6 +13,7 @@ import {
   restoreCommand,
   spoolFirstRestoreCommand,
 } from './recovery-settings.js';
+import { publishSegment, spoolDirectory } from '../../wal-fetch/prefetch/spool.js';
 
 /**
  * Reads a postgresql.conf line the way PostgreSQL 15's guc-file.l does: a quoted value ends at
@@ -136,6 +137,93 @@ test('the pms-backup this installation runs as restore_command exists at the pat
   assert.ok(existsSync(bin), `${bin} does not exist: the path from dist/ to bin/ is wrong`);
 });
 
+/** restore_command as PostgreSQL expands it: %f, %p = pg_wal/RECOVERYXLOG, %% = %. */
+function expand(command: string, name: string): string {
+  return command.replace(/%[fp%]/g, (m) => (m === '%f' ? name : m === '%p' ? 'pg_wal/RECOVERYXLOG' : '%'));
+}
+
+test("restore --pitr's restore_command answers a segment published in place with 1 from the shell, once, for that file in that server run only", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pms-restore-in-place-'));
+  try {
+    const system = '7300000000000000001';
+    const command = spoolFirstRestoreCommand(system, '/bin/echo', '/b.js');
+    const spool = spoolDirectory(dir, system, false);
+    mkdirSync(spool, { recursive: true });
+    mkdirSync(join(dir, 'pg_wal', 'archive_status'));
+    const postmaster = (start: string) => writeFileSync(join(dir, 'postmaster.pid'), `4242\n${dir}\n${start}\n5432\n`);
+    postmaster('1764700000');
+    const run = (name: string) => {
+      rmSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
+      const result = spawnSync('/bin/sh', ['-c', expand(command, name)], { cwd: dir, encoding: 'utf8' });
+      return { status: result.status, stdout: result.stdout };
+    };
+    const publish = (name: string) => {
+      writeFileSync(join(spool, name), `segment ${name}`);
+      const note = publishSegment(dir, spool, name);
+      assert.ok(note !== undefined, 'published while a postmaster runs');
+      return join(spool, note);
+    };
+    const node = (name: string) => ({ status: 0, stdout: `/b.js wal-fetch ${name} pg_wal/RECOVERYXLOG\n` });
+
+    const first = '000000010000000000000003';
+    const note = publish(first);
+    assert.equal(readFileSync(join(dir, 'pg_wal', first), 'utf8'), `segment ${first}`, 'the segment is in pg_wal under its name');
+    assert.ok(existsSync(join(dir, 'pg_wal', 'archive_status', `${first}.done`)), 'marked .done, as a restored file');
+    assert.ok(!existsSync(join(spool, first)));
+    assert.deepEqual(run(first), { status: 1, stdout: '' }, 'answered by the shell: PostgreSQL reads pg_wal/%f');
+    assert.equal(readFileSync(note, 'utf8'), '', 'the note is used up');
+    assert.ok(!existsSync(join(dir, 'pg_wal', 'RECOVERYXLOG')));
+    assert.deepEqual(run(first), node(first), 'a note vouches once');
+
+    // The file changed after it was published (same size, new content): its identity moved.
+    const changed = '000000010000000000000004';
+    publish(changed);
+    writeFileSync(join(dir, 'pg_wal', changed), `segment ${changed}`.replace('s', 'S'));
+    assert.deepEqual(run(changed), node(changed));
+
+    // Replaced by another file under the same name.
+    const replaced = '000000010000000000000005';
+    publish(replaced);
+    rmSync(join(dir, 'pg_wal', replaced));
+    writeFileSync(join(dir, 'pg_wal', replaced), `segment ${replaced}`);
+    assert.deepEqual(run(replaced), node(replaced));
+
+    // Another server run (the postmaster restarted): every note of the last one is void.
+    const restarted = '000000010000000000000006';
+    publish(restarted);
+    postmaster('1764700099');
+    assert.deepEqual(run(restarted), node(restarted));
+    rmSync(join(dir, 'postmaster.pid'));
+    assert.deepEqual(run(restarted), node(restarted), 'no postmaster.pid: Node decides');
+    postmaster('1764700099');
+
+    // Planted under the note's name: a link, an empty file, a directory.
+    for (const [segment, plant] of [
+      ['000000010000000000000007', (path: string) => symlinkSync(join(dir, 'postmaster.pid'), path)],
+      ['000000010000000000000008', (path: string) => writeFileSync(path, '')],
+      ['000000010000000000000009', (path: string) => mkdirSync(path)],
+    ] as const) {
+      const planted = publish(segment);
+      rmSync(planted);
+      plant(planted);
+      assert.deepEqual(run(segment), node(segment), `planted note for ${segment}`);
+    }
+    // A link planted under the segment's own name in pg_wal, with a note for the link's target.
+    const linked = '00000001000000000000000A';
+    publish(linked);
+    rmSync(join(dir, 'pg_wal', linked));
+    symlinkSync(join(dir, 'pg_wal', first), join(dir, 'pg_wal', linked));
+    assert.deepEqual(run(linked), node(linked));
+    // Another segment's note does not vouch for this one, and history files are never published.
+    writeFileSync(join(dir, 'pg_wal', '00000001000000000000000B'), 'no note');
+    assert.deepEqual(run('00000001000000000000000B'), node('00000001000000000000000B'));
+    assert.deepEqual(run('00000002.history'), node('00000002.history'));
+    assert.equal(publishSegment(dir, spool, '00000002.history'), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("restore --pitr's restore_command takes a spooled segment (a regular file under an hour old) with mv and starts wal-fetch only on a miss", () => {
   const dir = mkdtempSync(join(tmpdir(), 'pms-restore-command-'));
   try {
@@ -149,9 +237,7 @@ test("restore --pitr's restore_command takes a spooled segment (a regular file u
     // As PostgreSQL runs it: %p removed first, %f and %p substituted, through sh, in the data directory.
     const runAs = (name: string) => {
       rmSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
-      return execFileSync('/bin/sh', ['-c', command.replaceAll('%f', name).replaceAll('%p', 'pg_wal/RECOVERYXLOG')], {
-        cwd: dir,
-      }).toString();
+      return execFileSync('/bin/sh', ['-c', expand(command, name)], { cwd: dir }).toString();
     };
     mkdirSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001'), { recursive: true });
     writeFileSync(join(dir, 'pg_wal', '.pms-prefetch', '7300000000000000001', '000000010000000000000003'), 'spooled');

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readControlSystemIdentifier } from '../../../wal/wal-page-header.js';
-import { inFlight, isSpoolable, livePrefetcher, markWanted, spoolDirectory, takeFromSpool } from './spool.js';
+import { inFlight, isSpoolable, livePrefetcher, markWanted, spoolDirectory, takeFromSpool, takePublished } from './spool.js';
 
 /** How long a request waits for a segment the prefetcher is fetching right now before fetching it itself. */
 const IN_FLIGHT_WAIT_MS = 60_000;
@@ -25,6 +25,7 @@ export async function serveFromSpool(args: readonly string[], dataDir = process.
     systemIdentifier = await readControlSystemIdentifier(dataDir);
     directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
     const served =
+      takePublished(dataDir, directory, name, destination, systemIdentifier) ||
       takeFromSpool(directory, name, destination, systemIdentifier) ||
       (await waitForInFlight(dataDir, directory, name, destination, systemIdentifier));
     if (!served) return false;
@@ -47,9 +48,11 @@ export async function serveFromSpool(args: readonly string[], dataDir = process.
 /** The prefetcher is fetching this very segment: waiting for it is cheaper than fetching it twice. */
 async function waitForInFlight(dataDir: string, directory: string, name: string, destination: string, systemIdentifier: string) {
   const deadline = Date.now() + IN_FLIGHT_WAIT_MS;
+  const taken = () =>
+    takePublished(dataDir, directory, name, destination, systemIdentifier) || takeFromSpool(directory, name, destination, systemIdentifier);
   while (inFlight(directory, name) && livePrefetcher(dataDir) !== undefined && Date.now() < deadline) {
     await sleep(POLL_MS);
-    if (takeFromSpool(directory, name, destination, systemIdentifier)) return true;
+    if (taken()) return true;
   }
-  return takeFromSpool(directory, name, destination, systemIdentifier);
+  return taken();
 }

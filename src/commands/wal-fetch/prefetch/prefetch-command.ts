@@ -47,7 +47,7 @@ export async function runPrefetchWorker(options: { allowUnsigned?: boolean }): P
         log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
       });
       process.stderr.write(
-        `${new Date().toISOString()} prefetcher exits (${outcome.reason}): ${outcome.fetched} fetched, ${outcome.failed} failed\n`,
+        `${new Date().toISOString()} prefetcher exits (${outcome.reason}): ${outcome.fetched} fetched, ${outcome.failed} failed, ${outcome.published} published in pg_wal\n`,
       );
     } finally {
       await storage.close();

@@ -13,7 +13,7 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
 import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
 import { runPrefetcher } from './prefetcher.js';
-import { SPOOL_ROOT, markWanted, spoolDirectory } from './spool.js';
+import { SPOOL_ROOT, markWanted, parseNoteName, spoolDirectory } from './spool.js';
 
 let fixture: ArchiveFixture;
 let source: ThrowawayCluster;
@@ -112,7 +112,7 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     assert.match(
       auto,
       new RegExp(
-        `restore_command = 'find pg_wal/\\.pms-prefetch/${systemIdentifier} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f \\{\\} %p .*; test -f %p \\|\\| exec `,
+        `restore_command = '\\{ read -r pm_pid; .* m="pg_wal/\\.pms-prefetch/${systemIdentifier}/%f@\\$pm_pid-\\$pm_start-\\$\\(stat .* exit 1; find pg_wal/\\.pms-prefetch/${systemIdentifier} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f \\{\\} %p .*; test -f %p \\|\\| exec `,
       ),
     );
     assert.match(auto, /recovery_end_command = .* wal-prefetch clean'/);
@@ -120,13 +120,21 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       existsSync(join(cluster.dataDir, SPOOL_ROOT)) ? undefined : true,
     );
     const log = serverLog(cluster);
-    const exit = /prefetcher exits \([a-z-]+\): (\d+) fetched, (\d+) failed/.exec(log);
+    const exit = /prefetcher exits \([a-z-]+\): (\d+) fetched, (\d+) failed, (\d+) published in pg_wal/.exec(log);
     assert.ok(exit, log);
     assert.ok(Number(exit[1]) >= 3, `the prefetcher fetched ahead of recovery: ${exit[0]}`);
     assert.equal(exit[2], '0');
+    assert.ok(Number(exit[3]) >= 3, `segments were published in place: ${exit[0]}`);
+    // PostgreSQL logs "restored log file" only for a file restore_command delivered to %p; the
+    // segments the shell answered in place it read from pg_wal itself, and still reached the rows.
+    const restoredThroughP = (log.match(/restored log file "[0-9A-F]{24}"/g) ?? []).length;
+    assert.ok(
+      restoredThroughP < archived.length - 2,
+      `${restoredThroughP} of ${archived.length} segments went through %p: none was read in place`,
+    );
   });
 
-  test('a restart of recovery mid-way resumes from the spool the first run left and reaches the same rows', async () => {
+  test('a restart of recovery mid-way (a new server run, whose shell no longer believes the notes of the last) reaches the same rows', async () => {
     // Recovery pauses at a target inside the archive (deterministically mid-way), with segments
     // beyond it already spooled; the server is then killed and restarted without the target.
     const middle = archived[Math.floor(archived.length / 2)]!;
@@ -140,14 +148,16 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       (await cluster.psql('SELECT pg_get_wal_replay_pause_state()')) === 'paused' ? true : undefined,
     );
     const spool = spoolDirectory(cluster.dataDir, systemIdentifier, false);
-    const spooled = await waitFor('segments spooled beyond the target', async () => {
-      const entries = readdirSync(spool).filter((entry) => parseWalFileName(entry)?.kind === 'segment');
+    // Published in place beyond the target: in pg_wal under their names, each with its note.
+    const spooled = await waitFor('segments published beyond the target', async () => {
+      const entries = readdirSync(spool).flatMap((entry) => parseNoteName(entry)?.name ?? []);
       return entries.length >= 2 ? entries : undefined;
     });
     assert.ok(
       spooled.some((entry) => entry > middle),
       spooled.join(', '),
     );
+    for (const name of spooled) assert.ok(existsSync(join(cluster.dataDir, 'pg_wal', name)), name);
     // The prefetcher (alive: recovery took a segment moments ago) holds no BACKUP_* or AWS_*
     // in its environment and nothing but its subcommand in argv.
     const pid = readFileSync(join(cluster.dataDir, SPOOL_ROOT, 'prefetcher.lock'), 'utf8').trim();

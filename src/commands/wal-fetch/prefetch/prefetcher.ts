@@ -1,4 +1,4 @@
-import { type FSWatcher, closeSync, existsSync, openSync, readSync, readdirSync, rmSync, statSync, watch } from 'node:fs';
+import { type FSWatcher, closeSync, existsSync, lstatSync, openSync, readSync, readdirSync, rmSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NATIVE_ZSTD, type SegmentZstd } from '../../../compression/zstd.js';
@@ -8,7 +8,8 @@ import type { ReaderTrust } from '../../../pipeline/open-encrypted.js';
 import type { Storage } from '../../../storage/storage.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
 import { fetchWalFile } from '../fetch-wal-file.js';
-import { SPOOL_STALE_MS, isTemporary, readWanted, spoolRoot } from './spool.js';
+import { postmasterOfDataDirSync } from '../../../wal/file-identity.js';
+import { SPOOL_STALE_MS, isTemporary, parseNoteName, publishSegment, readWanted, spoolRoot } from './spool.js';
 
 export interface PrefetcherOptions {
   readonly storage: Storage;
@@ -32,6 +33,8 @@ export interface PrefetcherOptions {
 
 export interface PrefetcherOutcome {
   readonly fetched: number;
+  /** Of those, published as pg_wal/<name> with a note (spool.ts), rather than left in the spool. */
+  readonly published: number;
   readonly failed: number;
   readonly reason: 'idle' | 'recovery-ended' | 'aborted';
 }
@@ -52,6 +55,9 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   const failed = new Set<number>();
   /** Segments this process put in the spool and has not seen taken yet. */
   const spooled = new Set<number>();
+  /** Segments published in place, by their note's entry, whose note recovery has not emptied yet. */
+  const published = new Map<number, string>();
+  let publishedCount = 0;
   let timeline: number | undefined;
   let base = -1;
   let lastWanted: number | undefined;
@@ -63,10 +69,9 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   const nudge = () => wake?.();
   let watcher: FSWatcher | undefined;
   try {
-    // Entries appearing and disappearing ('rename'), not every write to a file being fetched.
-    watcher = watch(options.directory, (event) => {
-      if (event === 'rename') nudge();
-    });
+    // Entries appearing and disappearing ('rename'), a file being fetched growing ('change'),
+    // and a note emptied by restore_command's shell ('change').
+    watcher = watch(options.directory, () => nudge());
     watcher.on('error', () => undefined);
   } catch {
     // Polling below still notices everything, only later.
@@ -77,16 +82,16 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   const zstd: SegmentZstd | undefined = relay ? { relay, scratchDir: options.directory } : undefined;
   try {
     for (;;) {
-      if (options.signal?.aborted) return { fetched, failed: failed.size, reason: 'aborted' };
+      if (options.signal?.aborted) return { fetched, published: publishedCount, failed: failed.size, reason: 'aborted' };
       if (!existsSync(spoolRoot(options.dataDir)) || !existsSync(options.directory))
-        return { fetched, failed: failed.size, reason: 'recovery-ended' };
+        return { fetched, published: publishedCount, failed: failed.size, reason: 'recovery-ended' };
       if (inProduction(options.dataDir)) {
         // Recovery ended. recovery_end_command (wal-prefetch clean) normally stops us and removes
         // the spool; a hand-written configuration without it must not leave segments in pg_wal.
         promotedAt ??= Date.now();
         if (Date.now() - promotedAt > END_GRACE_MS) {
           rmSync(spoolRoot(options.dataDir), { recursive: true, force: true });
-          return { fetched, failed: failed.size, reason: 'recovery-ended' };
+          return { fetched, published: publishedCount, failed: failed.size, reason: 'recovery-ended' };
         }
       }
       const wanted = parseWalFileName(readWanted(options.directory) ?? '');
@@ -96,18 +101,33 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         base = -1;
         lastWanted = undefined;
         spooled.clear();
+        published.clear();
         failed.clear();
         endOfArchive = undefined;
       }
       if (timeline === undefined) {
-        if (Date.now() - lastProgress > idleMs) return { fetched, failed: failed.size, reason: 'idle' };
+        if (Date.now() - lastProgress > idleMs) return { fetched, published: publishedCount, failed: failed.size, reason: 'idle' };
         await sleep(100);
         continue;
       }
       const present = new Map<number, string>();
+      /** Notes of published segments in the spool directory, by segment: entry name and whether recovery used it. */
+      const notes = new Map<
+        number,
+        { readonly entry: string; readonly used: boolean; readonly timeline: number; readonly postmaster: string }
+      >();
       for (const entry of safeReaddir(options.directory)) {
         const file = parseWalFileName(entry);
-        if (file?.kind === 'segment') present.set(file.segment, entry);
+        if (file?.kind === 'segment') {
+          present.set(file.segment, entry);
+          continue;
+        }
+        const note = parseNoteName(entry);
+        const noted = note === undefined ? undefined : parseWalFileName(note.name);
+        if (note === undefined || noted?.kind !== 'segment') continue;
+        const size = lstatSync(join(options.directory, entry), { throwIfNoEntry: false })?.size;
+        if (size === undefined) continue;
+        notes.set(noted.segment, { entry, used: size === 0, timeline: noted.timeline, postmaster: note.postmaster });
       }
       let advanced = false;
       if (wanted?.kind === 'segment' && wanted.segment !== lastWanted) {
@@ -117,14 +137,24 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         base = wanted.segment;
         advanced = true;
       }
-      for (const segment of spooled) {
-        if (present.has(segment) || inFlight.has(segment)) continue;
-        spooled.delete(segment);
-        // Gone without us removing it: recovery took it (a rename onto %p).
+      const taken = (segment: number) => {
         if (segment > base) {
           base = segment;
           advanced = true;
         }
+      };
+      for (const segment of spooled) {
+        if (present.has(segment) || inFlight.has(segment) || published.has(segment)) continue;
+        spooled.delete(segment);
+        // Gone without us removing it: recovery took it (a rename onto %p).
+        taken(segment);
+      }
+      for (const [segment, entry] of published) {
+        const note = notes.get(segment);
+        if (note !== undefined && note.entry === entry && !note.used) continue;
+        // Emptied by restore_command (PostgreSQL read pg_wal/<name>) or by wal-fetch taking it.
+        published.delete(segment);
+        taken(segment);
       }
       if (advanced) {
         lastProgress = Date.now();
@@ -143,11 +173,26 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           spooled.add(segment);
         }
       }
+      const postmaster = postmasterOfDataDirSync(options.dataDir);
+      for (const [segment, note] of notes) {
+        // A used note has done its work; one of another timeline, server run or behind recovery
+        // never will. Only the note goes: the published file is PostgreSQL's from the moment the
+        // shell may have answered for it (restartpoints and promotion remove such files), so it
+        // is never deleted under a recovery that might be about to open it.
+        if (note.used || segment <= base || note.timeline !== timeline || note.postmaster !== postmaster) {
+          rmSync(join(options.directory, note.entry), { force: true });
+          notes.delete(segment);
+          if (published.get(segment) === note.entry) published.delete(segment);
+        } else if (!published.has(segment)) {
+          // Published by an earlier prefetcher of this server run (it went idle): ours to track now.
+          published.set(segment, note.entry);
+        }
+      }
       for (let segment = base + 1; segment <= base + options.depth; segment += 1) {
         if (inFlight.size >= concurrency) break;
         if (endOfArchive !== undefined && segment >= endOfArchive) break;
-        if ((present.size + inFlight.size + 1) * WAL_SEGMENT_BYTES > options.maxBytes) break;
-        if (present.has(segment) || inFlight.has(segment) || failed.has(segment)) continue;
+        if ((present.size + notes.size + inFlight.size + 1) * WAL_SEGMENT_BYTES > options.maxBytes) break;
+        if (present.has(segment) || notes.has(segment) || inFlight.has(segment) || failed.has(segment)) continue;
         const tl = timeline;
         const name = segmentName(tl, segment);
         const job = fetchWalFile({
@@ -163,7 +208,19 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           .then((result) => {
             if (result.outcome === 'fetched') {
               fetched += 1;
-              if (tl === timeline) spooled.add(segment);
+              if (tl !== timeline) return;
+              let note: string | undefined;
+              try {
+                note = publishSegment(options.dataDir, options.directory, name);
+              } catch (error) {
+                // Left in the spool (or already taken from it by wal-fetch): served the old way.
+                log(`publishing ${name} in pg_wal failed, left in the spool: ${(error as Error).message ?? String(error)}`);
+              }
+              if (note === undefined) spooled.add(segment);
+              else {
+                published.set(segment, note);
+                publishedCount += 1;
+              }
             } else endOfArchive = Math.min(endOfArchive ?? segment, segment);
           })
           .catch((error: unknown) => {
@@ -176,7 +233,8 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           });
         inFlight.set(segment, job);
       }
-      if (inFlight.size === 0 && Date.now() - lastProgress > idleMs) return { fetched, failed: failed.size, reason: 'idle' };
+      if (inFlight.size === 0 && Date.now() - lastProgress > idleMs)
+        return { fetched, published: publishedCount, failed: failed.size, reason: 'idle' };
       await new Promise<void>((resolve) => {
         wake = resolve;
         void sleep(inFlight.size === 0 ? 200 : 100).then(resolve);

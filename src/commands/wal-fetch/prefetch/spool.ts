@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   lstatSync,
   openSync,
   readFileSync,
@@ -11,6 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { fileIdentity, identityToken, postmasterOfDataDirSync } from '../../../wal/file-identity.js';
 import { parseSegmentHeader, LONG_HEADER_BYTES } from '../../../wal/wal-page-header.js';
 import { parseWalFileName } from '../../../wal/wal-file-name.js';
 
@@ -23,13 +25,23 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
  * and pg_basebackup never copy, and whose non-WAL names PostgreSQL ignores):
  *   pg_wal/.pms-prefetch/prefetcher.lock           pid of the one background prefetcher
  *   pg_wal/.pms-prefetch/prefetcher.log            its stderr
- *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/<name> segments of that system, named with their timeline
+ *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/<name> a verified segment not (yet) published
+ *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/<name>@<postmaster>-<identity>  the note of a segment
+ *                                                  published as pg_wal/<name> (publishSegment)
  *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/wanted the last segment PostgreSQL asked wal-fetch for
  *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/.pms-fetch-<rand>-<name>  a segment being fetched
  * A file enters <sysid>/ only after every check wal-fetch makes (fetchWalFile writes a temporary
  * file, fsyncs it and renames it), so an entry is a verified segment of that system, of the
  * timeline its name says. WAL accepted only because of --allow-unsigned lives apart ("-unsigned")
  * and is never served to a wal-fetch without that flag.
+ *
+ * Published in place: the prefetcher then renames the verified segment to pg_wal/<name>, where
+ * PostgreSQL reads a segment its restore_command did not deliver, and writes a note named by the
+ * server run and the file's identity (wal/file-identity.ts). restore_command's shell checks the
+ * note, empties it and answers 1, and PostgreSQL reads the file where it is: no process beyond
+ * the shell and one stat, no rename and fsyncs of a restored file (docs/pitr.md, "Segments
+ * published in place"). A note vouches only for that file as it was published, only while that
+ * postmaster runs, and only once.
  */
 export const SPOOL_ROOT = join('pg_wal', '.pms-prefetch');
 export const LOCK_FILE = 'prefetcher.lock';
@@ -90,6 +102,68 @@ function headerMatches(path: string, name: string, systemIdentifier: string): bo
     } finally {
       closeSync(fd);
     }
+  } catch {
+    return false;
+  }
+}
+
+/** `<name>@<postmaster>-<identity>`: the note's file name, in the format the shell builds it (restore_command). */
+export function publishedNoteName(name: string, postmaster: string, file: ReturnType<typeof fileIdentity>): string {
+  return `${name}@${postmaster}-${identityToken(file)}`;
+}
+
+/** A note's parts: the segment it is for, or undefined for any other entry. */
+export function parseNoteName(entry: string): { readonly name: string; readonly postmaster: string } | undefined {
+  const at = entry.indexOf('@');
+  if (at < 0 || !isSpoolable(entry.slice(0, at))) return undefined;
+  const parts = entry.slice(at + 1).split('-');
+  // <pid>-<start>-<dev>-<ino>-<size>-<mtime>-<ctime>: the first two are the server run.
+  return parts.length >= 7 ? { name: entry.slice(0, at), postmaster: `${parts[0]}-${parts[1]}` } : undefined;
+}
+
+/**
+ * Publishes the verified segment `<directory>/<name>` as pg_wal/<name> and writes its note; marks
+ * it .done in archive_status as PostgreSQL marks a file restored from the archive, so a promoted
+ * server never archives it again. Returns the note's entry name, or undefined (the segment stays
+ * in the spool for wal-fetch's own fast path) when no server runs to bind the note to. The file's
+ * content was fsynced before it entered the spool; the note is written last, so a note never
+ * names a file that is not complete.
+ */
+export function publishSegment(dataDir: string, directory: string, name: string): string | undefined {
+  const postmaster = postmasterOfDataDirSync(dataDir);
+  if (postmaster === undefined || !isSpoolable(name)) return undefined;
+  const target = join(dataDir, 'pg_wal', name);
+  renameSync(join(directory, name), target);
+  const file = fileIdentity(lstatSync(target, { bigint: true }));
+  const status = join(dataDir, 'pg_wal', 'archive_status');
+  if (existsSync(status)) writeFileSync(join(status, `${name}.done`), '', { mode: 0o600 });
+  const note = publishedNoteName(name, postmaster, file);
+  const temp = join(directory, `${TEMP_PREFIX}note-${process.pid}`);
+  writeFileSync(temp, `${JSON.stringify({ v: 1, published: `pg_wal/${name}` })}\n`, { mode: 0o600 });
+  renameSync(temp, join(directory, note));
+  return note;
+}
+
+/**
+ * wal-fetch's own answer for a published segment (the shell missed it, e.g. it was published a
+ * moment after the shell looked): when this server run's note vouches for pg_wal/<name> as it is
+ * now, the note is emptied and the file renamed onto `destination` (%p), as a spool hit.
+ */
+export function takePublished(dataDir: string, directory: string, name: string, destination: string, systemIdentifier: string): boolean {
+  if (!isSpoolable(name)) return false;
+  const postmaster = postmasterOfDataDirSync(dataDir);
+  if (postmaster === undefined) return false;
+  const path = join(dataDir, 'pg_wal', name);
+  try {
+    const stat = lstatSync(path, { bigint: true });
+    if (!stat.isFile()) return false;
+    const note = join(directory, publishedNoteName(name, postmaster, fileIdentity(stat)));
+    const noteStat = lstatSync(note);
+    if (!noteStat.isFile() || noteStat.size === 0 || (process.geteuid !== undefined && noteStat.uid !== process.geteuid())) return false;
+    if (!headerMatches(path, name, systemIdentifier)) return false;
+    writeFileSync(note, '');
+    renameSync(path, destination);
+    return true;
   } catch {
     return false;
   }

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   NATIVE_ZSTD,
   type SegmentZstd,
-  decompressBytes,
+  decompressBytesInto,
   decompressToFile,
   isSingleChecksummedFrame,
   startDecompressor,
@@ -303,24 +303,23 @@ export async function readEncryptedToFile(options: ReadToFileOptions): Promise<R
   }
 }
 
-/** zlib's zstd (Node >= 22.15): decompressed in memory on the thread pool, hashed there if asked, written once and fsynced. */
+/** zlib's zstd (Node >= 22.15): decompressed on the thread pool in 1 MiB pieces, hashed as they come if asked, written as they come, fsynced. */
 async function decompressInMemory(
   frame: Uint8Array,
   output: string,
   hash: boolean,
   signal: AbortSignal | undefined,
 ): Promise<{ sha256: string | undefined; bytes: number }> {
-  const plain = await decompressBytes(frame);
-  signal?.throwIfAborted();
-  const sha256 = hash ? createHash('sha256').update(plain).digest('hex') : undefined;
+  const hasher = hash ? createHash('sha256') : undefined;
   const handle = await open(output, 'wx', 0o600);
+  let bytes: number;
   try {
-    await handle.writeFile(plain);
+    bytes = await decompressBytesInto(frame, handle, hasher ? (chunk) => hasher.update(chunk) : undefined, signal);
     await handle.sync();
   } finally {
     await handle.close();
   }
-  return { sha256, bytes: plain.byteLength };
+  return { sha256: hasher?.digest('hex'), bytes };
 }
 
 /** The zstd program (Node 20) writes `output` itself; it is read back only when it must be hashed, and fsynced. */

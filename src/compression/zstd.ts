@@ -217,8 +217,8 @@ export async function decompressBytes(frame: Uint8Array): Promise<Buffer> {
 /**
  * zlib's output piece when a frame is decompressed into a file: one 16 MiB buffer per segment
  * cost 58-60 ms of CPU (41-43 ms of it system time: a fresh mapping faulted in page by page and
- * given back) against 19-22 ms in 1 MiB pieces written as they come (Node 24, /tmp/zd.mjs in
- * docs/performance.md, "Session 10").
+ * given back) against 19-22 ms in 1 MiB pieces written as they come (Node 24,
+ * bench/zstd-decompress.mjs; docs/performance.md, "Session 10").
  */
 const FILE_CHUNK = 1024 * 1024;
 

@@ -322,7 +322,13 @@ describe("the prod overlay's HA StatefulSet under podman: three Patroni members,
       for (const i of alive) if ((await restGet(memberIp(i), '/primary')).status === 200) return i;
       return undefined;
     }).catch(async (error: unknown) => assert.fail(`${String(error)}\n${await memberLogs()}`));
-    assert.equal(await psql(leader, 'SELECT pg_is_in_recovery()'), 'f');
+    // Patroni answers /primary with 200 as soon as it holds the leader key and has asked
+    // PostgreSQL to promote (pg_ctl promote does not wait): the end of recovery follows within
+    // a second or so (a CI run saw pg_is_in_recovery() still 't' right after the 200).
+    const promoted = leader;
+    await until(`postgres-${promoted} out of recovery`, 60, async () =>
+      (await psql(promoted, 'SELECT pg_is_in_recovery()')) === 'f' ? true : undefined,
+    ).catch(async (error: unknown) => assert.fail(`${String(error)}\n${await memberLogs()}`));
     assert.equal(await psql(leader, 'SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)'), '00000002');
     const hosts = await hostsNow();
     assert.deepEqual(

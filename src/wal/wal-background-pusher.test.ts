@@ -15,6 +15,7 @@ import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
 import { MARKER_DIR } from '../commands/wal-push/push-marker.js';
 import { pusherAddress } from '../commands/wal-push/pusher-socket.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
+import { SEGMENT_WORKER_NODE_FLAGS } from '../process/segment-worker-flags.js';
 
 // Issue 15 item 2: with the server running, wal-push hands its file to one background pusher per
 // pg_wal that archives the whole backlog ahead and answers each call once its file is stored.
@@ -143,6 +144,8 @@ describe('wal-push background pusher', () => {
     const argv = readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8');
     assert.ok(!argv.includes(readFileSync(fixture.env['BACKUP_SIGNING_PASSPHRASE_FILE'] ?? fixture.key.privateKeyFile, 'utf8').trim()));
     assert.ok(!/BACKUP_|passphrase/i.test(argv), argv);
+    // Started with the segment workers' V8 flags (process/segment-worker-flags.ts), before its script.
+    assert.deepEqual(argv.split('\0').slice(1, 1 + SEGMENT_WORKER_NODE_FLAGS.length), [...SEGMENT_WORKER_NODE_FLAGS], argv);
     for (const name of names.slice(1)) {
       const later = await runAsPostgres(['wal-push', `pg_wal/${name}`]);
       assert.equal(later.code, 0, later.stderr);

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { acceptedNames } from '../../config/settings.js';
 import { PmsError, type ErrorCode } from '../../errors/catalogue.js';
 import { childEnv } from '../../process/child-env.js';
+import { SEGMENT_WORKER_NODE_FLAGS } from '../../process/segment-worker-flags.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'pms-backup.js');
 
@@ -25,7 +26,16 @@ export function pusherSettings(from: NodeJS.ProcessEnv = process.env): Record<st
 export async function startPusher(walDir: string, options: { readAhead: number; concurrency: number }): Promise<void> {
   const child = spawn(
     process.execPath,
-    [CLI, 'wal-pusher', walDir, '--read-ahead', String(options.readAhead), '--concurrency', String(options.concurrency)],
+    [
+      ...SEGMENT_WORKER_NODE_FLAGS,
+      CLI,
+      'wal-pusher',
+      walDir,
+      '--read-ahead',
+      String(options.readAhead),
+      '--concurrency',
+      String(options.concurrency),
+    ],
     { detached: true, env: childEnv(), cwd: dirname(walDir), stdio: ['pipe', 'pipe', 'ignore'] },
   );
   const answer = new Promise<string>((resolve, reject) => {

@@ -14,6 +14,7 @@ import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
 import { runPrefetcher } from './prefetcher.js';
 import { SPOOL_ROOT, markWanted, parseNoteName, spoolDirectory } from './spool.js';
+import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
 
 let fixture: ArchiveFixture;
 let source: ThrowawayCluster;
@@ -166,7 +167,11 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       environment.map((entry) => entry.slice(0, entry.indexOf('='))).filter((name) => !/^(PATH|LANG|LANGUAGE|TZ|TMPDIR|LC_.*)$/.test(name)),
       [],
     );
-    assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(2), ['wal-prefetch', 'run']);
+    // argv: node, the segment workers' V8 flags, bin/pms-backup.js, the subcommand.
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    assert.deepEqual(argv.slice(1, -3), [...SEGMENT_WORKER_NODE_FLAGS], argv.join(' '));
+    assert.match(argv.at(-3) ?? '', /pms-backup\.js$/);
+    assert.deepEqual(argv.slice(-2), ['wal-prefetch', 'run']);
     await cluster.stop('immediate');
     appendFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), `recovery_target_lsn = ''\n`);
     await cluster.start();

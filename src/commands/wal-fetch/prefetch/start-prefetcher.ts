@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childEnv } from '../../../process/child-env.js';
+import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
 import { LOG_FILE, livePrefetcher, spoolDirectory, spoolRoot } from './spool.js';
 
 /** The names wal-fetch's configuration is read from (repository, credentials, key files, prefetch bounds). */
@@ -30,12 +31,16 @@ export async function ensurePrefetcher(options: StartPrefetcherOptions): Promise
   const config = Object.fromEntries(Object.entries(env).filter(([name, value]) => value !== undefined && CONFIG_VARIABLE.test(name)));
   const log = openSync(join(spoolRoot(options.dataDir), LOG_FILE), 'a', 0o600);
   try {
-    const child = spawn(process.execPath, [pmsBackupBin(), 'wal-prefetch', 'run', ...(options.allowUnsigned ? ['--allow-unsigned'] : [])], {
-      cwd: options.dataDir,
-      detached: true,
-      env: childEnv(),
-      stdio: ['pipe', 'ignore', log],
-    });
+    const child = spawn(
+      process.execPath,
+      [...SEGMENT_WORKER_NODE_FLAGS, pmsBackupBin(), 'wal-prefetch', 'run', ...(options.allowUnsigned ? ['--allow-unsigned'] : [])],
+      {
+        cwd: options.dataDir,
+        detached: true,
+        env: childEnv(),
+        stdio: ['pipe', 'ignore', log],
+      },
+    );
     const written = new Promise<void>((done, fail) => {
       child.once('error', fail);
       child.stdin!.once('error', fail);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -219,6 +219,82 @@ test("restore --pitr's restore_command answers a segment published in place with
     assert.deepEqual(run('00000001000000000000000B'), node('00000001000000000000000B'));
     assert.deepEqual(run('00000002.history'), node('00000002.history'));
     assert.equal(publishSegment(dir, spool, '00000002.history'), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("restore --pitr's restore_command waits in the shell for a segment the live prefetcher is fetching, for a bounded number of looks", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pms-restore-in-flight-'));
+  try {
+    const system = '7300000000000000001';
+    const command = spoolFirstRestoreCommand(system, '/bin/echo', '/b.js');
+    const spool = spoolDirectory(dir, system, false);
+    mkdirSync(spool, { recursive: true });
+    mkdirSync(join(dir, 'pg_wal', 'archive_status'));
+    writeFileSync(join(dir, 'postmaster.pid'), `4242\n${dir}\n1764700000\n5432\n`);
+    // A sleep that only counts its calls and, at the third, runs the hook the case set up: the
+    // prefetcher's work arriving while the shell waits.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(
+      join(bin, 'sleep'),
+      `#!/bin/sh\necho x >> '${dir}/sleeps'\n[ "$(wc -l < '${dir}/sleeps')" -eq 3 ] && [ -f '${dir}/hook' ] && . '${dir}/hook'\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    const run = (name: string, hook?: string) => {
+      rmSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
+      rmSync(join(dir, 'sleeps'), { force: true });
+      rmSync(join(dir, 'hook'), { force: true });
+      if (hook) writeFileSync(join(dir, 'hook'), hook);
+      const result = spawnSync('/bin/sh', ['-c', expand(command, name)], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { PATH: `${bin}:/usr/bin:/bin` },
+      });
+      const sleeps = existsSync(join(dir, 'sleeps')) ? readFileSync(join(dir, 'sleeps'), 'utf8').split('\n').length - 1 : 0;
+      return { status: result.status, stdout: result.stdout, sleeps };
+    };
+    const node = (name: string) => `/b.js wal-fetch ${name} pg_wal/RECOVERYXLOG\n`;
+    const lock = (pid: number) => writeFileSync(join(dir, 'pg_wal', '.pms-prefetch', 'prefetcher.lock'), `${pid}\n`);
+    const temp = (name: string) => join(spool, `.pms-fetch-0a1b2c3d-${name}`);
+    lock(process.pid);
+
+    // Published in place while the shell waits: answered with 1, PostgreSQL reads pg_wal/%f.
+    const inPlace = '000000010000000000000003';
+    writeFileSync(join(spool, inPlace), `segment ${inPlace}`);
+    const note = join(spool, publishSegment(dir, spool, inPlace) ?? assert.fail('published'));
+    renameSync(note, join(dir, 'held-note'));
+    writeFileSync(temp(inPlace), 'partial');
+    assert.deepEqual(run(inPlace, `mv '${dir}/held-note' '${note}'; rm -f '${temp(inPlace)}'\n`), { status: 1, stdout: '', sleeps: 3 });
+    assert.equal(readFileSync(note, 'utf8'), '', 'the note is used up');
+
+    // Left in the spool (no server to bind a note to when it was published): moved onto %p.
+    const spooled = '000000010000000000000004';
+    writeFileSync(join(dir, 'ready'), `segment ${spooled}`);
+    writeFileSync(temp(spooled), 'partial');
+    assert.deepEqual(run(spooled, `mv '${dir}/ready' '${join(spool, spooled)}'; rm -f '${temp(spooled)}'\n`), {
+      status: 0,
+      stdout: '',
+      sleeps: 3,
+    });
+    assert.equal(readFileSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), 'utf8'), `segment ${spooled}`);
+
+    // Never finished: after the bounded number of looks, Node decides.
+    const stuck = '000000010000000000000005';
+    writeFileSync(temp(stuck), 'partial');
+    assert.deepEqual(run(stuck), { status: 0, stdout: node(stuck), sleeps: 500 });
+
+    // A temporary file left by a prefetcher that is gone, or with no lock at all: no wait.
+    const child = spawnSync('/bin/true');
+    assert.equal(child.status, 0);
+    lock(child.pid ?? assert.fail('a pid'));
+    assert.deepEqual(run(stuck), { status: 0, stdout: node(stuck), sleeps: 0 });
+    rmSync(join(dir, 'pg_wal', '.pms-prefetch', 'prefetcher.lock'));
+    assert.deepEqual(run(stuck), { status: 0, stdout: node(stuck), sleeps: 0 });
+    // Nothing in flight for this segment (another one's temporary file does not count): no wait.
+    lock(process.pid);
+    assert.deepEqual(run('000000010000000000000006'), { status: 0, stdout: node('000000010000000000000006'), sleeps: 0 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -113,7 +113,7 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     assert.match(
       auto,
       new RegExp(
-        `restore_command = '\\{ read -r pm_pid; .* m="pg_wal/\\.pms-prefetch/${systemIdentifier}/%f@\\$pm_pid-\\$pm_start-\\$\\(stat .* exit 1; find pg_wal/\\.pms-prefetch/${systemIdentifier} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f \\{\\} %p .*; test -f %p \\|\\| exec `,
+        `restore_command = 'p\\(\\) \\{ \\{ read -r pm_pid; .* m="pg_wal/\\.pms-prefetch/${systemIdentifier}/%f@\\$pm_pid-\\$pm_start-\\$\\(stat .* exit 1; \\}; p; find pg_wal/\\.pms-prefetch/${systemIdentifier} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f \\{\\} %p .*; test -f %p \\|\\| exec `,
       ),
     );
     assert.match(auto, /recovery_end_command = .* wal-prefetch clean'/);

@@ -1,7 +1,7 @@
 // test-layer: alone: kills pg_dump and the server at chosen moments of a running backup
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -111,14 +111,18 @@ describe('interruptions during a backup', () => {
     assert.equal(await cluster.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'interrupted_restore%'"), '0');
   });
 
-  test('SIGTERM during verify stops its throwaway server, removes its files and records no verification', async () => {
+  test('SIGTERM during verify stops its throwaway server, removes its files and records no verification', async (t) => {
+    // verify's own TMPDIR: other test files make throwaway servers in the shared /tmp meanwhile.
+    const scratch = mkdtempSync(join(tmpdir(), 'pms-crash-verify-'));
+    chmodSync(scratch, 0o755);
+    t.after(() => rmSync(scratch, { recursive: true, force: true }));
     const throwaway = () =>
-      readdirSync(tmpdir())
+      readdirSync(scratch)
         .filter((d) => d.startsWith('pms-pg-'))
         .sort();
     const before = throwaway();
     const child = spawn(process.execPath, [binPath('pms-backup'), 'verify', 'latest'], {
-      env: { PATH: process.env['PATH'], ...env, BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile },
+      env: { PATH: process.env['PATH'], ...env, BACKUP_GPG_PRIVATE_KEY_FILE: key.privateKeyFile, TMPDIR: scratch },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

@@ -7,6 +7,7 @@ import { loadBackupConfig } from '../../../config/config.js';
 import { loadDecryptionKeys } from '../../../crypto/keys.js';
 import { loadTrustedSigners } from '../../../crypto/signing.js';
 import { openStorage } from '../../../storage/open-storage.js';
+import { lowerPriority } from '../../../process/background-priority.js';
 import { readControlSystemIdentifier } from '../../../wal/wal-page-header.js';
 import { runPrefetcher } from './prefetcher.js';
 import { LOG_FILE, livePrefetcher, releasePrefetcherLock, spoolDirectory, spoolRoot, takePrefetcherLock } from './spool.js';
@@ -20,6 +21,8 @@ export async function runPrefetchWorker(options: { allowUnsigned?: boolean }): P
   const dataDir = process.cwd();
   const received = JSON.parse(await text(process.stdin)) as Record<string, string>;
   if (!takePrefetcherLock(dataDir)) return 0;
+  // Recovery's startup process comes first: the prefetcher runs on what it leaves (BACKGROUND_NICE).
+  lowerPriority();
   try {
     // The S3 SDK's default credential chain (no keys in BACKUP_*) reads the process environment.
     for (const [name, value] of Object.entries(received)) if (typeof value === 'string') process.env[name] = value;

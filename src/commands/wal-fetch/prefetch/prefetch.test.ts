@@ -15,6 +15,7 @@ import { restorePitr } from '../../restore/pitr/restore-pitr.js';
 import { runPrefetcher } from './prefetcher.js';
 import { SPOOL_ROOT, markWanted, parseNoteName, spoolDirectory } from './spool.js';
 import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
+import { BACKGROUND_NICE } from '../../../process/background-priority.js';
 
 let fixture: ArchiveFixture;
 let source: ThrowawayCluster;
@@ -172,6 +173,12 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     assert.deepEqual(argv.slice(1, -3), [...SEGMENT_WORKER_NODE_FLAGS], argv.join(' '));
     assert.match(argv.at(-3) ?? '', /pms-backup\.js$/);
     assert.deepEqual(argv.slice(-2), ['wal-prefetch', 'run']);
+    // Every one of its threads runs at BACKGROUND_NICE, below the startup process (nice 0).
+    const nices = readdirSync(`/proc/${pid}/task`).map((task) => {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    });
+    assert.ok(nices.length > 1 && nices.every((nice) => nice === BACKGROUND_NICE), nices.join(','));
     await cluster.stop('immediate');
     appendFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), `recovery_target_lsn = ''\n`);
     await cluster.start();

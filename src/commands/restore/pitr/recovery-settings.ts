@@ -81,7 +81,9 @@ export function spoolFirstRestoreCommand(
     `{ read -r q; } 2>/dev/null < pg_wal/.pms-prefetch/prefetcher.lock`,
     `kill -0 "$q" 2>/dev/null`,
   ].join(' && ');
-  const wait = `w=0; while [ ! -f %p ] && [ $w -lt ${IN_FLIGHT_SHELL_LOOKS} ] && ${inFlight}; do sleep ${IN_FLIGHT_SHELL_POLL_S}; p; ${take}; w=$((w+1)); done`;
+  // The temporary file goes (renamed into the spool) a moment before the segment is published
+  // and its note written: after a wait, one more look once that moment has passed.
+  const wait = `w=0; while [ ! -f %p ] && [ $w -lt ${IN_FLIGHT_SHELL_LOOKS} ] && ${inFlight}; do sleep ${IN_FLIGHT_SHELL_POLL_S}; p; ${take}; w=$((w+1)); done; [ $w -eq 0 ] || [ -f %p ] || { sleep ${IN_FLIGHT_SHELL_POLL_S}; p; ${take}; }`;
   return `p() { ${inPlace}; }; p; ${take}; ${wait}; test -f %p || exec ${restoreCommand(node, bin, options)}`;
 }
 

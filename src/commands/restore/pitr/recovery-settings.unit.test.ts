@@ -239,14 +239,16 @@ test("restore --pitr's restore_command waits in the shell for a segment the live
     mkdirSync(bin);
     writeFileSync(
       join(bin, 'sleep'),
-      `#!/bin/sh\necho x >> '${dir}/sleeps'\n[ "$(wc -l < '${dir}/sleeps')" -eq 3 ] && [ -f '${dir}/hook' ] && . '${dir}/hook'\nexit 0\n`,
+      `#!/bin/sh\necho x >> '${dir}/sleeps'\nn=$(wc -l < '${dir}/sleeps')\n[ "$n" -eq 3 ] && [ -f '${dir}/hook' ] && . '${dir}/hook'\n[ "$n" -eq 4 ] && [ -f '${dir}/hook4' ] && . '${dir}/hook4'\nexit 0\n`,
       { mode: 0o755 },
     );
-    const run = (name: string, hook?: string) => {
+    const run = (name: string, hook?: string, hook4?: string) => {
       rmSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
       rmSync(join(dir, 'sleeps'), { force: true });
       rmSync(join(dir, 'hook'), { force: true });
+      rmSync(join(dir, 'hook4'), { force: true });
       if (hook) writeFileSync(join(dir, 'hook'), hook);
+      if (hook4) writeFileSync(join(dir, 'hook4'), hook4);
       const result = spawnSync('/bin/sh', ['-c', expand(command, name)], {
         cwd: dir,
         encoding: 'utf8',
@@ -269,6 +271,18 @@ test("restore --pitr's restore_command waits in the shell for a segment the live
     assert.deepEqual(run(inPlace, `mv '${dir}/held-note' '${note}'; rm -f '${temp(inPlace)}'\n`), { status: 1, stdout: '', sleeps: 3 });
     assert.equal(readFileSync(note, 'utf8'), '', 'the note is used up');
 
+    // The temporary file gone a moment before the note is written: one more look catches it.
+    const between = '000000010000000000000007';
+    writeFileSync(join(spool, between), `segment ${between}`);
+    const later = join(spool, publishSegment(dir, spool, between) ?? assert.fail('published'));
+    renameSync(later, join(dir, 'held-note'));
+    writeFileSync(temp(between), 'partial');
+    assert.deepEqual(run(between, `rm -f '${temp(between)}'\n`, `mv '${dir}/held-note' '${later}'\n`), {
+      status: 1,
+      stdout: '',
+      sleeps: 4,
+    });
+
     // Left in the spool (no server to bind a note to when it was published): moved onto %p.
     const spooled = '000000010000000000000004';
     writeFileSync(join(dir, 'ready'), `segment ${spooled}`);
@@ -280,10 +294,10 @@ test("restore --pitr's restore_command waits in the shell for a segment the live
     });
     assert.equal(readFileSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), 'utf8'), `segment ${spooled}`);
 
-    // Never finished: after the bounded number of looks, Node decides.
+    // Never finished: after the bounded number of looks (and the one more), Node decides.
     const stuck = '000000010000000000000005';
     writeFileSync(temp(stuck), 'partial');
-    assert.deepEqual(run(stuck), { status: 0, stdout: node(stuck), sleeps: 500 });
+    assert.deepEqual(run(stuck), { status: 0, stdout: node(stuck), sleeps: 501 });
 
     // A temporary file left by a prefetcher that is gone, or with no lock at all: no wait.
     const child = spawnSync('/bin/true');

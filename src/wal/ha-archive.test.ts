@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, renameSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -191,6 +191,22 @@ describe('HA: base backup from a standby, archiving and PITR across a Patroni fa
       assert.ok(check, result.stdout);
       return check;
     };
+    // archive_mode = always: the replica archives 00000002.history too, once it has followed the
+    // new timeline, which can be seconds after the failover. Moved aside before that, it came back
+    // (wal-push stored it again) and the check passed (seen once in CI). So every running member
+    // must hold the file with nothing left to archive first.
+    await cluster.waitForHealthy();
+    await waitFor('every running member to have archived 00000002.history', async () =>
+      cluster.members
+        .filter((m) => m.running)
+        .every(
+          (m) =>
+            existsSync(join(m.dataDir, 'pg_wal', '00000002.history')) &&
+            !existsSync(join(m.dataDir, 'pg_wal', 'archive_status', '00000002.history.ready')),
+        )
+        ? true
+        : undefined,
+    );
     const whole = await walGaps();
     assert.equal(whole.ok, true, whole.detail);
     assert.match(whole.detail, /timeline 1 0{7}1[0-9A-F]{16}\.\.0{7}1[0-9A-F]{16}, then timeline 2 /);

@@ -59,6 +59,10 @@ export function registerWalCommands(program: Command): void {
       '--allow-unsigned',
       'also accept WAL archived before signing (no signature at all); a bad or untrusted signature still exits 200',
     )
+    .option(
+      '--promote-at-end',
+      'in a standby (standby.signal), promote the server when a segment is not archived; restore --pitr --target-time latest writes it',
+    )
     .addHelpText(
       'after',
       `
@@ -67,11 +71,13 @@ Meant as PostgreSQL's restore_command (pms-backup restore --pitr writes it for y
   recovery_end_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-prefetch clean'
 Each call for a segment also makes sure one background prefetcher fetches, verifies and
 decompresses the next BACKUP_WAL_PREFETCH segments into pg_wal/.pms-prefetch, from where later
-calls are answered without loading keys or contacting the repository. See docs/pitr.md.
+calls are answered without loading keys or contacting the repository. With --promote-at-end
+(restore --pitr --target-time latest), a segment that is not archived also asks the standby to
+promote: see docs/pitr.md, "Promotion at the end of the archive".
 ${WAL_FETCH_EXIT_HELP_TEXT}`,
     )
     .action(
-      action(async (name: string, path: string, options: { allowUnsigned?: boolean }) => {
+      action(async (name: string, path: string, options: { allowUnsigned?: boolean; promoteAtEnd?: boolean }) => {
         const { runWalFetch } = await import('../commands/wal-fetch/wal-fetch-command.js');
         return runWalFetch(name, path, options);
       }),

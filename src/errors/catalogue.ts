@@ -55,6 +55,10 @@ export const ERRORS = {
     exitCode: EXIT.unavailable,
     summary: 'the standby a base backup read was promoted (a failover) before the backup ended',
   },
+  PMS_ERR_PROMOTION: {
+    exitCode: EXIT.failure,
+    summary: 'a recovered server was asked to promote at the end of the archive and did not',
+  },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

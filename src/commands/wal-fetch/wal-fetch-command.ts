@@ -12,7 +12,13 @@ export const WAL_FETCH_EXIT = { fetched: 0, notFound: 1, fatal: 200 } as const;
 
 /** The exit status table lives in cli/wal-commands.ts, shown by `pms-backup wal-fetch --help`. */
 
-export async function runWalFetch(name: string, path: string, options: { allowUnsigned?: boolean } = {}): Promise<number> {
+export interface WalFetchOptions {
+  readonly allowUnsigned?: boolean;
+  /** Written by restore --pitr --target-time latest: promote the standby when a segment is not archived (promote-at-end.ts). */
+  readonly promoteAtEnd?: boolean;
+}
+
+export async function runWalFetch(name: string, path: string, options: WalFetchOptions = {}): Promise<number> {
   // If a bug ever left a promise unsettled, Node would exit 13, which PostgreSQL reads as "not
   // archived" and may promote early: any exit without a result is turned into the fatal status.
   let settled = false;
@@ -47,6 +53,7 @@ export async function runWalFetch(name: string, path: string, options: { allowUn
         prefetch,
       ]);
       if (file !== undefined && file.kind !== 'partial' && head === undefined) {
+        if (options.promoteAtEnd && file.kind === 'segment') await promoteAtEnd(name);
         settled = true;
         return WAL_FETCH_EXIT.notFound;
       }
@@ -61,6 +68,7 @@ export async function runWalFetch(name: string, path: string, options: { allowUn
       ]);
       const trust = { trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) };
       const result = await fetchWalFile({ storage, keys, trust, name, destination: path, systemIdentifier, head });
+      if (result.outcome !== 'fetched' && options.promoteAtEnd && file?.kind === 'segment') await promoteAtEnd(name);
       settled = true;
       return result.outcome === 'fetched' ? WAL_FETCH_EXIT.fetched : WAL_FETCH_EXIT.notFound;
     } finally {
@@ -71,6 +79,17 @@ export async function runWalFetch(name: string, path: string, options: { allowUn
     const pms = toPmsError(error);
     process.stderr.write(`pms-backup wal-fetch ${name}: error ${pms.code}: ${pms.message}\n`);
     return WAL_FETCH_EXIT.fatal;
+  }
+}
+
+/** The end of the archive for a standby restore --pitr prepared: ask it to promote (a failure is fatal: see promote-at-end.ts). */
+async function promoteAtEnd(name: string): Promise<void> {
+  const { requestPromotion } = await import('./promote-at-end.js');
+  const request = requestPromotion(process.cwd(), name);
+  if (request.outcome === 'requested') {
+    process.stderr.write(
+      `pms-backup wal-fetch ${name}: not archived, the end of the archive: asked the server (pid ${request.postmaster}) to promote${request.calls > 1 ? ` (call ${request.calls})` : ''}\n`,
+    );
   }
 }
 

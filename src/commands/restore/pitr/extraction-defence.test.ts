@@ -157,6 +157,34 @@ describe('writing into an extracted data directory as root', () => {
     assert.match(readFileSync(join(dir, 'postgresql.auto.conf'), 'utf8'), /^# Do not edit\n\n# test\nrestore_command = 'false'/);
   });
 
+  test('promoteAtEnd: standby.signal (a planted link replaced) instead of recovery.signal; refused for a time target or a restore_command without --promote-at-end', async () => {
+    const target = victim('standby-signal');
+    const dir = extracted();
+    symlinkSync(target.path, join(dir, 'standby.signal'));
+    writeFileSync(join(dir, 'recovery.signal'), '');
+    const command = "'/usr/bin/node' '/b.js' wal-fetch --allow-unsigned --promote-at-end %f %p";
+    await writeRecoverySettings(dir, { restoreCommand: command, target: 'latest', promoteAtEnd: true }, 'test');
+    target.unchanged();
+    const signal = lstatSync(join(dir, 'standby.signal'));
+    assert.ok(signal.isFile(), 'a regular file now');
+    assert.deepEqual([signal.uid, signal.gid, signal.mode & 0o777], [SERVER_UID, SERVER_GID, 0o600]);
+    assert.throws(() => lstatSync(join(dir, 'recovery.signal')), /ENOENT/, 'recovery.signal removed');
+    const other = extracted();
+    await assert.rejects(
+      writeRecoverySettings(other, { restoreCommand: command, target: new Date('2026-11-23T14:06:00Z'), promoteAtEnd: true }, 'test'),
+      /promoteAtEnd needs target latest/,
+    );
+    await assert.rejects(
+      writeRecoverySettings(
+        other,
+        { restoreCommand: "'/usr/bin/node' '/b.js' wal-fetch %f %p", target: 'latest', promoteAtEnd: true },
+        'test',
+      ),
+      /wal-fetch --promote-at-end/,
+    );
+    assert.throws(() => lstatSync(join(other, 'standby.signal')), /ENOENT/, 'nothing written when refused');
+  });
+
   test('a FIFO is refused at once (no hang), a hard link to a file of root is refused and the file is untouched', async () => {
     const fifoDir = extracted({ PG_VERSION: '15\n' });
     execFileSync('mkfifo', [join(fifoDir, 'postgresql.auto.conf')]);

@@ -311,7 +311,10 @@ describe('object-store faults: recovery of a real PostgreSQL through restore --p
     assert.match(log, new RegExp(`wal-fetch ${broken}: error PMS_ERR_REPO_UNAVAILABLE`), log);
     assert.match(log, /exit code 200/, log);
     assert.doesNotMatch(log, /database system is ready to accept read-write connections|selected new timeline/, 'never promoted');
-    assert.ok(existsSync(join(dataDir, 'recovery.signal')), 'the data directory still says it is recovering');
+    assert.ok(
+      existsSync(join(dataDir, 'standby.signal')),
+      'the data directory still says it is recovering (a standby restore --pitr prepared)',
+    );
     const control = readFileSync(join(dataDir, 'global', 'pg_control'));
     assert.notEqual(control.readUInt32LE(16), 6, 'pg_control is not "in production"');
     const { segments, temporary } = spoolContents(spoolDirectory(dataDir, systemIdentifier, false));

@@ -77,7 +77,7 @@ describe('a base backup of a data directory with planted links', () => {
     const result = await cli(['restore', '--pitr', '--target-time', 'latest', '--pgdata', pgdata]);
     assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
     assertVictimsUntouched();
-    for (const name of ['postgresql.auto.conf', 'recovery.signal']) {
+    for (const name of ['postgresql.auto.conf', 'standby.signal']) {
       const info = lstatSync(join(pgdata, name));
       assert.ok(info.isFile() && info.nlink === 1, `${name} is a regular file of the restore's own`);
       assert.notEqual(info.uid, 0, `${name} belongs to the server's OS user`);

@@ -33,9 +33,16 @@ export function archiveCommand(node = process.execPath, bin = pmsBackupBin()): s
 }
 
 /** restore_command calling wal-fetch by absolute paths: the server's PATH may not hold node. */
-export function restoreCommand(node = process.execPath, bin = pmsBackupBin(), options: { allowUnsigned?: boolean } = {}): string {
-  // --allow-unsigned only for a recovery through WAL archived before signing (restore --pitr --allow-unsigned).
-  return `${shellQuote(node)} ${shellQuote(bin)} wal-fetch${options.allowUnsigned ? ' --allow-unsigned' : ''} %f %p`;
+export interface RestoreCommandOptions {
+  /** Only for a recovery through WAL archived before signing (restore --pitr --allow-unsigned). */
+  readonly allowUnsigned?: boolean;
+  /** Only for a standby restore --pitr prepared to recover to the end of the archive (writeRecoverySettings). */
+  readonly promoteAtEnd?: boolean;
+}
+
+export function restoreCommand(node = process.execPath, bin = pmsBackupBin(), options: RestoreCommandOptions = {}): string {
+  const flags = `${options.allowUnsigned ? ' --allow-unsigned' : ''}${options.promoteAtEnd ? ' --promote-at-end' : ''}`;
+  return `${shellQuote(node)} ${shellQuote(bin)} wal-fetch${flags} %f %p`;
 }
 
 /**
@@ -56,7 +63,7 @@ export function spoolFirstRestoreCommand(
   systemIdentifier: string,
   node = process.execPath,
   bin = pmsBackupBin(),
-  options: { allowUnsigned?: boolean } = {},
+  options: RestoreCommandOptions = {},
 ): string {
   if (!/^\d+$/.test(systemIdentifier)) throw new RangeError(`not a system identifier: ${systemIdentifier}`);
   const spool = `pg_wal/.pms-prefetch/${systemIdentifier}${options.allowUnsigned ? '-unsigned' : ''}`;
@@ -114,6 +121,13 @@ export interface RecoverySettings {
   /** Run once recovery ended (wal-fetch's prefetch spool is removed by it). */
   readonly recoveryEndCommand?: string;
   readonly target: TargetTime;
+  /**
+   * Recover as a standby that wal-fetch --promote-at-end promotes when the archive ends, instead of
+   * archive recovery: the server opens without waiting for the end-of-recovery checkpoint
+   * (commands/wal-fetch/promote-at-end.ts). Only with target 'latest' and a restore_command that
+   * carries the flag; otherwise the standby would wait for WAL forever.
+   */
+  readonly promoteAtEnd?: boolean;
   /** Extra settings (e.g. archive_mode = off for a throwaway verification server). */
   readonly extra?: Readonly<Record<string, string>>;
 }
@@ -142,10 +156,22 @@ export function recoveryConfText(settings: RecoverySettings, note: string): stri
  * directory came out of a tar: nothing planted there (a link to a file of root's) is followed.
  */
 export async function writeRecoverySettings(dataDir: string, settings: RecoverySettings, note: string): Promise<void> {
+  if (
+    settings.promoteAtEnd &&
+    (settings.target !== 'latest' || !/ wal-fetch(?: --[a-z-]+)* --promote-at-end /.test(settings.restoreCommand))
+  ) {
+    throw new RangeError('promoteAtEnd needs target latest and a restore_command running wal-fetch --promote-at-end');
+  }
   await usingDataDirectory(dataDir, async (directory) => {
     await directory.append('postgresql.auto.conf', recoveryConfText(settings, note));
-    // standby.signal would win over recovery.signal: the copy would wait as a standby forever.
-    await directory.remove('standby.signal');
-    await directory.replace('recovery.signal', '');
+    // standby.signal wins over recovery.signal, so the one not wanted goes: without a promotion at
+    // the end of the archive, the copy would wait as a standby forever.
+    if (settings.promoteAtEnd) {
+      await directory.remove('recovery.signal');
+      await directory.replace('standby.signal', '');
+    } else {
+      await directory.remove('standby.signal');
+      await directory.replace('recovery.signal', '');
+    }
   });
 }

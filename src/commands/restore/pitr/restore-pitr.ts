@@ -38,7 +38,8 @@ export interface PitrRestoreResult {
 
 /**
  * Prepares a data directory that, when started, recovers to the target: the chosen base backup
- * unpacked, restore_command pointing at wal-fetch, the recovery target and recovery.signal.
+ * unpacked, restore_command pointing at wal-fetch, the recovery target and recovery.signal
+ * (standby.signal for 'latest': wal-fetch promotes it at the end of the archive, promote-at-end.ts).
  * Nothing is left behind on failure (the directory is emptied, or removed if we created it).
  */
 export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRestoreResult> {
@@ -57,14 +58,16 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
       ...(options.signal ? { signal: options.signal } : {}),
     });
     const allowUnsigned = options.trust.allowUnsigned ?? false;
+    // To the end of the archive: a standby promoted there opens without the end-of-recovery checkpoint.
+    const promoteAtEnd = options.target === 'latest';
     const command =
       options.prefetch === false
-        ? restoreCommand(undefined, undefined, { allowUnsigned })
-        : spoolFirstRestoreCommand(base.systemIdentifier, undefined, undefined, { allowUnsigned });
+        ? restoreCommand(undefined, undefined, { allowUnsigned, promoteAtEnd })
+        : spoolFirstRestoreCommand(base.systemIdentifier, undefined, undefined, { allowUnsigned, promoteAtEnd });
     const target = options.target === 'latest' ? 'latest' : options.target.toISOString();
     await writeRecoverySettings(
       directory.path,
-      { restoreCommand: command, recoveryEndCommand: prefetchCleanCommand(), target: options.target },
+      { restoreCommand: command, recoveryEndCommand: prefetchCleanCommand(), target: options.target, promoteAtEnd },
       `pms-backup restore --pitr: base backup ${base.id}, target ${target}`,
     );
     const missingIncludes = await missingConfigIncludes(directory.path);

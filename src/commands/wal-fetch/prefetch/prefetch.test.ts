@@ -118,6 +118,17 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       ),
     );
     assert.match(auto, /recovery_end_command = .* wal-prefetch clean'/);
+    assert.match(auto, /exec ''[^']+'' ''[^']+'' wal-fetch --promote-at-end %f %p'/);
+    // A standby promoted at the end of the archive: it opened without waiting for the
+    // end-of-recovery checkpoint, which runs in the background instead.
+    const promoted = serverLog(cluster);
+    assert.match(promoted, /wal-fetch [0-9A-F]{24}: not archived, the end of the archive: asked the server \(pid \d+\) to promote/);
+    assert.match(promoted, /received promote request/);
+    assert.match(promoted, /selected new timeline ID: 2/);
+    assert.doesNotMatch(promoted, /checkpoint starting: end-of-recovery/);
+    for (const name of ['standby.signal', 'recovery.signal', 'promote']) {
+      assert.ok(!existsSync(join(cluster.dataDir, name)), `${name} is gone`);
+    }
     await waitFor('the spool removed by recovery_end_command', async () =>
       existsSync(join(cluster.dataDir, SPOOL_ROOT)) ? undefined : true,
     );
@@ -259,7 +270,8 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     const cluster = await restoreAndStart({ ...env, BACKUP_WAL_PREFETCH: '0' }, { prefetch: false });
     assert.equal(await rows(cluster), expectedRows);
     const auto = readFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), 'utf8');
-    assert.match(auto, /restore_command = '''[^']+'' ''[^']+'' wal-fetch %f %p'/);
+    assert.match(auto, /restore_command = '''[^']+'' ''[^']+'' wal-fetch --promote-at-end %f %p'/);
+    assert.match(serverLog(cluster), /not archived, the end of the archive: asked the server \(pid \d+\) to promote/);
     // recovery_end_command echoes a prefetcher's log into the server's: there was none.
     assert.doesNotMatch(serverLog(cluster), /prefetcher/);
     assert.ok(!existsSync(join(cluster.dataDir, SPOOL_ROOT)));

@@ -270,10 +270,12 @@ try {
     rmSync(pgbr, { recursive: true, force: true });
 
     // The floor: the same base backup, every archived segment already in pg_wal, no
-    // restore_command and no recovery.signal: PostgreSQL replays from backup_label to the end of pg_wal.
+    // restore_command and no signal file: PostgreSQL replays from backup_label to the end of pg_wal.
+    // (restore --pitr --target-time latest writes standby.signal: docs/pitr.md, "Promotion at the
+    // end of the archive".)
     const floor = join(parent, `floor-${round}`);
     await ourRestore(floor);
-    rmSync(join(floor, 'recovery.signal'));
+    for (const signal of ['recovery.signal', 'standby.signal']) rmSync(join(floor, signal), { force: true });
     for (const f of readdirSync(copies)) if (/^[0-9A-F]{24}$/.test(f)) cpSync(join(copies, f), join(floor, 'pg_wal', f));
     await run('chown', ['-R', 'postgres:postgres', join(floor, 'pg_wal')]);
     await run('sync', []);
@@ -301,6 +303,10 @@ try {
         await run('chown', ['-R', 'postgres:postgres', target]);
         await run('sync', []);
         const restore = command ?? `mv -f ${local}/%f %p`;
+        // Archive recovery, which ends by itself: neither command promotes a standby.
+        rmSync(join(dir, 'standby.signal'), { force: true });
+        writeFileSync(join(dir, 'recovery.signal'), '');
+        chownSync(join(dir, 'recovery.signal'), PG_UID, PG_GID);
         writeFileSync(
           join(dir, 'postgresql.auto.conf'),
           `${readFileSync(join(dir, 'postgresql.auto.conf'), 'utf8')}\nrestore_command = '${restore}'\nrecovery_end_command = ''\n`,

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { toPmsError } from '../../cli/exit-boundary.js';
-import { isSpoolable, markWanted, spoolDirectory } from './prefetch/spool.js';
+import { backupStartSegment, wantedBefore } from './prefetch/backup-start.js';
+import { isSpoolable, markWanted, readWanted, spoolDirectory } from './prefetch/spool.js';
 
 /**
  * restore_command's exit status is a contract with PostgreSQL: 1 means "not archived" (end of
@@ -44,10 +45,17 @@ export async function runWalFetch(name: string, path: string, options: WalFetchO
     try {
       // The prefetcher is told (and started) before this process loads its keys and fetches this
       // segment, so its own start-up (Node, modules, keys) overlaps ours.
+      // The history probe that opens a recovery to the newest timeline starts it on the base
+      // backup's first segment (prefetch/backup-start.ts).
+      const allowUnsigned = options.allowUnsigned ?? false;
       const prefetch =
-        config.operations.walPrefetch > 0 && isSpoolable(name)
-          ? startPrefetch(name, systemIdentifier, options.allowUnsigned ?? false)
-          : undefined;
+        config.operations.walPrefetch <= 0
+          ? undefined
+          : isSpoolable(name)
+            ? startPrefetch(name, systemIdentifier, allowUnsigned)
+            : file?.kind === 'history'
+              ? startPrefetchAtBackupStart(name, systemIdentifier, allowUnsigned)
+              : undefined;
       const [head] = await Promise.all([
         file !== undefined && file.kind !== 'partial' ? storage.head(walObjectKey(file)) : undefined,
         prefetch,
@@ -93,14 +101,35 @@ async function promoteAtEnd(name: string): Promise<void> {
   }
 }
 
-/** Tells the prefetcher (starting it if none runs) that recovery wants `name`; a failure here only costs speed. */
-async function startPrefetch(name: string, systemIdentifier: string, allowUnsigned: boolean): Promise<void> {
+/**
+ * Before any segment was asked for in this recovery (no `wanted` mark yet) and while backup_label
+ * is there: the prefetcher starts on the segment the base backup started in, so its start-up and
+ * first fetches overlap this probe and PostgreSQL's own start.
+ */
+async function startPrefetchAtBackupStart(name: string, systemIdentifier: string, allowUnsigned: boolean): Promise<void> {
+  const start = backupStartSegment(process.cwd());
+  const before = start === undefined ? undefined : wantedBefore(start);
+  if (before === undefined) return;
+  await startPrefetch(name, systemIdentifier, allowUnsigned, { wanted: before, onlyFirst: true });
+}
+
+/**
+ * Tells the prefetcher (starting it if none runs) that recovery wants `name` (or `wanted`); with
+ * onlyFirst, nothing is marked or started once a request was made. A failure here only costs speed.
+ */
+async function startPrefetch(
+  name: string,
+  systemIdentifier: string,
+  allowUnsigned: boolean,
+  hint: { readonly wanted: string; readonly onlyFirst: boolean } | undefined = undefined,
+): Promise<void> {
   try {
     const { ensurePrefetcher } = await import('./prefetch/start-prefetcher.js');
     const dataDir = process.cwd();
     const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
     mkdirSync(directory, { recursive: true, mode: 0o700 });
-    markWanted(directory, name);
+    if (hint?.onlyFirst && readWanted(directory) !== undefined) return;
+    markWanted(directory, hint?.wanted ?? name);
     await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
   } catch (error) {
     process.stderr.write(

@@ -13,7 +13,8 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
 import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
 import { runPrefetcher } from './prefetcher.js';
-import { SPOOL_ROOT, markWanted, parseNoteName, spoolDirectory } from './spool.js';
+import { SPOOL_ROOT, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
+import { backupStartSegment, wantedBefore } from './backup-start.js';
 import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
 import { BACKGROUND_NICE } from '../../../process/background-priority.js';
 
@@ -264,6 +265,38 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     } finally {
       writeFileSync(object, original);
     }
+  });
+
+  test("the history probe that opens a recovery starts the prefetcher on the base backup's first segment, and only before any request", async () => {
+    // restore --pitr's directory before its server starts: backup_label and the primary's pg_control
+    // (in production) are what PostgreSQL's first restore_command call finds.
+    const dataDir = join(fixture.work, 'head-start');
+    await restorePitr({ storage: new FsStorage(fixture.repoRoot), keys, trust, target: 'latest', dataDir });
+    const start = backupStartSegment(dataDir) ?? assert.fail(readFileSync(join(dataDir, 'backup_label'), 'utf8'));
+    const directory = spoolDirectory(dataDir, systemIdentifier, false);
+    // A timeline no test reaches (the servers the other tests promote archive 00000002.history).
+    const probe = () =>
+      runCli('pms-backup', ['wal-fetch', '--promote-at-end', '00000063.history', 'pg_wal/RECOVERYHISTORY'], env, { cwd: dataDir });
+    try {
+      const first = await probe();
+      assert.equal(first.code, 1, first.stderr);
+      assert.equal(readWanted(directory), wantedBefore(start));
+      // The prefetcher fetches the start segment itself (no server runs, so into the spool), and
+      // stays while backup_label says recovery has not begun, whatever the copied pg_control says.
+      await waitFor(`${start} in the spool`, async () => (existsSync(join(directory, start)) ? true : undefined));
+      await sleep(5_500);
+      assert.ok(existsSync(join(dataDir, SPOOL_ROOT, 'prefetcher.lock')), 'the prefetcher is still there after the end grace');
+      // Once recovery asked for a segment, a later history probe leaves the request alone.
+      markWanted(directory, archived[3]!);
+      const later = await probe();
+      assert.equal(later.code, 1, later.stderr);
+      assert.equal(readWanted(directory), archived[3]);
+      assert.ok(!existsSync(join(dataDir, 'promote')), 'a history file never asks for promotion');
+    } finally {
+      const clean = await runCli('pms-backup', ['wal-prefetch', 'clean'], env, { cwd: dataDir });
+      assert.equal(clean.code, 0, clean.stderr);
+    }
+    assert.ok(!existsSync(join(dataDir, SPOOL_ROOT)));
   });
 
   test('BACKUP_WAL_PREFETCH=0: restore_command is plain wal-fetch, no spool is made, and recovery reaches the same rows', async () => {

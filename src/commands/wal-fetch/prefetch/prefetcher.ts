@@ -85,7 +85,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
       if (options.signal?.aborted) return { fetched, published: publishedCount, failed: failed.size, reason: 'aborted' };
       if (!existsSync(spoolRoot(options.dataDir)) || !existsSync(options.directory))
         return { fetched, published: publishedCount, failed: failed.size, reason: 'recovery-ended' };
-      if (inProduction(options.dataDir)) {
+      if (recoveryEnded(options.dataDir)) {
         // Recovery ended. recovery_end_command (wal-prefetch clean) normally stops us and removes
         // the spool; a hand-written configuration without it must not leave segments in pg_wal.
         promotedAt ??= Date.now();
@@ -254,9 +254,13 @@ const END_GRACE_MS = 5_000;
 
 /**
  * Whether the server left recovery: ControlFileData.state (uint32 at offset 16, after the
- * system identifier, pg_control_version and catalog_version_no) says "in production".
+ * system identifier, pg_control_version and catalog_version_no) says "in production", and
+ * backup_label is gone. A base backup's pg_control is the primary's, in production, until
+ * PostgreSQL has read the backup's checkpoint (and then renames backup_label); a prefetcher started
+ * by the first probe of a recovery (prefetch/backup-start.ts) sees that copy first.
  */
-function inProduction(dataDir: string): boolean {
+function recoveryEnded(dataDir: string): boolean {
+  if (existsSync(join(dataDir, 'backup_label'))) return false;
   try {
     const fd = openSync(join(dataDir, 'global', 'pg_control'), 'r');
     try {

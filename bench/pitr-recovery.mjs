@@ -226,7 +226,16 @@ try {
     const start = lines.find((l) => /starting PostgreSQL/.test(l));
     const restored = lines.filter((l) => /restored log file "[0-9A-F]{24}"/.test(l)).map(stamp);
     const ready = lines.find((l) => /ready to accept connections/.test(l));
-    if (!start || restored.length === 0) return 'no segment delivered through %p';
+    if (!start) return 'no start line in the log';
+    // The phases, from the server's start: the first calls until redo starts (both sides' start-up),
+    // redo, and redo's end until connections (the probes past the end, promotion or the
+    // end-of-recovery checkpoint). Read in place, ours' first segment is no "restored log file".
+    const since = (re) => {
+      const line = lines.find((l) => re.test(l));
+      return line ? `+${((stamp(line) - stamp(start)) / 1000).toFixed(2)}` : '-';
+    };
+    const phases = `redo starts ${since(/redo starts at/)}, redo done ${since(/redo done at/)}, ready ${since(/ready to accept connections/)} s after the start`;
+    if (restored.length === 0) return `${phases}; no segment delivered through %p`;
     const gaps = restored
       .slice(1)
       .map((t, i) => t - restored[i])
@@ -243,7 +252,7 @@ try {
       return line ? `+${((stamp(line) - last) / 1000).toFixed(2)}` : '-';
     };
     const end = `end after the last segment: redo done ${after(/redo done at/)}, new timeline ${after(/selected new timeline ID/)}, archive recovery complete ${after(/archive recovery complete/)}, ready ${after(/ready to accept connections/)} s`;
-    return `${end}; ${restored.length} segments delivered through %p (any others were read in place from pg_wal, where the gaps below then include them); first at +${((restored[0] - stamp(start)) / 1000).toFixed(1)} s, last at +${((restored.at(-1) - stamp(start)) / 1000).toFixed(1)} s, ready at +${((stamp(ready ?? start) - stamp(start)) / 1000).toFixed(1)} s; gap between segments median ${pct(0.5)} ms, p90 ${pct(0.9)} ms, max ${gaps.at(-1) ?? 0} ms, ${slow.length} gaps > 250 ms totalling ${(slow.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s; ${prefetcher}`;
+    return `${phases}; ${end}; ${restored.length} segments delivered through %p (any others were read in place from pg_wal, where the gaps below then include them); first at +${((restored[0] - stamp(start)) / 1000).toFixed(1)} s, last at +${((restored.at(-1) - stamp(start)) / 1000).toFixed(1)} s, ready at +${((stamp(ready ?? start) - stamp(start)) / 1000).toFixed(1)} s; gap between segments median ${pct(0.5)} ms, p90 ${pct(0.9)} ms, max ${gaps.at(-1) ?? 0} ms, ${slow.length} gaps > 250 ms totalling ${(slow.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s; ${prefetcher}`;
   }
 
   const ourRestore = (dataDir) =>

@@ -5,18 +5,22 @@ import { inFlight, isSpoolable, livePrefetcher, markWanted, spoolDirectory, take
 /** How long a request waits for a segment the prefetcher is fetching right now before fetching it itself. */
 const IN_FLIGHT_WAIT_MS = 60_000;
 const POLL_MS = 10;
+const FAST_PATH_FLAGS = new Set(['--allow-unsigned', '--promote-at-end']);
 
 /**
- * `wal-fetch [--allow-unsigned] %f %p` answered from the prefetch spool, before the CLI parser,
+ * `wal-fetch [--allow-unsigned] [--promote-at-end] %f %p` answered from the prefetch spool, before the CLI parser,
  * the configuration, keys, the S3 SDK or OpenPGP are loaded: PostgreSQL waits for every
  * restore_command call, so a hit costs a Node start, a rename and nothing else. Returns false
  * for anything it does not handle (a miss, other arguments, any error), and the caller runs the
  * ordinary wal-fetch, which is always correct; the exit contract is theirs.
  */
 export async function serveFromSpool(args: readonly string[], dataDir = process.cwd()): Promise<boolean> {
-  const allowUnsigned = args[0] === '--allow-unsigned';
-  const rest = allowUnsigned ? args.slice(1) : args;
-  if (rest.length !== 2) return false;
+  // The flags restore --pitr writes, in any order; --promote-at-end matters only on a miss,
+  // which the ordinary wal-fetch handles.
+  const flags = args.slice(0, -2);
+  const rest = args.slice(-2);
+  if (rest.length !== 2 || flags.some((flag) => !FAST_PATH_FLAGS.has(flag)) || new Set(flags).size !== flags.length) return false;
+  const allowUnsigned = flags.includes('--allow-unsigned');
   const [name, destination] = rest as [string, string];
   if (!isSpoolable(name) || destination.startsWith('-')) return false;
   let directory: string;

@@ -113,6 +113,18 @@ test('WAL spooled under --allow-unsigned is served only to a wal-fetch with that
   assert.equal(await inDataDir(() => serve(SEGMENT, ['--allow-unsigned'])), true);
 });
 
+test('the flags restore --pitr writes, in either order, keep the fast path; an unknown or repeated flag leaves it to wal-fetch', async () => {
+  for (const flags of [['--promote-at-end'], ['--allow-unsigned', '--promote-at-end'], ['--promote-at-end', '--allow-unsigned']]) {
+    spool(SEGMENT, segmentBytes(SYSTEM), { allowUnsigned: flags.includes('--allow-unsigned') });
+    assert.equal(await inDataDir(() => serve(SEGMENT, flags)), true, flags.join(' '));
+    rmSync(join(dataDir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
+  }
+  for (const flags of [['--promote'], ['--promote-at-end', '--promote-at-end'], ['-x', '--allow-unsigned']]) {
+    spool(SEGMENT, segmentBytes(SYSTEM));
+    assert.equal(await inDataDir(() => serve(SEGMENT, flags)), false, flags.join(' '));
+  }
+});
+
 test('one prefetcher: the lock is refused while its holder lives and taken over from a dead one', () => {
   assert.equal(takePrefetcherLock(dataDir), false, 'held by this live process');
   writeFileSync(join(spoolRoot(dataDir), LOCK_FILE), '999999999\n');

@@ -13,7 +13,7 @@ import {
   restoreCommand,
   spoolFirstRestoreCommand,
 } from './recovery-settings.js';
-import { publishSegment, spoolDirectory } from '../../wal-fetch/prefetch/spool.js';
+import { claimFetch, publishSegment, spoolDirectory } from '../../wal-fetch/prefetch/spool.js';
 
 /**
  * Reads a postgresql.conf line the way PostgreSQL 15's guc-file.l does: a quoted value ends at
@@ -293,6 +293,15 @@ test("restore --pitr's restore_command waits in the shell for a segment the live
       sleeps: 3,
     });
     assert.equal(readFileSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), 'utf8'), `segment ${spooled}`);
+
+    // Claimed by the prefetcher (before its keys loaded, or before the object's bytes arrive)
+    // and then published: the shell waits on the claim as on a temporary file.
+    const claimed = '000000010000000000000008';
+    writeFileSync(join(spool, claimed), `segment ${claimed}`);
+    const claimedNote = join(spool, publishSegment(dir, spool, claimed) ?? assert.fail('published'));
+    renameSync(claimedNote, join(dir, 'held-note'));
+    const claim = claimFetch(spool, claimed);
+    assert.deepEqual(run(claimed, `mv '${dir}/held-note' '${claimedNote}'; rm -f '${claim}'\n`), { status: 1, stdout: '', sleeps: 3 });
 
     // Never finished: after the bounded number of looks (and the one more), Node decides.
     const stuck = '000000010000000000000005';

@@ -10,7 +10,17 @@ import { openStorage } from '../../../storage/open-storage.js';
 import { lowerPriority } from '../../../process/background-priority.js';
 import { readControlSystemIdentifier } from '../../../wal/wal-page-header.js';
 import { runPrefetcher } from './prefetcher.js';
-import { LOG_FILE, livePrefetcher, releasePrefetcherLock, spoolDirectory, spoolRoot, takePrefetcherLock } from './spool.js';
+import { parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
+import {
+  LOG_FILE,
+  claimFetch,
+  livePrefetcher,
+  readWanted,
+  releasePrefetcherLock,
+  spoolDirectory,
+  spoolRoot,
+  takePrefetcherLock,
+} from './spool.js';
 
 /**
  * `pms-backup wal-prefetch run`: the detached prefetcher wal-fetch starts (never run by hand).
@@ -21,6 +31,7 @@ export async function runPrefetchWorker(options: { allowUnsigned?: boolean }): P
   const dataDir = process.cwd();
   const received = JSON.parse(await text(process.stdin)) as Record<string, string>;
   if (!takePrefetcherLock(dataDir)) return 0;
+  let headClaim: { name: string; path: string } | undefined;
   // Recovery's startup process comes first: the prefetcher runs on what it leaves (BACKGROUND_NICE).
   lowerPriority();
   try {
@@ -29,6 +40,10 @@ export async function runPrefetchWorker(options: { allowUnsigned?: boolean }): P
     const config = loadBackupConfig(process.env, { repository: true, decryption: true, trust: true });
     if (config.operations.walPrefetch === 0) return 0;
     const systemIdentifier = await readControlSystemIdentifier(dataDir);
+    const directory = spoolDirectory(dataDir, systemIdentifier, options.allowUnsigned ?? false);
+    // Claimed before the keys load (the slow part of starting), so recovery's next request waits
+    // for this process instead of fetching the same segment beside it.
+    headClaim = claimNextWanted(directory);
     const [keys, trusted] = await Promise.all([
       loadDecryptionKeys(config.keys.privateKeyFile, config.keys.passphraseFile),
       loadTrustedSigners(config.keys.trustedSignersFile, new Date(), config.keys.walSignerFingerprints),
@@ -42,8 +57,9 @@ export async function runPrefetchWorker(options: { allowUnsigned?: boolean }): P
         keys,
         trust: { trusted, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) },
         dataDir,
-        directory: spoolDirectory(dataDir, systemIdentifier, options.allowUnsigned ?? false),
+        directory,
         systemIdentifier,
+        ...(headClaim ? { headClaim } : {}),
         depth: config.operations.walPrefetch,
         maxBytes: config.operations.walPrefetchMaxBytes,
         signal: abort.signal,
@@ -61,7 +77,20 @@ export async function runPrefetchWorker(options: { allowUnsigned?: boolean }): P
     process.stderr.write(`${new Date().toISOString()} prefetcher stopped: error ${pms.code}: ${pms.message}\n`);
     return 1;
   } finally {
+    if (headClaim) rmSync(headClaim.path, { force: true });
     releasePrefetcherLock(dataDir);
+  }
+}
+
+/** Claims the segment after the `wanted` mark, the prefetcher's first fetch; undefined if there is none. */
+function claimNextWanted(directory: string): { name: string; path: string } | undefined {
+  const wanted = parseWalFileName(readWanted(directory) ?? '');
+  if (wanted?.kind !== 'segment') return undefined;
+  const name = segmentName(wanted.timeline, wanted.segment + 1);
+  try {
+    return { name, path: claimFetch(directory, name) };
+  } catch {
+    return undefined;
   }
 }
 

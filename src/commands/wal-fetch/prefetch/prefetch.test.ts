@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, watch, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -13,7 +13,7 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
 import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
 import { runPrefetcher } from './prefetcher.js';
-import { SPOOL_ROOT, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
+import { SPOOL_ROOT, claimFetch, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
 import { backupStartSegment, wantedBefore } from './backup-start.js';
 import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
 import { BACKGROUND_NICE } from '../../../process/background-priority.js';
@@ -265,6 +265,52 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     } finally {
       writeFileSync(object, original);
     }
+  });
+
+  test('the prefetcher claims each segment it fetches until it is in the spool, adopts the head claim, and leaves no claim behind', async () => {
+    const dataDir = join(fixture.work, 'claims-data');
+    mkdirSync(join(dataDir, 'global'), { recursive: true });
+    mkdirSync(join(dataDir, 'pg_wal'));
+    const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
+    control.writeUInt32LE(5, 16);
+    writeFileSync(join(dataDir, 'global', 'pg_control'), control);
+    const directory = spoolDirectory(dataDir, systemIdentifier, false);
+    mkdirSync(directory, { recursive: true });
+    markWanted(directory, archived[0]!);
+    const head = claimFetch(directory, archived[1]!);
+    // A claim of a prefetcher that died: removed at the start, never waited on again.
+    const dead = join(directory, `.pms-fetch-claim-999999999-${archived[4]}`);
+    writeFileSync(dead, '');
+    const created: string[] = [];
+    const watcher = watch(directory, (_event, file) => {
+      if (file !== null && existsSync(join(directory, file))) created.push(file);
+    });
+    try {
+      await runPrefetcher({
+        storage: new FsStorage(fixture.repoRoot),
+        keys,
+        trust,
+        dataDir,
+        directory,
+        systemIdentifier,
+        depth: 3,
+        maxBytes: 1 << 30,
+        idleMs: 0,
+        headClaim: { name: archived[1]!, path: head },
+      });
+    } finally {
+      watcher.close();
+    }
+    const entries = readdirSync(directory);
+    assert.deepEqual(entries.filter((entry) => parseWalFileName(entry)?.kind === 'segment').sort(), archived.slice(1, 4));
+    assert.deepEqual(
+      entries.filter((entry) => entry.startsWith('.pms-fetch-')),
+      [],
+      'no claim or temporary file is left',
+    );
+    const claims = new Set(created.filter((entry) => entry.startsWith('.pms-fetch-claim-')));
+    for (const name of archived.slice(2, 4)) assert.ok(claims.has(`.pms-fetch-claim-${process.pid}-${name}`), [...claims].join(', '));
+    assert.ok(![...claims].some((entry) => entry.endsWith(archived[1]!) && entry !== head.split('/').pop()), 'the head claim was adopted');
   });
 
   test("the history probe that opens a recovery starts the prefetcher on the base backup's first segment, and only before any request", async () => {

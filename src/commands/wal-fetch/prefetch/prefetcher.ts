@@ -9,7 +9,7 @@ import type { Storage } from '../../../storage/storage.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
 import { fetchWalFile } from '../fetch-wal-file.js';
 import { postmasterOfDataDirSync } from '../../../wal/file-identity.js';
-import { SPOOL_STALE_MS, isTemporary, parseNoteName, publishSegment, readWanted, spoolRoot } from './spool.js';
+import { SPOOL_STALE_MS, claimFetch, isOwnClaim, isTemporary, parseNoteName, publishSegment, readWanted, spoolRoot } from './spool.js';
 
 export interface PrefetcherOptions {
   readonly storage: Storage;
@@ -29,6 +29,11 @@ export interface PrefetcherOptions {
   readonly idleMs?: number;
   readonly log?: (line: string) => void;
   readonly signal?: AbortSignal;
+  /**
+   * A claim this process made before loading its keys (spool.ts claimFetch), on the segment after
+   * the `wanted` mark it found: adopted by the fetch of that segment, removed if none starts.
+   */
+  readonly headClaim?: { readonly name: string; readonly path: string };
 }
 
 export interface PrefetcherOutcome {
@@ -65,6 +70,14 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   let lastProgress = Date.now();
   let promotedAt: number | undefined;
   let fetched = 0;
+  /** Claims on segments being fetched, by name (spool.ts claimFetch). */
+  const claims = new Map<string, string>();
+  if (options.headClaim) claims.set(options.headClaim.name, options.headClaim.path);
+  const release = (name: string) => {
+    const path = claims.get(name);
+    claims.delete(name);
+    if (path !== undefined) rmSync(path, { force: true });
+  };
   let wake: (() => void) | undefined;
   const nudge = () => wake?.();
   let watcher: FSWatcher | undefined;
@@ -195,6 +208,13 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         if (present.has(segment) || notes.has(segment) || inFlight.has(segment) || failed.has(segment)) continue;
         const tl = timeline;
         const name = segmentName(tl, segment);
+        if (!claims.has(name)) {
+          try {
+            claims.set(name, claimFetch(options.directory, name));
+          } catch {
+            // Without a claim the shell starts wal-fetch for it, which is only slower.
+          }
+        }
         const job = fetchWalFile({
           storage: options.storage,
           keys: options.keys,
@@ -229,9 +249,15 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           })
           .finally(() => {
             inFlight.delete(segment);
+            release(name);
             nudge();
           });
         inFlight.set(segment, job);
+      }
+      // The head claim, when recovery moved on before its fetch started.
+      for (const name of [...claims.keys()]) {
+        const claimed = parseWalFileName(name);
+        if (claimed?.kind !== 'segment' || claimed.timeline !== timeline || !inFlight.has(claimed.segment)) release(name);
       }
       if (inFlight.size === 0 && Date.now() - lastProgress > idleMs)
         return { fetched, published: publishedCount, failed: failed.size, reason: 'idle' };
@@ -244,6 +270,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   } finally {
     watcher?.close();
     await Promise.allSettled(inFlight.values());
+    for (const name of [...claims.keys()]) release(name);
     relay?.close();
   }
 }
@@ -282,9 +309,9 @@ function safeReaddir(directory: string): string[] {
   }
 }
 
-/** Temporary files of a prefetcher that was killed mid-fetch: never complete, never served. */
+/** Temporary files and claims of a prefetcher that was killed mid-fetch: never complete, never served. */
 function removeLeftovers(directory: string): void {
   for (const entry of safeReaddir(directory)) {
-    if (isTemporary(entry) && !entry.includes('-wanted-')) rmSync(join(directory, entry), { force: true });
+    if (isTemporary(entry) && !entry.includes('-wanted-') && !isOwnClaim(entry)) rmSync(join(directory, entry), { force: true });
   }
 }

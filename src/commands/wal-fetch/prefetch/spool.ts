@@ -30,6 +30,9 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
  *                                                  published as pg_wal/<name> (publishSegment)
  *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/wanted the last segment PostgreSQL asked wal-fetch for
  *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/.pms-fetch-<rand>-<name>  a segment being fetched
+ *   pg_wal/.pms-prefetch/<sysid>[-unsigned]/.pms-fetch-claim-<pid>-<name>  empty: the prefetcher
+ *                                                  <pid> is fetching <name> (or starting to), until
+ *                                                  it is published, spooled or given up
  * A file enters <sysid>/ only after every check wal-fetch makes (fetchWalFile writes a temporary
  * file, fsyncs it and renames it), so an entry is a verified segment of that system, of the
  * timeline its name says. WAL accepted only because of --allow-unsigned lives apart ("-unsigned")
@@ -48,6 +51,7 @@ export const LOCK_FILE = 'prefetcher.lock';
 export const LOG_FILE = 'prefetcher.log';
 const WANTED_FILE = 'wanted';
 const TEMP_PREFIX = '.pms-fetch-';
+const CLAIM_PREFIX = `${TEMP_PREFIX}claim-`;
 
 /**
  * Entries older than this are removed, not served: a spool left by a recovery that stopped long
@@ -185,7 +189,25 @@ export function readWanted(directory: string): string | undefined {
   }
 }
 
-/** Whether a fetch of `name` into the spool is under way (its temporary file exists). */
+/**
+ * The prefetcher's claim on a segment it is fetching, from before the object is read until the
+ * segment is published or spooled (or the fetch failed): restore_command's shell and wal-fetch's
+ * fast path wait for a claimed segment while the claimant lives, instead of fetching it a second
+ * time (docs/pitr.md, "A segment still in flight"). The temporary file of the fetch itself exists
+ * only once decryption writes.
+ */
+export function claimFetch(directory: string, name: string): string {
+  const path = join(directory, `${CLAIM_PREFIX}${process.pid}-${name}`);
+  writeFileSync(path, '', { mode: 0o600 });
+  return path;
+}
+
+/** Whether `entry` is a claim of the process `pid` (claims of others are a dead prefetcher's leftovers). */
+export function isOwnClaim(entry: string, pid = process.pid): boolean {
+  return entry.startsWith(`${CLAIM_PREFIX}${pid}-`);
+}
+
+/** Whether a fetch of `name` into the spool is under way (its temporary file or a claim exists). */
 export function inFlight(directory: string, name: string): boolean {
   try {
     return readdirSync(directory).some((entry) => entry.startsWith(TEMP_PREFIX) && entry.endsWith(`-${name}`));

@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { shellFirstArchiveCommand } from '../../wal-push/archive-command.js';
 import { usingDataDirectory } from '../../../postgres/data-directory-writer.js';
-import { SPOOL_STALE_MS } from '../../wal-fetch/prefetch/spool.js';
+import { SPOOL_STALE_MS, USED_NOTE } from '../../wal-fetch/prefetch/spool.js';
 import type { TargetTime } from './choose-base-backup.js';
 
 /** bin/pms-backup.js of this installation (dist/commands/restore/pitr/ → ../../../../bin). */
@@ -76,7 +76,7 @@ export function spoolFirstRestoreCommand(
     `[ ! -L "$m" ]`,
     `[ -s "$m" ]`,
     `[ -O "$m" ]`,
-    `: > "$m"`,
+    `echo ${USED_NOTE.trim()} > "$m"`,
     `exit 1`,
   ].join(' && ');
   const take = `find ${spool} -maxdepth 1 -name %f -type f -mmin -${SPOOL_STALE_MS / 60_000} -exec mv -f {} %p ';' 2>/dev/null`;

@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
@@ -13,7 +24,7 @@ import {
   restoreCommand,
   spoolFirstRestoreCommand,
 } from './recovery-settings.js';
-import { claimFetch, publishSegment, spoolDirectory } from '../../wal-fetch/prefetch/spool.js';
+import { USED_NOTE, claimFetch, publishSegment, spoolDirectory } from '../../wal-fetch/prefetch/spool.js';
 
 /**
  * Reads a postgresql.conf line the way PostgreSQL 15's guc-file.l does: a quoted value ends at
@@ -142,7 +153,7 @@ function expand(command: string, name: string): string {
   return command.replace(/%[fp%]/g, (m) => (m === '%f' ? name : m === '%p' ? 'pg_wal/RECOVERYXLOG' : '%'));
 }
 
-test("restore --pitr's restore_command answers a segment published in place with 1 from the shell, once, for that file in that server run only", () => {
+test("restore --pitr's restore_command answers a segment published in place with 1 from the shell, for that unchanged file in that server run only", () => {
   const dir = mkdtempSync(join(tmpdir(), 'pms-restore-in-place-'));
   try {
     const system = '7300000000000000001';
@@ -171,9 +182,14 @@ test("restore --pitr's restore_command answers a segment published in place with
     assert.ok(existsSync(join(dir, 'pg_wal', 'archive_status', `${first}.done`)), 'marked .done, as a restored file');
     assert.ok(!existsSync(join(spool, first)));
     assert.deepEqual(run(first), { status: 1, stdout: '' }, 'answered by the shell: PostgreSQL reads pg_wal/%f');
-    assert.equal(readFileSync(note, 'utf8'), '', 'the note is used up');
+    assert.equal(readFileSync(note, 'utf8'), USED_NOTE, 'the note is marked used, for the prefetcher');
     assert.ok(!existsSync(join(dir, 'pg_wal', 'RECOVERYXLOG')));
-    assert.deepEqual(run(first), node(first), 'a note vouches once');
+    // PostgreSQL reads the last segment again before it promotes: the same file, still unchanged.
+    assert.deepEqual(run(first), { status: 1, stdout: '' }, 'a used note still vouches for the file it names');
+    const touched = statSync(join(dir, 'pg_wal', first));
+    writeFileSync(join(dir, 'pg_wal', first), `segment ${first}`);
+    utimesSync(join(dir, 'pg_wal', first), touched.atime, touched.mtime);
+    assert.deepEqual(run(first), node(first), 'rewritten after its use (same bytes, same mtime): its ctime moved');
 
     // The file changed after it was published (same size, new content): its identity moved.
     const changed = '000000010000000000000004';
@@ -269,7 +285,7 @@ test("restore --pitr's restore_command waits in the shell for a segment the live
     renameSync(note, join(dir, 'held-note'));
     writeFileSync(temp(inPlace), 'partial');
     assert.deepEqual(run(inPlace, `mv '${dir}/held-note' '${note}'; rm -f '${temp(inPlace)}'\n`), { status: 1, stdout: '', sleeps: 3 });
-    assert.equal(readFileSync(note, 'utf8'), '', 'the note is used up');
+    assert.equal(readFileSync(note, 'utf8'), USED_NOTE, 'the note is marked used');
 
     // The temporary file gone a moment before the note is written: one more look catches it.
     const between = '000000010000000000000007';

@@ -13,7 +13,7 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
 import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
 import { runPrefetcher } from './prefetcher.js';
-import { SPOOL_ROOT, claimFetch, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
+import { SPOOL_ROOT, USED_NOTE, claimFetch, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
 import { backupStartSegment, wantedBefore } from './backup-start.js';
 import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
 import { BACKGROUND_NICE } from '../../../process/background-priority.js';
@@ -311,6 +311,54 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     const claims = new Set(created.filter((entry) => entry.startsWith('.pms-fetch-claim-')));
     for (const name of archived.slice(2, 4)) assert.ok(claims.has(`.pms-fetch-claim-${process.pid}-${name}`), [...claims].join(', '));
     assert.ok(![...claims].some((entry) => entry.endsWith(archived[1]!) && entry !== head.split('/').pop()), 'the head claim was adopted');
+  });
+
+  test('the prefetcher keeps the newest used note (PostgreSQL re-reads the last segment before it promotes) and drops the older ones', async () => {
+    const dataDir = join(fixture.work, 'notes-data');
+    mkdirSync(join(dataDir, 'global'), { recursive: true });
+    mkdirSync(join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
+    const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
+    control.writeUInt32LE(5, 16);
+    writeFileSync(join(dataDir, 'global', 'pg_control'), control);
+    // A server run to bind the notes to (only its pid and start time are read).
+    writeFileSync(join(dataDir, 'postmaster.pid'), `4242\n${dataDir}\n1764700000\n5432\n`);
+    const directory = spoolDirectory(dataDir, systemIdentifier, false);
+    mkdirSync(directory, { recursive: true });
+    markWanted(directory, archived[0]!);
+    const noteOf = (name: string) => readdirSync(directory).find((entry) => entry.startsWith(`${name}@`));
+    const controller = new AbortController();
+    const running = runPrefetcher({
+      storage: new FsStorage(fixture.repoRoot),
+      keys,
+      trust,
+      dataDir,
+      directory,
+      systemIdentifier,
+      depth: 2,
+      maxBytes: 1 << 30,
+      signal: controller.signal,
+    });
+    try {
+      const [first, second] = [archived[1]!, archived[2]!];
+      const notes = await waitFor('two segments published', async () => {
+        const one = noteOf(first);
+        const two = noteOf(second);
+        return one && two ? [one, two] : undefined;
+      });
+      // What restore_command's shell does for each, in order.
+      for (const note of notes) writeFileSync(join(directory, note), USED_NOTE);
+      await waitFor(`the note of ${first} dropped`, async () => (noteOf(first) === undefined ? true : undefined));
+      await sleep(500);
+      assert.equal(noteOf(second), notes[1], `the newest used note stays: ${readdirSync(directory).join(', ')}`);
+      assert.equal(readFileSync(join(directory, notes[1]!), 'utf8'), USED_NOTE);
+      assert.ok(
+        existsSync(join(dataDir, 'pg_wal', first)) && existsSync(join(dataDir, 'pg_wal', second)),
+        'published files are never deleted',
+      );
+    } finally {
+      controller.abort();
+      await running;
+    }
   });
 
   test("the history probe that opens a recovery starts the prefetcher on the base backup's first segment, and only before any request", async () => {

@@ -9,7 +9,17 @@ import type { Storage } from '../../../storage/storage.js';
 import { WAL_SEGMENT_BYTES, parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
 import { fetchWalFile } from '../fetch-wal-file.js';
 import { postmasterOfDataDirSync } from '../../../wal/file-identity.js';
-import { SPOOL_STALE_MS, claimFetch, isOwnClaim, isTemporary, parseNoteName, publishSegment, readWanted, spoolRoot } from './spool.js';
+import {
+  SPOOL_STALE_MS,
+  claimFetch,
+  isOwnClaim,
+  isTemporary,
+  isUsedNoteSize,
+  parseNoteName,
+  publishSegment,
+  readWanted,
+  spoolRoot,
+} from './spool.js';
 
 export interface PrefetcherOptions {
   readonly storage: Storage;
@@ -60,7 +70,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   const failed = new Set<number>();
   /** Segments this process put in the spool and has not seen taken yet. */
   const spooled = new Set<number>();
-  /** Segments published in place, by their note's entry, whose note recovery has not emptied yet. */
+  /** Segments published in place, by their note's entry, whose note recovery has not used yet. */
   const published = new Map<number, string>();
   let publishedCount = 0;
   let timeline: number | undefined;
@@ -83,7 +93,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   let watcher: FSWatcher | undefined;
   try {
     // Entries appearing and disappearing ('rename'), a file being fetched growing ('change'),
-    // and a note emptied by restore_command's shell ('change').
+    // and a note marked used by restore_command's shell ('change').
     watcher = watch(options.directory, () => nudge());
     watcher.on('error', () => undefined);
   } catch {
@@ -140,7 +150,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         if (note === undefined || noted?.kind !== 'segment') continue;
         const size = lstatSync(join(options.directory, entry), { throwIfNoEntry: false })?.size;
         if (size === undefined) continue;
-        notes.set(noted.segment, { entry, used: size === 0, timeline: noted.timeline, postmaster: note.postmaster });
+        notes.set(noted.segment, { entry, used: isUsedNoteSize(size), timeline: noted.timeline, postmaster: note.postmaster });
       }
       let advanced = false;
       if (wanted?.kind === 'segment' && wanted.segment !== lastWanted) {
@@ -188,15 +198,17 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
       }
       const postmaster = postmasterOfDataDirSync(options.dataDir);
       for (const [segment, note] of notes) {
-        // A used note has done its work; one of another timeline, server run or behind recovery
-        // never will. Only the note goes: the published file is PostgreSQL's from the moment the
-        // shell may have answered for it (restartpoints and promotion remove such files), so it
-        // is never deleted under a recovery that might be about to open it.
-        if (note.used || segment <= base || note.timeline !== timeline || note.postmaster !== postmaster) {
+        // A note behind recovery, or of another timeline or server run, has done its work or never
+        // will; the newest one recovery took stays, used, for PostgreSQL's re-read of the last
+        // segment before it promotes (spool.ts USED_NOTE). Only the note goes: the published file
+        // is PostgreSQL's from the moment the shell may have answered for it (restartpoints and
+        // promotion remove such files), so it is never deleted under a recovery that might be
+        // about to open it.
+        if (segment < base || (note.used && segment !== base) || note.timeline !== timeline || note.postmaster !== postmaster) {
           rmSync(join(options.directory, note.entry), { force: true });
           notes.delete(segment);
           if (published.get(segment) === note.entry) published.delete(segment);
-        } else if (!published.has(segment)) {
+        } else if (!note.used && !published.has(segment)) {
           // Published by an earlier prefetcher of this server run (it went idle): ours to track now.
           published.set(segment, note.entry);
         }

@@ -41,16 +41,27 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
  * Published in place: the prefetcher then renames the verified segment to pg_wal/<name>, where
  * PostgreSQL reads a segment its restore_command did not deliver, and writes a note named by the
  * server run and the file's identity (wal/file-identity.ts). restore_command's shell checks the
- * note, empties it and answers 1, and PostgreSQL reads the file where it is: no process beyond
- * the shell and one stat, no rename and fsyncs of a restored file (docs/pitr.md, "Segments
- * published in place"). A note vouches only for that file as it was published, only while that
- * postmaster runs, and only once.
+ * note, marks it used (USED_NOTE) and answers 1, and PostgreSQL reads the file where it is: no
+ * process beyond the shell and one stat, no rename and fsyncs of a restored file (docs/pitr.md,
+ * "Segments published in place"). A note vouches only for that file as it was published and only
+ * while that postmaster runs; the prefetcher keeps only the newest used one.
  */
 export const SPOOL_ROOT = join('pg_wal', '.pms-prefetch');
 export const LOCK_FILE = 'prefetcher.lock';
 export const LOG_FILE = 'prefetcher.log';
 const WANTED_FILE = 'wanted';
 const TEMP_PREFIX = '.pms-fetch-';
+/**
+ * What a note holds once recovery used it (restore_command's shell writes it with `echo`, a
+ * builtin). Still non-empty, so the shell answers for the same unchanged file again: PostgreSQL
+ * re-reads the last segment at the end of recovery. An empty file vouches for nothing.
+ */
+export const USED_NOTE = 'used\n';
+
+/** Whether a note of this size was used by recovery (empty: by a version before USED_NOTE, or planted). */
+export function isUsedNoteSize(size: number): boolean {
+  return size === 0 || size === Buffer.byteLength(USED_NOTE);
+}
 const CLAIM_PREFIX = `${TEMP_PREFIX}claim-`;
 
 /**
@@ -151,7 +162,7 @@ export function publishSegment(dataDir: string, directory: string, name: string)
 /**
  * wal-fetch's own answer for a published segment (the shell missed it, e.g. it was published a
  * moment after the shell looked): when this server run's note vouches for pg_wal/<name> as it is
- * now, the note is emptied and the file renamed onto `destination` (%p), as a spool hit.
+ * now, the note is marked used and the file renamed onto `destination` (%p), as a spool hit.
  */
 export function takePublished(dataDir: string, directory: string, name: string, destination: string, systemIdentifier: string): boolean {
   if (!isSpoolable(name)) return false;
@@ -163,9 +174,10 @@ export function takePublished(dataDir: string, directory: string, name: string, 
     if (!stat.isFile()) return false;
     const note = join(directory, publishedNoteName(name, postmaster, fileIdentity(stat)));
     const noteStat = lstatSync(note);
-    if (!noteStat.isFile() || noteStat.size === 0 || (process.geteuid !== undefined && noteStat.uid !== process.geteuid())) return false;
+    if (!noteStat.isFile() || isUsedNoteSize(noteStat.size) || (process.geteuid !== undefined && noteStat.uid !== process.geteuid()))
+      return false;
     if (!headerMatches(path, name, systemIdentifier)) return false;
-    writeFileSync(note, '');
+    writeFileSync(note, USED_NOTE);
     renameSync(path, destination);
     return true;
   } catch {

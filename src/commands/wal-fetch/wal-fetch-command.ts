@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { toPmsError } from '../../cli/exit-boundary.js';
 import { backupStartSegment, wantedBefore } from './prefetch/backup-start.js';
 import { isSpoolable, markWanted, readWanted, spoolDirectory } from './prefetch/spool.js';
@@ -10,6 +11,9 @@ import { isSpoolable, markWanted, readWanted, spoolDirectory } from './prefetch/
  * problem can never be mistaken for the end of the archive and promote a server early.
  */
 export const WAL_FETCH_EXIT = { fetched: 0, notFound: 1, fatal: 200 } as const;
+
+/** How long wal-fetch waits after asking for promotion, for the request to reach the startup process. */
+const PROMOTION_RELAY_MS = 100;
 
 /** The exit status table lives in cli/wal-commands.ts, shown by `pms-backup wal-fetch --help`. */
 
@@ -95,6 +99,9 @@ async function promoteAtEnd(name: string): Promise<void> {
   const { requestPromotion } = await import('./promote-at-end.js');
   const request = requestPromotion(process.cwd(), name);
   if (request.outcome === 'requested') {
+    // The postmaster passes the request on to the startup process by a signal of its own; exiting
+    // at once, PostgreSQL often looks for it before it arrived and calls us once more (~0.25 s).
+    await sleep(PROMOTION_RELAY_MS);
     process.stderr.write(
       `pms-backup wal-fetch ${name}: not archived, the end of the archive: asked the server (pid ${request.postmaster}) to promote${request.calls > 1 ? ` (call ${request.calls})` : ''}\n`,
     );

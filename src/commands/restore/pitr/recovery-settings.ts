@@ -91,7 +91,10 @@ export function spoolFirstRestoreCommand(
   // The temporary file goes (renamed into the spool) a moment before the segment is published
   // and its note written: after a wait, one more look once that moment has passed.
   const wait = `w=0; while [ ! -f %p ] && [ $w -lt ${IN_FLIGHT_SHELL_LOOKS} ] && ${inFlight}; do sleep ${IN_FLIGHT_SHELL_POLL_S}; p; ${take}; w=$((w+1)); done; [ $w -eq 0 ] || [ -f %p ] || { sleep ${IN_FLIGHT_SHELL_POLL_S}; p; ${take}; }`;
-  return `p() { ${inPlace}; }; p; ${take}; ${wait}; test -f %p || exec ${restoreCommand(node, bin, options)}`;
+  // Timeline 1 never has a history file (PostgreSQL writes one only for a timeline it creates, and
+  // 1 is the first), yet a promotion asks for it: answered here instead of by a Node start.
+  const noFirstHistory = `[ %f != 00000001.history ] || exit 1`;
+  return `${noFirstHistory}; p() { ${inPlace}; }; p; ${take}; ${wait}; test -f %p || exec ${restoreCommand(node, bin, options)}`;
 }
 
 /**

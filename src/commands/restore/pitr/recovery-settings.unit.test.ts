@@ -234,6 +234,8 @@ test("restore --pitr's restore_command answers a segment published in place with
     writeFileSync(join(dir, 'pg_wal', '00000001000000000000000B'), 'no note');
     assert.deepEqual(run('00000001000000000000000B'), node('00000001000000000000000B'));
     assert.deepEqual(run('00000002.history'), node('00000002.history'));
+    // Timeline 1 has no history file by definition: answered by the shell, no Node start.
+    assert.deepEqual(run('00000001.history'), { status: 1, stdout: '' });
     assert.equal(publishSegment(dir, spool, '00000002.history'), undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });

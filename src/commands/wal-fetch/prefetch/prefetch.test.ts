@@ -115,7 +115,7 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     assert.match(
       auto,
       new RegExp(
-        `restore_command = 'p\\(\\) \\{ \\{ read -r pm_pid; .* m="pg_wal/\\.pms-prefetch/${systemIdentifier}/%f@\\$pm_pid-\\$pm_start-\\$\\(stat .* exit 1; \\}; p; find pg_wal/\\.pms-prefetch/${systemIdentifier} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f \\{\\} %p .*; test -f %p \\|\\| exec `,
+        `restore_command = '\\[ %f != 00000001\\.history \\] \\|\\| exit 1; p\\(\\) \\{ \\{ read -r pm_pid; .* m="pg_wal/\\.pms-prefetch/${systemIdentifier}/%f@\\$pm_pid-\\$pm_start-\\$\\(stat .* exit 1; \\}; p; find pg_wal/\\.pms-prefetch/${systemIdentifier} -maxdepth 1 -name %f -type f -mmin -60 -exec mv -f \\{\\} %p .*; test -f %p \\|\\| exec `,
       ),
     );
     assert.match(auto, /recovery_end_command = .* wal-prefetch clean'/);
@@ -351,6 +351,10 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       await sleep(500);
       assert.equal(noteOf(second), notes[1], `the newest used note stays: ${readdirSync(directory).join(', ')}`);
       assert.equal(readFileSync(join(directory, notes[1]!), 'utf8'), USED_NOTE);
+      // The miss at the end of the archive marks the segment after the last: the note stays.
+      markWanted(directory, archived[4]!);
+      await sleep(500);
+      assert.equal(noteOf(second), notes[1], 'kept after a request for a later segment');
       assert.ok(
         existsSync(join(dataDir, 'pg_wal', first)) && existsSync(join(dataDir, 'pg_wal', second)),
         'published files are never deleted',

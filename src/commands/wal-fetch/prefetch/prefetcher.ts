@@ -80,6 +80,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   let lastProgress = Date.now();
   let promotedAt: number | undefined;
   let fetched = 0;
+  let warm = false;
   /** Claims on segments being fetched, by name (spool.ts claimFetch). */
   const claims = new Map<string, string>();
   if (options.headClaim) claims.set(options.headClaim.name, options.headClaim.path);
@@ -152,6 +153,10 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         if (size === undefined) continue;
         notes.set(noted.segment, { entry, used: isUsedNoteSize(size), timeline: noted.timeline, postmaster: note.postmaster });
       }
+      // The newest note recovery used: kept even once a request for the segment after it (the
+      // miss at the end of the archive) moved the window on.
+      let newestUsed = -1;
+      for (const [segment, note] of notes) if (note.used && note.timeline === timeline && segment > newestUsed) newestUsed = segment;
       let advanced = false;
       if (wanted?.kind === 'segment' && wanted.segment !== lastWanted) {
         // A new request. Usually the next segment; an earlier one means recovery restarted from a
@@ -204,7 +209,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         // is PostgreSQL's from the moment the shell may have answered for it (restartpoints and
         // promotion remove such files), so it is never deleted under a recovery that might be
         // about to open it.
-        if (segment < base || (note.used && segment !== base) || note.timeline !== timeline || note.postmaster !== postmaster) {
+        if (note.timeline !== timeline || note.postmaster !== postmaster || (note.used ? segment !== newestUsed : segment <= base)) {
           rmSync(join(options.directory, note.entry), { force: true });
           notes.delete(segment);
           if (published.get(segment) === note.entry) published.delete(segment);
@@ -214,7 +219,9 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         }
       }
       for (let segment = base + 1; segment <= base + options.depth; segment += 1) {
-        if (inFlight.size >= concurrency) break;
+        // The first fetch runs alone: recovery is waiting for it, and on 2 cores two more beside
+        // it would only delay it.
+        if (inFlight.size >= (warm ? concurrency : 1)) break;
         if (endOfArchive !== undefined && segment >= endOfArchive) break;
         if ((present.size + notes.size + inFlight.size + 1) * WAL_SEGMENT_BYTES > options.maxBytes) break;
         if (present.has(segment) || notes.has(segment) || inFlight.has(segment) || failed.has(segment)) continue;
@@ -260,6 +267,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
             log(`prefetch of ${name} failed, left to wal-fetch: ${(error as Error).message ?? String(error)}`);
           })
           .finally(() => {
+            warm = true;
             inFlight.delete(segment);
             release(name);
             nudge();

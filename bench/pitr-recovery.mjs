@@ -173,7 +173,8 @@ try {
   async function replay(dataDir, serverEnv) {
     const port = await freePort();
     // BENCH_PG_OPTIONS: extra server options for a diagnosis (e.g. -c log_min_messages=debug3, which logs each restore_command).
-    const options = `-p ${port} -k ${socket} -c listen_addresses= -c archive_mode=off -c hot_standby=off ${process.env.BENCH_PG_OPTIONS ?? ''}`.trim();
+    const options =
+      `-p ${port} -k ${socket} -c listen_addresses= -c archive_mode=off -c hot_standby=off ${process.env.BENCH_PG_OPTIONS ?? ''}`.trim();
     const log = `${dataDir}.log`;
     // pg_ctl -w returns while recovery still runs (hot_standby off or not): the end is the
     // server's own "ready to accept connections" line, polled in its log.

@@ -66,8 +66,9 @@ describe('promotion at the end of the archive (wal-fetch --promote-at-end)', () 
         calls: call,
       });
       assert.ok(existsSync(join(dir, 'promote')), 'the promote file pg_ctl promote would write');
+      // Each call is its own restore_command run; signals sent back to back would coalesce.
+      await signalsSettle(call);
     }
-    await signalsSettle(PROMOTION_CALLS);
     assert.equal(signals, PROMOTION_CALLS, 'one SIGUSR1 to the postmaster per call');
     assert.throws(
       () => requestPromotion(dir, SEGMENT, [postmaster.pid!]),

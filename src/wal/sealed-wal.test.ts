@@ -287,7 +287,8 @@ for (const kind of ['file', 's3'] as const) {
       const fetched = await runCli(
         'pms-backup',
         ['wal-fetch', segmentName(1, 1), 'pg_wal/RECOVERYXLOG'],
-        { ...baseEnv(legacyDr), BACKUP_GPG_PRIVATE_KEY_FILE: jobs.privateKeyFile },
+        // No prefetcher: a detached one would still be writing its spool when after() removes the directory.
+        { ...baseEnv(legacyDr), BACKUP_GPG_PRIVATE_KEY_FILE: jobs.privateKeyFile, BACKUP_WAL_PREFETCH: '0' },
         { cwd: fetchDir },
       );
       assert.equal(fetched.code, 0, fetched.stderr);

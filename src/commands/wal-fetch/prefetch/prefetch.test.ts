@@ -41,6 +41,21 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, sec
 const serverLog = (cluster: ThrowawayCluster) => readFileSync(join(dirname(cluster.dataDir), 'server.log'), 'utf8');
 const rows = (cluster: ThrowawayCluster) => cluster.psql('SELECT count(*), sum(value) FROM reading', 'patient_telemetry');
 
+/**
+ * A data directory of this system with no server, for the prefetcher run in-process: its
+ * pg_control is all wal-fetch and the prefetcher read of it, set as a server in archive recovery
+ * has it (DBState 5 at offset 16; the source's says in production).
+ */
+function recoveringDataDir(name: string): string {
+  const dataDir = join(fixture.work, name);
+  mkdirSync(join(dataDir, 'global'), { recursive: true });
+  mkdirSync(join(dataDir, 'pg_wal'));
+  const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
+  control.writeUInt32LE(5, 16);
+  writeFileSync(join(dataDir, 'global', 'pg_control'), control);
+  return dataDir;
+}
+
 /** restore --pitr (as the command does it) into a fresh directory and start PostgreSQL on it. */
 async function restoreAndStart(
   serverEnv: Record<string, string>,
@@ -213,14 +228,7 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     bytes[at] = (bytes[at] ?? 0) ^ 0x40;
     writeFileSync(object, bytes);
     try {
-      // A data directory of this system: its pg_control is all wal-fetch reads of it.
-      const dataDir = join(fixture.work, 'tampered-data');
-      mkdirSync(join(dataDir, 'global'), { recursive: true });
-      mkdirSync(join(dataDir, 'pg_wal'));
-      // As a server in archive recovery has it (DBState 5 at offset 16): the source is in production.
-      const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
-      control.writeUInt32LE(5, 16);
-      writeFileSync(join(dataDir, 'global', 'pg_control'), control);
+      const dataDir = recoveringDataDir('tampered-data');
       const directory = spoolDirectory(dataDir, systemIdentifier, false);
       mkdirSync(directory, { recursive: true });
       markWanted(directory, archived[0]!);
@@ -268,12 +276,7 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
   });
 
   test('the prefetcher claims each segment it fetches until it is in the spool, adopts the head claim, and leaves no claim behind', async () => {
-    const dataDir = join(fixture.work, 'claims-data');
-    mkdirSync(join(dataDir, 'global'), { recursive: true });
-    mkdirSync(join(dataDir, 'pg_wal'));
-    const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
-    control.writeUInt32LE(5, 16);
-    writeFileSync(join(dataDir, 'global', 'pg_control'), control);
+    const dataDir = recoveringDataDir('claims-data');
     const directory = spoolDirectory(dataDir, systemIdentifier, false);
     mkdirSync(directory, { recursive: true });
     markWanted(directory, archived[0]!);
@@ -314,12 +317,8 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
   });
 
   test('the prefetcher keeps the newest used note (PostgreSQL re-reads the last segment before it promotes) and drops the older ones', async () => {
-    const dataDir = join(fixture.work, 'notes-data');
-    mkdirSync(join(dataDir, 'global'), { recursive: true });
-    mkdirSync(join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
-    const control = readFileSync(join(source.dataDir, 'global', 'pg_control'));
-    control.writeUInt32LE(5, 16);
-    writeFileSync(join(dataDir, 'global', 'pg_control'), control);
+    const dataDir = recoveringDataDir('notes-data');
+    mkdirSync(join(dataDir, 'pg_wal', 'archive_status'));
     // A server run to bind the notes to (only its pid and start time are read).
     writeFileSync(join(dataDir, 'postmaster.pid'), `4242\n${dataDir}\n1764700000\n5432\n`);
     const directory = spoolDirectory(dataDir, systemIdentifier, false);

@@ -13,7 +13,7 @@ import { type S3FaultProxy, startS3FaultProxy } from '../../../testing/s3-fault-
 import { type S3rverHarness, startS3rver } from '../../../testing/s3rver-harness.js';
 import { WAL_SEGMENT_BYTES } from '../../../wal/wal-file-name.js';
 import { runPrefetcher } from '../../wal-fetch/prefetch/prefetcher.js';
-import { SPOOL_ROOT, markWanted, spoolDirectory } from '../../wal-fetch/prefetch/spool.js';
+import { LOG_FILE, SPOOL_ROOT, livePrefetcher, markWanted, spoolDirectory } from '../../wal-fetch/prefetch/spool.js';
 import { restorePitr } from './restore-pitr.js';
 import { archiveCommand } from './recovery-settings.js';
 
@@ -317,6 +317,11 @@ describe('object-store faults: recovery of a real PostgreSQL through restore --p
     );
     const control = readFileSync(join(dataDir, 'global', 'pg_control'));
     assert.notEqual(control.readUInt32LE(16), 6, 'pg_control is not "in production"');
+    // The prefetcher notices its server is gone and stops, aborting the fetches it had in flight
+    // (CI once saw two of its claims still there, the fetches they guarded running on).
+    await waitFor('the prefetcher to exit', async () => (livePrefetcher(dataDir) === undefined ? true : undefined), 15_000);
+    const prefetcherLog = readFileSync(join(dataDir, SPOOL_ROOT, LOG_FILE), 'utf8');
+    assert.match(prefetcherLog, /prefetcher exits \(server-stopped\)/, prefetcherLog);
     const { segments, temporary } = spoolContents(spoolDirectory(dataDir, systemIdentifier, false));
     assert.ok(!segments.includes(broken), `the cut segment is not spooled: ${segments.join(', ')}`);
     assert.deepEqual(temporary, []);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, watch, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -320,7 +321,8 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     const dataDir = recoveringDataDir('notes-data');
     mkdirSync(join(dataDir, 'pg_wal', 'archive_status'));
     // A server run to bind the notes to (only its pid and start time are read).
-    writeFileSync(join(dataDir, 'postmaster.pid'), `4242\n${dataDir}\n1764700000\n5432\n`);
+    // (the prefetcher stops once the process it names is gone: this test's own stands in for it).
+    writeFileSync(join(dataDir, 'postmaster.pid'), `${process.pid}\n${dataDir}\n1764700000\n5432\n`);
     const directory = spoolDirectory(dataDir, systemIdentifier, false);
     mkdirSync(directory, { recursive: true });
     markWanted(directory, archived[0]!);
@@ -362,6 +364,41 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       controller.abort();
       await running;
     }
+  });
+
+  test('the prefetcher stops once the server it saw is gone (postmaster.pid names a dead process), leaving no claim', async () => {
+    const dataDir = recoveringDataDir('server-gone-data');
+    mkdirSync(join(dataDir, 'pg_wal', 'archive_status'));
+    const postmaster = spawn('sleep', ['600'], { stdio: 'ignore' });
+    writeFileSync(join(dataDir, 'postmaster.pid'), `${postmaster.pid}\n${dataDir}\n1764700000\n5432\n`);
+    const directory = spoolDirectory(dataDir, systemIdentifier, false);
+    mkdirSync(directory, { recursive: true });
+    markWanted(directory, archived[0]!);
+    const logged: string[] = [];
+    const running = runPrefetcher({
+      storage: new FsStorage(fixture.repoRoot),
+      keys,
+      trust,
+      dataDir,
+      directory,
+      systemIdentifier,
+      depth: 2,
+      maxBytes: 1 << 30,
+      log: (line) => logged.push(line),
+    });
+    await waitFor('a segment published', async () => (existsSync(join(dataDir, 'pg_wal', archived[1]!)) ? true : undefined));
+    const gone = new Promise((resolve) => postmaster.once('exit', resolve));
+    postmaster.kill('SIGKILL');
+    await gone;
+    // Its postmaster.pid stays, as a killed server's does: the process it names is what counts.
+    const outcome = await running;
+    assert.equal(outcome.reason, 'server-stopped', logged.join('\n'));
+    assert.match(logged.join('\n'), new RegExp(`the server ${postmaster.pid}-1764700000 stopped`));
+    assert.deepEqual(
+      readdirSync(directory).filter((entry) => entry.startsWith('.pms-fetch-') && !entry.includes('-wanted-')),
+      [],
+      'no claim or temporary file is left',
+    );
   });
 
   test("the history probe that opens a recovery starts the prefetcher on the base backup's first segment, and only before any request", async () => {

@@ -51,7 +51,8 @@ export interface PrefetcherOutcome {
   /** Of those, published as pg_wal/<name> with a note (spool.ts), rather than left in the spool. */
   readonly published: number;
   readonly failed: number;
-  readonly reason: 'idle' | 'recovery-ended' | 'aborted';
+  /** server-stopped: the postmaster this prefetcher first saw in postmaster.pid is gone. */
+  readonly reason: 'idle' | 'recovery-ended' | 'aborted' | 'server-stopped';
 }
 
 /**
@@ -91,6 +92,12 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   };
   let wake: (() => void) | undefined;
   const nudge = () => wake?.();
+  /** The server run this prefetcher works for, once postmaster.pid names a live one. */
+  let server: string | undefined;
+  // Aborts the fetches in flight when the server is gone: nobody will read them, and their claims
+  // would otherwise outlive the server by a request timeout.
+  const stopping = new AbortController();
+  const fetchSignal = options.signal ? AbortSignal.any([options.signal, stopping.signal]) : stopping.signal;
   let watcher: FSWatcher | undefined;
   try {
     // Entries appearing and disappearing ('rename'), a file being fetched growing ('change'),
@@ -107,6 +114,15 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   try {
     for (;;) {
       if (options.signal?.aborted) return { fetched, published: publishedCount, failed: failed.size, reason: 'aborted' };
+      const running = liveServer(options.dataDir);
+      if (running !== undefined) server ??= running;
+      else if (server !== undefined) {
+        // The server stopped (restore_command failed for good, or it was shut down) or died. What
+        // is spooled stays for its next start; a new server run starts its own prefetcher.
+        stopping.abort(new Error('the server stopped'));
+        log(`the server ${server} stopped: the prefetcher stops`);
+        return { fetched, published: publishedCount, failed: failed.size, reason: 'server-stopped' };
+      }
       if (!existsSync(spoolRoot(options.dataDir)) || !existsSync(options.directory))
         return { fetched, published: publishedCount, failed: failed.size, reason: 'recovery-ended' };
       if (recoveryEnded(options.dataDir)) {
@@ -242,12 +258,12 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           destination: join(options.directory, name),
           systemIdentifier: options.systemIdentifier,
           zstd,
-          ...(options.signal ? { signal: options.signal } : {}),
+          signal: fetchSignal,
         })
           .then((result) => {
             if (result.outcome === 'fetched') {
               fetched += 1;
-              if (tl !== timeline) return;
+              if (tl !== timeline || stopping.signal.aborted) return;
               let note: string | undefined;
               try {
                 note = publishSegment(options.dataDir, options.directory, name);
@@ -264,7 +280,8 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           })
           .catch((error: unknown) => {
             failed.add(segment);
-            log(`prefetch of ${name} failed, left to wal-fetch: ${(error as Error).message ?? String(error)}`);
+            if (!stopping.signal.aborted)
+              log(`prefetch of ${name} failed, left to wal-fetch: ${(error as Error).message ?? String(error)}`);
           })
           .finally(() => {
             warm = true;
@@ -293,6 +310,23 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     for (const name of [...claims.keys()]) release(name);
     relay?.close();
   }
+}
+
+/**
+ * `<pid>-<start time>` of the postmaster postmaster.pid names, if that process is alive: a server
+ * killed outright leaves its postmaster.pid behind.
+ */
+function liveServer(dataDir: string): string | undefined {
+  const postmaster = postmasterOfDataDirSync(dataDir);
+  const pid = Number(postmaster?.split('-')[0]);
+  if (postmaster === undefined || !Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // EPERM: alive, as another user.
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  }
+  return postmaster;
 }
 
 /** DBState DB_IN_PRODUCTION (PostgreSQL 15, src/include/catalog/pg_control.h). */

@@ -44,11 +44,12 @@ test('a process whose argv names a path is found while it runs and not after it 
 
 test('a zombie is not running, and the scanning process never mentions itself', async () => {
   // sh starts a short sleep, then becomes a long one that never reaps it: a zombie child of ours' child.
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // The short one must outlive the exec: one that ended before it was reaped by sh itself (CI, under load).
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     const [line] = (await once(parent.stdout.setEncoding('utf8'), 'data')) as [string];
     const zombie = Number(line.trim());
-    for (let i = 0; i < 100 && isRunning(zombie); i++) await sleep(20);
+    for (let i = 0; i < 500 && isRunning(zombie); i++) await sleep(20);
     assert.equal(isRunning(zombie), false, 'the unreaped child counts as stopped');
     assert.equal(parentPid(zombie), parent.pid, 'although it is still in /proc');
     // The empty needle is in every command line.

@@ -1,6 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdirSync } from 'node:fs';
 import { readControlSystemIdentifier } from '../../../wal/wal-page-header.js';
-import { inFlight, isSpoolable, livePrefetcher, markWanted, spoolDirectory, takeFromSpool, takePublished } from './spool.js';
+import { parseWalFileName } from '../../../wal/wal-file-name.js';
+import { backupStartSegment, wantedBefore } from './backup-start.js';
+import { inFlight, isSpoolable, livePrefetcher, markWanted, readWanted, spoolDirectory, takeFromSpool, takePublished } from './spool.js';
 
 /** How long a request waits for a segment the prefetcher is fetching right now before fetching it itself. */
 const IN_FLIGHT_WAIT_MS = 60_000;
@@ -22,6 +25,10 @@ export async function serveFromSpool(args: readonly string[], dataDir = process.
   if (rest.length !== 2 || flags.some((flag) => !FAST_PATH_FLAGS.has(flag)) || new Set(flags).size !== flags.length) return false;
   const allowUnsigned = flags.includes('--allow-unsigned');
   const [name, destination] = rest as [string, string];
+  if (parseWalFileName(name)?.kind === 'history' && !destination.startsWith('-')) {
+    await startAtBackupStart(dataDir, allowUnsigned);
+    return false;
+  }
   if (!isSpoolable(name) || destination.startsWith('-')) return false;
   let directory: string;
   let systemIdentifier: string;
@@ -59,4 +66,33 @@ async function waitForInFlight(dataDir: string, directory: string, name: string,
     if (taken()) return true;
   }
   return taken();
+}
+
+/**
+ * The history probe that opens a recovery (no `wanted` mark yet, backup_label still there) starts
+ * the prefetcher on the base backup's first segment here, before this process loads the
+ * configuration and OpenPGP to answer the probe: the prefetcher's own start-up (~0.4 s of
+ * modules and keys) then overlaps this call's instead of following it (docs/pitr.md, "The
+ * prefetcher's head start"). The full wal-fetch still answers the probe and, finding the mark,
+ * starts nothing again. BACKUP_WAL_PREFETCH is read raw here: 0 turns prefetch off, and any other
+ * value the prefetcher itself parses with the rest of the configuration (a bad one stops it with
+ * the reason in its log, and the full wal-fetch reports it to PostgreSQL).
+ */
+async function startAtBackupStart(dataDir: string, allowUnsigned: boolean): Promise<void> {
+  try {
+    const depth = process.env['BACKUP_WAL_PREFETCH']?.trim();
+    if (depth !== undefined && depth !== '' && Number(depth) === 0) return;
+    const start = backupStartSegment(dataDir);
+    const before = start === undefined ? undefined : wantedBefore(start);
+    if (before === undefined) return;
+    const systemIdentifier = await readControlSystemIdentifier(dataDir);
+    const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    if (readWanted(directory) !== undefined) return;
+    markWanted(directory, before);
+    const { ensurePrefetcher } = await import('./start-prefetcher.js');
+    await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
+  } catch {
+    // Only speed depends on it: the full wal-fetch tries again and says why it could not.
+  }
 }

@@ -13,6 +13,7 @@ import { runCli } from '../../../testing/run-cli.js';
 import { parseWalFileName } from '../../../wal/wal-file-name.js';
 import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
+import { serveFromSpool } from './fast-path.js';
 import { runPrefetcher } from './prefetcher.js';
 import { SPOOL_ROOT, USED_NOTE, claimFetch, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
 import { backupStartSegment, wantedBefore } from './backup-start.js';
@@ -431,6 +432,33 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       assert.equal(clean.code, 0, clean.stderr);
     }
     assert.ok(!existsSync(join(dataDir, SPOOL_ROOT)));
+  });
+
+  test("wal-fetch's fast path starts the prefetcher for the opening history probe itself, before the configuration and OpenPGP load, and still leaves the answer to the full wal-fetch", async () => {
+    const dataDir = join(fixture.work, 'head-start-fast');
+    await restorePitr({ storage: new FsStorage(fixture.repoRoot), keys, trust, target: 'latest', dataDir });
+    const start = backupStartSegment(dataDir) ?? assert.fail('no backup_label');
+    const directory = spoolDirectory(dataDir, systemIdentifier, false);
+    // The fast path reads its environment as restore_command's process would.
+    const saved = { ...process.env };
+    Object.assign(process.env, env);
+    try {
+      const handled = await serveFromSpool(['--promote-at-end', '00000063.history', 'pg_wal/RECOVERYHISTORY'], dataDir);
+      assert.equal(handled, false, 'a history file is always answered by the full wal-fetch');
+      assert.equal(readWanted(directory), wantedBefore(start));
+      await waitFor(`${start} in the spool`, async () => (existsSync(join(directory, start)) ? true : undefined));
+      // Off means off: no spool for a data directory whose server runs with BACKUP_WAL_PREFETCH=0.
+      const off = join(fixture.work, 'head-start-off');
+      await restorePitr({ storage: new FsStorage(fixture.repoRoot), keys, trust, target: 'latest', dataDir: off });
+      process.env['BACKUP_WAL_PREFETCH'] = '0';
+      assert.equal(await serveFromSpool(['00000063.history', 'pg_wal/RECOVERYHISTORY'], off), false);
+      assert.ok(!existsSync(join(off, SPOOL_ROOT)), 'no spool is made');
+    } finally {
+      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+      Object.assign(process.env, saved);
+      const clean = await runCli('pms-backup', ['wal-prefetch', 'clean'], env, { cwd: dataDir });
+      assert.equal(clean.code, 0, clean.stderr);
+    }
   });
 
   test('BACKUP_WAL_PREFETCH=0: restore_command is plain wal-fetch, no spool is made, and recovery reaches the same rows', async () => {

@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { toPmsError } from '../../cli/exit-boundary.js';
-import { backupStartSegment, wantedBefore } from './prefetch/backup-start.js';
-import { isSpoolable, markWanted, readWanted, spoolDirectory } from './prefetch/spool.js';
+import { startAtBackupStart } from './prefetch/backup-start.js';
+import { isSpoolable, markWanted, spoolDirectory } from './prefetch/spool.js';
 
 /**
  * restore_command's exit status is a contract with PostgreSQL: 1 means "not archived" (end of
@@ -111,36 +111,33 @@ async function promoteAtEnd(name: string): Promise<void> {
 /**
  * Before any segment was asked for in this recovery (no `wanted` mark yet) and while backup_label
  * is there: the prefetcher starts on the segment the base backup started in, so its start-up and
- * first fetches overlap this probe and PostgreSQL's own start.
+ * first fetches overlap this probe and PostgreSQL's own start. The fast path has normally done
+ * it already (prefetch/fast-path.ts), before this process loaded its configuration.
  */
 async function startPrefetchAtBackupStart(name: string, systemIdentifier: string, allowUnsigned: boolean): Promise<void> {
-  const start = backupStartSegment(process.cwd());
-  const before = start === undefined ? undefined : wantedBefore(start);
-  if (before === undefined) return;
-  await startPrefetch(name, systemIdentifier, allowUnsigned, { wanted: before, onlyFirst: true });
+  try {
+    await startAtBackupStart(process.cwd(), systemIdentifier, allowUnsigned);
+  } catch (error) {
+    notStarted(name, error);
+  }
 }
 
-/**
- * Tells the prefetcher (starting it if none runs) that recovery wants `name` (or `wanted`); with
- * onlyFirst, nothing is marked or started once a request was made. A failure here only costs speed.
- */
-async function startPrefetch(
-  name: string,
-  systemIdentifier: string,
-  allowUnsigned: boolean,
-  hint: { readonly wanted: string; readonly onlyFirst: boolean } | undefined = undefined,
-): Promise<void> {
+/** Tells the prefetcher (starting it if none runs) that recovery wants `name`. A failure here only costs speed. */
+async function startPrefetch(name: string, systemIdentifier: string, allowUnsigned: boolean): Promise<void> {
   try {
     const { ensurePrefetcher } = await import('./prefetch/start-prefetcher.js');
     const dataDir = process.cwd();
     const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
     mkdirSync(directory, { recursive: true, mode: 0o700 });
-    if (hint?.onlyFirst && readWanted(directory) !== undefined) return;
-    markWanted(directory, hint?.wanted ?? name);
+    markWanted(directory, name);
     await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
   } catch (error) {
-    process.stderr.write(
-      `pms-backup wal-fetch ${name}: prefetch not started (${(error as Error).message}); fetching one segment at a time\n`,
-    );
+    notStarted(name, error);
   }
+}
+
+function notStarted(name: string, error: unknown): void {
+  process.stderr.write(
+    `pms-backup wal-fetch ${name}: prefetch not started (${(error as Error).message}); fetching one segment at a time\n`,
+  );
 }

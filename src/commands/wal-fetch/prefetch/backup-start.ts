@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
+import { markWanted, readWanted, spoolDirectory } from './spool.js';
 
 /**
  * Where a recovery from a base backup starts, for a prefetcher started before PostgreSQL asks for
@@ -37,4 +38,23 @@ export function wantedBefore(start: string): string | undefined {
   const file = parseWalFileName(start);
   if (file?.kind !== 'segment' || file.segment === 0) return undefined;
   return segmentName(file.timeline, file.segment - 1);
+}
+
+/**
+ * Starts the prefetcher on the base backup's first segment, for the history probe that opens a
+ * recovery: only while backup_label is there and before any request (no `wanted` mark in this
+ * spool). Returns whether it marked and started. Throws what marking or starting threw: only
+ * speed depends on it, and each caller says so its own way.
+ */
+export async function startAtBackupStart(dataDir: string, systemIdentifier: string, allowUnsigned: boolean): Promise<boolean> {
+  const start = backupStartSegment(dataDir);
+  const before = start === undefined ? undefined : wantedBefore(start);
+  if (before === undefined) return false;
+  const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  if (readWanted(directory) !== undefined) return false;
+  markWanted(directory, before);
+  const { ensurePrefetcher } = await import('./start-prefetcher.js');
+  await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
+  return true;
 }

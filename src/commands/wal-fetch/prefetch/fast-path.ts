@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { mkdirSync } from 'node:fs';
 import { readControlSystemIdentifier } from '../../../wal/wal-page-header.js';
 import { parseWalFileName } from '../../../wal/wal-file-name.js';
-import { backupStartSegment, wantedBefore } from './backup-start.js';
-import { inFlight, isSpoolable, livePrefetcher, markWanted, readWanted, spoolDirectory, takeFromSpool, takePublished } from './spool.js';
+import { startAtBackupStart } from './backup-start.js';
+import { inFlight, isSpoolable, livePrefetcher, markWanted, spoolDirectory, takeFromSpool, takePublished } from './spool.js';
 
 /** How long a request waits for a segment the prefetcher is fetching right now before fetching it itself. */
 const IN_FLIGHT_WAIT_MS = 60_000;
@@ -26,7 +25,7 @@ export async function serveFromSpool(args: readonly string[], dataDir = process.
   const allowUnsigned = flags.includes('--allow-unsigned');
   const [name, destination] = rest as [string, string];
   if (parseWalFileName(name)?.kind === 'history' && !destination.startsWith('-')) {
-    await startAtBackupStart(dataDir, allowUnsigned);
+    await headStart(dataDir, allowUnsigned);
     return false;
   }
   if (!isSpoolable(name) || destination.startsWith('-')) return false;
@@ -78,20 +77,11 @@ async function waitForInFlight(dataDir: string, directory: string, name: string,
  * value the prefetcher itself parses with the rest of the configuration (a bad one stops it with
  * the reason in its log, and the full wal-fetch reports it to PostgreSQL).
  */
-async function startAtBackupStart(dataDir: string, allowUnsigned: boolean): Promise<void> {
+async function headStart(dataDir: string, allowUnsigned: boolean): Promise<void> {
   try {
     const depth = process.env['BACKUP_WAL_PREFETCH']?.trim();
     if (depth !== undefined && depth !== '' && Number(depth) === 0) return;
-    const start = backupStartSegment(dataDir);
-    const before = start === undefined ? undefined : wantedBefore(start);
-    if (before === undefined) return;
-    const systemIdentifier = await readControlSystemIdentifier(dataDir);
-    const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
-    mkdirSync(directory, { recursive: true, mode: 0o700 });
-    if (readWanted(directory) !== undefined) return;
-    markWanted(directory, before);
-    const { ensurePrefetcher } = await import('./start-prefetcher.js');
-    await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
+    await startAtBackupStart(dataDir, await readControlSystemIdentifier(dataDir), allowUnsigned);
   } catch {
     // Only speed depends on it: the full wal-fetch tries again and says why it could not.
   }

@@ -14,7 +14,7 @@ import { parseWalFileName } from '../../../wal/wal-file-name.js';
 import { archiveCommand } from '../../restore/pitr/recovery-settings.js';
 import { restorePitr } from '../../restore/pitr/restore-pitr.js';
 import { serveFromSpool } from './fast-path.js';
-import { runPrefetcher } from './prefetcher.js';
+import { type PrefetcherOptions, runPrefetcher } from './prefetcher.js';
 import { SPOOL_ROOT, USED_NOTE, claimFetch, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
 import { backupStartSegment, wantedBefore } from './backup-start.js';
 import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
@@ -56,6 +56,39 @@ function recoveringDataDir(name: string): string {
   control.writeUInt32LE(5, 16);
   writeFileSync(join(dataDir, 'global', 'pg_control'), control);
   return dataDir;
+}
+
+/**
+ * recoveringDataDir with a server run to bind notes to (postmaster.pid naming `pid`; only its pid
+ * and start time are read) and a spool whose `wanted` mark is the first archived segment.
+ */
+function serverRunDataDir(name: string, pid: number): { dataDir: string; directory: string } {
+  const dataDir = recoveringDataDir(name);
+  mkdirSync(join(dataDir, 'pg_wal', 'archive_status'));
+  writeFileSync(join(dataDir, 'postmaster.pid'), `${pid}\n${dataDir}\n1764700000\n5432\n`);
+  const directory = spoolDirectory(dataDir, systemIdentifier, false);
+  mkdirSync(directory, { recursive: true });
+  markWanted(directory, archived[0]!);
+  return { dataDir, directory };
+}
+
+/** The prefetcher in-process on the fixture's repository (two segments ahead unless told). */
+function prefetchFor(
+  dataDir: string,
+  directory: string,
+  options: Partial<Pick<PrefetcherOptions, 'signal' | 'log' | 'depth' | 'idleMs' | 'headClaim'>>,
+) {
+  return runPrefetcher({
+    storage: new FsStorage(fixture.repoRoot),
+    keys,
+    trust,
+    dataDir,
+    directory,
+    systemIdentifier,
+    depth: 2,
+    maxBytes: 1 << 30,
+    ...options,
+  });
 }
 
 /** restore --pitr (as the command does it) into a fresh directory and start PostgreSQL on it. */
@@ -291,18 +324,7 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
       if (file !== null && existsSync(join(directory, file))) created.push(file);
     });
     try {
-      await runPrefetcher({
-        storage: new FsStorage(fixture.repoRoot),
-        keys,
-        trust,
-        dataDir,
-        directory,
-        systemIdentifier,
-        depth: 3,
-        maxBytes: 1 << 30,
-        idleMs: 0,
-        headClaim: { name: archived[1]!, path: head },
-      });
+      await prefetchFor(dataDir, directory, { depth: 3, idleMs: 0, headClaim: { name: archived[1]!, path: head } });
     } finally {
       watcher.close();
     }
@@ -319,27 +341,11 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
   });
 
   test('the prefetcher keeps the newest used note (PostgreSQL re-reads the last segment before it promotes) and drops the older ones', async () => {
-    const dataDir = recoveringDataDir('notes-data');
-    mkdirSync(join(dataDir, 'pg_wal', 'archive_status'));
-    // A server run to bind the notes to (only its pid and start time are read).
-    // (the prefetcher stops once the process it names is gone: this test's own stands in for it).
-    writeFileSync(join(dataDir, 'postmaster.pid'), `${process.pid}\n${dataDir}\n1764700000\n5432\n`);
-    const directory = spoolDirectory(dataDir, systemIdentifier, false);
-    mkdirSync(directory, { recursive: true });
-    markWanted(directory, archived[0]!);
+    // The prefetcher stops once the process postmaster.pid names is gone: this test's own stands in.
+    const { dataDir, directory } = serverRunDataDir('notes-data', process.pid);
     const noteOf = (name: string) => readdirSync(directory).find((entry) => entry.startsWith(`${name}@`));
     const controller = new AbortController();
-    const running = runPrefetcher({
-      storage: new FsStorage(fixture.repoRoot),
-      keys,
-      trust,
-      dataDir,
-      directory,
-      systemIdentifier,
-      depth: 2,
-      maxBytes: 1 << 30,
-      signal: controller.signal,
-    });
+    const running = prefetchFor(dataDir, directory, { signal: controller.signal });
     try {
       const [first, second] = [archived[1]!, archived[2]!];
       const notes = await waitFor('two segments published', async () => {
@@ -368,25 +374,10 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
   });
 
   test('the prefetcher stops once the server it saw is gone (postmaster.pid names a dead process), leaving no claim', async () => {
-    const dataDir = recoveringDataDir('server-gone-data');
-    mkdirSync(join(dataDir, 'pg_wal', 'archive_status'));
     const postmaster = spawn('sleep', ['600'], { stdio: 'ignore' });
-    writeFileSync(join(dataDir, 'postmaster.pid'), `${postmaster.pid}\n${dataDir}\n1764700000\n5432\n`);
-    const directory = spoolDirectory(dataDir, systemIdentifier, false);
-    mkdirSync(directory, { recursive: true });
-    markWanted(directory, archived[0]!);
+    const { dataDir, directory } = serverRunDataDir('server-gone-data', postmaster.pid!);
     const logged: string[] = [];
-    const running = runPrefetcher({
-      storage: new FsStorage(fixture.repoRoot),
-      keys,
-      trust,
-      dataDir,
-      directory,
-      systemIdentifier,
-      depth: 2,
-      maxBytes: 1 << 30,
-      log: (line) => logged.push(line),
-    });
+    const running = prefetchFor(dataDir, directory, { log: (line) => logged.push(line) });
     await waitFor('a segment published', async () => (existsSync(join(dataDir, 'pg_wal', archived[1]!)) ? true : undefined));
     const gone = new Promise((resolve) => postmaster.once('exit', resolve));
     postmaster.kill('SIGKILL');

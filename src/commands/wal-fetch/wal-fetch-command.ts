@@ -1,8 +1,7 @@
-import { mkdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { toPmsError } from '../../cli/exit-boundary.js';
 import { startAtBackupStart } from './prefetch/backup-start.js';
-import { isSpoolable, markWanted, spoolDirectory } from './prefetch/spool.js';
+import { isSpoolable } from './prefetch/spool.js';
 
 /**
  * restore_command's exit status is a contract with PostgreSQL: 1 means "not archived" (end of
@@ -126,11 +125,7 @@ async function startPrefetchAtBackupStart(name: string, systemIdentifier: string
 async function startPrefetch(name: string, systemIdentifier: string, allowUnsigned: boolean): Promise<void> {
   try {
     const { ensurePrefetcher } = await import('./prefetch/start-prefetcher.js');
-    const dataDir = process.cwd();
-    const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
-    mkdirSync(directory, { recursive: true, mode: 0o700 });
-    markWanted(directory, name);
-    await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
+    await ensurePrefetcher({ dataDir: process.cwd(), systemIdentifier, allowUnsigned, wanted: name });
   } catch (error) {
     notStarted(name, error);
   }

@@ -1,7 +1,7 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseWalFileName, segmentName } from '../../../wal/wal-file-name.js';
-import { markWanted, readWanted, spoolDirectory } from './spool.js';
+import { readWanted, spoolDirectory } from './spool.js';
 
 /**
  * Where a recovery from a base backup starts, for a prefetcher started before PostgreSQL asks for
@@ -50,11 +50,8 @@ export async function startAtBackupStart(dataDir: string, systemIdentifier: stri
   const start = backupStartSegment(dataDir);
   const before = start === undefined ? undefined : wantedBefore(start);
   if (before === undefined) return false;
-  const directory = spoolDirectory(dataDir, systemIdentifier, allowUnsigned);
-  mkdirSync(directory, { recursive: true, mode: 0o700 });
-  if (readWanted(directory) !== undefined) return false;
-  markWanted(directory, before);
+  if (readWanted(spoolDirectory(dataDir, systemIdentifier, allowUnsigned)) !== undefined) return false;
   const { ensurePrefetcher } = await import('./start-prefetcher.js');
-  await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned });
+  await ensurePrefetcher({ dataDir, systemIdentifier, allowUnsigned, wanted: before });
   return true;
 }

@@ -79,7 +79,8 @@ async function waitForInFlight(dataDir: string, directory: string, name: string,
  */
 async function headStart(dataDir: string, allowUnsigned: boolean): Promise<void> {
   try {
-    const depth = process.env['BACKUP_WAL_PREFETCH']?.trim();
+    // The configuration's own rule (setting-reader.ts, intSchema): '' is unset, anything else is Number()ed.
+    const depth = process.env['BACKUP_WAL_PREFETCH'];
     if (depth !== undefined && depth !== '' && Number(depth) === 0) return;
     await startAtBackupStart(dataDir, await readControlSystemIdentifier(dataDir), allowUnsigned);
   } catch {

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childEnv } from '../../../process/child-env.js';
 import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
-import { LOG_FILE, livePrefetcher, spoolDirectory, spoolRoot } from './spool.js';
+import { LOG_FILE, livePrefetcher, markWanted, spoolDirectory, spoolRoot } from './spool.js';
 
 /** The names wal-fetch's configuration is read from (repository, credentials, key files, prefetch bounds). */
 const CONFIG_VARIABLE = /^(BACKUP_|AWS_|S3_)/;
@@ -15,6 +15,8 @@ export interface StartPrefetcherOptions {
   readonly allowUnsigned: boolean;
   /** The environment wal-fetch was started with (PostgreSQL's, holding the BACKUP_* settings). */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Marked as the segment recovery wants (spool.ts markWanted) before the prefetcher is looked for or started. */
+  readonly wanted?: string;
 }
 
 /**
@@ -25,7 +27,9 @@ export interface StartPrefetcherOptions {
  * paths) reaches it through a pipe on stdin, which it reads once and closes.
  */
 export async function ensurePrefetcher(options: StartPrefetcherOptions): Promise<'running' | 'started'> {
-  mkdirSync(spoolDirectory(options.dataDir, options.systemIdentifier, options.allowUnsigned), { recursive: true, mode: 0o700 });
+  const directory = spoolDirectory(options.dataDir, options.systemIdentifier, options.allowUnsigned);
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  if (options.wanted !== undefined) markWanted(directory, options.wanted);
   if (livePrefetcher(options.dataDir) !== undefined) return 'running';
   const env = options.env ?? process.env;
   const config = Object.fromEntries(Object.entries(env).filter(([name, value]) => value !== undefined && CONFIG_VARIABLE.test(name)));

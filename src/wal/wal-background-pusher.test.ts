@@ -12,7 +12,7 @@ import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../testing/ar
 import { type PushgatewayHarness, startPushgateway } from '../testing/pushgateway-harness.js';
 import { binPath } from '../testing/run-cli.js';
 import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
-import { MARKER_DIR } from '../commands/wal-push/push-marker.js';
+import { IN_FLIGHT_PREFIX, MARKER_DIR, PUSHER_PID_FILE } from '../commands/wal-push/push-marker.js';
 import { pusherAddress } from '../commands/wal-push/pusher-socket.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { SEGMENT_WORKER_NODE_FLAGS } from '../process/segment-worker-flags.js';
@@ -135,6 +135,11 @@ describe('wal-push background pusher', () => {
     for (const name of names.slice(1)) assert.ok(existsSync(archivedObject(name)), `${name}: a marker exists only for a stored object`);
     const pids = pushers();
     assert.equal(pids.length, 1, 'exactly one pusher serves the directory');
+    // The shell's cues (archive-command.ts): pusher.pid names it; a file archived is no longer held.
+    assert.equal(readFileSync(join(walDir, MARKER_DIR, PUSHER_PID_FILE), 'utf8').trim(), String(pids[0]));
+    const holds = readdirSync(join(walDir, MARKER_DIR)).filter((entry) => entry.startsWith(IN_FLIGHT_PREFIX));
+    for (const name of names.slice(1))
+      assert.ok(!holds.includes(`${IN_FLIGHT_PREFIX}${name}`), `${name} is still held: ${holds.join(', ')}`);
     const environ = readFileSync(`/proc/${pids[0]}/environ`, 'utf8').split('\0').filter(Boolean);
     assert.deepEqual(
       environ.filter((v) => /^(BACKUP_|AWS_|PUSHGATEWAY_|HOME=)/.test(v)),

@@ -1,14 +1,15 @@
-import { MARKER_DIR } from './push-marker.js';
+import { IN_FLIGHT_PREFIX, MARKER_DIR, PUSHER_PID_FILE } from './push-marker.js';
 
 /**
  * archive_command in its shell-first form: the shell answers a file the background pusher already
  * archived ahead, and starts Node (`exec <walPush> %p`) only when no note vouches for it.
  *
  * PostgreSQL 15's archiver runs archive_command for one file at a time and waits for it. Draining
- * a backlog, the pusher archives ahead 2 at a time, so nearly every call finds its note: in Node
- * that answer costs a process start (40 ms on Node 24, ~70 ms on Node 20, docs/performance.md),
- * taken from the same two cores the pusher compresses and encrypts on; in the shell it is `read`
- * (a builtin) of postmaster.pid, one `stat` and one `rm`.
+ * a backlog, the pusher archives ahead 2 at a time, so nearly every call finds its note, or finds
+ * the file held by the pusher and waits for it: in Node either costs a process start (~100 ms of
+ * CPU on Node 24, docs/performance.md), taken from the same two cores the pusher compresses and
+ * encrypts on; in the shell it is `read` (a builtin) of postmaster.pid and one `stat`, plus a
+ * `sleep` per look while waiting.
  *
  * The shell checks exactly what consumePushMarker checks, because a note's name is its proof
  * (push-marker.ts): this postmaster (pid and start time), and the file's device, inode, size,
@@ -23,8 +24,8 @@ import { MARKER_DIR } from './push-marker.js';
  * paste into sh (callers quote paths).
  */
 export function shellFirstArchiveCommand(walPush: string): string {
-  const marker = `pg_wal/${MARKER_DIR}/%f@$pm_pid-$pm_start-$(stat -L -c %%d-%%i-%%s-%%.9Y-%%.9Z %p 2>/dev/null)`;
-  const command = [
+  const marker = `$d/%f@$pm_pid-$pm_start-$(stat -L -c %%d-%%i-%%s-%%.9Y-%%.9Z %p 2>/dev/null)`;
+  const vouched = [
     `{ read -r pm_pid; read -r pm_dir; read -r pm_start; } 2>/dev/null < postmaster.pid`,
     `m="${marker}"`,
     // A note is a non-empty regular file of the server's user (isPlainFile in push-marker.ts).
@@ -32,9 +33,17 @@ export function shellFirstArchiveCommand(walPush: string): string {
     `[ ! -L "$m" ]`,
     `[ -s "$m" ]`,
     `[ -O "$m" ]`,
-    `rm -f "$m"`,
-    `exit 0; exec ${walPush} %p`,
+    // Emptied, it vouches no more (a builtin, where rm cost a process); the pusher sweeps it.
+    `: > "$m"`,
+    `exit 0`,
   ].join(' && ');
+  // The live pusher holds %f (queued or archiving): look again every WAIT_S instead of starting
+  // Node to wait on the pusher for the same file. `read` and `kill -0` are builtins: each look
+  // costs one `sleep`, and one `stat` once the hold is gone. The first look comes even before
+  // the hold exists: the pusher and the archiver both see a new .ready file at once.
+  const alive = `{ read -r q; } 2>/dev/null < $d/${PUSHER_PID_FILE} && kill -0 "$q" 2>/dev/null`;
+  const wait = `w=0; while [ $w -lt ${WAIT_LOOKS} ] && ${alive}; do sleep ${WAIT_S}; w=$((w+1)); [ -f $d/${IN_FLIGHT_PREFIX}%f ] && continue; v; break; done`;
+  const command = `d=pg_wal/${MARKER_DIR}; v() { ${vouched}; }; v; ${wait}; exec ${walPush} %p`;
   if (expandedLength(command) > MAX_EXPANDED_COMMAND) {
     throw new RangeError(
       `archive_command would be ${expandedLength(command)} bytes once PostgreSQL expands it; PostgreSQL 15 cuts it at ${MAX_EXPANDED_COMMAND}: use a shorter path to wal-push`,
@@ -42,6 +51,14 @@ export function shellFirstArchiveCommand(walPush: string): string {
   }
   return command;
 }
+
+/**
+ * How long the shell waits for a file the pusher holds: every 50 ms (a segment takes the pusher
+ * ~50-100 ms; each look is a `sleep` process) for at most 10 s, then Node asks the pusher and
+ * waits as before (a slow or failing store).
+ */
+const WAIT_S = '0.05';
+const WAIT_LOOKS = 200;
 
 /**
  * PostgreSQL 15 builds the command in a MAXPGPATH buffer and silently cuts it there (1023 bytes

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync,
   chownSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
+  readFileSync,
   readdirSync,
   renameSync,
   rmSync,
@@ -15,15 +17,23 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, beforeEach, describe, test } from 'node:test';
 import { shellFirstArchiveCommand } from './archive-command.js';
 import {
+  IN_FLIGHT_PREFIX,
   MARKER_DIR,
+  PUSHER_PID_FILE,
+  claimPusherPid,
+  clearInFlight,
   consumePushMarker,
   fileIdentity,
   hasValidMarker,
   identityToken,
   markerNameOf,
+  noteInFlight,
+  releasePusherPid,
+  removeStaleMarkers,
   writePushMarker,
 } from './push-marker.js';
 
@@ -31,12 +41,58 @@ const SEGMENT = '000000010000000000000007';
 const NODE_PATH_EXIT = 42;
 
 /** What PostgreSQL's archiver does with the command: %p, %f and %% expanded, run by sh in the data directory. */
-function runArchiveCommand(dataDir: string, name = SEGMENT): number {
+function expanded(name: string): string {
   const template = shellFirstArchiveCommand(`/bin/sh -c 'exit ${NODE_PATH_EXIT}'`);
-  const command = template.replace(/%([pf%])/g, (_all, c: string) => (c === 'p' ? `pg_wal/${name}` : c === 'f' ? name : '%'));
-  const run = spawnSync('/bin/sh', ['-c', command], { cwd: dataDir, encoding: 'utf8' });
+  return template.replace(/%([pf%])/g, (_all, c: string) => (c === 'p' ? `pg_wal/${name}` : c === 'f' ? name : '%'));
+}
+
+function runArchiveCommand(dataDir: string, name = SEGMENT): number {
+  const run = spawnSync('/bin/sh', ['-c', expanded(name)], { cwd: dataDir, encoding: 'utf8' });
   assert.equal(run.error, undefined);
   return run.status ?? -1;
+}
+
+/**
+ * The same, running while the test acts, with a `sleep` that stands still until the test lets it
+ * go: `look()` resolves once the shell is in its next wait, `go()` ends that wait. So each step
+ * the test takes falls between two looks of the shell, whatever the machine's load.
+ */
+function startArchiveCommand(dataDir: string, name = SEGMENT): { exit: Promise<number>; look(): Promise<void>; go(): void } {
+  const gate = mkdtempSync(join(root, 'sleep-'));
+  writeFileSync(
+    join(gate, 'sleep'),
+    `#!/bin/sh\nn=$(ls ${gate} | grep -c '^looked')\n: > ${gate}/looked-$n\nwhile [ ! -e ${gate}/go-$n ]; do /bin/sleep 0.01; done\n`,
+    { mode: 0o755 },
+  );
+  const child = spawn('/bin/sh', ['-c', expanded(name)], {
+    cwd: dataDir,
+    stdio: 'ignore',
+    env: { ...process.env, PATH: `${gate}:${process.env['PATH'] ?? ''}` },
+  });
+  let looks = 0;
+  let gone = 0;
+  let exitCode: number | undefined;
+  const exit = new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      exitCode = code ?? -1;
+      resolve(exitCode);
+    });
+  });
+  return {
+    exit,
+    async look() {
+      while (!existsSync(join(gate, `looked-${looks}`))) {
+        if (exitCode !== undefined) assert.fail(`the shell exited ${exitCode} instead of looking again`);
+        await sleep(5);
+      }
+      looks += 1;
+    },
+    go() {
+      writeFileSync(join(gate, `go-${gone}`), '');
+      gone += 1;
+    },
+  };
 }
 
 const root = mkdtempSync(join(tmpdir(), 'pms-archive-command-'));
@@ -66,12 +122,16 @@ async function archivedAhead(): Promise<void> {
 const notes = (): string[] => readdirSync(join(dataDir, 'pg_wal', MARKER_DIR));
 
 describe('shell-first archive_command', () => {
-  test('answers a file the pusher archived ahead without the Node command, and consumes its note', async () => {
+  test('answers a file the pusher archived ahead without the Node command, and uses its note up', async () => {
     await archivedAhead();
     assert.equal(await hasValidMarker(walPath), true, 'Node agrees the note vouches for the file');
     assert.equal(runArchiveCommand(dataDir), 0);
-    assert.deepEqual(notes(), [], 'the note is consumed');
+    const [used] = notes();
+    assert.equal(statSync(join(dataDir, 'pg_wal', MARKER_DIR, used as string)).size, 0, 'the note is emptied');
+    assert.equal(await hasValidMarker(walPath), false, 'an emptied note vouches for nothing, in Node too');
     assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'a second call has no note: Node decides');
+    await removeStaleMarkers(join(dataDir, 'pg_wal'), (name) => name.length === 24);
+    assert.deepEqual(notes(), [], "the pusher's sweep removes the used note");
   });
 
   test('the name Node gives a note is the name the shell computes (stat -L, postmaster.pid)', async () => {
@@ -145,7 +205,7 @@ describe('shell-first archive_command', () => {
   });
 
   test('refuses a wal-push path so long that PostgreSQL 15 would cut the expanded command', () => {
-    assert.ok(shellFirstArchiveCommand(`/${'p'.repeat(500)}/pms-backup wal-push`).length < 1023);
+    assert.ok(shellFirstArchiveCommand(`/${'p'.repeat(300)}/pms-backup wal-push`).length < 1023);
     assert.throws(() => shellFirstArchiveCommand(`/${'p'.repeat(700)}/pms-backup wal-push`), /PostgreSQL 15 cuts it at 1023/);
   });
 
@@ -154,5 +214,71 @@ describe('shell-first archive_command', () => {
     writeFileSync(join(dataDir, 'pg_wal', '000000010000000000000008'), Buffer.alloc(8192, 7));
     assert.equal(runArchiveCommand(dataDir, '000000010000000000000008'), NODE_PATH_EXIT);
     assert.equal(runArchiveCommand(dataDir), 0);
+  });
+
+  describe('a file the live pusher holds', { timeout: 60_000 }, () => {
+    const walDir = (): string => join(dataDir, 'pg_wal');
+    const hold = (): string => join(walDir(), MARKER_DIR, `${IN_FLIGHT_PREFIX}${SEGMENT}`);
+
+    test('is waited for in the shell and answered by the note written meanwhile, without Node', async () => {
+      await claimPusherPid(walDir());
+      await noteInFlight(walDir(), SEGMENT);
+      const shell = startArchiveCommand(dataDir);
+      // Three looks while the hold lasts: the shell neither exits nor starts Node meanwhile.
+      for (let i = 0; i < 3; i++) {
+        await shell.look();
+        shell.go();
+      }
+      await shell.look();
+      await archivedAhead();
+      await clearInFlight(walDir(), SEGMENT);
+      shell.go();
+      assert.equal(await shell.exit, 0, 'answered by the note, not by the Node command');
+    });
+
+    test('goes to Node once the hold ends without a note (the push failed)', async () => {
+      await claimPusherPid(walDir());
+      await noteInFlight(walDir(), SEGMENT);
+      const shell = startArchiveCommand(dataDir);
+      await shell.look();
+      shell.go();
+      await shell.look();
+      await clearInFlight(walDir(), SEGMENT);
+      shell.go();
+      assert.equal(await shell.exit, NODE_PATH_EXIT);
+    });
+
+    test('is not waited for when pusher.pid is missing or names a dead process', async () => {
+      await noteInFlight(walDir(), SEGMENT);
+      assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'no pusher.pid');
+      const dead = spawnSync('/bin/sh', ['-c', 'echo $$']).stdout.toString().trim();
+      writeFileSync(join(walDir(), MARKER_DIR, PUSHER_PID_FILE), `${dead}\n`);
+      assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'a dead pusher');
+      assert.ok(existsSync(hold()), 'the shell never removes a hold');
+    });
+
+    test('a live pusher without a hold gets one more look, then Node', async () => {
+      await claimPusherPid(walDir());
+      assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT);
+      const shell = startArchiveCommand(dataDir);
+      await shell.look();
+      await archivedAhead();
+      shell.go();
+      assert.equal(await shell.exit, 0, 'a note written during that look answers the call');
+    });
+
+    test("pusher.pid names the pusher, drops a dead pusher's holds, and is released only by its writer", async () => {
+      await noteInFlight(walDir(), SEGMENT);
+      await claimPusherPid(walDir());
+      assert.equal(existsSync(hold()), false, 'a hold left by an earlier pusher is dropped');
+      const pidFile = join(walDir(), MARKER_DIR, PUSHER_PID_FILE);
+      assert.equal(readFileSync(pidFile, 'utf8'), `${process.pid}\n`);
+      writeFileSync(pidFile, '1\n');
+      await releasePusherPid(walDir());
+      assert.equal(readFileSync(pidFile, 'utf8'), '1\n', "a successor's pusher.pid stays");
+      await claimPusherPid(walDir());
+      await releasePusherPid(walDir());
+      assert.equal(existsSync(pidFile), false);
+    });
   });
 });

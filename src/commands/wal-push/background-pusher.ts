@@ -7,9 +7,13 @@ import { type ArchiveBacklog, archiveBacklog, readyFiles } from '../../wal/archi
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 import {
   type FileIdentity,
+  claimPusherPid,
+  clearInFlight,
   fileIdentity,
   hasValidMarker,
+  noteInFlight,
   postmasterOf,
+  releasePusherPid,
   removeStaleMarkers,
   sameFile,
   writePushMarker,
@@ -56,6 +60,8 @@ interface Job {
   readonly name: string;
   readonly done: Promise<PusherReply>;
   resolve(reply: PusherReply): void;
+  /** The in-flight hold for archive_command's shell (push-marker.ts IN_FLIGHT_PREFIX), once written. */
+  readonly held: Promise<void>;
 }
 
 function replyFor(error: unknown): PusherReply {
@@ -114,7 +120,9 @@ export class BackgroundPusher {
     }
     let resolve!: (reply: PusherReply) => void;
     const done = new Promise<PusherReply>((r) => (resolve = r));
-    const job: Job = { name, done, resolve };
+    // A hint only (the shell waits while it exists); failing to write it costs a Node start, no more.
+    const held = noteInFlight(this.#options.walDir, name).catch(() => undefined);
+    const job: Job = { name, done, resolve, held };
     this.#jobs.set(name, job);
     if (first) this.#queue.unshift(job);
     else this.#queue.push(job);
@@ -126,7 +134,9 @@ export class BackgroundPusher {
     while (this.#running < this.#options.concurrency && this.#queue.length > 0) {
       const job = this.#queue.shift()!;
       this.#running += 1;
-      void this.#archive(job).then((reply) => {
+      void this.#archive(job).then(async (reply) => {
+        // The note (on success) is written by now, so a shell that sees the hold gone finds it.
+        await this.#release(job);
         this.#running -= 1;
         this.#jobs.delete(job.name);
         this.#lastWork = Date.now();
@@ -135,6 +145,11 @@ export class BackgroundPusher {
         this.scan();
       });
     }
+  }
+
+  async #release(job: Job): Promise<void> {
+    await job.held;
+    await clearInFlight(this.#options.walDir, job.name);
   }
 
   async #archive(job: Job): Promise<PusherReply> {
@@ -207,6 +222,7 @@ export class BackgroundPusher {
     this.#stopping = true;
     for (const job of this.#queue.splice(0)) {
       this.#jobs.delete(job.name);
+      await this.#release(job);
       job.resolve({ ok: false, code: 'PMS_ERR_ABORTED', message: 'the background pusher is leaving; retry', exitCode: 1 });
     }
     while (this.#running > 0) await Promise.all([...this.#jobs.values()].map((j) => j.done));
@@ -245,6 +261,8 @@ export async function servePusher(
       resolve();
     });
   });
+  // The shell's cue that a held file is worth waiting for (push-marker.ts PUSHER_PID_FILE).
+  await claimPusherPid(walDir).catch(() => undefined);
   onListening();
   let watcher: FSWatcher | undefined;
   try {
@@ -268,6 +286,8 @@ export async function servePusher(
     if (Date.now() - reported >= BACKLOG_REPORT_MS) {
       reported = Date.now();
       await report();
+      // Notes the shell emptied (used) and notes of recycled files.
+      await removeStaleMarkers(walDir, (n) => parseWalFileName(n) !== undefined).catch(() => undefined);
     }
     reason = await pusher.shouldLeave(instance);
   }
@@ -275,6 +295,7 @@ export async function servePusher(
   // New connections now fail, so the next wal-push starts a fresh pusher; answered ones finish.
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await pusher.drain();
+  await releasePusherPid(walDir);
   for (const socket of sockets) socket.destroy();
   await report();
   return reason;

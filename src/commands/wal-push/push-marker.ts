@@ -1,4 +1,4 @@
-import { lstat, mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type FileIdentity, fileIdentity, identityToken, postmasterOfDataDir } from '../../wal/file-identity.js';
 
@@ -25,6 +25,15 @@ import { type FileIdentity, fileIdentity, identityToken, postmasterOfDataDir } f
 export const MARKER_DIR = 'pms_backup_status';
 
 export { type FileIdentity, fileIdentity, identityToken, sameFile } from '../../wal/file-identity.js';
+
+/**
+ * While the background pusher holds a file (queued or archiving), `pms_backup_status/.pms-push-<file>`
+ * exists, and `pms_backup_status/pusher.pid` names the live pusher. archive_command's shell waits
+ * while both hold, instead of starting Node only to wait on the pusher for the same file
+ * (archive-command.ts). They are hints for when to look again, never proof: only a note vouches.
+ */
+export const IN_FLIGHT_PREFIX = '.pms-push-';
+export const PUSHER_PID_FILE = 'pusher.pid';
 
 function walDirOf(walPath: string): string {
   return dirname(resolve(walPath));
@@ -94,10 +103,47 @@ export async function writePushMarker(walPath: string, sha256: string, file: Fil
   return true;
 }
 
+/** Marks `walName` as held by this pusher (see IN_FLIGHT_PREFIX). */
+export async function noteInFlight(walDir: string, walName: string): Promise<void> {
+  const dir = join(walDir, MARKER_DIR);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, `${IN_FLIGHT_PREFIX}${walName}`), '', { mode: 0o600 });
+}
+
+/** Ends the hold of `walName`: after its note was written, so a shell that sees this gone finds the note. */
+export async function clearInFlight(walDir: string, walName: string): Promise<void> {
+  await unlink(join(walDir, MARKER_DIR, `${IN_FLIGHT_PREFIX}${walName}`)).catch(() => undefined);
+}
+
+/**
+ * Names this process as the pusher of `walDir` (it holds the pusher's address, the lock), and
+ * drops a dead pusher's holds. Written whole by rename: the shell reads it with `read`.
+ */
+export async function claimPusherPid(walDir: string): Promise<void> {
+  const dir = join(walDir, MARKER_DIR);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(IN_FLIGHT_PREFIX)) await unlink(join(dir, name)).catch(() => undefined);
+  }
+  const temp = join(dir, `.tmp-${process.pid}-${PUSHER_PID_FILE}`);
+  await writeFile(temp, `${process.pid}\n`, { mode: 0o600 });
+  await rename(temp, join(dir, PUSHER_PID_FILE));
+}
+
+/** Removes pusher.pid if it still names this process (a successor may have written its own). */
+export async function releasePusherPid(walDir: string): Promise<void> {
+  const path = join(walDir, MARKER_DIR, PUSHER_PID_FILE);
+  const named = await readFile(path, 'utf8').then(
+    (text) => text.trim(),
+    () => undefined,
+  );
+  if (named === String(process.pid)) await unlink(path).catch(() => undefined);
+}
+
 /**
  * Drops notes that can no longer vouch for anything: their WAL file is gone (archived and
- * recycled) or changed, the server that wrote them stopped, a dead writer left a temporary file,
- * or an older version wrote them (named by the WAL file alone).
+ * recycled) or changed, the server that wrote them stopped, the shell used them (emptied), a dead
+ * writer left a temporary file, or an older version wrote them (named by the WAL file alone).
  */
 export async function removeStaleMarkers(walDir: string, isWalName: (name: string) => boolean): Promise<void> {
   const dir = join(walDir, MARKER_DIR);
@@ -124,7 +170,13 @@ export async function removeStaleMarkers(walDir: string, isWalName: (name: strin
     else if (at < 0 || instance === undefined) stale = true;
     else {
       const now = await stat(join(walDir, walName), { bigint: true }).then(fileIdentity, () => undefined);
-      stale = now === undefined || name !== markerNameOf(walName, instance, now);
+      stale =
+        now === undefined ||
+        name !== markerNameOf(walName, instance, now) ||
+        (await lstat(join(dir, name)).then(
+          (s) => s.size === 0,
+          () => false,
+        ));
     }
     if (stale) await unlink(join(dir, name)).catch(() => undefined);
   }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
 import type { SigningKey, TrustPolicy } from '../crypto/signing.js';
@@ -72,7 +73,7 @@ export async function claimArchive(
       return;
     } catch (error) {
       if (!isPmsError(error, 'PMS_ERR_TARGET_EXISTS')) throw error;
-      existing = await readIdentityRecord(storage, trust); // claimed concurrently: check whose it is
+      existing = await concurrentClaim(storage, trust); // claimed concurrently: check whose it is
     }
   }
   if (existing?.systemIdentifier !== systemIdentifier)
@@ -81,6 +82,32 @@ export async function claimArchive(
   // still trusted, so the archive stays claimed once it is retired. One HEAD per run afterwards.
   if (existing.signer !== undefined && existing.signer !== signer.description.fingerprint) {
     await cosignRecord(storage, WAL_SYSTEM_KEY, existing.bytes, signer);
+  }
+}
+
+/** How long a push that lost the first claim waits for the winner's record to appear. */
+const CONCURRENT_CLAIM_WAIT_MS = 10_000;
+const CONCURRENT_CLAIM_POLL_MS = 50;
+
+/**
+ * The record of a claim that won the race against ours. The winner writes its signature first
+ * and its record second (signed-record.ts), so right after our signature lost, the record may not
+ * exist yet: read again until it does, instead of taking the gap for a foreign archive (two
+ * members with archive_mode = always, or two pushes at once on a fresh repository, saw
+ * PMS_ERR_SYSTEM_MISMATCH with "(unknown)").
+ */
+async function concurrentClaim(storage: Storage, trust: TrustPolicy): Promise<IdentityRecord> {
+  const deadline = Date.now() + CONCURRENT_CLAIM_WAIT_MS;
+  for (;;) {
+    const record = await readIdentityRecord(storage, trust);
+    if (record !== undefined) return record;
+    if (Date.now() >= deadline) {
+      throw new PmsError(
+        'PMS_ERR_LOCKED',
+        `another writer is claiming ${WAL_SYSTEM_KEY} in ${storage.location} (its signature exists, its record did not appear within ${CONCURRENT_CLAIM_WAIT_MS / 1000} s); PostgreSQL retries the push. If this persists, that writer died between its two writes: the leftover signature is replaced once it is a minute old`,
+      );
+    }
+    await sleep(CONCURRENT_CLAIM_POLL_MS);
   }
 }
 

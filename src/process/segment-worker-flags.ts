@@ -10,3 +10,17 @@
  * bounded by what the process keeps alive.
  */
 export const SEGMENT_WORKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
+
+/**
+ * glibc's allocator settings for the same processes. zlib hands out every 1 MiB piece of a
+ * decompressed segment, and of a compressed one, in a fresh buffer; glibc served each from a new
+ * mapping or from heap it had just given back, so every piece was faulted in page by page and
+ * returned again: writing a 16 MiB segment from such pieces cost 9-21 ms of system time against
+ * 2.5-6 ms from one reused buffer (a /tmp script on this machine, Node 24). Served from heap that
+ * glibc keeps (pieces under 32 MiB, up to 64 MiB of free heap kept), the same writes cost 3-4 ms
+ * once warm, and a pushed segment 64-68 ms of CPU instead of 75-77 (docs/performance.md,
+ * "Session 14"). Other C libraries ignore the variable.
+ */
+export const SEGMENT_WORKER_ENV: Readonly<Record<string, string>> = {
+  GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864',
+};

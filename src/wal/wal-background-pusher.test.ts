@@ -15,7 +15,8 @@ import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
 import { IN_FLIGHT_PREFIX, MARKER_DIR, PUSHER_PID_FILE } from '../commands/wal-push/push-marker.js';
 import { pusherAddress } from '../commands/wal-push/pusher-socket.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
-import { SEGMENT_WORKER_NODE_FLAGS } from '../process/segment-worker-flags.js';
+import { SEGMENT_WORKER_ENV, SEGMENT_WORKER_NODE_FLAGS } from '../process/segment-worker-flags.js';
+import { procEnviron } from '../testing/proc-environ.js';
 
 // Issue 15 item 2: with the server running, wal-push hands its file to one background pusher per
 // pg_wal that archives the whole backlog ahead and answers each call once its file is stored.
@@ -140,12 +141,14 @@ describe('wal-push background pusher', () => {
     const holds = readdirSync(join(walDir, MARKER_DIR)).filter((entry) => entry.startsWith(IN_FLIGHT_PREFIX));
     for (const name of names.slice(1))
       assert.ok(!holds.includes(`${IN_FLIGHT_PREFIX}${name}`), `${name} is still held: ${holds.join(', ')}`);
-    const environ = readFileSync(`/proc/${pids[0]}/environ`, 'utf8').split('\0').filter(Boolean);
+    const environ = procEnviron(readFileSync(`/proc/${pids[0]}/environ`, 'utf8'));
     assert.deepEqual(
       environ.filter((v) => /^(BACKUP_|AWS_|PUSHGATEWAY_|HOME=)/.test(v)),
       [],
       `only the allowlisted child environment: ${environ.map((v) => v.split('=')[0]).join(', ')}`,
     );
+    for (const [name, value] of Object.entries(SEGMENT_WORKER_ENV))
+      assert.ok(environ.includes(`${name}=${value}`), `${name}: ${environ.join(' ')}`);
     const argv = readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8');
     assert.ok(!argv.includes(readFileSync(fixture.env['BACKUP_SIGNING_PASSPHRASE_FILE'] ?? fixture.key.privateKeyFile, 'utf8').trim()));
     assert.ok(!/BACKUP_|passphrase/i.test(argv), argv);

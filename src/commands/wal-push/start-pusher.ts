@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { acceptedNames } from '../../config/settings.js';
 import { PmsError, type ErrorCode } from '../../errors/catalogue.js';
 import { childEnv } from '../../process/child-env.js';
-import { SEGMENT_WORKER_NODE_FLAGS } from '../../process/segment-worker-flags.js';
+import { SEGMENT_WORKER_ENV, SEGMENT_WORKER_NODE_FLAGS } from '../../process/segment-worker-flags.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'pms-backup.js');
 
@@ -36,7 +36,7 @@ export async function startPusher(walDir: string, options: { readAhead: number; 
       '--concurrency',
       String(options.concurrency),
     ],
-    { detached: true, env: childEnv(), cwd: dirname(walDir), stdio: ['pipe', 'pipe', 'ignore'] },
+    { detached: true, env: childEnv(SEGMENT_WORKER_ENV), cwd: dirname(walDir), stdio: ['pipe', 'pipe', 'ignore'] },
   );
   const answer = new Promise<string>((resolve, reject) => {
     let out = '';

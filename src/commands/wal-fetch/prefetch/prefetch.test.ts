@@ -17,7 +17,8 @@ import { serveFromSpool } from './fast-path.js';
 import { type PrefetcherOptions, runPrefetcher } from './prefetcher.js';
 import { SPOOL_ROOT, USED_NOTE, claimFetch, markWanted, parseNoteName, readWanted, spoolDirectory } from './spool.js';
 import { backupStartSegment, wantedBefore } from './backup-start.js';
-import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
+import { SEGMENT_WORKER_ENV, SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
+import { procEnviron } from '../../../testing/proc-environ.js';
 import { BACKGROUND_NICE } from '../../../process/background-priority.js';
 
 let fixture: ArchiveFixture;
@@ -225,11 +226,16 @@ describe('wal-fetch prefetch during recovery (real PostgreSQL, real repository)'
     // The prefetcher (alive: recovery took a segment moments ago) holds no BACKUP_* or AWS_*
     // in its environment and nothing but its subcommand in argv.
     const pid = readFileSync(join(cluster.dataDir, SPOOL_ROOT, 'prefetcher.lock'), 'utf8').trim();
-    const environment = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+    const environment = procEnviron(readFileSync(`/proc/${pid}/environ`, 'utf8'));
     assert.deepEqual(
-      environment.map((entry) => entry.slice(0, entry.indexOf('='))).filter((name) => !/^(PATH|LANG|LANGUAGE|TZ|TMPDIR|LC_.*)$/.test(name)),
+      environment
+        .filter((entry) => !Object.entries(SEGMENT_WORKER_ENV).some(([name, value]) => entry === `${name}=${value}`))
+        .map((entry) => entry.slice(0, entry.indexOf('=')))
+        .filter((name) => !/^(PATH|LANG|LANGUAGE|TZ|TMPDIR|LC_.*)$/.test(name)),
       [],
     );
+    // ...and the segment workers' allocator settings (process/segment-worker-flags.ts).
+    for (const [name, value] of Object.entries(SEGMENT_WORKER_ENV)) assert.ok(environment.includes(`${name}=${value}`), name);
     // argv: node, the segment workers' V8 flags, bin/pms-backup.js, the subcommand.
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
     assert.deepEqual(argv.slice(1, -3), [...SEGMENT_WORKER_NODE_FLAGS], argv.join(' '));

@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childEnv } from '../../../process/child-env.js';
-import { SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
+import { SEGMENT_WORKER_ENV, SEGMENT_WORKER_NODE_FLAGS } from '../../../process/segment-worker-flags.js';
 import { LOG_FILE, livePrefetcher, markWanted, spoolDirectory, spoolRoot } from './spool.js';
 
 /** The names wal-fetch's configuration is read from (repository, credentials, key files, prefetch bounds). */
@@ -41,7 +41,7 @@ export async function ensurePrefetcher(options: StartPrefetcherOptions): Promise
       {
         cwd: options.dataDir,
         detached: true,
-        env: childEnv(),
+        env: childEnv(SEGMENT_WORKER_ENV),
         stdio: ['pipe', 'ignore', log],
       },
     );

@@ -19,7 +19,8 @@ export const SEGMENT_WORKER_NODE_FLAGS: readonly string[] = ['--initial-old-spac
  * 2.5-6 ms from one reused buffer (a /tmp script on this machine, Node 24). Served from heap that
  * glibc keeps (pieces under 32 MiB, up to 64 MiB of free heap kept), the same writes cost 3-4 ms
  * once warm, and a pushed segment 64-68 ms of CPU instead of 75-77 (docs/performance.md,
- * "Session 14"). Other C libraries ignore the variable.
+ * "Session 14"). The price: up to 64 MiB of freed heap stays with the process after a burst.
+ * Other C libraries ignore the variable.
  */
 export const SEGMENT_WORKER_ENV: Readonly<Record<string, string>> = {
   GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864',

@@ -76,4 +76,17 @@ describe('wal/system.json claimed by two writers at once', () => {
       return true;
     });
   });
+
+  test('a signature whose record never comes (a writer that died between its two writes): PMS_ERR_LOCKED after the wait, nothing written', async () => {
+    const dir = freshRepository();
+    const storage = new FsStorage(dir);
+    const body = recordBody(SYSTEM);
+    await storage.putBytes(signatureKey(WAL_SYSTEM_KEY), await signDetached(Buffer.from(body), signer, WAL_SYSTEM_KEY), { ifAbsent: true });
+    await assert.rejects(claimArchive(new FsStorage(dir), SYSTEM, signer, { trusted }), (error: unknown) => {
+      assert.ok(isPmsError(error, 'PMS_ERR_LOCKED'), String(error));
+      assert.match((error as Error).message, /another writer is claiming wal\/system\.json/);
+      return true;
+    });
+    assert.equal(await storage.head(WAL_SYSTEM_KEY), undefined, 'no record was written over the gap');
+  });
 });

@@ -12,7 +12,7 @@ import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../testing/ar
 import { type PushgatewayHarness, startPushgateway } from '../testing/pushgateway-harness.js';
 import { binPath } from '../testing/run-cli.js';
 import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
-import { IN_FLIGHT_PREFIX, MARKER_DIR, PUSHER_PID_FILE } from '../commands/wal-push/push-marker.js';
+import { IN_FLIGHT_PREFIX, MARKER_DIR, PUSHER_PID_FILE, postmasterOf } from '../commands/wal-push/push-marker.js';
 import { pusherAddress } from '../commands/wal-push/pusher-socket.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { SEGMENT_WORKER_ENV, SEGMENT_WORKER_NODE_FLAGS } from '../process/segment-worker-flags.js';
@@ -137,7 +137,7 @@ describe('wal-push background pusher', () => {
     const pids = pushers();
     assert.equal(pids.length, 1, 'exactly one pusher serves the directory');
     // The shell's cues (archive-command.ts): pusher.pid names it; a file archived is no longer held.
-    assert.equal(readFileSync(join(walDir, MARKER_DIR, PUSHER_PID_FILE), 'utf8').trim(), String(pids[0]));
+    assert.equal(readFileSync(join(walDir, MARKER_DIR, PUSHER_PID_FILE), 'utf8').trim(), `${pids[0]} ${await postmasterOf(walDir)}`);
     const holds = readdirSync(join(walDir, MARKER_DIR)).filter((entry) => entry.startsWith(IN_FLIGHT_PREFIX));
     for (const name of names.slice(1))
       assert.ok(!holds.includes(`${IN_FLIGHT_PREFIX}${name}`), `${name} is still held: ${holds.join(', ')}`);
@@ -210,8 +210,11 @@ describe('wal-push background pusher', () => {
       assert.ok(pid, 'a pusher runs');
       const timelineDir = join(repoRoot, 'wal', '00000001');
       let killed = false;
+      const hold = join(walDir, MARKER_DIR, `${IN_FLIGHT_PREFIX}${name}`);
+      let heldDuringUpload = false;
       const watcher: FSWatcher = watch(timelineDir, (_event, file) => {
         if (killed || !String(file ?? '').startsWith('.pms-tmp-')) return;
+        heldDuringUpload = existsSync(hold);
         process.kill(pid!, 'SIGKILL');
         killed = true;
         watcher.close();
@@ -219,12 +222,14 @@ describe('wal-push background pusher', () => {
       const run = await runAsPostgres(['wal-push', `pg_wal/${name}`]);
       watcher.close();
       assert.ok(killed, 'the pusher was killed during the upload');
+      assert.ok(heldDuringUpload, "the file is held while it is archived (archive_command's shell waits for it)");
       assert.notEqual(run.code, 0, `never acknowledged: ${run.stderr}`);
       assert.match(run.stderr, /PMS_ERR_ABORTED: .*stopped before it answered/);
       assert.equal(hasMarker(name), false, 'no marker');
       const retry = await runAsPostgres(['wal-push', `pg_wal/${name}`]);
       assert.equal(retry.code, 0, retry.stderr);
       assert.notEqual(pushers()[0], pid, 'a new pusher');
+      assert.equal(existsSync(hold), false, "the killed pusher's hold was dropped by the new one, which released its own");
       const fetched = join(fixture.work, 'F0');
       const fetchEnv = { PATH: process.env['PATH'], ...env };
       const fetch = await new Promise<number | null>((resolve) =>

@@ -37,11 +37,11 @@ export function shellFirstArchiveCommand(walPush: string): string {
     `: > "$m"`,
     `exit 0`,
   ].join(' && ');
-  // The live pusher holds %f (queued or archiving): look again every WAIT_S instead of starting
-  // Node to wait on the pusher for the same file. `read` and `kill -0` are builtins: each look
-  // costs one `sleep`, and one `stat` once the hold is gone. The first look comes even before
-  // the hold exists: the pusher and the archiver both see a new .ready file at once.
-  const alive = `{ read -r q; } 2>/dev/null < $d/${PUSHER_PID_FILE} && kill -0 "$q" 2>/dev/null`;
+  // The live pusher of this server run is archiving %f: look again every WAIT_S instead of
+  // starting Node to wait on the pusher for the same file. `read`, `[` and `kill -0` are
+  // builtins: each look costs one `sleep`, and one `stat` once the hold is gone. The first look
+  // comes even before the hold exists: the pusher and the archiver see a new .ready file at once.
+  const alive = `{ read -r q r; } 2>/dev/null < $d/${PUSHER_PID_FILE} && [ "$r" = "$pm_pid-$pm_start" ] && kill -0 "$q" 2>/dev/null`;
   const wait = `w=0; while [ $w -lt ${WAIT_LOOKS} ] && ${alive}; do sleep ${WAIT_S}; w=$((w+1)); [ -f $d/${IN_FLIGHT_PREFIX}%f ] && continue; v; break; done`;
   const command = `d=pg_wal/${MARKER_DIR}; v() { ${vouched}; }; v; ${wait}; exec ${walPush} %p`;
   if (expandedLength(command) > MAX_EXPANDED_COMMAND) {
@@ -54,8 +54,8 @@ export function shellFirstArchiveCommand(walPush: string): string {
 
 /**
  * How long the shell waits for a file the pusher holds: every 50 ms (a segment takes the pusher
- * ~50-100 ms; each look is a `sleep` process) for at most 10 s, then Node asks the pusher and
- * waits as before (a slow or failing store).
+ * ~50-100 ms; each look is a `sleep` process), 200 looks (10-12 s with the processes' own time),
+ * then Node asks the pusher and waits as before (a slow or failing store).
  */
 const WAIT_S = '0.05';
 const WAIT_LOOKS = 200;

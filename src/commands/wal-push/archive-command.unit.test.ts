@@ -38,6 +38,8 @@ import {
 } from './push-marker.js';
 
 const SEGMENT = '000000010000000000000007';
+/** The server run startPostmaster describes (postmaster.pid's pid and start time). */
+const SERVER_RUN = '4242-1796233187';
 const NODE_PATH_EXIT = 42;
 
 /** What PostgreSQL's archiver does with the command: %p, %f and %% expanded, run by sh in the data directory. */
@@ -221,7 +223,7 @@ describe('shell-first archive_command', () => {
     const hold = (): string => join(walDir(), MARKER_DIR, `${IN_FLIGHT_PREFIX}${SEGMENT}`);
 
     test('is waited for in the shell and answered by the note written meanwhile, without Node', async () => {
-      await claimPusherPid(walDir());
+      await claimPusherPid(walDir(), SERVER_RUN);
       await noteInFlight(walDir(), SEGMENT);
       const shell = startArchiveCommand(dataDir);
       // Three looks while the hold lasts: the shell neither exits nor starts Node meanwhile.
@@ -237,7 +239,7 @@ describe('shell-first archive_command', () => {
     });
 
     test('goes to Node once the hold ends without a note (the push failed)', async () => {
-      await claimPusherPid(walDir());
+      await claimPusherPid(walDir(), SERVER_RUN);
       await noteInFlight(walDir(), SEGMENT);
       const shell = startArchiveCommand(dataDir);
       await shell.look();
@@ -252,13 +254,34 @@ describe('shell-first archive_command', () => {
       await noteInFlight(walDir(), SEGMENT);
       assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'no pusher.pid');
       const dead = spawnSync('/bin/sh', ['-c', 'echo $$']).stdout.toString().trim();
-      writeFileSync(join(walDir(), MARKER_DIR, PUSHER_PID_FILE), `${dead}\n`);
+      writeFileSync(join(walDir(), MARKER_DIR, PUSHER_PID_FILE), `${dead} ${SERVER_RUN}\n`);
       assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'a dead pusher');
+      // A live process, but named for another server run: a killed pusher's file whose pid was
+      // reused (a restarted container) is not believed.
+      writeFileSync(join(walDir(), MARKER_DIR, PUSHER_PID_FILE), `${process.pid} 4242-1796230000\n`);
+      assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'another server run');
+      writeFileSync(join(walDir(), MARKER_DIR, PUSHER_PID_FILE), `${process.pid}\n`);
+      assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'no server run named');
       assert.ok(existsSync(hold()), 'the shell never removes a hold');
     });
 
+    test('a hold that never ends is waited for 200 looks at most, then Node decides', () => {
+      const gate = mkdtempSync(join(root, 'sleep-'));
+      writeFileSync(join(gate, 'sleep'), `#!/bin/sh\necho >> ${gate}/looks\n`, { mode: 0o755 });
+      return (async () => {
+        await claimPusherPid(walDir(), SERVER_RUN);
+        await noteInFlight(walDir(), SEGMENT);
+        const run = spawnSync('/bin/sh', ['-c', expanded(SEGMENT)], {
+          cwd: dataDir,
+          env: { ...process.env, PATH: `${gate}:${process.env['PATH'] ?? ''}` },
+        });
+        assert.equal(run.status, NODE_PATH_EXIT);
+        assert.equal(readFileSync(join(gate, 'looks'), 'utf8').length, 200, 'one newline per look');
+      })();
+    });
+
     test('a live pusher without a hold gets one more look, then Node', async () => {
-      await claimPusherPid(walDir());
+      await claimPusherPid(walDir(), SERVER_RUN);
       assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT);
       const shell = startArchiveCommand(dataDir);
       await shell.look();
@@ -269,14 +292,14 @@ describe('shell-first archive_command', () => {
 
     test("pusher.pid names the pusher, drops a dead pusher's holds, and is released only by its writer", async () => {
       await noteInFlight(walDir(), SEGMENT);
-      await claimPusherPid(walDir());
+      await claimPusherPid(walDir(), SERVER_RUN);
       assert.equal(existsSync(hold()), false, 'a hold left by an earlier pusher is dropped');
       const pidFile = join(walDir(), MARKER_DIR, PUSHER_PID_FILE);
-      assert.equal(readFileSync(pidFile, 'utf8'), `${process.pid}\n`);
-      writeFileSync(pidFile, '1\n');
+      assert.equal(readFileSync(pidFile, 'utf8'), `${process.pid} ${SERVER_RUN}\n`);
+      writeFileSync(pidFile, `1 ${SERVER_RUN}\n`);
       await releasePusherPid(walDir());
-      assert.equal(readFileSync(pidFile, 'utf8'), '1\n', "a successor's pusher.pid stays");
-      await claimPusherPid(walDir());
+      assert.equal(readFileSync(pidFile, 'utf8'), `1 ${SERVER_RUN}\n`, "a successor's pusher.pid stays");
+      await claimPusherPid(walDir(), SERVER_RUN);
       await releasePusherPid(walDir());
       assert.equal(existsSync(pidFile), false);
     });

@@ -60,8 +60,8 @@ interface Job {
   readonly name: string;
   readonly done: Promise<PusherReply>;
   resolve(reply: PusherReply): void;
-  /** The in-flight hold for archive_command's shell (push-marker.ts IN_FLIGHT_PREFIX), once written. */
-  readonly held: Promise<void>;
+  /** The in-flight hold for archive_command's shell (push-marker.ts IN_FLIGHT_PREFIX), from the job's start. */
+  held?: Promise<void>;
 }
 
 function replyFor(error: unknown): PusherReply {
@@ -120,9 +120,7 @@ export class BackgroundPusher {
     }
     let resolve!: (reply: PusherReply) => void;
     const done = new Promise<PusherReply>((r) => (resolve = r));
-    // A hint only (the shell waits while it exists); failing to write it costs a Node start, no more.
-    const held = noteInFlight(this.#options.walDir, name).catch(() => undefined);
-    const job: Job = { name, done, resolve, held };
+    const job: Job = { name, done, resolve };
     this.#jobs.set(name, job);
     if (first) this.#queue.unshift(job);
     else this.#queue.push(job);
@@ -134,6 +132,9 @@ export class BackgroundPusher {
     while (this.#running < this.#options.concurrency && this.#queue.length > 0) {
       const job = this.#queue.shift()!;
       this.#running += 1;
+      // Held only while archived, not while queued: a queued file the shell asks for goes to Node,
+      // whose request moves it to the front. A hint only: failing to write it costs a Node start.
+      job.held = noteInFlight(this.#options.walDir, job.name).catch(() => undefined);
       void this.#archive(job).then(async (reply) => {
         // The note (on success) is written by now, so a shell that sees the hold gone finds it.
         await this.#release(job);
@@ -148,6 +149,7 @@ export class BackgroundPusher {
   }
 
   async #release(job: Job): Promise<void> {
+    if (job.held === undefined) return;
     await job.held;
     await clearInFlight(this.#options.walDir, job.name);
   }
@@ -222,7 +224,6 @@ export class BackgroundPusher {
     this.#stopping = true;
     for (const job of this.#queue.splice(0)) {
       this.#jobs.delete(job.name);
-      await this.#release(job);
       job.resolve({ ok: false, code: 'PMS_ERR_ABORTED', message: 'the background pusher is leaving; retry', exitCode: 1 });
     }
     while (this.#running > 0) await Promise.all([...this.#jobs.values()].map((j) => j.done));
@@ -262,7 +263,7 @@ export async function servePusher(
     });
   });
   // The shell's cue that a held file is worth waiting for (push-marker.ts PUSHER_PID_FILE).
-  await claimPusherPid(walDir).catch(() => undefined);
+  await claimPusherPid(walDir, instance).catch(() => undefined);
   onListening();
   let watcher: FSWatcher | undefined;
   try {

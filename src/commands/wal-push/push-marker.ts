@@ -27,8 +27,8 @@ export const MARKER_DIR = 'pms_backup_status';
 export { type FileIdentity, fileIdentity, identityToken, sameFile } from '../../wal/file-identity.js';
 
 /**
- * While the background pusher holds a file (queued or archiving), `pms_backup_status/.pms-push-<file>`
- * exists, and `pms_backup_status/pusher.pid` names the live pusher. archive_command's shell waits
+ * While the background pusher is archiving a file, `pms_backup_status/.pms-push-<file>` exists,
+ * and `pms_backup_status/pusher.pid` names the live pusher and the server run it serves. archive_command's shell waits
  * while both hold, instead of starting Node only to wait on the pusher for the same file
  * (archive-command.ts). They are hints for when to look again, never proof: only a note vouches.
  */
@@ -116,17 +116,20 @@ export async function clearInFlight(walDir: string, walName: string): Promise<vo
 }
 
 /**
- * Names this process as the pusher of `walDir` (it holds the pusher's address, the lock), and
- * drops a dead pusher's holds. Written whole by rename: the shell reads it with `read`.
+ * Names this process as the pusher of `walDir` for the server run `postmaster` (`<pid>-<start>`,
+ * postmasterOf): `<pid> <postmaster>`. It holds the pusher's address (the lock). The shell waits
+ * only for a pusher of the server that runs it, so a file left by a killed pusher whose pid was
+ * reused (a restarted container) is not believed. Drops a dead pusher's holds. Written whole by
+ * rename: the shell reads it with `read`.
  */
-export async function claimPusherPid(walDir: string): Promise<void> {
+export async function claimPusherPid(walDir: string, postmaster: string): Promise<void> {
   const dir = join(walDir, MARKER_DIR);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   for (const name of await readdir(dir)) {
     if (name.startsWith(IN_FLIGHT_PREFIX)) await unlink(join(dir, name)).catch(() => undefined);
   }
   const temp = join(dir, `.tmp-${process.pid}-${PUSHER_PID_FILE}`);
-  await writeFile(temp, `${process.pid}\n`, { mode: 0o600 });
+  await writeFile(temp, `${process.pid} ${postmaster}\n`, { mode: 0o600 });
   await rename(temp, join(dir, PUSHER_PID_FILE));
 }
 
@@ -134,7 +137,7 @@ export async function claimPusherPid(walDir: string): Promise<void> {
 export async function releasePusherPid(walDir: string): Promise<void> {
   const path = join(walDir, MARKER_DIR, PUSHER_PID_FILE);
   const named = await readFile(path, 'utf8').then(
-    (text) => text.trim(),
+    (text) => text.trim().split(' ')[0],
     () => undefined,
   );
   if (named === String(process.pid)) await unlink(path).catch(() => undefined);

@@ -7,7 +7,7 @@ Meant as PostgreSQL's archive_command, run by the server as its OS user with the
   archive_mode = on
   archive_command = '/usr/bin/node /opt/pms/bin/pms-backup.js wal-push %p'
 (docs/pitr.md shows the shell-first form the deployment uses: a file the background pusher archived
-ahead is acknowledged without starting Node.)
+ahead is acknowledged without starting Node, and one it is archiving is waited for in the shell.)
 Exits 0 only once the file is durably stored. Re-pushing identical content exits 0; different content
 under an archived name fails (PMS_ERR_WAL_CONFLICT) and PostgreSQL keeps retrying and logging it.
 While the server runs, a background pusher (one per pg_wal, started by the first call, leaving

@@ -8,7 +8,7 @@ import { isPmsError } from '../errors/catalogue.js';
 import { FsStorage } from '../storage/fs/fs-storage.js';
 import { type GpgKeyPair, generateGpgKeyPair } from '../testing/gpg-keys.js';
 import { signatureKey } from './signed-record.js';
-import { claimArchive, readArchiveIdentity } from './wal-identity.js';
+import { claimArchive, identityRecordBody, readArchiveIdentity } from './wal-identity.js';
 import { WAL_SYSTEM_KEY } from './wal-layout.js';
 
 const SYSTEM = '7000000000000000001';
@@ -23,10 +23,6 @@ function freshRepository(): string {
   const dir = join(root, `repo-${n}`);
   mkdirSync(dir, { mode: 0o700 });
   return dir;
-}
-
-function recordBody(systemIdentifier: string): string {
-  return `${JSON.stringify({ formatVersion: 1, systemIdentifier, createdAt: new Date().toISOString() }, null, 2)}\n`;
 }
 
 before(async () => {
@@ -50,7 +46,7 @@ describe('wal/system.json claimed by two writers at once', () => {
   test('the loser waits for the record of a winner that is between its signature and its record', async () => {
     const dir = freshRepository();
     const storage = new FsStorage(dir);
-    const body = recordBody(SYSTEM);
+    const body = identityRecordBody(SYSTEM);
     // The winner's first write: its signature; its record comes once our claim is waiting.
     await storage.putBytes(signatureKey(WAL_SYSTEM_KEY), await signDetached(Buffer.from(body), signer, WAL_SYSTEM_KEY), { ifAbsent: true });
     let settled = false;
@@ -64,7 +60,7 @@ describe('wal/system.json claimed by two writers at once', () => {
   test("a winner of another system is still refused, naming that system (not '(unknown)')", async () => {
     const dir = freshRepository();
     const storage = new FsStorage(dir);
-    const body = recordBody('7000000000000000999');
+    const body = identityRecordBody('7000000000000000999');
     await storage.putBytes(signatureKey(WAL_SYSTEM_KEY), await signDetached(Buffer.from(body), signer, WAL_SYSTEM_KEY), { ifAbsent: true });
     const loser = claimArchive(new FsStorage(dir), SYSTEM, signer, { trusted });
     loser.catch(() => undefined);
@@ -80,7 +76,7 @@ describe('wal/system.json claimed by two writers at once', () => {
   test('a signature whose record never comes (a writer that died between its two writes): PMS_ERR_LOCKED after the wait, nothing written', async () => {
     const dir = freshRepository();
     const storage = new FsStorage(dir);
-    const body = recordBody(SYSTEM);
+    const body = identityRecordBody(SYSTEM);
     await storage.putBytes(signatureKey(WAL_SYSTEM_KEY), await signDetached(Buffer.from(body), signer, WAL_SYSTEM_KEY), { ifAbsent: true });
     await assert.rejects(claimArchive(new FsStorage(dir), SYSTEM, signer, { trusted }), (error: unknown) => {
       assert.ok(isPmsError(error, 'PMS_ERR_LOCKED'), String(error));

@@ -57,6 +57,11 @@ async function readIdentityRecord(storage: Storage, trust: TrustPolicy): Promise
   return { systemIdentifier: parsed.systemIdentifier, bytes: raw, signer };
 }
 
+/** wal/system.json's content as a claim writes it. */
+export function identityRecordBody(systemIdentifier: string, now = new Date()): string {
+  return `${JSON.stringify({ formatVersion: 1, systemIdentifier, createdAt: now.toISOString() }, null, 2)}\n`;
+}
+
 /** Claims the archive for `systemIdentifier` (signed by the server's WAL signing key), or checks it is already ours. */
 export async function claimArchive(
   storage: Storage,
@@ -67,7 +72,7 @@ export async function claimArchive(
 ): Promise<void> {
   let existing = await readIdentityRecord(storage, trust);
   if (existing === undefined) {
-    const body = `${JSON.stringify({ formatVersion: 1, systemIdentifier, createdAt: now.toISOString() }, null, 2)}\n`;
+    const body = identityRecordBody(systemIdentifier, now);
     try {
       await putSignedRecord(storage, WAL_SYSTEM_KEY, body, signer, { ifAbsent: true });
       return;

@@ -265,19 +265,18 @@ describe('shell-first archive_command', () => {
       assert.ok(existsSync(hold()), 'the shell never removes a hold');
     });
 
-    test('a hold that never ends is waited for 200 looks at most, then Node decides', () => {
+    test('a hold that never ends is waited for 200 looks at most, then Node decides', async () => {
+      // A sleep that returns at once and counts the looks.
       const gate = mkdtempSync(join(root, 'sleep-'));
       writeFileSync(join(gate, 'sleep'), `#!/bin/sh\necho >> ${gate}/looks\n`, { mode: 0o755 });
-      return (async () => {
-        await claimPusherPid(walDir(), SERVER_RUN);
-        await noteInFlight(walDir(), SEGMENT);
-        const run = spawnSync('/bin/sh', ['-c', expanded(SEGMENT)], {
-          cwd: dataDir,
-          env: { ...process.env, PATH: `${gate}:${process.env['PATH'] ?? ''}` },
-        });
-        assert.equal(run.status, NODE_PATH_EXIT);
-        assert.equal(readFileSync(join(gate, 'looks'), 'utf8').length, 200, 'one newline per look');
-      })();
+      await claimPusherPid(walDir(), SERVER_RUN);
+      await noteInFlight(walDir(), SEGMENT);
+      const run = spawnSync('/bin/sh', ['-c', expanded(SEGMENT)], {
+        cwd: dataDir,
+        env: { ...process.env, PATH: `${gate}:${process.env['PATH'] ?? ''}` },
+      });
+      assert.equal(run.status, NODE_PATH_EXIT);
+      assert.equal(readFileSync(join(gate, 'looks'), 'utf8').length, 200, 'one newline per look');
     });
 
     test('a live pusher without a hold gets one more look, then Node', async () => {

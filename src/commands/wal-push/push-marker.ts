@@ -28,9 +28,10 @@ export { type FileIdentity, fileIdentity, identityToken, sameFile } from '../../
 
 /**
  * While the background pusher is archiving a file, `pms_backup_status/.pms-push-<file>` exists,
- * and `pms_backup_status/pusher.pid` names the live pusher and the server run it serves. archive_command's shell waits
- * while both hold, instead of starting Node only to wait on the pusher for the same file
- * (archive-command.ts). They are hints for when to look again, never proof: only a note vouches.
+ * and `pms_backup_status/pusher.pid` names the live pusher and the server run it serves.
+ * archive_command's shell waits while both hold, instead of starting Node only to wait on the
+ * pusher for the same file (archive-command.ts). They are hints for when to look again, never
+ * proof: only a note vouches.
  */
 export const IN_FLIGHT_PREFIX = '.pms-push-';
 export const PUSHER_PID_FILE = 'pusher.pid';

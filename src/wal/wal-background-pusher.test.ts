@@ -12,7 +12,7 @@ import { type ArchiveFixture, PG_UID, createArchiveFixture } from '../testing/ar
 import { type PushgatewayHarness, startPushgateway } from '../testing/pushgateway-harness.js';
 import { binPath } from '../testing/run-cli.js';
 import { archiveCommand } from '../commands/restore/pitr/recovery-settings.js';
-import { IN_FLIGHT_PREFIX, MARKER_DIR, PUSHER_PID_FILE, postmasterOf } from '../commands/wal-push/push-marker.js';
+import { IN_FLIGHT_PREFIX, LINK_SUFFIX, MARKER_DIR, PUSHER_PID_FILE, postmasterOf } from '../commands/wal-push/push-marker.js';
 import { pusherAddress } from '../commands/wal-push/pusher-socket.js';
 import { parseWalFileName, segmentName } from './wal-file-name.js';
 import { SEGMENT_WORKER_ENV, SEGMENT_WORKER_NODE_FLAGS } from '../process/segment-worker-flags.js';
@@ -96,10 +96,10 @@ async function makeSegments(count: number): Promise<string[]> {
 }
 
 const archivedObject = (name: string): string => join(repoRoot, 'wal', name.slice(0, 8), `${name}.zst.gpg`);
-/** Whether a note (named `<file>@<postmaster>-<identity>`, push-marker.ts) exists for `name`. */
+/** Whether a note (named `<file>@<postmaster>`, push-marker.ts) exists for `name`; its proof link alone vouches for nothing. */
 const hasMarker = (name: string): boolean => {
   try {
-    return readdirSync(join(walDir, MARKER_DIR)).some((entry) => entry.startsWith(`${name}@`));
+    return readdirSync(join(walDir, MARKER_DIR)).some((entry) => entry.startsWith(`${name}@`) && !entry.endsWith(LINK_SUFFIX));
   } catch {
     return false;
   }

@@ -22,6 +22,7 @@ import { after, beforeEach, describe, test } from 'node:test';
 import { shellFirstArchiveCommand } from './archive-command.js';
 import {
   IN_FLIGHT_PREFIX,
+  LINK_SUFFIX,
   MARKER_DIR,
   PUSHER_PID_FILE,
   claimPusherPid,
@@ -30,6 +31,7 @@ import {
   fileIdentity,
   hasValidMarker,
   identityToken,
+  linkForProof,
   markerNameOf,
   noteInFlight,
   releasePusherPid,
@@ -117,41 +119,118 @@ beforeEach(() => {
 
 after(() => rmSync(root, { recursive: true, force: true }));
 
+/** What the pusher does: link, read (here: stat), store, then the note. */
 async function archivedAhead(): Promise<void> {
+  await linkForProof(walPath);
   assert.equal(await writePushMarker(walPath, 'ab'.repeat(32), fileIdentity(statSync(walPath, { bigint: true }))), true);
 }
 
-const notes = (): string[] => readdirSync(join(dataDir, 'pg_wal', MARKER_DIR));
+const notes = (): string[] => readdirSync(join(dataDir, 'pg_wal', MARKER_DIR)).sort();
+const NOTE = markerNameOf(SEGMENT, SERVER_RUN);
+const notePath = (): string => join(dataDir, 'pg_wal', MARKER_DIR, NOTE);
+
+/** Sets a file's mtime to the nanosecond (Node's utimes takes a double), as touch(1) does. */
+function touchNs(path: string, seconds: bigint, nanoseconds: bigint): void {
+  const frac = String(nanoseconds).padStart(9, '0');
+  const run = spawnSync('touch', ['-m', '-d', `@${seconds}.${frac}`, path]);
+  assert.equal(run.status, 0, run.stderr.toString());
+}
 
 describe('shell-first archive_command', () => {
   test('answers a file the pusher archived ahead without the Node command, and uses its note up', async () => {
     await archivedAhead();
     assert.equal(await hasValidMarker(walPath), true, 'Node agrees the note vouches for the file');
+    assert.deepEqual(notes(), [NOTE, `${NOTE}${LINK_SUFFIX}`], 'a note and its link');
     assert.equal(runArchiveCommand(dataDir), 0);
-    const [used] = notes();
-    assert.equal(statSync(join(dataDir, 'pg_wal', MARKER_DIR, used as string)).size, 0, 'the note is emptied');
+    assert.equal(statSync(notePath()).size, 0, 'the note is emptied');
     assert.equal(await hasValidMarker(walPath), false, 'an emptied note vouches for nothing, in Node too');
     assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'a second call has no note: Node decides');
     await removeStaleMarkers(join(dataDir, 'pg_wal'), (name) => name.length === 24);
-    assert.deepEqual(notes(), [], "the pusher's sweep removes the used note");
+    assert.deepEqual(notes(), [], "the pusher's sweep removes the used note and its link");
   });
 
-  test('the name Node gives a note is the name the shell computes (stat -L, postmaster.pid)', async () => {
-    await archivedAhead();
-    const stats = statSync(walPath, { bigint: true });
-    assert.deepEqual(notes(), [markerNameOf(SEGMENT, `4242-1796233187`, fileIdentity(stats))]);
-    const shell = spawnSync('stat', ['-L', '-c', '%d-%i-%s-%.9Y-%.9Z', walPath], { encoding: 'utf8' }).stdout.trim();
-    assert.equal(notes()[0], `${SEGMENT}@4242-1796233187-${shell}`);
+  test("the note carries the file's mtime, never below it; this /bin/sh compares mtimes to the nanosecond", async () => {
+    for (const ns of [123_456_789n, 999_999_999n, 1n, 0n]) {
+      touchNs(walPath, 1796233187n, ns);
+      await archivedAhead();
+      const wal = statSync(walPath, { bigint: true }).mtimeNs;
+      const note = statSync(notePath(), { bigint: true }).mtimeNs;
+      assert.ok(note >= wal && note - wal < 1000n, `note ${note} for file ${wal}`);
+      assert.equal(await hasValidMarker(walPath), true);
+      // One microsecond later than the note: a write the shell must see.
+      touchNs(walPath, (note + 1000n) / 1_000_000_000n, (note + 1000n) % 1_000_000_000n);
+      assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, `mtime 1 µs after the note (${ns})`);
+      assert.equal(await hasValidMarker(walPath), false, 'Node sees the changed ctime');
+    }
   });
 
-  test('goes to Node when the file changed after it was archived (appended, or replaced)', async () => {
+  test('without its link (no hard links here) the shell defers to Node, which checks the content', async () => {
     await archivedAhead();
+    rmSync(`${notePath()}${LINK_SUFFIX}`);
+    // Removing the link moved the file's ctime: what a note written without one records.
+    assert.equal(await writePushMarker(walPath, 'ab'.repeat(32), fileIdentity(statSync(walPath, { bigint: true }))), true);
+    assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT);
+    assert.equal(await consumePushMarker(walPath), true, 'Node takes it');
+    assert.deepEqual(notes(), [], 'and removes it');
+  });
+
+  test('the sweep keeps a valid note and its link, and drops links that pin nothing', async () => {
+    const walDir = join(dataDir, 'pg_wal');
+    const sweep = (busy: (name: string) => boolean = () => false): Promise<void> =>
+      removeStaleMarkers(walDir, (name) => name.length === 24, busy);
+    await archivedAhead();
+    await sweep();
+    assert.deepEqual(notes(), [NOTE, `${NOTE}${LINK_SUFFIX}`], 'a note that vouches stays, with its link');
+    assert.equal(runArchiveCommand(dataDir), 0, 'and still answers');
+
+    // A link whose push died before its note (a killed pusher): kept while a push holds the
+    // file, in this process (busy) or another (the hold), then dropped.
+    await sweep();
+    await linkForProof(walPath);
+    await sweep((name) => name === SEGMENT);
+    assert.deepEqual(notes(), [`${NOTE}${LINK_SUFFIX}`], 'busy here');
+    await noteInFlight(walDir, SEGMENT);
+    await sweep();
+    assert.deepEqual(notes(), [`${IN_FLIGHT_PREFIX}${SEGMENT}`, `${NOTE}${LINK_SUFFIX}`], 'held by another push');
+    await clearInFlight(walDir, SEGMENT);
+    await sweep();
+    assert.deepEqual(notes(), [], 'then dropped');
+    assert.equal(statSync(walPath).nlink, 1, 'the file is no longer pinned');
+
+    // The WAL file removed (after a checkpoint): the link alone kept its blocks.
+    await archivedAhead();
+    rmSync(walPath);
+    await sweep();
+    assert.deepEqual(notes(), []);
+
+    // A note of an older version (named by the file's identity) or of another server run.
+    writeFileSync(walPath, Buffer.alloc(8192, 7));
+    const identity = identityToken(fileIdentity(statSync(walPath, { bigint: true })));
+    writeFileSync(join(walDir, MARKER_DIR, `${SEGMENT}@${SERVER_RUN}-${identity}`), '{"v":3}');
+    writeFileSync(join(walDir, MARKER_DIR, `${SEGMENT}@4242-1796230000`), '{"v":4}');
+    await sweep();
+    assert.deepEqual(notes(), []);
+  });
+
+  test('goes to Node when the file changed after it was archived (appended, rewritten, or replaced)', async () => {
+    await archivedAhead();
+    // A later write, as any would be: the file's last write came before it was read.
+    await sleep(5);
     appendFileSync(walPath, 'x');
     assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT);
     assert.equal(await consumePushMarker(walPath), false, 'Node refuses it too');
 
     await archivedAhead();
+    await sleep(5);
+    writeFileSync(walPath, Buffer.alloc(8193, 8), { flag: 'r+' });
+    assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'rewritten in place');
+    assert.equal(await hasValidMarker(walPath), false);
+
+    // Replaced by a file that claims the old mtime: a new inode all the same.
+    await archivedAhead();
+    const mtime = statSync(walPath).mtime;
     writeFileSync(`${walPath}.new`, Buffer.alloc(8193, 7));
+    utimesSync(`${walPath}.new`, mtime, mtime);
     renameSync(`${walPath}.new`, walPath);
     assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT);
     assert.equal(await hasValidMarker(walPath), false);
@@ -168,8 +247,7 @@ describe('shell-first archive_command', () => {
 
   test('never takes a link or a directory planted under the note name as a note', async () => {
     await archivedAhead();
-    const [name] = notes();
-    const note = join(dataDir, 'pg_wal', MARKER_DIR, name as string);
+    const note = notePath();
     rmSync(note);
     writeFileSync(join(root, `target-${n}`), '');
     symlinkSync(join(root, `target-${n}`), note);
@@ -183,8 +261,7 @@ describe('shell-first archive_command', () => {
 
   test('never takes an empty file, or a file of another user, planted under the note name', async () => {
     await archivedAhead();
-    const [name] = notes();
-    const note = join(dataDir, 'pg_wal', MARKER_DIR, name as string);
+    const note = notePath();
     writeFileSync(note, '');
     assert.equal(runArchiveCommand(dataDir), NODE_PATH_EXIT, 'empty');
     assert.equal(await hasValidMarker(walPath), false);

@@ -9,8 +9,10 @@ import {
   type FileIdentity,
   claimPusherPid,
   clearInFlight,
+  dropProofLink,
   fileIdentity,
   hasValidMarker,
+  linkForProof,
   noteInFlight,
   postmasterOf,
   releasePusherPid,
@@ -98,6 +100,11 @@ export class BackgroundPusher {
     this.#options = options;
   }
 
+  /** True while `name` is queued or being archived here (its proof link is being made or read). */
+  holds(name: string): boolean {
+    return this.#jobs.has(name);
+  }
+
   get busy(): boolean {
     return this.#running > 0 || this.#queue.length > 0;
   }
@@ -159,6 +166,7 @@ export class BackgroundPusher {
     try {
       // Archived earlier and not yet asked for (a pusher restarted, or two asks crossed).
       if ((await hasValidMarker(path)) === true) return { ok: true };
+      await linkForProof(path);
       const pushed = await pushWalFile(this.#options.context, path);
       // Only now, with the object stored: the marker is what makes wal-push exit 0.
       await writePushMarker(path, pushed.sha256, pushed.identity);
@@ -168,6 +176,7 @@ export class BackgroundPusher {
       this.#failures = 0;
       return { ok: true };
     } catch (error) {
+      await dropProofLink(path);
       this.stats.failed += 1;
       if (!isPmsError(error, 'PMS_ERR_NOT_FOUND')) {
         this.#failures += 1;
@@ -288,7 +297,11 @@ export async function servePusher(
       reported = Date.now();
       await report();
       // Notes the shell emptied (used) and notes of recycled files.
-      await removeStaleMarkers(walDir, (n) => parseWalFileName(n) !== undefined).catch(() => undefined);
+      await removeStaleMarkers(
+        walDir,
+        (n) => parseWalFileName(n) !== undefined,
+        (n) => pusher.holds(n),
+      ).catch(() => undefined);
     }
     reason = await pusher.shouldLeave(instance);
   }

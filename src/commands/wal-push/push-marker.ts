@@ -1,22 +1,28 @@
-import { lstat, mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readFile, readdir, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type FileIdentity, fileIdentity, identityToken, postmasterOfDataDir } from '../../wal/file-identity.js';
 
 /**
  * Local notes that a .ready file was already archived ahead of PostgreSQL asking for it (WAL-G's
  * walg_archive_status). They make PostgreSQL's later `wal-push` call for that file cheap: no
- * configuration, keys or storage client is loaded, only this module and one stat(2) — or no Node
- * at all, when archive_command is the shell-first form (archive-command.ts).
+ * configuration, keys or storage client is loaded, only this module and two stat(2) calls — or
+ * no Node at all, when archive_command is the shell-first form (archive-command.ts).
  *
- * A note's *name* says what it vouches for: `<WAL file>@<postmaster pid>-<postmaster start>-<dev>-
- * <inode>-<size>-<mtime>-<ctime>` (times as seconds.nanoseconds), the file as it was read for
- * archiving, unchanged from before to after the read, and the server then running. It is written
- * only after the object was durably stored. Any write, truncate or replacement of the file since
- * moves ctime or the inode, so a note never vouches for content it did not archive; a restart of
- * the server (which may bring a different BACKUP_REPOSITORY) changes the postmaster part, and then
- * every file is checked against the repository again. Because the whole proof is the name, a
- * shell can check it with `read` (postmaster.pid) and `stat -L -c`, in the same format as
- * identityToken below; the content (the sha256) is for people reading it.
+ * A note is two entries in pg_wal/pms_backup_status/, both named `<WAL file>@<postmaster pid>-
+ * <postmaster start>` (a restart of the server, which may bring a different BACKUP_REPOSITORY,
+ * changes the name, and then every file is checked against the repository again):
+ * - `<name>.l`, a hard link to the WAL file made *before* it is read (linkForProof): it pins the
+ *   inode that was archived, so `[ "$m.l" -ef %p ]`, a shell builtin, proves %p was not replaced.
+ * - `<name>`, written only after the object was durably stored: its content names the file's
+ *   full identity as read (device, inode, size, mtime and ctime, identityToken) and its sha256,
+ *   and its mtime is set to the file's mtime, so `[ ! %p -nt "$m" ]` (nanoseconds in dash and
+ *   bash) proves the file was not written since. Node checks the full identity from the content.
+ * Any write or truncate of the file moves its mtime; a replacement changes the inode. The shell's
+ * proof is weaker than Node's only against a deliberate reset of the mtime (or the clock stepped
+ * back past it), by someone who can write in pg_wal as the server's user and so can forge a note
+ * or remove WAL anyway: the defence against lost WAL is monitor's continuity check of the
+ * repository (wal-gaps), not the note. The link keeps a segment PostgreSQL removed on disk until
+ * the next sweep (removeStaleMarkers, every 15 s in the pusher).
  *
  * They live in pg_wal/pms_backup_status/: pg_basebackup never copies pg_wal's contents, so a
  * restored cluster cannot inherit them. This module imports nothing heavy on purpose; keep it
@@ -40,22 +46,42 @@ function walDirOf(walPath: string): string {
   return dirname(resolve(walPath));
 }
 
-/** The note's file name for `walName` read as `file` while `postmaster` (`<pid>-<start>`) ran. */
-export function markerNameOf(walName: string, postmaster: string, file: FileIdentity): string {
-  return `${walName}@${postmaster}-${identityToken(file)}`;
+/** The note's file name for `walName` while `postmaster` (`<pid>-<start>`) runs; its link adds LINK_SUFFIX. */
+export function markerNameOf(walName: string, postmaster: string): string {
+  return `${walName}@${postmaster}`;
 }
 
-/** `<pid>-<start time>` of the postmaster whose data directory holds `walDir`, if one runs. */
+export const LINK_SUFFIX = '.l';
+
+/** `<pid>-<start>` of the postmaster whose data directory holds `walDir`, if one runs. */
 export function postmasterOf(walDir: string): Promise<string | undefined> {
   return postmasterOfDataDir(dirname(resolve(walDir)));
 }
 
-/** The path of the note that would vouch for `walPath` as it is now, if a server runs and the file exists. */
-async function currentMarkerPath(walPath: string): Promise<string | undefined> {
+interface NoteBody {
+  readonly v: 4;
+  readonly sha256: string;
+  /** identityToken of the file as it was read. */
+  readonly file: string;
+}
+
+/** The note's path for `walPath` if a server runs, and the file's identity now, if it exists. */
+async function currentNote(walPath: string): Promise<{ path: string; now: FileIdentity } | undefined> {
   const instance = await postmasterOf(walDirOf(walPath));
   if (instance === undefined) return undefined;
   const now = await stat(walPath, { bigint: true }).then(fileIdentity, () => undefined);
-  return now === undefined ? undefined : join(walDirOf(walPath), MARKER_DIR, markerNameOf(basename(walPath), instance, now));
+  if (now === undefined) return undefined;
+  return { path: join(walDirOf(walPath), MARKER_DIR, markerNameOf(basename(walPath), instance)), now };
+}
+
+/** True when the note at `path` is a plain file whose content vouches for a file whose identity is `now`. */
+async function vouches(path: string, now: FileIdentity): Promise<boolean> {
+  if (!(await isPlainFile(path))) return false;
+  const body = await readFile(path, 'utf8').then(
+    (text) => JSON.parse(text) as Partial<NoteBody>,
+    () => undefined,
+  );
+  return body?.v === 4 && body.file === identityToken(now);
 }
 
 /**
@@ -64,16 +90,16 @@ async function currentMarkerPath(walPath: string): Promise<string | undefined> {
  * asks again.
  */
 export async function consumePushMarker(walPath: string): Promise<boolean> {
-  const path = await currentMarkerPath(walPath);
-  if (path === undefined || !(await isPlainFile(path))) return false;
-  await unlink(path).catch(() => undefined);
+  const note = await currentNote(walPath);
+  if (note === undefined || !(await vouches(note.path, note.now))) return false;
+  await Promise.all([unlink(note.path), unlink(`${note.path}${LINK_SUFFIX}`)].map((p) => p.catch(() => undefined)));
   return true;
 }
 
 /** True when a note vouches for the file as it is now. */
 export async function hasValidMarker(walPath: string): Promise<boolean> {
-  const path = await currentMarkerPath(walPath);
-  return path !== undefined && (await isPlainFile(path));
+  const note = await currentNote(walPath);
+  return note !== undefined && (await vouches(note.path, note.now));
 }
 
 /**
@@ -89,6 +115,30 @@ async function isPlainFile(path: string): Promise<boolean> {
 }
 
 /**
+ * Pins the inode of `walPath` for the shell's proof, before the file is read (the link moves
+ * the file's ctime, which the identity read afterwards includes). Best effort: without the link
+ * (a file system without hard links, a server not running) the shell finds no proof and
+ * starts Node, which checks the note's content.
+ */
+export async function linkForProof(walPath: string): Promise<void> {
+  const instance = await postmasterOf(walDirOf(walPath));
+  if (instance === undefined) return;
+  const dir = join(walDirOf(walPath), MARKER_DIR);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, `${markerNameOf(basename(walPath), instance)}${LINK_SUFFIX}`);
+  await unlink(path).catch(() => undefined);
+  await link(walPath, path).catch(() => undefined);
+}
+
+/** Removes the link linkForProof made, after a failed push: no note will come for it. */
+export async function dropProofLink(walPath: string): Promise<void> {
+  const instance = await postmasterOf(walDirOf(walPath));
+  if (instance === undefined) return;
+  const name = `${markerNameOf(basename(walPath), instance)}${LINK_SUFFIX}`;
+  await unlink(join(walDirOf(walPath), MARKER_DIR, name)).catch(() => undefined);
+}
+
+/**
  * Records that `walPath`, read as `file` with content `sha256`, is durably archived. Call it
  * only after the store confirmed the object. Returns false when no server runs (nothing will
  * ask again, so there is nothing to note).
@@ -98,10 +148,36 @@ export async function writePushMarker(walPath: string, sha256: string, file: Fil
   if (instance === undefined) return false;
   const dir = join(walDirOf(walPath), MARKER_DIR);
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  const name = markerNameOf(basename(walPath), instance);
+  // A link to another inode (the file was replaced between link and read) proves nothing.
+  const linked = await stat(join(dir, `${name}${LINK_SUFFIX}`), { bigint: true }).then(fileIdentity, () => undefined);
+  if (linked !== undefined && (linked.dev !== file.dev || linked.ino !== file.ino)) {
+    await unlink(join(dir, `${name}${LINK_SUFFIX}`)).catch(() => undefined);
+  }
   const temp = join(dir, `.tmp-${process.pid}-${basename(walPath)}`);
-  await writeFile(temp, JSON.stringify({ v: 3, sha256 }), { mode: 0o600 });
-  await rename(temp, join(dir, markerNameOf(basename(walPath), instance, file)));
+  const body: NoteBody = { v: 4, sha256, file: identityToken(file) };
+  await writeFile(temp, JSON.stringify(body), { mode: 0o600 });
+  await setMtimeAtLeast(temp, BigInt(file.mtimeNs));
+  await rename(temp, join(dir, name));
   return true;
+}
+
+/**
+ * Sets `path`'s mtime to `ns`, or the nearest time above it that utimes(2) can express through
+ * Node's seconds as a double (~240 ns apart today): never below, or the shell's `-nt` would
+ * call the file newer than its note. A file written after it was read gets the time of that
+ * write, later than its last write before the read by far more than this. Where the file system
+ * keeps coarser times, the note gets the epoch: the shell then always defers to Node.
+ */
+async function setMtimeAtLeast(path: string, ns: bigint): Promise<void> {
+  let seconds = Number(ns) / 1e9;
+  for (let attempt = 0; attempt < 4; attempt += 1) {
+    await utimes(path, seconds, seconds);
+    const set = (await stat(path, { bigint: true })).mtimeNs;
+    if (set >= ns && set - ns < 1_000_000n) return;
+    seconds += 1e-6;
+  }
+  await utimes(path, 0, 0);
 }
 
 /** Marks `walName` as held by this pusher (see IN_FLIGHT_PREFIX). */
@@ -145,11 +221,17 @@ export async function releasePusherPid(walDir: string): Promise<void> {
 }
 
 /**
- * Drops notes that can no longer vouch for anything: their WAL file is gone (archived and
- * recycled) or changed, the server that wrote them stopped, the shell used them (emptied), a dead
- * writer left a temporary file, or an older version wrote them (named by the WAL file alone).
+ * Drops notes and links that can no longer vouch for anything: their WAL file is gone (archived
+ * and recycled) or changed, the server that wrote them stopped, the shell used them (emptied), a
+ * link has no note and no push holds it, a dead writer left a temporary file, or an older version
+ * wrote them (named by the file's identity, or by the WAL file alone). `busy` names files a push
+ * of this process is working on: their link is being made or read.
  */
-export async function removeStaleMarkers(walDir: string, isWalName: (name: string) => boolean): Promise<void> {
+export async function removeStaleMarkers(
+  walDir: string,
+  isWalName: (name: string) => boolean,
+  busy: (walName: string) => boolean = () => false,
+): Promise<void> {
   const dir = join(walDir, MARKER_DIR);
   let names: string[];
   try {
@@ -157,31 +239,42 @@ export async function removeStaleMarkers(walDir: string, isWalName: (name: strin
   } catch {
     return;
   }
+  const present = new Set(names);
   const instance = await postmasterOf(walDir);
-  for (const name of names) {
-    const at = name.indexOf('@');
-    const walName = at < 0 ? name : name.slice(0, at);
-    let stale: boolean;
+  const isStale = async (name: string): Promise<boolean> => {
     // Another writer's temporary note only once it is old: a wal-push beside the pusher may be about to rename it.
     if (name.startsWith('.tmp-'))
-      stale =
+      return (
         !name.startsWith(`.tmp-${process.pid}-`) &&
         (await stat(join(dir, name)).then(
           (s) => Date.now() - s.mtimeMs > 60_000,
           () => false,
-        ));
-    else if (!isWalName(walName)) stale = false;
-    else if (at < 0 || instance === undefined) stale = true;
-    else {
-      const now = await stat(join(walDir, walName), { bigint: true }).then(fileIdentity, () => undefined);
-      stale =
-        now === undefined ||
-        name !== markerNameOf(walName, instance, now) ||
-        (await lstat(join(dir, name)).then(
-          (s) => s.size === 0,
-          () => false,
-        ));
+        ))
+      );
+    const at = name.indexOf('@');
+    const walName = at < 0 ? name : name.slice(0, at);
+    if (!isWalName(walName)) return false;
+    if (at < 0 || instance === undefined) return true;
+    const isLink = name.endsWith(LINK_SUFFIX);
+    const noteName = isLink ? name.slice(0, -LINK_SUFFIX.length) : name;
+    if (noteName !== markerNameOf(walName, instance)) return true;
+    if (busy(walName)) return false;
+    const now = await stat(join(walDir, walName), { bigint: true }).then(fileIdentity, () => undefined);
+    if (now === undefined) return true;
+    if (isLink) {
+      if (!present.has(noteName) && !present.has(`${IN_FLIGHT_PREFIX}${walName}`)) return true;
+      const linked = await lstat(join(dir, name), { bigint: true }).then(fileIdentity, () => undefined);
+      return linked === undefined || linked.dev !== now.dev || linked.ino !== now.ino || !(await vouchesOrPending(noteName));
     }
-    if (stale) await unlink(join(dir, name)).catch(() => undefined);
+    return !(await vouches(join(dir, name), now));
+  };
+  const vouchesOrPending = async (noteName: string): Promise<boolean> => {
+    if (!present.has(noteName)) return true;
+    const walName = noteName.slice(0, noteName.indexOf('@'));
+    const now = await stat(join(walDir, walName), { bigint: true }).then(fileIdentity, () => undefined);
+    return now !== undefined && (await vouches(join(dir, noteName), now));
+  };
+  for (const name of names) {
+    if (await isStale(name)) await unlink(join(dir, name)).catch(() => undefined);
   }
 }

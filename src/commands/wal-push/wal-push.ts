@@ -2,7 +2,7 @@ import { dirname, join, resolve } from 'node:path';
 import { isPmsError } from '../../errors/catalogue.js';
 import { readyFiles } from '../../wal/archive-status.js';
 import { type PushedWalFile, type WalPushContext, pushWalFile } from './push-wal-file.js';
-import { removeStaleMarkers, writePushMarker } from './push-marker.js';
+import { hasValidMarker, linkForProof, removeStaleMarkers, writePushMarker } from './push-marker.js';
 import { parseWalFileName } from '../../wal/wal-file-name.js';
 
 export interface ArchiveWalOptions extends WalPushContext {
@@ -42,6 +42,9 @@ export async function archiveWal(options: ArchiveWalOptions): Promise<ArchiveWal
     for (let name = queue.shift(); name !== undefined && aheadProblem === undefined; name = queue.shift()) {
       const path = join(walDir, name);
       try {
+        // A note the pusher wrote still vouches; linking again would move the file's ctime under it.
+        if (await hasValidMarker(path)) continue;
+        await linkForProof(path);
         const pushed = await pushWalFile(context, path);
         await writePushMarker(path, pushed.sha256, pushed.identity);
         ahead.push(pushed);

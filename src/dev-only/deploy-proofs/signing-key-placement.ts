@@ -33,8 +33,15 @@ export function signingRoleOf(invocation: Invocation): SigningRole {
 
 /** `'pms-backup …'`, or a shell check ending in `; exec pms-backup …` (the shell-first archive_command, archive-command.ts). */
 const SERVER_COMMANDS = /^(archive_command|restore_command)\s*=\s*'(?:[^']*;\s*exec\s+)?pms-backup ([^']*)'\s*$/gm;
-/** What PostgreSQL substitutes for %p / %f: any WAL file name will do for the command's needs. */
-const WAL_PLACEHOLDERS: Readonly<Record<string, string>> = { '%p': 'pg_wal/000000010000000000000001', '%f': '000000010000000000000001' };
+/**
+ * What PostgreSQL substitutes for %p / %f (the shell-first archive_command passes %p on as "$p"):
+ * any WAL file name will do for the command's needs.
+ */
+const WAL_PLACEHOLDERS: Readonly<Record<string, string>> = {
+  '%p': 'pg_wal/000000010000000000000001',
+  '"$p"': 'pg_wal/000000010000000000000001',
+  '%f': '000000010000000000000001',
+};
 
 function baseName(name: string): string {
   return name.replace(/-[a-z0-9]{10}$/, '');

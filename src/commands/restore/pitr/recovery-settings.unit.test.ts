@@ -106,7 +106,9 @@ test('restore_command survives both quotings: PostgreSQL reads back the command,
   const archive = archiveCommand("/opt/it's/node", '/b.js');
   const exec = archive.lastIndexOf('; exec ');
   assert.ok(exec > 0, archive);
-  assert.deepEqual(shellWords(archive.slice(exec + '; exec '.length)), ["/opt/it's/node", '/b.js', 'wal-push', '%p']);
+  // "$p" is %p, set once at the start (the command must fit PostgreSQL's 1023 bytes).
+  assert.match(archive, /^d=\S+ f=%f p=%p; /);
+  assert.deepEqual(shellWords(archive.slice(exec + '; exec '.length)), ["/opt/it's/node", '/b.js', 'wal-push', '"$p"']);
 });
 
 test('latest follows the newest timeline and sets no target time; a target time promotes at exactly that instant', () => {

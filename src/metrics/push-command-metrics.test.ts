@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { loadMetricsConfig } from '../config/metrics-config.js';
-import { freePort } from '../postgres/throwaway-cluster.js';
+import { freePort } from '../postgres/free-port.js';
 import { type PushgatewayHarness, startPushgateway } from '../testing/pushgateway-harness.js';
 import type { CommandOutcome } from './command-outcome.js';
 import { pushCommandMetrics } from './push-command-metrics.js';

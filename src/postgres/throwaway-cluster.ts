@@ -1,6 +1,5 @@
 import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +7,7 @@ import { PmsError } from '../errors/catalogue.js';
 import { childEnv } from '../process/child-env.js';
 import { type ToolProcess, runTool, startTool } from '../process/tool-process.js';
 import { findPgProgram } from './binaries.js';
+import { freePort } from './free-port.js';
 import { makeThrowawayTls } from './throwaway-tls.js';
 import { usingDataDirectory } from './data-directory-writer.js';
 import {
@@ -106,18 +106,6 @@ export interface SandboxIsolation {
   readonly uid: number;
   readonly network: NetworkIsolation;
   readonly protectedFiles: number;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 function formatSetting(value: string | number | boolean): string {

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { CreateBucketCommand, PutBucketPolicyCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
 import type { RepositoryConfig, S3Settings } from '../config/config.js';
 import { Secret } from '../config/secret.js';
-import { freePort } from '../postgres/throwaway-cluster.js';
+import { freePort } from '../postgres/free-port.js';
 
 const run = promisify(execFile);
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findPgProgram } from '../postgres/binaries.js';
-import { freePort } from '../postgres/throwaway-cluster.js';
+import { freePort } from '../postgres/free-port.js';
 import { makeThrowawayTls } from '../postgres/throwaway-tls.js';
 import { childEnv } from '../process/child-env.js';
 import { runTool } from '../process/tool-process.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PmsError, isPmsError } from '../errors/catalogue.js';
-import { freePort } from '../postgres/throwaway-cluster.js';
+import { freePort } from '../postgres/free-port.js';
 import { startTool } from '../process/tool-process.js';
 
 /** One sample of the Prometheus text exposition format. */

@@ -3,7 +3,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { freePort } from '../../postgres/free-port.js';
 import { type GpgKeyPair, generateGpgKeyPair, signingEnv } from '../../testing/gpg-keys.js';
 import { type PushgatewayHarness, startPushgateway } from '../../testing/pushgateway-harness.js';
 import { runCli } from '../../testing/run-cli.js';

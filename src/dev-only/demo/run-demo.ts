@@ -3,7 +3,8 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { startThrowawayCluster, type ThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { freePort } from '../../postgres/free-port.js';
 import { findPgProgram } from '../../postgres/binaries.js';
 import { waitUntilNoneMention } from '../../process/process-scan.js';
 import { runTool } from '../../process/tool-process.js';

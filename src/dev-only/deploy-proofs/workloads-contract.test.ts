@@ -10,7 +10,7 @@ import { loadDecryptionKeys } from '../../crypto/keys.js';
 import { type TrustedSigners, loadSigningKey, loadTrustedSigners } from '../../crypto/signing.js';
 import { readEncrypted } from '../../pipeline/open-encrypted.js';
 import { SANDBOX_OS_USER } from '../../postgres/sandbox.js';
-import { freePort } from '../../postgres/throwaway-cluster.js';
+import { freePort } from '../../postgres/free-port.js';
 import { listBackups } from '../../repository/backup-catalog.js';
 import { readSignedRecord } from '../../repository/signed-record.js';
 import { WAL_PREFIX, WAL_SYSTEM_KEY, walFileOfKey } from '../../repository/wal-layout.js';

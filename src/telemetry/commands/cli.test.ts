@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { loadTelemetryConfig } from '../../config/telemetry-config.js';
 import { pgClientConfig } from '../../postgres/connection-options.js';
-import { type ThrowawayCluster, freePort, startThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { type ThrowawayCluster, startThrowawayCluster } from '../../postgres/throwaway-cluster.js';
+import { freePort } from '../../postgres/free-port.js';
 import { hashToken } from '../devices/token.js';
 import { PATIENT_A, heartRate } from '../testing/telemetry-harness.js';
 

@@ -31,7 +31,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
+import { freePort } from '../dist/postgres/free-port.js';
+import { startThrowawayCluster } from '../dist/postgres/throwaway-cluster.js';
 import { generateGpgKeyPair, signingEnv } from '../dist/testing/gpg-keys.js';
 import { binPath } from '../dist/testing/run-cli.js';
 import { BENCH_NODE } from './bench-node.mjs';

@@ -168,6 +168,9 @@ try {
     const s = Number(process.hrtime.bigint() - t) / 1e9;
     const load = (await run('cat', ['/proc/loadavg'], { stdout: 'pipe' })).split(' ')[0];
     console.log(`${label.padEnd(44)} ${n} segments in ${s.toFixed(2)} s = ${((s / n) * 1000).toFixed(1)} ms/segment (load ${load})`);
+    // For `perf record -k CLOCK_MONOTONIC -a`: `perf report --time <start>,<end>` gives this drain's samples alone.
+    if (process.env.BENCH_WINDOWS === '1')
+      console.log(`  window (CLOCK_MONOTONIC s): ${(Number(t) / 1e9).toFixed(6)},${(Number(t) / 1e9 + s).toFixed(6)}`);
     return s / n;
   };
   const times = { shell: [], ours: [], pgbr: [] };

@@ -14,6 +14,7 @@
 // archive_mode off (nothing flows back).
 // Usage: node bench/pitr-recovery.mjs [segments=150] [rounds=2]
 // Needs: npm run build, PostgreSQL 15, zstd, gpg, pgbackrest (apt-get install pgbackrest).
+import { cleanUpOnInterrupt } from './interrupt-cleanup.mjs';
 import { PG_GID, PG_UID } from './postgres-user.mjs';
 import { spawn } from 'node:child_process';
 import {
@@ -103,6 +104,12 @@ const cluster = await startThrowawayCluster({
     autovacuum: 'off',
   },
   serverEnv: env,
+});
+cleanUpOnInterrupt(work, async () => {
+  // The bench's finally may be destroying the cluster at the same time: either one's stop will do.
+  await cluster.destroy().catch(() => undefined);
+  key.remove();
+  if (!process.env.PMS_BENCH_KEEP) rmSync(work, { recursive: true, force: true });
 });
 const results = { ours: [], pgbr: [], floor: [] };
 try {
